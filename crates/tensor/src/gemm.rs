@@ -1,0 +1,552 @@
+//! GEMM with BLAS semantics on strided views.
+//!
+//! `C = alpha * A * B + beta * C`, with A `m x k`, B `k x n`, C `m x n`.
+//! Every matrix is a view `(data, rows, cols, row_stride, col_stride)`: element
+//! `(i, j)` lives at `data[i * row_stride + j * col_stride]`. A row-major matrix
+//! has strides `(cols, 1)`; its transpose is the same buffer with the strides
+//! swapped ([`MatRef::t`]), so `op(A)` never copies.
+//!
+//! As in BLAS, when `beta == 0` C is not read: it may hold NaN or garbage.
+//!
+//! [`gemm()`] checks the shapes, that each view stays inside its buffer and
+//! that no two elements of C share an address, and only then hands the raw
+//! pointers to `matrixmultiply`. This module holds the crate's only `unsafe`.
+
+use crate::{Element, TensorError};
+
+/// Whether an operand enters the product as is or transposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transpose {
+    No,
+    Yes,
+}
+
+/// A read-only strided matrix view.
+#[derive(Debug, Clone, Copy)]
+pub struct MatRef<'a, T> {
+    data: &'a [T],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+/// A writable strided matrix view (the C of a GEMM).
+#[derive(Debug)]
+pub struct MatMut<'a, T> {
+    data: &'a mut [T],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a, T> MatRef<'a, T> {
+    /// A view with explicit strides; [`gemm()`] checks it against the buffer.
+    pub fn new(data: &'a [T], rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Self {
+        MatRef {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        }
+    }
+
+    /// A contiguous row-major `rows x cols` view.
+    pub fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
+        Self::new(data, rows, cols, cols, 1)
+    }
+
+    /// The transpose: the same buffer with rows and columns swapped.
+    pub fn t(self) -> Self {
+        MatRef {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// `op(self)`.
+    pub fn op(self, transpose: Transpose) -> Self {
+        match transpose {
+            Transpose::No => self,
+            Transpose::Yes => self.t(),
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+}
+
+impl<'a, T> MatMut<'a, T> {
+    /// A writable view with explicit strides; [`gemm()`] checks it.
+    pub fn new(data: &'a mut [T], rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Self {
+        MatMut {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        }
+    }
+
+    /// A contiguous row-major `rows x cols` view.
+    pub fn row_major(data: &'a mut [T], rows: usize, cols: usize) -> Self {
+        Self::new(data, rows, cols, cols, 1)
+    }
+
+    /// The transpose (writes land in the same buffer).
+    pub fn t(self) -> Self {
+        MatMut {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            data: self.data,
+        }
+    }
+}
+
+/// Checks that every element a view addresses lies inside a buffer of `len`
+/// elements and, for C (`distinct`), that no two elements share an address.
+fn check_view(
+    op: &'static str,
+    len: usize,
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+    distinct: bool,
+) -> Result<(), TensorError> {
+    let bad = |extra| TensorError::BadView {
+        op,
+        rows,
+        cols,
+        row_stride,
+        col_stride,
+        len,
+        extra,
+    };
+    if rows == 0 || cols == 0 {
+        return Ok(());
+    }
+    let last = (rows - 1)
+        .checked_mul(row_stride)
+        .and_then(|r| (cols - 1).checked_mul(col_stride).and_then(|c| r.checked_add(c)));
+    match last {
+        Some(last) if last < len => {}
+        _ => return Err(bad("")),
+    }
+    if distinct {
+        // Elements are distinct when the smaller stride is at least 1 and the
+        // larger one steps over a whole run of the smaller dimension.
+        let (small_stride, small_len, big_stride, big_len) = if row_stride <= col_stride {
+            (row_stride, rows, col_stride, cols)
+        } else {
+            (col_stride, cols, row_stride, rows)
+        };
+        let distinct = match (small_len > 1, big_len > 1) {
+            (false, false) => true,
+            (true, false) => small_stride >= 1,
+            (false, true) => big_stride >= 1,
+            (true, true) => small_stride >= 1 && big_stride >= small_stride * small_len,
+        };
+        if !distinct {
+            return Err(bad(" (elements of C alias each other)"));
+        }
+    }
+    Ok(())
+}
+
+fn check_gemm<T>(op: &'static str, a: &MatRef<T>, b: &MatRef<T>, c: &MatMut<T>) -> Result<(), TensorError> {
+    if a.cols != b.rows || a.rows != c.rows || b.cols != c.cols {
+        return Err(TensorError::ShapeMismatch {
+            op,
+            lhs: vec![a.rows, a.cols],
+            rhs: vec![b.rows, b.cols, c.rows, c.cols],
+        });
+    }
+    check_view(op, a.data.len(), a.rows, a.cols, a.row_stride, a.col_stride, false)?;
+    check_view(op, b.data.len(), b.rows, b.cols, b.row_stride, b.col_stride, false)?;
+    check_view(op, c.data.len(), c.rows, c.cols, c.row_stride, c.col_stride, true)
+}
+
+/// `C = alpha * A * B + beta * C`, dispatched to `matrixmultiply`.
+///
+/// Transposes are expressed through the views ([`MatRef::t`]). Fails, without
+/// touching C, when `A.cols != B.rows`, C is not `A.rows x B.cols`, a view
+/// reaches outside its buffer, or C's strides make two elements share an address.
+pub fn gemm<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: MatMut<T>) -> Result<(), TensorError> {
+    check_gemm("gemm", &a, &b, &c)?;
+    if c.rows == 0 || c.cols == 0 {
+        return Ok(());
+    }
+    // A dimension of extent 1 is never stepped along; giving it stride 0 keeps
+    // an arbitrary (possibly huge) unused stride out of the isize casts below.
+    let stride = |s: usize, extent: usize| if extent <= 1 { 0 } else { s as isize };
+    // SAFETY: check_gemm proved that the largest offset each view reaches,
+    // (rows-1)*row_stride + (cols-1)*col_stride, is inside its slice (so every
+    // used stride fits in isize), and that C's elements are pairwise distinct.
+    // The slices are borrowed for the whole call: A and B shared, C exclusive,
+    // so C cannot overlap A or B.
+    unsafe {
+        T::gemm_raw(
+            a.rows,
+            a.cols,
+            b.cols,
+            alpha,
+            a.data.as_ptr(),
+            stride(a.row_stride, a.rows),
+            stride(a.col_stride, a.cols),
+            b.data.as_ptr(),
+            stride(b.row_stride, b.rows),
+            stride(b.col_stride, b.cols),
+            beta,
+            c.data.as_mut_ptr(),
+            stride(c.row_stride, c.rows),
+            stride(c.col_stride, c.cols),
+        );
+    }
+    Ok(())
+}
+
+/// The textbook triple loop with the same contract as [`gemm()`]: the
+/// reference that tests and benchmarks compare against.
+pub fn gemm_naive<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: MatMut<T>) -> Result<(), TensorError> {
+    check_gemm("gemm_naive", &a, &b, &c)?;
+    for i in 0..c.rows {
+        for j in 0..c.cols {
+            let mut dot = T::ZERO;
+            for p in 0..a.cols {
+                dot += a.data[i * a.row_stride + p * a.col_stride] * b.data[p * b.row_stride + j * b.col_stride];
+            }
+            let out = &mut c.data[i * c.row_stride + j * c.col_stride];
+            // BLAS: with beta == 0, C is write-only (NaN in C must not leak).
+            *out = if beta == T::ZERO {
+                alpha * dot
+            } else {
+                alpha * dot + beta * *out
+            };
+        }
+    }
+    Ok(())
+}
+
+/// The `sgemm` / `dgemm` entry points behind [`Element`]. Sealed: only `f32`
+/// and `f64` implement it.
+pub trait GemmKernel: sealed::Sealed {
+    /// # Safety
+    /// Every element addressed through pointers and strides must lie in its
+    /// buffer, and C's elements must not alias; [`gemm()`] checks both.
+    #[allow(clippy::too_many_arguments)]
+    #[doc(hidden)]
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    );
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
+macro_rules! impl_kernel {
+    ($t:ty, $gemm:path) => {
+        impl GemmKernel for $t {
+            unsafe fn gemm_raw(
+                m: usize,
+                k: usize,
+                n: usize,
+                alpha: Self,
+                a: *const Self,
+                rsa: isize,
+                csa: isize,
+                b: *const Self,
+                rsb: isize,
+                csb: isize,
+                beta: Self,
+                c: *mut Self,
+                rsc: isize,
+                csc: isize,
+            ) {
+                // SAFETY: the caller upholds matrixmultiply's contract (above).
+                unsafe { $gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+            }
+        }
+    };
+}
+
+impl_kernel!(f32, matrixmultiply::sgemm);
+impl_kernel!(f64, matrixmultiply::dgemm);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn random_vec<T: Element>(len: usize, rng: &mut ChaCha8Rng) -> Vec<T> {
+        (0..len).map(|_| T::from_f64(rng.random_range(-1.0..1.0))).collect()
+    }
+
+    /// Runs `gemm` and `gemm_naive` on the same problem and compares. C sits
+    /// inside a larger buffer (row stride `n + pad`, `pad` elements before and
+    /// after) filled with NaN, so a write outside C shows up as a changed
+    /// sentinel and a read of C under beta = 0 shows up as NaN in the result.
+    fn check_case<T: Element>(
+        m: usize,
+        k: usize,
+        n: usize,
+        ta: Transpose,
+        tb: Transpose,
+        alpha: f64,
+        beta: f64,
+        tol: f64,
+    ) {
+        let mut rng = ChaCha8Rng::seed_from_u64((m * 1_000_000 + k * 1000 + n) as u64);
+        // Stored shapes: op(A) is m x k, so A itself is k x m when transposed.
+        let (a_rows, a_cols) = if ta == Transpose::Yes { (k, m) } else { (m, k) };
+        let (b_rows, b_cols) = if tb == Transpose::Yes { (n, k) } else { (k, n) };
+        let a = random_vec::<T>(a_rows * a_cols, &mut rng);
+        let b = random_vec::<T>(b_rows * b_cols, &mut rng);
+        let pad = 3;
+        let ldc = n + pad;
+        let len = pad + m * ldc + pad;
+        let c_init: Vec<T> = if beta == 0.0 {
+            vec![T::from_f64(f64::NAN); len]
+        } else {
+            let mut c = vec![T::from_f64(f64::NAN); len];
+            for i in 0..m {
+                for j in 0..n {
+                    c[pad + i * ldc + j] = T::from_f64(rng.random_range(-1.0..1.0));
+                }
+            }
+            c
+        };
+        let mut fast = c_init.clone();
+        let mut slow = c_init.clone();
+        let run = |f: fn(T, MatRef<T>, MatRef<T>, T, MatMut<T>) -> Result<(), TensorError>, c: &mut Vec<T>| {
+            let a_view = MatRef::row_major(&a, a_rows, a_cols).op(ta);
+            let b_view = MatRef::row_major(&b, b_rows, b_cols).op(tb);
+            let c_view = MatMut::new(&mut c[pad..], m, n, ldc, 1);
+            f(T::from_f64(alpha), a_view, b_view, T::from_f64(beta), c_view).unwrap();
+        };
+        run(gemm, &mut fast);
+        run(gemm_naive, &mut slow);
+        for idx in 0..len {
+            let inside = idx >= pad && idx < pad + m * ldc && (idx - pad) % ldc < n;
+            let (f, s) = (fast[idx].to_f64(), slow[idx].to_f64());
+            if inside {
+                assert!(
+                    (f - s).abs() <= tol * (1.0 + s.abs()),
+                    "{m}x{k}x{n} {ta:?}{tb:?} alpha {alpha} beta {beta}: C[{idx}] = {f}, reference {s}"
+                );
+            } else {
+                assert!(f.is_nan(), "{m}x{k}x{n} {ta:?}{tb:?}: wrote outside C at {idx}");
+            }
+        }
+    }
+
+    const SHAPES: &[(usize, usize, usize)] = &[
+        (1, 1, 1),
+        (63, 65, 67),
+        (5, 1, 7),   // k = 1: an outer product
+        (200, 3, 4), // tall
+        (3, 4, 200), // wide
+        (2, 300, 3), // long k
+        (16, 16, 16),
+        (1, 17, 9),
+    ];
+    const TRANSPOSES: [(Transpose, Transpose); 4] = [
+        (Transpose::No, Transpose::No),
+        (Transpose::No, Transpose::Yes),
+        (Transpose::Yes, Transpose::No),
+        (Transpose::Yes, Transpose::Yes),
+    ];
+    const SCALARS: [f64; 3] = [0.0, 1.0, -0.5];
+
+    fn check_all<T: Element>(tol: f64) {
+        for &(m, k, n) in SHAPES {
+            for &(ta, tb) in &TRANSPOSES {
+                for &alpha in &SCALARS {
+                    for &beta in &SCALARS {
+                        check_case::<T>(m, k, n, ta, tb, alpha, beta, tol);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gemm_matches_naive_f32() {
+        check_all::<f32>(1e-4);
+    }
+
+    #[test]
+    fn gemm_matches_naive_f64() {
+        check_all::<f64>(1e-12);
+    }
+
+    #[test]
+    fn naive_matches_hand_computed_product() {
+        // [1 2; 3 4] * [5 6; 7 8] = [19 22; 43 50]
+        let a = [1.0f64, 2.0, 3.0, 4.0];
+        let b = [5.0f64, 6.0, 7.0, 8.0];
+        let mut c = [0.0f64; 4];
+        gemm_naive(
+            1.0,
+            MatRef::row_major(&a, 2, 2),
+            MatRef::row_major(&b, 2, 2),
+            0.0,
+            MatMut::row_major(&mut c, 2, 2),
+        )
+        .unwrap();
+        assert_eq!(c, [19.0, 22.0, 43.0, 50.0]);
+        // With alpha 2 and beta -1 on top of the previous C: 2*AB - AB = AB.
+        gemm(
+            2.0,
+            MatRef::row_major(&a, 2, 2),
+            MatRef::row_major(&b, 2, 2),
+            -1.0,
+            MatMut::row_major(&mut c, 2, 2),
+        )
+        .unwrap();
+        assert_eq!(c, [19.0, 22.0, 43.0, 50.0]);
+    }
+
+    #[test]
+    fn beta_zero_ignores_nan_in_c() {
+        let a = [1.0f32; 6];
+        let b = [2.0f32; 6];
+        let mut c = [f32::NAN; 4];
+        gemm(
+            1.0,
+            MatRef::row_major(&a, 2, 3),
+            MatRef::row_major(&b, 3, 2),
+            0.0,
+            MatMut::row_major(&mut c, 2, 2),
+        )
+        .unwrap();
+        assert_eq!(c, [6.0; 4]);
+    }
+
+    #[test]
+    fn shape_mismatch_names_both_shapes() {
+        let a = [0.0f32; 6];
+        let b = [0.0f32; 8];
+        let mut c = [0.0f32; 8];
+        let err = gemm(
+            1.0,
+            MatRef::row_major(&a, 2, 3),
+            MatRef::row_major(&b, 4, 2),
+            0.0,
+            MatMut::row_major(&mut c, 2, 2),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("[2, 3]") && text.contains("[4, 2"), "{text}");
+    }
+
+    #[test]
+    fn view_outside_buffer_is_refused() {
+        let a = [0.0f64; 5]; // too short for 2x3
+        let b = [0.0f64; 6];
+        let mut c = [7.0f64; 4];
+        let err = gemm(
+            1.0,
+            MatRef::row_major(&a, 2, 3),
+            MatRef::row_major(&b, 3, 2),
+            0.0,
+            MatMut::row_major(&mut c, 2, 2),
+        )
+        .unwrap_err();
+        assert!(matches!(err, TensorError::BadView { .. }), "{err}");
+        assert_eq!(c, [7.0; 4], "C must be untouched on error");
+        // Overflowing strides are refused, not wrapped.
+        let err = gemm(
+            1.0,
+            MatRef::new(&a, 2, 3, usize::MAX, 1),
+            MatRef::row_major(&b, 3, 2),
+            0.0,
+            MatMut::row_major(&mut c, 2, 2),
+        )
+        .unwrap_err();
+        assert!(matches!(err, TensorError::BadView { .. }), "{err}");
+    }
+
+    #[test]
+    fn aliasing_c_is_refused() {
+        let a = [1.0f32; 4];
+        let b = [1.0f32; 4];
+        let mut c = [0.0f32; 4];
+        // Row stride 0: both rows of C would be the same memory.
+        let err = gemm(
+            1.0,
+            MatRef::row_major(&a, 2, 2),
+            MatRef::row_major(&b, 2, 2),
+            0.0,
+            MatMut::new(&mut c, 2, 2, 0, 1),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("alias"), "{err}");
+        // Strides (1, 1): C[0,1] and C[1,0] coincide.
+        let err = gemm(
+            1.0,
+            MatRef::row_major(&a, 2, 2),
+            MatRef::row_major(&b, 2, 2),
+            0.0,
+            MatMut::new(&mut c, 2, 2, 1, 1),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("alias"), "{err}");
+        // A and B may alias freely: A * A^T from one buffer.
+        let mut out = [0.0f32; 4];
+        gemm(
+            1.0,
+            MatRef::row_major(&a, 2, 2),
+            MatRef::row_major(&a, 2, 2).t(),
+            0.0,
+            MatMut::row_major(&mut out, 2, 2),
+        )
+        .unwrap();
+        assert_eq!(out, [2.0; 4]);
+    }
+
+    #[test]
+    fn empty_k_scales_c_by_beta() {
+        let a: [f64; 0] = [];
+        let b: [f64; 0] = [];
+        let mut c = [2.0f64; 6];
+        gemm(
+            1.0,
+            MatRef::row_major(&a, 2, 0),
+            MatRef::row_major(&b, 0, 3),
+            0.5,
+            MatMut::row_major(&mut c, 2, 3),
+        )
+        .unwrap();
+        assert_eq!(c, [1.0; 6]);
+    }
+}

@@ -1,0 +1,33 @@
+//! Row-major tensors and a BLAS-like GEMM, written for the layers of a small
+//! neural network.
+//!
+//! * [`Tensor<T>`] owns contiguous row-major storage and a [`Shape`] of up to
+//!   [`MAX_DIMS`] dimensions. Reshaping never copies; resizing reuses capacity,
+//!   so a warm training loop allocates nothing.
+//! * [`gemm()`] computes `C = alpha * op(A) * op(B) + beta * C` on strided
+//!   matrix views ([`MatRef`], [`MatMut`]); a transpose is a swap of strides,
+//!   never a copy. It checks every shape and bound, then calls `matrixmultiply`.
+//! * [`Element`] is implemented for `f32` (training) and `f64` (gradient checks).
+//!
+//! ```
+//! use tensor::{Tensor, Transpose};
+//! let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
+//! let b = Tensor::from_vec(vec![5.0f32, 6.0, 7.0, 8.0], &[2, 2]).unwrap();
+//! let mut c = Tensor::zeros(&[2, 2]);
+//! // C = A^T * B
+//! c.matmul(Transpose::Yes, &a, Transpose::No, &b, 1.0, 0.0);
+//! assert_eq!(c.as_slice(), &[26.0, 30.0, 38.0, 44.0]);
+//! ```
+
+mod element;
+mod error;
+mod gemm;
+mod shape;
+#[allow(clippy::module_inception)]
+mod tensor;
+
+pub use element::Element;
+pub use error::TensorError;
+pub use gemm::{gemm, gemm_naive, MatMut, MatRef, Transpose};
+pub use shape::{Shape, MAX_DIMS};
+pub use tensor::Tensor;
