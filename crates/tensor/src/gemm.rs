@@ -307,6 +307,8 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
+    type GemmFn<T> = fn(T, MatRef<T>, MatRef<T>, T, MatMut<T>) -> Result<(), TensorError>;
+
     fn random_vec<T: Element>(len: usize, rng: &mut ChaCha8Rng) -> Vec<T> {
         (0..len).map(|_| T::from_f64(rng.random_range(-1.0..1.0))).collect()
     }
@@ -315,6 +317,7 @@ mod tests {
     /// inside a larger buffer (row stride `n + pad`, `pad` elements before and
     /// after) filled with NaN, so a write outside C shows up as a changed
     /// sentinel and a read of C under beta = 0 shows up as NaN in the result.
+    #[allow(clippy::too_many_arguments)]
     fn check_case<T: Element>(
         m: usize,
         k: usize,
@@ -347,7 +350,7 @@ mod tests {
         };
         let mut fast = c_init.clone();
         let mut slow = c_init.clone();
-        let run = |f: fn(T, MatRef<T>, MatRef<T>, T, MatMut<T>) -> Result<(), TensorError>, c: &mut Vec<T>| {
+        let run = |f: GemmFn<T>, c: &mut Vec<T>| {
             let a_view = MatRef::row_major(&a, a_rows, a_cols).op(ta);
             let b_view = MatRef::row_major(&b, b_rows, b_cols).op(tb);
             let c_view = MatMut::new(&mut c[pad..], m, n, ldc, 1);
