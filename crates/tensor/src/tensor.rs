@@ -351,10 +351,10 @@ impl<T: Element> Tensor<T> {
     }
 }
 
-impl<T: Element> std::fmt::Debug for Tensor<T> {
+impl<T: std::fmt::Debug> std::fmt::Debug for Tensor<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         const SHOWN: usize = 8;
-        write!(f, "Tensor<{}>{:?} ", T::NAME, self.shape())?;
+        write!(f, "Tensor<{}>{:?} ", std::any::type_name::<T>(), self.shape)?;
         f.debug_list().entries(self.data.iter().take(SHOWN)).finish()?;
         if self.data.len() > SHOWN {
             write!(f, " ... ({} elements)", self.data.len())?;

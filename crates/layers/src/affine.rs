@@ -1,0 +1,142 @@
+//! Fully connected layer: `Y = X W + b`.
+//!
+//! Shapes: `X` is `[N, ...]`, flattened to `N x D` (D = product of the
+//! trailing dimensions); `W` is `D x M`; `b` is `M`; `Y` is `N x M`.
+//!
+//! Backward, with `G = dL/dY`:
+//! * `dL/dX = G W^T` (N x D, reshaped back to X's shape),
+//! * `dL/dW = X^T G` (D x M),
+//! * `dL/db = sum over the batch of G` (M).
+//!
+//! Both transposes are strides handed to the GEMM, never copies.
+
+use crate::layer::ParamVisitorMut;
+use crate::Layer;
+use tensor::{Element, Tensor, Transpose};
+
+#[derive(Debug, Clone)]
+pub struct Affine<T> {
+    pub w: Tensor<T>,
+    pub b: Tensor<T>,
+    pub grad_w: Tensor<T>,
+    pub grad_b: Tensor<T>,
+}
+
+impl<T: Element> Affine<T> {
+    /// A layer with the given weights `w` (`D x M`) and bias `b` (`M`).
+    ///
+    /// # Panics
+    /// When `w` is not 2-D or `b` does not have `w.shape()[1]` elements.
+    pub fn new(w: Tensor<T>, b: Tensor<T>) -> Self {
+        assert_eq!(w.shape().len(), 2, "Affine: W must be 2-D, got {:?}", w.shape());
+        assert_eq!(
+            b.numel(),
+            w.shape()[1],
+            "Affine: b {:?} does not fit W {:?}",
+            b.shape(),
+            w.shape()
+        );
+        let grad_w = Tensor::zeros(w.shape());
+        let grad_b = Tensor::zeros(b.shape());
+        Affine { w, b, grad_w, grad_b }
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.w.shape()[0]
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.w.shape()[1]
+    }
+}
+
+impl<T: Element> Layer<T> for Affine<T> {
+    fn name(&self) -> &'static str {
+        "Affine"
+    }
+
+    fn forward(&self, input: &Tensor<T>, output: &mut Tensor<T>) {
+        output.resize(&[input.rows(), self.out_features()]);
+        // Y = X W, then + b on every row.
+        output.matmul(Transpose::No, input, Transpose::No, &self.w, T::ONE, T::ZERO);
+        output.add_row_vector(&self.b);
+    }
+
+    fn backward(
+        &mut self,
+        input: &Tensor<T>,
+        _output: &Tensor<T>,
+        grad_output: &Tensor<T>,
+        grad_input: Option<&mut Tensor<T>>,
+    ) {
+        self.grad_w
+            .matmul(Transpose::Yes, input, Transpose::No, grad_output, T::ONE, T::ZERO);
+        grad_output.sum_rows_into(&mut self.grad_b);
+        if let Some(grad_input) = grad_input {
+            grad_input.resize(input.shape());
+            grad_input.matmul(Transpose::No, grad_output, Transpose::Yes, &self.w, T::ONE, T::ZERO);
+        }
+    }
+
+    fn visit_params<'a>(&'a self, f: &mut dyn FnMut(&'static str, &'a Tensor<T>, &'a Tensor<T>)) {
+        f("W", &self.w, &self.grad_w);
+        f("b", &self.b, &self.grad_b);
+    }
+
+    fn visit_params_mut(&mut self, f: &mut ParamVisitorMut<'_, T>) {
+        f("W", &mut self.w, &self.grad_w);
+        f("b", &mut self.b, &self.grad_b);
+    }
+
+    fn clone_box(&self) -> Box<dyn Layer<T>> {
+        Box::new(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gradcheck::check_layer;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn forward_by_hand() {
+        let w = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[3, 2]).unwrap();
+        let b = Tensor::from_vec(vec![0.5f32, -0.5], &[2]).unwrap();
+        let layer = Affine::new(w, b);
+        let x = Tensor::from_vec(vec![1.0f32, 0.0, -1.0], &[1, 3]).unwrap();
+        let mut y = Tensor::zeros(&[0]);
+        layer.forward(&x, &mut y);
+        assert_eq!(y.shape(), &[1, 2]);
+        assert_eq!(y.as_slice(), &[1.0 - 5.0 + 0.5, 2.0 - 6.0 - 0.5]);
+    }
+
+    #[test]
+    fn gradient_check_with_nd_input() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        // A batch of 4 "images" of 2x3 flattens to 4x6.
+        let x = Tensor::<f64>::randn(&[4, 2, 3], 1.0, &mut rng);
+        let mut layer = Affine::new(
+            Tensor::randn(&[6, 5], 0.5, &mut rng),
+            Tensor::randn(&[5], 0.5, &mut rng),
+        );
+        let report = check_layer(&mut layer, &x, 1e-5, 4);
+        assert!(report.worst() < 1e-8, "{report:?}");
+        assert_eq!(report.params.len(), 2);
+        assert!(report.repeatable, "backward must overwrite, not accumulate");
+    }
+
+    #[test]
+    fn grad_input_restores_the_input_shape() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let x = Tensor::<f32>::randn(&[2, 1, 2, 2], 1.0, &mut rng);
+        let mut layer = Affine::new(Tensor::randn(&[4, 3], 1.0, &mut rng), Tensor::zeros(&[3]));
+        let mut y = Tensor::zeros(&[0]);
+        layer.forward(&x, &mut y);
+        let mut dx = Tensor::zeros(&[0]);
+        layer.backward(&x, &y, &Tensor::full(&[2, 3], 1.0), Some(&mut dx));
+        assert_eq!(dx.shape(), &[2, 1, 2, 2]);
+        assert_eq!(layer.grad_b.as_slice(), &[2.0, 2.0, 2.0]);
+    }
+}

@@ -1,0 +1,83 @@
+//! Rectified linear unit: `y = max(0, x)`.
+//!
+//! Backward: `dx = dout * [x > 0]`. The derivative at exactly 0 is taken as 0
+//! (the book's `mask = (x <= 0)`), for forward and backward alike.
+
+use crate::Layer;
+use tensor::{Element, Tensor};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Relu;
+
+impl Relu {
+    pub fn new() -> Self {
+        Relu
+    }
+}
+
+impl<T: Element> Layer<T> for Relu {
+    fn name(&self) -> &'static str {
+        "Relu"
+    }
+
+    fn forward(&self, input: &Tensor<T>, output: &mut Tensor<T>) {
+        output.resize(input.shape());
+        for (y, &x) in output.as_mut_slice().iter_mut().zip(input.as_slice()) {
+            *y = if x > T::ZERO { x } else { T::ZERO };
+        }
+    }
+
+    fn backward(
+        &mut self,
+        input: &Tensor<T>,
+        _output: &Tensor<T>,
+        grad_output: &Tensor<T>,
+        grad_input: Option<&mut Tensor<T>>,
+    ) {
+        if let Some(grad_input) = grad_input {
+            grad_input.zip_from(input, grad_output, |x, dout| if x > T::ZERO { dout } else { T::ZERO });
+        }
+    }
+
+    fn clone_box(&self) -> Box<dyn Layer<T>> {
+        Box::new(*self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gradcheck::check_layer;
+
+    #[test]
+    fn forward_and_mask() {
+        let x = Tensor::from_vec(vec![1.0f32, -0.5, -2.0, 3.0], &[2, 2]).unwrap();
+        let mut y = Tensor::zeros(&[0]);
+        Relu.forward(&x, &mut y);
+        assert_eq!(y.as_slice(), &[1.0, 0.0, 0.0, 3.0]);
+        let dout = Tensor::full(&[2, 2], 2.0f32);
+        let mut dx = Tensor::zeros(&[2, 2]);
+        Relu.backward(&x, &y, &dout, Some(&mut dx));
+        assert_eq!(dx.as_slice(), &[2.0, 0.0, 0.0, 2.0]);
+        assert_eq!(dout.as_slice(), &[2.0; 4], "upstream gradient untouched");
+    }
+
+    #[test]
+    fn gradient_check() {
+        // Inputs kept at least 0.1 away from the kink at 0, where the central
+        // difference straddles two slopes.
+        let values: Vec<f64> = (0..24)
+            .map(|i| {
+                if i % 3 == 0 {
+                    -0.1 - i as f64 * 0.05
+                } else {
+                    0.1 + i as f64 * 0.07
+                }
+            })
+            .collect();
+        let x = Tensor::from_vec(values, &[4, 2, 3]).unwrap();
+        let report = check_layer(&mut Relu, &x, 1e-5, 1);
+        assert!(report.input < 1e-9, "{report:?}");
+        assert!(report.repeatable);
+    }
+}
