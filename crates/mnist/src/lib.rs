@@ -1,1 +1,58 @@
+//! MNIST-format data sets: a strict IDX reader and verified fetching.
+//!
+//! * [`ImageSet`]: images kept as `u8` (N x rows x cols) and labels as `u8`,
+//!   loaded from the four IDX files (gzip or raw) with every header field,
+//!   length and label checked. [`ImageSet::gather`] builds a normalized float
+//!   batch into a caller's buffer, so training never holds a float copy of
+//!   the whole set.
+//! * [`load_mnist`]: the book's `load_mnist(normalize, flatten, one_hot_label)`.
+//! * [`fetch()`]: downloads from public mirrors (or copies from a local folder
+//!   or `file://` URL), verifies SHA-256 pinned in [`Dataset`], and writes
+//!   atomically.
+//!
+//! Every failure is a [`MnistError`] that names the file, what was wrong,
+//! and what to do next.
 
+use std::path::PathBuf;
+
+mod book;
+mod dataset;
+mod error;
+mod fetch;
+mod idx;
+
+pub use book::{load_mnist, BookArrays, LoadOptions};
+pub use dataset::{Dataset, DatasetFile, ImageSet, Mnist, Pixel, Split};
+pub use error::MnistError;
+pub use fetch::{fetch, FetchOutcome, FetchProgress, NoProgress, Source};
+pub use idx::{read_idx, IdxKind};
+
+/// The SHA-256 of `bytes`, as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex(&Sha256::digest(bytes))
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The folder named by environment variable `var`, for tests that need real data.
+///
+/// Unset: prints that the test is skipped and returns `None`. Set: the folder
+/// must exist, or this panics, so a CI run that sets it fails rather than
+/// silently skipping.
+#[doc(hidden)]
+pub fn test_data_dir(var: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        None => {
+            eprintln!("skipped: {var} is not set");
+            None
+        }
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            assert!(dir.is_dir(), "{var}={} is not a folder", dir.display());
+            Some(dir)
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! The data sets, their files and pinned checksums, and the loaded images.
+
+use crate::idx::{read_idx, IdxKind};
+use crate::MnistError;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// One of the four files of a data set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatasetFile {
+    /// Base name without `.gz`, e.g. `train-images-idx3-ubyte`.
+    pub name: &'static str,
+    pub kind: IdxKind,
+    /// SHA-256 of the `.gz` file the mirrors serve, where known.
+    pub gz_sha256: Option<&'static str>,
+    /// SHA-256 of the decompressed IDX file: holds whatever the container.
+    pub idx_sha256: &'static str,
+}
+
+/// A data set in MNIST's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dataset {
+    #[default]
+    Mnist,
+    FashionMnist,
+}
+
+const MNIST_FILES: [DatasetFile; 4] = [
+    DatasetFile {
+        name: "train-images-idx3-ubyte",
+        kind: IdxKind::Images,
+        gz_sha256: Some("440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+        idx_sha256: "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    },
+    DatasetFile {
+        name: "train-labels-idx1-ubyte",
+        kind: IdxKind::Labels,
+        gz_sha256: Some("3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+        idx_sha256: "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    },
+    DatasetFile {
+        name: "t10k-images-idx3-ubyte",
+        kind: IdxKind::Images,
+        gz_sha256: Some("8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+        idx_sha256: "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    },
+    DatasetFile {
+        name: "t10k-labels-idx1-ubyte",
+        kind: IdxKind::Labels,
+        gz_sha256: Some("f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+        idx_sha256: "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+];
+
+// Only the decompressed hashes are pinned for Fashion-MNIST: recompressed
+// copies (Debian's package among them) have other .gz bytes.
+const FASHION_FILES: [DatasetFile; 4] = [
+    DatasetFile {
+        name: "train-images-idx3-ubyte",
+        kind: IdxKind::Images,
+        gz_sha256: None,
+        idx_sha256: "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    },
+    DatasetFile {
+        name: "train-labels-idx1-ubyte",
+        kind: IdxKind::Labels,
+        gz_sha256: None,
+        idx_sha256: "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    },
+    DatasetFile {
+        name: "t10k-images-idx3-ubyte",
+        kind: IdxKind::Images,
+        gz_sha256: None,
+        idx_sha256: "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    },
+    DatasetFile {
+        name: "t10k-labels-idx1-ubyte",
+        kind: IdxKind::Labels,
+        gz_sha256: None,
+        idx_sha256: "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+];
+
+impl Dataset {
+    /// The name used on the command line and for the default folder `data/<name>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dataset::Mnist => "mnist",
+            Dataset::FashionMnist => "fashion-mnist",
+        }
+    }
+
+    pub fn files(self) -> &'static [DatasetFile; 4] {
+        match self {
+            Dataset::Mnist => &MNIST_FILES,
+            Dataset::FashionMnist => &FASHION_FILES,
+        }
+    }
+
+    /// Public mirrors, tried in order. MNIST: the S3 mirror torchvision and
+    /// the book's code use, the CVDF mirror, then the original site.
+    pub fn mirrors(self) -> &'static [&'static str] {
+        match self {
+            Dataset::Mnist => &[
+                "https://ossci-datasets.s3.amazonaws.com/mnist/",
+                "https://storage.googleapis.com/cvdf-datasets/mnist/",
+                "http://yann.lecun.com/exdb/mnist/",
+            ],
+            Dataset::FashionMnist => &["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+        }
+    }
+
+    /// Where the Debian package `dataset-fashion-mnist` puts its files.
+    pub fn system_dir(self) -> Option<&'static str> {
+        match self {
+            Dataset::Mnist => None,
+            Dataset::FashionMnist => Some("/usr/share/datasets/fashion-mnist"),
+        }
+    }
+
+    /// Class names, for reports.
+    pub fn class_names(self) -> [&'static str; 10] {
+        match self {
+            Dataset::Mnist => ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+            Dataset::FashionMnist => [
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ],
+        }
+    }
+}
+
+impl fmt::Display for Dataset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Dataset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "mnist" => Ok(Dataset::Mnist),
+            "fashion-mnist" | "fashion_mnist" | "fashion" => Ok(Dataset::FashionMnist),
+            other => Err(format!("unknown dataset '{other}'; use mnist or fashion-mnist")),
+        }
+    }
+}
+
+/// The path of `name` in `dir`: `name.gz` if present, else the raw `name`.
+pub(crate) fn find_file(dir: &Path, name: &'static str) -> Result<PathBuf, MnistError> {
+    let gz = dir.join(format!("{name}.gz"));
+    if gz.is_file() {
+        return Ok(gz);
+    }
+    let raw = dir.join(name);
+    if raw.is_file() {
+        return Ok(raw);
+    }
+    Err(MnistError::MissingFile {
+        dir: dir.to_path_buf(),
+        name,
+    })
+}
+
+/// A float type a pixel byte can be normalized into.
+pub trait Pixel: Copy {
+    /// `byte / 255`, in `[0, 1]`.
+    fn normalized(byte: u8) -> Self;
+    /// `byte` as is, in `[0, 255]`.
+    fn raw(byte: u8) -> Self;
+}
+
+impl Pixel for f32 {
+    fn normalized(byte: u8) -> Self {
+        byte as f32 / 255.0
+    }
+    fn raw(byte: u8) -> Self {
+        byte as f32
+    }
+}
+
+impl Pixel for f64 {
+    fn normalized(byte: u8) -> Self {
+        byte as f64 / 255.0
+    }
+    fn raw(byte: u8) -> Self {
+        byte as f64
+    }
+}
+
+/// Images and labels of one split, kept as bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSet {
+    /// `len * rows * cols` pixels, row-major, 0 (background) to 255 (ink).
+    pub images: Vec<u8>,
+    pub labels: Vec<u8>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// Number of classes every MNIST-format set has.
+pub const CLASSES: u8 = 10;
+
+impl ImageSet {
+    /// Loads and cross-checks an image file and a label file.
+    pub fn load(images_path: &Path, labels_path: &Path) -> Result<Self, MnistError> {
+        let images = read_idx(images_path, IdxKind::Images)?;
+        let labels = read_idx(labels_path, IdxKind::Labels)?;
+        if images.dims[0] != labels.dims[0] {
+            return Err(MnistError::CountMismatch {
+                images_path: images_path.to_path_buf(),
+                labels_path: labels_path.to_path_buf(),
+                images: images.dims[0],
+                labels: labels.dims[0],
+            });
+        }
+        if let Some((index, &label)) = labels.data.iter().enumerate().find(|(_, &l)| l >= CLASSES) {
+            return Err(MnistError::LabelOutOfRange {
+                path: labels_path.to_path_buf(),
+                index,
+                label,
+                classes: CLASSES,
+            });
+        }
+        Ok(ImageSet {
+            images: images.data,
+            labels: labels.data,
+            rows: images.dims[1],
+            cols: images.dims[2],
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Pixels per image (784 for MNIST).
+    pub fn pixels(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// The pixels of image `i`.
+    pub fn image(&self, i: usize) -> &[u8] {
+        &self.images[i * self.pixels()..(i + 1) * self.pixels()]
+    }
+
+    /// Writes images `indices` as `[0, 1]` floats into `out` (row `r` is image
+    /// `indices[r]`) and their labels into `labels`: a mini-batch built into
+    /// buffers the caller keeps, so nothing is allocated.
+    pub fn gather<F: Pixel>(&self, indices: &[usize], out: &mut [F], labels: &mut [usize]) -> Result<(), MnistError> {
+        let pixels = self.pixels();
+        if let Some(&index) = indices.iter().find(|&&i| i >= self.len()) {
+            return Err(MnistError::IndexOutOfRange { index, len: self.len() });
+        }
+        if out.len() != indices.len() * pixels || labels.len() != indices.len() {
+            return Err(MnistError::BufferSize {
+                needed: indices.len() * pixels,
+                got: out.len(),
+            });
+        }
+        for ((row, label), &i) in out.chunks_exact_mut(pixels.max(1)).zip(labels.iter_mut()).zip(indices) {
+            for (value, &byte) in row.iter_mut().zip(self.image(i)) {
+                *value = F::normalized(byte);
+            }
+            *label = self.labels[i] as usize;
+        }
+        Ok(())
+    }
+}
+
+/// Which half of a data set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+/// Both splits of a data set.
+#[derive(Debug, Clone)]
+pub struct Mnist {
+    pub train: ImageSet,
+    pub test: ImageSet,
+}
+
+impl Mnist {
+    /// Loads the four files of `dataset` from `dir` (each as `name.gz` or raw `name`).
+    /// Structure is validated; checksums are [`crate::fetch()`]'s business.
+    pub fn load(dir: &Path, dataset: Dataset) -> Result<Self, MnistError> {
+        Ok(Mnist {
+            train: Self::load_split(dir, dataset, Split::Train)?,
+            test: Self::load_split(dir, dataset, Split::Test)?,
+        })
+    }
+
+    pub fn load_split(dir: &Path, dataset: Dataset, split: Split) -> Result<ImageSet, MnistError> {
+        let files = dataset.files();
+        let (images, labels) = match split {
+            Split::Train => (files[0].name, files[1].name),
+            Split::Test => (files[2].name, files[3].name),
+        };
+        ImageSet::load(&find_file(dir, images)?, &find_file(dir, labels)?)
+    }
+}

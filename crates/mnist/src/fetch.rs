@@ -1,0 +1,245 @@
+//! `cargo xtask fetch`: get the four files, verify them, write them atomically.
+//!
+//! For each file: a copy already in the target folder whose decompressed
+//! SHA-256 matches is kept. Otherwise each source is tried in order; the bytes
+//! stream into a hidden temporary file beside the target (`.NAME.part-PID`),
+//! are verified, and only then renamed into place, so an interrupted or bad
+//! transfer never leaves a file that passes as valid. Downloads must match the
+//! pinned `.gz` hash where one is known; every source must match the pinned
+//! hash of the decompressed IDX bytes.
+
+use crate::dataset::{find_file, DatasetFile};
+use crate::idx::decompress;
+use crate::{hex, Dataset, MnistError};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where files come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A local folder holding the files (`NAME.gz` or raw `NAME`).
+    Dir(PathBuf),
+    /// An `http://` or `https://` base URL; `NAME.gz` is appended.
+    Url(String),
+}
+
+impl Source {
+    /// A directory path, a `file://` URL, or an `http(s)://` base URL.
+    pub fn parse(text: &str) -> Result<Source, MnistError> {
+        if let Some(path) = text.strip_prefix("file://") {
+            return Ok(Source::Dir(PathBuf::from(path)));
+        }
+        if text.starts_with("https://") || text.starts_with("http://") {
+            let base = if text.ends_with('/') {
+                text.to_string()
+            } else {
+                format!("{text}/")
+            };
+            return Ok(Source::Url(base));
+        }
+        if text.contains("://") {
+            return Err(MnistError::BadSource(text.to_string()));
+        }
+        Ok(Source::Dir(PathBuf::from(text)))
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Source::Dir(dir) => dir.display().to_string(),
+            Source::Url(url) => url.clone(),
+        }
+    }
+}
+
+/// Hooks for showing a transfer (a progress bar in `cargo xtask fetch`).
+pub trait FetchProgress {
+    /// A transfer of `file` from `source` begins; `total` bytes if known.
+    fn start(&mut self, _file: &str, _source: &str, _total: Option<u64>) {}
+    fn advance(&mut self, _bytes: u64) {}
+    /// The transfer ended (successfully or not).
+    fn finish(&mut self) {}
+    /// A line for the person watching (a source failed, a file was kept...).
+    fn note(&mut self, _message: &str) {}
+}
+
+/// Progress hooks that show nothing.
+pub struct NoProgress;
+impl FetchProgress for NoProgress {}
+
+/// What happened to one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchOutcome {
+    /// Already present and verified; not fetched again.
+    AlreadyValid(PathBuf),
+    /// Fetched from `source` and verified.
+    Fetched { path: PathBuf, source: String },
+}
+
+/// Makes `target` hold the four verified files of `dataset`.
+///
+/// `sources` are tried in order for each file; when empty, the data set's
+/// system folder (if installed) and its public mirrors are used.
+pub fn fetch(
+    dataset: Dataset,
+    target: &Path,
+    sources: &[Source],
+    progress: &mut dyn FetchProgress,
+) -> Result<Vec<FetchOutcome>, MnistError> {
+    let mut defaults = Vec::new();
+    let sources = if sources.is_empty() {
+        if let Some(dir) = dataset.system_dir().filter(|d| Path::new(d).is_dir()) {
+            defaults.push(Source::Dir(PathBuf::from(dir)));
+        }
+        defaults.extend(dataset.mirrors().iter().map(|m| Source::Url(m.to_string())));
+        &defaults[..]
+    } else {
+        sources
+    };
+    std::fs::create_dir_all(target).map_err(|e| MnistError::io(target, e))?;
+    dataset
+        .files()
+        .iter()
+        .map(|file| fetch_file(file, target, sources, progress))
+        .collect()
+}
+
+fn fetch_file(
+    file: &DatasetFile,
+    target: &Path,
+    sources: &[Source],
+    progress: &mut dyn FetchProgress,
+) -> Result<FetchOutcome, MnistError> {
+    let existing = find_file(target, file.name).ok();
+    if let Some(path) = &existing {
+        match verify_local(path, file) {
+            Ok(()) => return Ok(FetchOutcome::AlreadyValid(path.clone())),
+            Err(e) => progress.note(&format!("{e}\nreplacing it")),
+        }
+    }
+    let mut attempts = Vec::new();
+    for source in sources {
+        match fetch_from(file, target, source, progress) {
+            Ok(path) => {
+                // A stale file under the other container name must not shadow the new one.
+                if let Some(old) = existing.filter(|old| *old != path) {
+                    let _ = std::fs::remove_file(old);
+                }
+                return Ok(FetchOutcome::Fetched {
+                    path,
+                    source: source.describe(),
+                });
+            }
+            Err(e) => {
+                progress.note(&format!("{}: {e}", source.describe()));
+                attempts.push((source.describe(), e.to_string()));
+            }
+        }
+    }
+    Err(MnistError::AllSourcesFailed {
+        file: format!("{}.gz", file.name),
+        attempts,
+    })
+}
+
+/// Checks the decompressed SHA-256 of a file already on disk.
+pub(crate) fn verify_local(path: &Path, file: &DatasetFile) -> Result<(), MnistError> {
+    let bytes = std::fs::read(path).map_err(|e| MnistError::io(path, e))?;
+    verify_bytes(path, file, bytes, false)
+}
+
+/// Checks the container hash (downloads, when pinned) and the IDX hash.
+fn verify_bytes(path: &Path, file: &DatasetFile, bytes: Vec<u8>, downloaded: bool) -> Result<(), MnistError> {
+    if let (true, Some(expected)) = (downloaded, file.gz_sha256) {
+        let actual = hex(&Sha256::digest(&bytes));
+        if actual != expected {
+            return Err(MnistError::Checksum {
+                path: path.to_path_buf(),
+                what: "downloaded .gz",
+                expected: expected.to_string(),
+                actual,
+            });
+        }
+    }
+    let idx = decompress(path, bytes)?;
+    let actual = hex(&Sha256::digest(&idx));
+    if actual != file.idx_sha256 {
+        return Err(MnistError::Checksum {
+            path: path.to_path_buf(),
+            what: "decompressed IDX",
+            expected: file.idx_sha256.to_string(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Streams one file from `source` into a temporary file, verifies it, and
+/// renames it into place. Returns the final path.
+fn fetch_from(
+    file: &DatasetFile,
+    target: &Path,
+    source: &Source,
+    progress: &mut dyn FetchProgress,
+) -> Result<PathBuf, MnistError> {
+    let (reader, total, final_name, downloaded): (Box<dyn Read>, Option<u64>, String, bool) = match source {
+        Source::Dir(dir) => {
+            let path = find_file(dir, file.name)?;
+            let handle = File::open(&path).map_err(|e| MnistError::io(&path, e))?;
+            let total = handle.metadata().ok().map(|m| m.len());
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (Box::new(handle), total, name, false)
+        }
+        Source::Url(base) => {
+            let url = format!("{base}{}.gz", file.name);
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .timeout_connect(Some(Duration::from_secs(15)))
+                .timeout_recv_body(Some(Duration::from_secs(300)))
+                .build()
+                .into();
+            let response = agent.get(&url).call().map_err(|e| MnistError::Io {
+                path: PathBuf::from(&url),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            let total = response.body().content_length();
+            // Four times the largest known file: enough for any honest mirror.
+            let reader = response.into_body().into_with_config().limit(128 << 20).reader();
+            (Box::new(reader), total, format!("{}.gz", file.name), true)
+        }
+    };
+    let final_path = target.join(&final_name);
+    let temp_path = target.join(format!(".{final_name}.part-{}", std::process::id()));
+    progress.start(&final_name, &source.describe(), total);
+    let result = copy_to(reader, &temp_path, progress)
+        .and_then(|bytes| verify_bytes(&temp_path, file, bytes, downloaded))
+        .and_then(|()| std::fs::rename(&temp_path, &final_path).map_err(|e| MnistError::io(&final_path, e)));
+    progress.finish();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&temp_path);
+        return Err(e);
+    }
+    Ok(final_path)
+}
+
+/// Copies `reader` into a new file at `path` (synced to disk), returning the bytes.
+fn copy_to(mut reader: Box<dyn Read>, path: &Path, progress: &mut dyn FetchProgress) -> Result<Vec<u8>, MnistError> {
+    let mut out = File::create(path).map_err(|e| MnistError::io(path, e))?;
+    let mut bytes = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        let n = reader.read(&mut chunk).map_err(|e| MnistError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&chunk[..n]).map_err(|e| MnistError::io(path, e))?;
+        bytes.extend_from_slice(&chunk[..n]);
+        progress.advance(n as u64);
+    }
+    out.sync_all().map_err(|e| MnistError::io(path, e))?;
+    Ok(bytes)
+}

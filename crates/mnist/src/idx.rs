@@ -1,0 +1,236 @@
+//! The IDX format (LeCun et al.): a big-endian header, then raw values.
+//!
+//! ```text
+//! magic: u32   0x00000803 for images (ubyte, 3 dims), 0x00000801 for labels (ubyte, 1 dim)
+//!              (bytes: 0, 0, type 0x08 = unsigned byte, number of dimensions)
+//! dims:  u32 x ndim, big-endian
+//! data:  product(dims) bytes, row-major
+//! ```
+//!
+//! Files may be gzip-compressed (detected by the `1f 8b` signature) or raw.
+//! The whole payload is decompressed first, with a hard cap, and the header
+//! is then checked against the bytes that really exist, so a header that
+//! claims more data than the file holds never causes a large allocation.
+
+use crate::MnistError;
+use byteorder::{BigEndian, ReadBytesExt};
+use flate2::read::GzDecoder;
+use std::io::Read;
+use std::path::Path;
+
+/// Refuse to decompress past this: 10x the largest MNIST-format file, far
+/// below what would hurt the machine, so a gzip bomb fails fast.
+const MAX_DECOMPRESSED: u64 = 512 << 20;
+
+/// Which of the two IDX layouts a file must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdxKind {
+    /// Magic 2051, three dimensions: count x rows x cols.
+    Images,
+    /// Magic 2049, one dimension: count.
+    Labels,
+}
+
+impl IdxKind {
+    fn magic(self) -> u32 {
+        match self {
+            IdxKind::Images => 2051,
+            IdxKind::Labels => 2049,
+        }
+    }
+
+    fn ndim(self) -> usize {
+        match self {
+            IdxKind::Images => 3,
+            IdxKind::Labels => 1,
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            IdxKind::Images => "an IDX image file",
+            IdxKind::Labels => "an IDX label file",
+        }
+    }
+}
+
+/// A parsed IDX file: its dimensions and its payload bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idx {
+    pub dims: Vec<usize>,
+    pub data: Vec<u8>,
+}
+
+/// Reads a file's bytes, gunzipping when it starts with the gzip signature.
+/// The gzip trailer (CRC and length) is checked by reading to the end.
+pub(crate) fn read_decompressed(path: &Path) -> Result<Vec<u8>, MnistError> {
+    let raw = std::fs::read(path).map_err(|e| MnistError::io(path, e))?;
+    decompress(path, raw)
+}
+
+pub(crate) fn decompress(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>, MnistError> {
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw);
+    }
+    let mut out = Vec::new();
+    let mut decoder = GzDecoder::new(&raw[..]).take(MAX_DECOMPRESSED + 1);
+    decoder.read_to_end(&mut out).map_err(|source| MnistError::Gzip {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if out.len() as u64 > MAX_DECOMPRESSED {
+        return Err(MnistError::BadHeader {
+            path: path.to_path_buf(),
+            detail: format!("decompresses to more than {MAX_DECOMPRESSED} bytes"),
+        });
+    }
+    Ok(out)
+}
+
+/// Reads and validates an IDX file of the given kind.
+pub fn read_idx(path: &Path, kind: IdxKind) -> Result<Idx, MnistError> {
+    parse_idx(path, read_decompressed(path)?, kind)
+}
+
+/// Validates decompressed IDX bytes: magic, dimensions, exact payload length.
+pub(crate) fn parse_idx(path: &Path, mut bytes: Vec<u8>, kind: IdxKind) -> Result<Idx, MnistError> {
+    let header_len = 4 + 4 * kind.ndim();
+    let mut header = &bytes[..];
+    let short = |found: usize| MnistError::Truncated {
+        path: path.to_path_buf(),
+        expected: header_len as u64,
+        found: found as u64,
+    };
+    let magic = header.read_u32::<BigEndian>().map_err(|_| short(bytes.len()))?;
+    if magic != kind.magic() {
+        return Err(MnistError::BadMagic {
+            path: path.to_path_buf(),
+            found: magic,
+            expected: kind.magic(),
+            what: kind.what(),
+        });
+    }
+    let mut dims = Vec::with_capacity(kind.ndim());
+    for _ in 0..kind.ndim() {
+        let dim = header.read_u32::<BigEndian>().map_err(|_| short(bytes.len()))?;
+        dims.push(dim as usize);
+    }
+    if kind == IdxKind::Images && (dims[1] == 0 || dims[2] == 0) {
+        return Err(MnistError::BadHeader {
+            path: path.to_path_buf(),
+            detail: format!("image size {}x{} is empty", dims[1], dims[2]),
+        });
+    }
+    let expected = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+    let found = (bytes.len() - header_len) as u64;
+    match expected {
+        None => {
+            return Err(MnistError::BadHeader {
+                path: path.to_path_buf(),
+                detail: format!("dimensions {dims:?} overflow"),
+            })
+        }
+        Some(expected) if found < expected => {
+            return Err(MnistError::Truncated {
+                path: path.to_path_buf(),
+                expected,
+                found,
+            })
+        }
+        Some(expected) if found > expected => {
+            return Err(MnistError::TrailingBytes {
+                path: path.to_path_buf(),
+                expected,
+                extra: found - expected,
+            })
+        }
+        Some(_) => {}
+    }
+    // Drop the header in place rather than copying the payload.
+    bytes.drain(..header_len);
+    Ok(Idx { dims, data: bytes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn p() -> PathBuf {
+        PathBuf::from("test.idx")
+    }
+
+    pub(crate) fn idx_bytes(magic: u32, dims: &[u32], payload: &[u8]) -> Vec<u8> {
+        let mut out = magic.to_be_bytes().to_vec();
+        for d in dims {
+            out.extend_from_slice(&d.to_be_bytes());
+        }
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn parses_a_valid_image_file() {
+        let bytes = idx_bytes(2051, &[2, 2, 3], &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        let idx = parse_idx(&p(), bytes, IdxKind::Images).unwrap();
+        assert_eq!(idx.dims, vec![2, 2, 3]);
+        assert_eq!(idx.data.len(), 12);
+        assert_eq!(idx.data[11], 12);
+    }
+
+    #[test]
+    fn every_header_defect_is_a_typed_error() {
+        let wrong_magic = parse_idx(&p(), idx_bytes(2049, &[1, 1, 1], &[0]), IdxKind::Images);
+        assert!(matches!(
+            wrong_magic,
+            Err(MnistError::BadMagic {
+                found: 2049,
+                expected: 2051,
+                ..
+            })
+        ));
+        let truncated = parse_idx(&p(), idx_bytes(2051, &[2, 2, 2], &[0; 7]), IdxKind::Images);
+        assert!(matches!(
+            truncated,
+            Err(MnistError::Truncated {
+                expected: 8,
+                found: 7,
+                ..
+            })
+        ));
+        let trailing = parse_idx(&p(), idx_bytes(2049, &[3], &[0; 5]), IdxKind::Labels);
+        assert!(matches!(trailing, Err(MnistError::TrailingBytes { extra: 2, .. })));
+        let short_header = parse_idx(&p(), vec![0, 0, 8], IdxKind::Labels);
+        assert!(matches!(short_header, Err(MnistError::Truncated { .. })));
+        let empty_images = parse_idx(&p(), idx_bytes(2051, &[1, 0, 28], &[]), IdxKind::Images);
+        assert!(matches!(empty_images, Err(MnistError::BadHeader { .. })));
+        // A header claiming 4 billion squared bytes fails without allocating them.
+        let huge = parse_idx(
+            &p(),
+            idx_bytes(2051, &[u32::MAX, u32::MAX, u32::MAX], &[0; 4]),
+            IdxKind::Images,
+        );
+        assert!(huge.is_err());
+    }
+
+    #[test]
+    fn gzip_is_detected_and_checked() {
+        use flate2::{write::GzEncoder, Compression};
+        use std::io::Write;
+        let plain = idx_bytes(2049, &[4], &[1, 2, 3, 4]);
+        let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+        enc.write_all(&plain).unwrap();
+        let gz = enc.finish().unwrap();
+        assert_eq!(decompress(&p(), gz.clone()).unwrap(), plain);
+        // Damage the CRC in the trailer: the stream must be refused.
+        let mut bad_crc = gz.clone();
+        let n = bad_crc.len();
+        bad_crc[n - 8] ^= 0xff;
+        assert!(matches!(decompress(&p(), bad_crc), Err(MnistError::Gzip { .. })));
+        // Cut the stream short.
+        assert!(matches!(
+            decompress(&p(), gz[..gz.len() / 2].to_vec()),
+            Err(MnistError::Gzip { .. })
+        ));
+    }
+}

@@ -1,0 +1,57 @@
+//! The real files, from MNIST_DIR (and FASHION_MNIST_DIR). Skipped when unset;
+//! a failure, never a skip, when set to a folder without the files.
+
+use mnist::{load_mnist, Dataset, LoadOptions, Mnist};
+
+#[test]
+fn mnist_has_the_published_shape_and_statistics() {
+    let Some(dir) = mnist::test_data_dir("MNIST_DIR") else {
+        return;
+    };
+    let data = Mnist::load(&dir, Dataset::Mnist).unwrap();
+    assert_eq!((data.train.len(), data.train.rows, data.train.cols), (60000, 28, 28));
+    assert_eq!((data.test.len(), data.test.rows, data.test.cols), (10000, 28, 28));
+    let mut counts = [0usize; 10];
+    for &l in &data.train.labels {
+        counts[l as usize] += 1;
+    }
+    assert_eq!(counts, [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]);
+    let mean = data.train.images.iter().map(|&b| b as f64).sum::<f64>() / data.train.images.len() as f64;
+    assert!((mean - 33.318).abs() < 5e-4, "mean pixel {mean}");
+    assert_eq!(
+        data.train.labels[..5],
+        [5, 0, 4, 1, 9],
+        "the book's first training labels"
+    );
+}
+
+#[test]
+fn book_loader_options() {
+    let Some(dir) = mnist::test_data_dir("MNIST_DIR") else {
+        return;
+    };
+    let options = LoadOptions {
+        normalize: true,
+        flatten: false,
+        one_hot_label: true,
+    };
+    let (train, test) = load_mnist(&dir, Dataset::Mnist, options).unwrap();
+    assert_eq!(train.x_shape, vec![60000, 1, 28, 28]);
+    assert_eq!(test.t_shape, vec![10000, 10]);
+    assert!(train.x.iter().all(|&v| (0.0..=1.0).contains(&v)));
+    assert_eq!(&train.t[..10], &[0., 0., 0., 0., 0., 1., 0., 0., 0., 0.]);
+}
+
+#[test]
+fn fashion_mnist_loads_through_the_same_code() {
+    let Some(dir) = mnist::test_data_dir("FASHION_MNIST_DIR") else {
+        return;
+    };
+    let data = Mnist::load(&dir, Dataset::FashionMnist).unwrap();
+    assert_eq!((data.train.len(), data.test.len()), (60000, 10000));
+    let mut counts = [0usize; 10];
+    for &l in &data.train.labels {
+        counts[l as usize] += 1;
+    }
+    assert_eq!(counts, [6000; 10], "Fashion-MNIST is balanced");
+}
