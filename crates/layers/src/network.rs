@@ -31,6 +31,18 @@ pub struct Network<T: Element> {
     activation: Activation,
 }
 
+impl<T: Element> std::fmt::Debug for Network<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let layers: Vec<&str> = self.layers.iter().map(|l| l.name()).collect();
+        f.debug_struct("Network")
+            .field("sizes", &self.sizes)
+            .field("activation", &self.activation)
+            .field("layers", &layers)
+            .field("params", &self.num_params())
+            .finish()
+    }
+}
+
 impl<T: Element> Clone for Network<T> {
     fn clone(&self) -> Self {
         Network {
@@ -262,6 +274,49 @@ impl<T: Element> Network<T> {
         }
     }
 
+    /// Copies of every parameter, in order: the spare buffers for
+    /// [`Network::sgd_step_keeping`].
+    pub fn param_buffers(&self) -> Vec<Tensor<T>> {
+        self.named_params()
+            .into_iter()
+            .map(|(_, value, _)| value.clone())
+            .collect()
+    }
+
+    /// SGD that keeps what it replaces: the new parameters are written into
+    /// `previous` (which must come from [`Network::param_buffers`]) and then
+    /// swapped in, so afterwards `previous` holds the parameters from before
+    /// the step. Costs the same memory traffic as an in-place update, and
+    /// [`Network::swap_params`] can undo the step exactly.
+    ///
+    /// # Panics
+    /// When `previous` does not match the parameters in count and shape.
+    pub fn sgd_step_keeping(&mut self, learning_rate: T, previous: &mut [Tensor<T>]) {
+        let mut spares = previous.iter_mut();
+        for layer in &mut self.layers {
+            layer.visit_params_mut(&mut |_, value, grad| {
+                let spare = spares.next().expect("one spare buffer per parameter");
+                spare.zip_from(value, grad, |p, g| p - learning_rate * g);
+                std::mem::swap(value, spare);
+            });
+        }
+    }
+
+    /// Exchanges the parameters with `other` (same order and shapes).
+    ///
+    /// # Panics
+    /// When `other` does not match the parameters in count and shape.
+    pub fn swap_params(&mut self, other: &mut [Tensor<T>]) {
+        let mut others = other.iter_mut();
+        for layer in &mut self.layers {
+            layer.visit_params_mut(&mut |_, value, _| {
+                let other = others.next().expect("one buffer per parameter");
+                assert_eq!(value.shape(), other.shape(), "swap_params: shape mismatch");
+                std::mem::swap(value, other);
+            });
+        }
+    }
+
     /// Every parameter as `(name, value, gradient)`, in the order W1 b1 W2 b2 ...
     pub fn named_params(&self) -> Vec<(String, &Tensor<T>, &Tensor<T>)> {
         let mut out = Vec::new();
@@ -487,6 +542,18 @@ mod tests {
         let last = net.loss(&x, Target::Labels(&labels)).unwrap();
         assert!(last < first * 0.1, "{first} -> {last}");
         assert_eq!(net.accuracy(&x, &labels).unwrap(), 1.0);
+        // The keeping variant takes the same step and can undo it exactly.
+        let mut twin = net.clone();
+        let before = net.param_buffers();
+        net.gradient(&x, Target::Labels(&labels)).unwrap();
+        twin.gradient(&x, Target::Labels(&labels)).unwrap();
+        net.sgd_step(0.5);
+        let mut previous = twin.param_buffers();
+        twin.sgd_step_keeping(0.5, &mut previous);
+        assert_eq!(net.param_buffers(), twin.param_buffers());
+        assert_eq!(previous, before);
+        twin.swap_params(&mut previous);
+        assert_eq!(twin.param_buffers(), before);
         let mut scratch = net.new_scratch();
         let shared = net.predict_with(&x, &mut scratch).unwrap().clone();
         assert_eq!(&shared, net.predict(&x).unwrap());

@@ -42,6 +42,9 @@ pub trait Element:
     fn abs(self) -> Self;
     fn max(self, other: Self) -> Self;
     fn is_finite(self) -> bool;
+    /// `self * a + b` with one rounding (compiles to an FMA instruction
+    /// where the calling code is built with that feature).
+    fn mul_add(self, a: Self, b: Self) -> Self;
 }
 
 macro_rules! impl_element {
@@ -78,6 +81,10 @@ macro_rules! impl_element {
             #[inline]
             fn is_finite(self) -> bool {
                 <$t>::is_finite(self)
+            }
+            #[inline(always)]
+            fn mul_add(self, a: Self, b: Self) -> Self {
+                <$t>::mul_add(self, a, b)
             }
         }
     };

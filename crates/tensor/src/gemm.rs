@@ -12,7 +12,8 @@
 //! that no two elements of C share an address, and only then hands the raw
 //! pointers to `matrixmultiply`. This module holds the crate's only `unsafe`.
 
-use crate::{Element, TensorError};
+use crate::{packed, Element, TensorError};
+use std::cell::RefCell;
 
 /// Whether an operand enters the product as is or transposed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,21 +25,21 @@ pub enum Transpose {
 /// A read-only strided matrix view.
 #[derive(Debug, Clone, Copy)]
 pub struct MatRef<'a, T> {
-    data: &'a [T],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
+    pub(crate) data: &'a [T],
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) row_stride: usize,
+    pub(crate) col_stride: usize,
 }
 
 /// A writable strided matrix view (the C of a GEMM).
 #[derive(Debug)]
 pub struct MatMut<'a, T> {
-    data: &'a mut [T],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
+    pub(crate) data: &'a mut [T],
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) row_stride: usize,
+    pub(crate) col_stride: usize,
 }
 
 impl<'a, T> MatRef<'a, T> {
@@ -101,6 +102,12 @@ impl<'a, T> MatMut<'a, T> {
     /// A contiguous row-major `rows x cols` view.
     pub fn row_major(data: &'a mut [T], rows: usize, cols: usize) -> Self {
         Self::new(data, rows, cols, cols, 1)
+    }
+
+    /// Element `(i, j)`, writable.
+    #[inline(always)]
+    pub(crate) fn get_mut(&mut self, i: usize, j: usize) -> &mut T {
+        &mut self.data[i * self.row_stride + j * self.col_stride]
     }
 
     /// The transpose (writes land in the same buffer).
@@ -179,16 +186,54 @@ fn check_gemm<T>(op: &'static str, a: &MatRef<T>, b: &MatRef<T>, c: &MatMut<T>) 
     check_view(op, c.data.len(), c.rows, c.cols, c.row_stride, c.col_stride, true)
 }
 
-/// `C = alpha * A * B + beta * C`, dispatched to `matrixmultiply`.
+/// Which implementation computes a product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GemmBackend {
+    /// The crate's choice: currently [`GemmBackend::Packed`] everywhere,
+    /// because it never allocates (see `packed.rs`).
+    Auto,
+    /// The crate's own packed kernel, with packing buffers reused per thread.
+    Packed,
+    /// `matrixmultiply`'s `sgemm` / `dgemm` (allocates its packing buffers per call).
+    MatrixMultiply,
+}
+
+/// `C = alpha * A * B + beta * C`.
 ///
 /// Transposes are expressed through the views ([`MatRef::t`]). Fails, without
 /// touching C, when `A.cols != B.rows`, C is not `A.rows x B.cols`, a view
 /// reaches outside its buffer, or C's strides make two elements share an address.
 pub fn gemm<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: MatMut<T>) -> Result<(), TensorError> {
+    gemm_with(GemmBackend::Auto, alpha, a, b, beta, c)
+}
+
+/// [`gemm()`] on a chosen implementation (for benchmarks and tests).
+pub fn gemm_with<T: Element>(
+    backend: GemmBackend,
+    alpha: T,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    beta: T,
+    mut c: MatMut<T>,
+) -> Result<(), TensorError> {
     check_gemm("gemm", &a, &b, &c)?;
     if c.rows == 0 || c.cols == 0 {
         return Ok(());
     }
+    match backend {
+        GemmBackend::Auto | GemmBackend::Packed => {
+            T::gemm_packed(alpha, &a, &b, beta, &mut c);
+            Ok(())
+        }
+        GemmBackend::MatrixMultiply => {
+            gemm_matrixmultiply(alpha, a, b, beta, c);
+            Ok(())
+        }
+    }
+}
+
+/// Hands checked views to `matrixmultiply`.
+fn gemm_matrixmultiply<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: MatMut<T>) {
     // A dimension of extent 1 is never stepped along; giving it stride 0 keeps
     // an arbitrary (possibly huge) unused stride out of the isize casts below.
     let stride = |s: usize, extent: usize| if extent <= 1 { 0 } else { s as isize };
@@ -215,7 +260,6 @@ pub fn gemm<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: MatMut
             stride(c.col_stride, c.cols),
         );
     }
-    Ok(())
 }
 
 /// The textbook triple loop with the same contract as [`gemm()`]: the
@@ -242,7 +286,12 @@ pub fn gemm_naive<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: 
 
 /// The `sgemm` / `dgemm` entry points behind [`Element`]. Sealed: only `f32`
 /// and `f64` implement it.
-pub trait GemmKernel: sealed::Sealed {
+pub trait GemmKernel: sealed::Sealed + Sized {
+    /// The packed kernel with this thread's packing buffers, on the best
+    /// instruction set the CPU has. Views are already checked.
+    #[doc(hidden)]
+    fn gemm_packed(alpha: Self, a: &MatRef<Self>, b: &MatRef<Self>, beta: Self, c: &mut MatMut<Self>);
+
     /// # Safety
     /// Every element addressed through pointers and strides must lie in its
     /// buffer, and C's elements must not alias; [`gemm()`] checks both.
@@ -273,8 +322,41 @@ mod sealed {
 }
 
 macro_rules! impl_kernel {
-    ($t:ty, $gemm:path) => {
+    ($t:ty, $gemm:path, $mr:literal, $nr:literal, $buffers:ident, $avx2:ident) => {
+        thread_local! {
+            /// Packing buffers for A and B, grown on first use and then reused.
+            static $buffers: RefCell<(Vec<$t>, Vec<$t>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+        }
+
+        /// The packed kernel compiled with AVX2 and FMA.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        fn $avx2(
+            alpha: $t,
+            a: &MatRef<$t>,
+            b: &MatRef<$t>,
+            beta: $t,
+            c: &mut MatMut<$t>,
+            pack_a: &mut Vec<$t>,
+            pack_b: &mut Vec<$t>,
+        ) {
+            packed::gemm::<$t, $mr, $nr, true>(alpha, a, b, beta, c, pack_a, pack_b)
+        }
+
         impl GemmKernel for $t {
+            fn gemm_packed(alpha: Self, a: &MatRef<Self>, b: &MatRef<Self>, beta: Self, c: &mut MatMut<Self>) {
+                $buffers.with(|buffers| {
+                    let (pack_a, pack_b) = &mut *buffers.borrow_mut();
+                    #[cfg(target_arch = "x86_64")]
+                    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                        // SAFETY: the CPU was just checked for both features the function is compiled with.
+                        unsafe { $avx2(alpha, a, b, beta, c, pack_a, pack_b) };
+                        return;
+                    }
+                    packed::gemm::<$t, $mr, $nr, false>(alpha, a, b, beta, c, pack_a, pack_b)
+                })
+            }
+
             unsafe fn gemm_raw(
                 m: usize,
                 k: usize,
@@ -298,16 +380,15 @@ macro_rules! impl_kernel {
     };
 }
 
-impl_kernel!(f32, matrixmultiply::sgemm);
-impl_kernel!(f64, matrixmultiply::dgemm);
+// Register tiles: 6 rows x 2 AVX vectors of C (12 of the 16 ymm registers).
+impl_kernel!(f32, matrixmultiply::sgemm, 6, 16, PACK_F32, gemm_f32_avx2);
+impl_kernel!(f64, matrixmultiply::dgemm, 6, 8, PACK_F64, gemm_f64_avx2);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
-
-    type GemmFn<T> = fn(T, MatRef<T>, MatRef<T>, T, MatMut<T>) -> Result<(), TensorError>;
 
     fn random_vec<T: Element>(len: usize, rng: &mut ChaCha8Rng) -> Vec<T> {
         (0..len).map(|_| T::from_f64(rng.random_range(-1.0..1.0))).collect()
@@ -348,26 +429,35 @@ mod tests {
             }
             c
         };
-        let mut fast = c_init.clone();
-        let mut slow = c_init.clone();
-        let run = |f: GemmFn<T>, c: &mut Vec<T>| {
+        let run = |backend: Option<GemmBackend>| {
+            let mut c = c_init.clone();
             let a_view = MatRef::row_major(&a, a_rows, a_cols).op(ta);
             let b_view = MatRef::row_major(&b, b_rows, b_cols).op(tb);
             let c_view = MatMut::new(&mut c[pad..], m, n, ldc, 1);
-            f(T::from_f64(alpha), a_view, b_view, T::from_f64(beta), c_view).unwrap();
+            let (alpha, beta) = (T::from_f64(alpha), T::from_f64(beta));
+            match backend {
+                Some(backend) => gemm_with(backend, alpha, a_view, b_view, beta, c_view).unwrap(),
+                None => gemm_naive(alpha, a_view, b_view, beta, c_view).unwrap(),
+            }
+            c
         };
-        run(gemm, &mut fast);
-        run(gemm_naive, &mut slow);
-        for idx in 0..len {
-            let inside = idx >= pad && idx < pad + m * ldc && (idx - pad) % ldc < n;
-            let (f, s) = (fast[idx].to_f64(), slow[idx].to_f64());
-            if inside {
-                assert!(
-                    (f - s).abs() <= tol * (1.0 + s.abs()),
-                    "{m}x{k}x{n} {ta:?}{tb:?} alpha {alpha} beta {beta}: C[{idx}] = {f}, reference {s}"
-                );
-            } else {
-                assert!(f.is_nan(), "{m}x{k}x{n} {ta:?}{tb:?}: wrote outside C at {idx}");
+        let slow = run(None);
+        for backend in [GemmBackend::Packed, GemmBackend::MatrixMultiply] {
+            let fast = run(Some(backend));
+            for idx in 0..len {
+                let inside = idx >= pad && idx < pad + m * ldc && (idx - pad) % ldc < n;
+                let (f, s) = (fast[idx].to_f64(), slow[idx].to_f64());
+                if inside {
+                    assert!(
+                        (f - s).abs() <= tol * (1.0 + s.abs()),
+                        "{backend:?} {m}x{k}x{n} {ta:?}{tb:?} alpha {alpha} beta {beta}: C[{idx}] = {f}, reference {s}"
+                    );
+                } else {
+                    assert!(
+                        f.is_nan(),
+                        "{backend:?} {m}x{k}x{n} {ta:?}{tb:?}: wrote outside C at {idx}"
+                    );
+                }
             }
         }
     }
@@ -381,6 +471,8 @@ mod tests {
         (2, 300, 3), // long k
         (16, 16, 16),
         (1, 17, 9),
+        (100, 300, 50),  // crosses the KC block boundary
+        (130, 20, 2100), // crosses the MC and NC block boundaries
     ];
     const TRANSPOSES: [(Transpose, Transpose); 4] = [
         (Transpose::No, Transpose::No),

@@ -22,12 +22,13 @@
 mod element;
 mod error;
 mod gemm;
+mod packed;
 mod shape;
 #[allow(clippy::module_inception)]
 mod tensor;
 
 pub use element::Element;
 pub use error::TensorError;
-pub use gemm::{gemm, gemm_naive, MatMut, MatRef, Transpose};
+pub use gemm::{gemm, gemm_naive, gemm_with, GemmBackend, MatMut, MatRef, Transpose};
 pub use shape::{Shape, MAX_DIMS};
 pub use tensor::Tensor;

@@ -1,0 +1,241 @@
+//! A packed, register-blocked GEMM in safe Rust (the GotoBLAS / BLIS scheme).
+//!
+//! C is computed in `MR x NR` tiles held in registers. For each block of
+//! `KC` steps along k, a `KC x NC` block of B is copied into panels of `NR`
+//! columns and an `MC x KC` block of A into panels of `MR` rows, both laid out
+//! in the order the micro-kernel reads them, zero-padded at the edges, so
+//! the inner loop is `MR * NR` multiply-adds over two contiguous streams.
+//!
+//! Why not only `matrixmultiply`: it allocates its packing buffers on every
+//! call, and the training loop must not allocate. Here the buffers belong to
+//! the caller (a thread-local in `gemm.rs`) and are reused. The kernel is
+//! written so that LLVM vectorizes it; `gemm.rs` compiles it a second time
+//! with AVX2 and FMA enabled and picks that copy at run time.
+
+use crate::gemm::{MatMut, MatRef};
+use crate::Element;
+
+/// Most steps along k per packed block: an A panel (`MR x KC`) plus a B
+/// panel (`KC x NR`) stay in L1 (32 KiB in f32 with 8x8 tiles at 512).
+const KC: usize = 512;
+/// Most rows of A per packed block (a multiple of every MR used).
+const MC: usize = 144;
+/// Columns of B per packed block (a multiple of every NR used).
+const NC: usize = 2048;
+
+/// `C = alpha * A * B + beta * C`; shapes and bounds already checked by the caller.
+/// `FMA` selects fused multiply-add, which only pays where the code is compiled with it.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const FMA: bool>(
+    alpha: T,
+    a: &MatRef<T>,
+    b: &MatRef<T>,
+    beta: T,
+    c: &mut MatMut<T>,
+    pack_a: &mut Vec<T>,
+    pack_b: &mut Vec<T>,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 || alpha == T::ZERO {
+        scale_c(c, beta);
+        return;
+    }
+    // Equal blocks rather than full blocks plus a sliver: k = 784 is two
+    // blocks of 392, not 512 + 272, so no block is too short to pay for its
+    // tile stores.
+    let kc_even = even_block(k, KC);
+    let mc_even = even_block(m, MC).next_multiple_of(MR);
+    for jc in (0..n).step_by(NC) {
+        let nc = NC.min(n - jc);
+        for pc in (0..k).step_by(kc_even) {
+            let kc = kc_even.min(k - pc);
+            // After the first k block, C already holds the partial product.
+            let beta_block = if pc == 0 { beta } else { T::ONE };
+            pack_panels::<T, NR>(
+                pack_b,
+                kc,
+                nc,
+                Block {
+                    data: b.data,
+                    start: pc * b.row_stride + jc * b.col_stride,
+                    k_stride: b.row_stride,
+                    lane_stride: b.col_stride,
+                },
+            );
+            for ic in (0..m).step_by(mc_even) {
+                let mc = mc_even.min(m - ic);
+                pack_panels::<T, MR>(
+                    pack_a,
+                    kc,
+                    mc,
+                    Block {
+                        data: a.data,
+                        start: ic * a.row_stride + pc * a.col_stride,
+                        k_stride: a.col_stride,
+                        lane_stride: a.row_stride,
+                    },
+                );
+                for (q, b_panel) in pack_b.chunks_exact(kc * NR).enumerate() {
+                    for (p, a_panel) in pack_a.chunks_exact(kc * MR).enumerate() {
+                        let tile = micro_kernel::<T, MR, NR, FMA>(a_panel, b_panel);
+                        let (row0, col0) = (ic + p * MR, jc + q * NR);
+                        // Clip to this block, not to C: the padded lanes of
+                        // the last panel must not touch the next block's rows.
+                        let rows = MR.min(ic + mc - row0);
+                        let cols = NR.min(jc + nc - col0);
+                        store_tile(c, &tile, row0, col0, rows, cols, alpha, beta_block);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The size of `ceil(len / max)` equal blocks covering `len`.
+fn even_block(len: usize, max: usize) -> usize {
+    len.div_ceil(len.div_ceil(max).max(1)).max(1)
+}
+
+/// A strided block to pack: element `(kk, lane)` is
+/// `data[start + kk * k_stride + lane * lane_stride]`.
+#[derive(Clone, Copy)]
+struct Block<'a, T> {
+    data: &'a [T],
+    start: usize,
+    k_stride: usize,
+    lane_stride: usize,
+}
+
+/// Lays out a `kc x len` block as panels of `W` lanes: panel `p`, step `kk`,
+/// lane `l` at `((p * kc) + kk) * W + l`, zero past `len`. The two common
+/// layouts get loops over contiguous memory; packing is a large share of the
+/// work at the small shapes training uses.
+#[inline(always)]
+fn pack_panels<T: Element, const W: usize>(buf: &mut Vec<T>, kc: usize, len: usize, block: Block<'_, T>) {
+    let panels = len.div_ceil(W);
+    buf.clear();
+    buf.resize(panels * kc * W, T::ZERO);
+    for (p, panel) in buf.chunks_exact_mut(kc * W).enumerate() {
+        let lanes = W.min(len - p * W);
+        let panel_start = block.start + p * W * block.lane_stride;
+        if block.lane_stride == 1 {
+            // Lanes contiguous (row-major B, transposed A): one copy per step.
+            for (kk, step) in panel.chunks_exact_mut(W).enumerate() {
+                let from = panel_start + kk * block.k_stride;
+                if lanes == W {
+                    // A fixed-size copy compiles to vector moves, not a memcpy call.
+                    let step: &mut [T; W] = step.try_into().expect("chunks_exact gives W");
+                    *step = block.data[from..from + W].try_into().expect("W elements");
+                } else {
+                    step[..lanes].copy_from_slice(&block.data[from..from + lanes]);
+                }
+            }
+        } else if block.k_stride == 1 {
+            // Steps contiguous (row-major A, transposed B): stream each lane's run.
+            if lanes == W {
+                // Read the W runs side by side so each step is written as one block.
+                let runs: [&[T]; W] = std::array::from_fn(|l| {
+                    let from = panel_start + l * block.lane_stride;
+                    &block.data[from..from + kc]
+                });
+                for (kk, step) in panel.chunks_exact_mut(W).enumerate() {
+                    for (slot, run) in step.iter_mut().zip(&runs) {
+                        *slot = run[kk];
+                    }
+                }
+            } else {
+                for l in 0..lanes {
+                    let from = panel_start + l * block.lane_stride;
+                    let run = &block.data[from..from + kc];
+                    for (slot, &value) in panel[l..].iter_mut().step_by(W).zip(run) {
+                        *slot = value;
+                    }
+                }
+            }
+        } else {
+            for (kk, step) in panel.chunks_exact_mut(W).enumerate() {
+                for (l, slot) in step.iter_mut().enumerate().take(lanes) {
+                    *slot = block.data[panel_start + kk * block.k_stride + l * block.lane_stride];
+                }
+            }
+        }
+    }
+}
+
+/// The `MR x NR` product of one A panel and one B panel, in registers.
+#[inline(always)]
+fn micro_kernel<T: Element, const MR: usize, const NR: usize, const FMA: bool>(
+    a_panel: &[T],
+    b_panel: &[T],
+) -> [[T; NR]; MR] {
+    let mut acc = [[T::ZERO; NR]; MR];
+    for (a_step, b_step) in a_panel.chunks_exact(MR).zip(b_panel.chunks_exact(NR)) {
+        let a_step: &[T; MR] = a_step.try_into().expect("chunks_exact gives MR");
+        let b_step: &[T; NR] = b_step.try_into().expect("chunks_exact gives NR");
+        for i in 0..MR {
+            for j in 0..NR {
+                acc[i][j] = if FMA {
+                    a_step[i].mul_add(b_step[j], acc[i][j])
+                } else {
+                    acc[i][j] + a_step[i] * b_step[j]
+                };
+            }
+        }
+    }
+    acc
+}
+
+/// `C[tile] = alpha * tile + beta * C[tile]`, reading C only when `beta != 0` (BLAS).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn store_tile<T: Element, const MR: usize, const NR: usize>(
+    c: &mut MatMut<T>,
+    tile: &[[T; NR]; MR],
+    row0: usize,
+    col0: usize,
+    rows: usize,
+    cols: usize,
+    alpha: T,
+    beta: T,
+) {
+    for (i, tile_row) in tile.iter().enumerate().take(rows) {
+        let tile_row = &tile_row[..cols];
+        if c.col_stride == 1 {
+            // Row-major C: the tile row is one contiguous run.
+            let start = (row0 + i) * c.row_stride + col0;
+            let out = &mut c.data[start..start + cols];
+            if beta == T::ZERO {
+                for (slot, &value) in out.iter_mut().zip(tile_row) {
+                    *slot = alpha * value;
+                }
+            } else {
+                for (slot, &value) in out.iter_mut().zip(tile_row) {
+                    *slot = alpha * value + beta * *slot;
+                }
+            }
+        } else {
+            for (j, &value) in tile_row.iter().enumerate() {
+                let slot = c.get_mut(row0 + i, col0 + j);
+                *slot = if beta == T::ZERO {
+                    alpha * value
+                } else {
+                    alpha * value + beta * *slot
+                };
+            }
+        }
+    }
+}
+
+/// `C = beta * C` (zero-filled when beta is 0, so NaN in C does not survive).
+fn scale_c<T: Element>(c: &mut MatMut<T>, beta: T) {
+    for i in 0..c.rows {
+        for j in 0..c.cols {
+            let slot = c.get_mut(i, j);
+            *slot = if beta == T::ZERO { T::ZERO } else { beta * *slot };
+        }
+    }
+}

@@ -1,0 +1,117 @@
+use crate::TrainError;
+use tensor::{Element, Tensor};
+
+/// A labelled image set, borrowed as bytes: `len` images of `features`
+/// pixels (0..=255) and one label per image.
+#[derive(Debug, Clone, Copy)]
+pub struct ImageData<'a> {
+    pixels: &'a [u8],
+    labels: &'a [u8],
+    features: usize,
+}
+
+impl<'a> ImageData<'a> {
+    pub fn new(pixels: &'a [u8], labels: &'a [u8], features: usize) -> Result<Self, TrainError> {
+        if features == 0 || pixels.len() != labels.len() * features {
+            return Err(TrainError::InvalidConfig(format!(
+                "{} pixels do not make {} images of {features} pixels",
+                pixels.len(),
+                labels.len()
+            )));
+        }
+        Ok(ImageData {
+            pixels,
+            labels,
+            features,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn features(&self) -> usize {
+        self.features
+    }
+
+    pub fn label(&self, i: usize) -> usize {
+        self.labels[i] as usize
+    }
+
+    pub fn image(&self, i: usize) -> &'a [u8] {
+        &self.pixels[i * self.features..(i + 1) * self.features]
+    }
+
+    /// The largest label plus one.
+    pub fn classes(&self) -> usize {
+        self.labels.iter().copied().max().map_or(0, |m| m as usize + 1)
+    }
+
+    /// Writes images `indices` into `x` (`[indices.len(), features]`, reusing
+    /// its allocation) through `table` (byte -> normalized value) and their
+    /// labels into `labels`. Indices must be in range (the caller draws them).
+    pub fn gather<T: Element>(&self, indices: &[usize], table: &[T; 256], x: &mut Tensor<T>, labels: &mut Vec<usize>) {
+        x.resize(&[indices.len(), self.features]);
+        labels.clear();
+        for (row, &i) in x.as_mut_slice().chunks_exact_mut(self.features).zip(indices) {
+            for (value, &byte) in row.iter_mut().zip(self.image(i)) {
+                *value = table[byte as usize];
+            }
+            labels.push(self.labels[i] as usize);
+        }
+    }
+
+    /// Rows `start..start + count` (clamped to the end), as [`ImageData::gather`] does.
+    pub fn gather_range<T: Element>(
+        &self,
+        start: usize,
+        count: usize,
+        table: &[T; 256],
+        x: &mut Tensor<T>,
+        labels: &mut Vec<usize>,
+    ) {
+        let end = (start + count).min(self.len());
+        x.resize(&[end - start, self.features]);
+        x.as_mut_slice()
+            .iter_mut()
+            .zip(&self.pixels[start * self.features..end * self.features])
+            .for_each(|(value, &byte)| *value = table[byte as usize]);
+        labels.clear();
+        labels.extend(self.labels[start..end].iter().map(|&l| l as usize));
+    }
+}
+
+/// `byte / 255` for every byte value, in `T`: the book's `x.astype(float32) / 255`.
+pub fn pixel_table<T: Element>() -> [T; 256] {
+    std::array::from_fn(|b| T::from_f64(b as f64 / 255.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gather_normalizes_and_reuses_the_buffer() {
+        let pixels = [0u8, 255, 51, 102, 7, 8];
+        let labels = [3u8, 1, 4];
+        let data = ImageData::new(&pixels, &labels, 2).unwrap();
+        let table = pixel_table::<f32>();
+        let mut x = Tensor::zeros(&[10, 2]);
+        let before = x.as_slice().as_ptr();
+        let mut t = Vec::with_capacity(10);
+        data.gather(&[1, 0, 1], &table, &mut x, &mut t);
+        assert_eq!(x.shape(), &[3, 2]);
+        assert_eq!(x.as_slice(), &[0.2, 0.4, 0.0, 1.0, 0.2, 0.4]);
+        assert_eq!(t, vec![1, 3, 1]);
+        assert_eq!(x.as_slice().as_ptr(), before);
+        data.gather_range(2, 5, &table, &mut x, &mut t);
+        assert_eq!(x.shape(), &[1, 2]);
+        assert_eq!(t, vec![4]);
+        assert_eq!(data.classes(), 5);
+        assert!(ImageData::new(&pixels, &labels, 4).is_err());
+    }
+}

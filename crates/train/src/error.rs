@@ -1,0 +1,37 @@
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// Everything training, checkpointing and reporting can refuse or fail at.
+#[derive(Debug, Error)]
+pub enum TrainError {
+    #[error("invalid setting: {0}")]
+    InvalidConfig(String),
+    #[error("the loss became {loss} at iteration {iteration} (learning rate {learning_rate}); training diverged: try a lower --lr. The weights kept are those of iteration {last_good}")]
+    NonFiniteLoss {
+        iteration: usize,
+        loss: f64,
+        learning_rate: f64,
+        last_good: usize,
+    },
+    #[error(transparent)]
+    Layer(#[from] layers::LayerError),
+    #[error("{}: {source}; check that the folder exists and is writable", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: not a usable checkpoint: {detail}; give a model.safetensors written by `cargo xtask train`", path.display())]
+    Checkpoint { path: PathBuf, detail: String },
+    #[error("{}: could not draw the plot: {detail}", path.display())]
+    Plot { path: PathBuf, detail: String },
+}
+
+impl TrainError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        TrainError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

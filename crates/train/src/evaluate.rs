@@ -1,0 +1,107 @@
+//! Accuracy over a whole set, spread over rayon's current pool.
+//!
+//! The set is cut into fixed chunks of [`EVAL_CHUNK`] images whatever the
+//! thread count, and each chunk's result depends only on its own rows, so the
+//! counts are identical for any `--threads`.
+
+use crate::data::pixel_table;
+use crate::ImageData;
+use layers::Network;
+use rayon::prelude::*;
+use tensor::{Element, Tensor};
+
+/// Images per evaluation chunk: large enough for an efficient GEMM, small
+/// enough that two threads balance on a 10000-image test set.
+pub const EVAL_CHUNK: usize = 500;
+
+/// Per-thread buffers: a chunk of input, its labels, the layer outputs.
+struct Scratch<T: Element> {
+    x: Tensor<T>,
+    labels: Vec<usize>,
+    activations: Vec<Tensor<T>>,
+}
+
+/// Runs `visit(predicted, label)` for every image, returning the per-chunk
+/// results of `fold` summed in chunk order.
+fn predictions<T: Element, R: Send + Default + std::ops::Add<Output = R>>(
+    net: &Network<T>,
+    data: ImageData<'_>,
+    fold: impl Fn(&mut R, usize, usize) + Sync,
+) -> R {
+    let table = pixel_table::<T>();
+    let chunks = data.len().div_ceil(EVAL_CHUNK);
+    let results: Vec<R> = (0..chunks)
+        .into_par_iter()
+        .map_init(
+            || Scratch {
+                x: Tensor::zeros(&[EVAL_CHUNK, data.features()]),
+                labels: Vec::with_capacity(EVAL_CHUNK),
+                activations: net.new_scratch(),
+            },
+            |scratch, chunk| {
+                data.gather_range(
+                    chunk * EVAL_CHUNK,
+                    EVAL_CHUNK,
+                    &table,
+                    &mut scratch.x,
+                    &mut scratch.labels,
+                );
+                let logits = net
+                    .predict_with(&scratch.x, &mut scratch.activations)
+                    .expect("evaluation data has the network's input size (checked by the caller)");
+                let mut acc = R::default();
+                for (row, &label) in scratch.labels.iter().enumerate() {
+                    fold(&mut acc, logits.row_argmax(row), label);
+                }
+                acc
+            },
+        )
+        .collect();
+    results.into_iter().fold(R::default(), |a, b| a + b)
+}
+
+/// Fraction of `data` the network classifies correctly.
+pub fn accuracy<T: Element>(net: &Network<T>, data: ImageData<'_>) -> f64 {
+    if data.is_empty() {
+        return 0.0;
+    }
+    let correct: usize = predictions(net, data, |acc: &mut usize, predicted, label| {
+        *acc += usize::from(predicted == label)
+    });
+    correct as f64 / data.len() as f64
+}
+
+/// `matrix[label][predicted]` counts over `data`, for `classes` classes.
+pub fn confusion_matrix<T: Element>(net: &Network<T>, data: ImageData<'_>, classes: usize) -> Vec<Vec<usize>> {
+    let counts: Counts = predictions(net, data, |acc: &mut Counts, predicted, label| {
+        if acc.0.is_empty() {
+            acc.0 = vec![0; classes * classes];
+        }
+        if predicted < classes && label < classes {
+            acc.0[label * classes + predicted] += 1;
+        }
+    });
+    let flat = if counts.0.is_empty() {
+        vec![0; classes * classes]
+    } else {
+        counts.0
+    };
+    flat.chunks(classes.max(1)).map(|row| row.to_vec()).collect()
+}
+
+/// A flat count matrix that adds elementwise (empty is zero).
+#[derive(Default)]
+struct Counts(Vec<usize>);
+
+impl std::ops::Add for Counts {
+    type Output = Counts;
+    fn add(self, other: Counts) -> Counts {
+        if self.0.is_empty() {
+            return other;
+        }
+        if other.0.is_empty() {
+            return self;
+        }
+        Counts(self.0.iter().zip(&other.0).map(|(a, b)| a + b).collect())
+    }
+}

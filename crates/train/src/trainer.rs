@@ -1,0 +1,220 @@
+//! The book's training loop (section 5.7.4):
+//!
+//! ```text
+//! for i in 0..iters:
+//!     if i % eval_every == 0: record train and test accuracy
+//!     batch = batch_size indices drawn uniformly with replacement
+//!     grad = network.gradient(x[batch], t[batch])      # backprop
+//!     param -= learning_rate * grad                     # SGD
+//! ```
+//!
+//! and one last evaluation after the final step. Once the first iteration has
+//! sized every buffer, an iteration allocates nothing: the batch is gathered
+//! into a reused tensor, layers write into their kept outputs, and SGD writes
+//! into a spare set of parameters that is then swapped in, which also keeps
+//! the previous parameters for the divergence guard.
+
+use crate::data::pixel_table;
+use crate::{accuracy, ImageData, TrainConfig, TrainError};
+use layers::{Network, Target};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::time::{Duration, Instant};
+use tensor::{Element, Tensor};
+
+/// One evaluation: accuracies on the full train and test sets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalRecord {
+    pub iteration: usize,
+    /// `iteration / eval_every`: the book's epoch axis.
+    pub epoch: f64,
+    /// Mean training batch loss since the previous evaluation (none before the first step).
+    pub loss: Option<f64>,
+    pub train_accuracy: f64,
+    pub test_accuracy: f64,
+    /// Seconds since the run started.
+    pub elapsed_seconds: f64,
+}
+
+/// The end of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Mean batch loss over the last `min(100, iters)` iterations.
+    pub final_loss: f64,
+    pub train_accuracy: f64,
+    pub test_accuracy: f64,
+    pub iterations: usize,
+    /// Wall time of the loop, evaluations included.
+    pub seconds_total: f64,
+    /// Wall time of the loop without the evaluations.
+    pub seconds_train: f64,
+}
+
+/// What a person watching sees. Called from the loop: `on_step` should be
+/// cheap and should not allocate every call.
+pub trait Observer {
+    fn on_step(&mut self, _iteration: usize, _loss: f64) {}
+    fn on_eval(&mut self, _record: &EvalRecord) {}
+}
+
+/// An observer that ignores everything.
+impl Observer for () {}
+
+pub struct Trainer<'a, T: Element> {
+    config: TrainConfig,
+    network: Network<T>,
+    train: ImageData<'a>,
+    test: ImageData<'a>,
+    pool: rayon::ThreadPool,
+    losses: Vec<f32>,
+    evals: Vec<EvalRecord>,
+}
+
+impl<'a, T: Element> Trainer<'a, T> {
+    /// Validates the settings and the data, builds the seeded network
+    /// (`train.features()` inputs, `classes` outputs) and the thread pool.
+    pub fn new(
+        config: TrainConfig,
+        train: ImageData<'a>,
+        test: ImageData<'a>,
+        classes: usize,
+    ) -> Result<Self, TrainError> {
+        config.validate()?;
+        if train.is_empty() {
+            return Err(TrainError::InvalidConfig("the training set is empty".into()));
+        }
+        if test.features() != train.features() {
+            return Err(TrainError::InvalidConfig(format!(
+                "test images have {} pixels but training images {}",
+                test.features(),
+                train.features()
+            )));
+        }
+        let needed = train.classes().max(test.classes());
+        if needed > classes {
+            return Err(TrainError::InvalidConfig(format!(
+                "labels go up to {} but the network has {classes} outputs",
+                needed - 1
+            )));
+        }
+        let sizes = config.sizes(train.features(), classes);
+        let network = Network::mlp(&sizes, config.activation, config.weight_init_std, config.seed)?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.threads)
+            .build()
+            .map_err(|e| TrainError::InvalidConfig(format!("cannot start {} threads: {e}", config.threads)))?;
+        Ok(Trainer {
+            losses: Vec::with_capacity(config.iters),
+            evals: Vec::new(),
+            config,
+            network,
+            train,
+            test,
+            pool,
+        })
+    }
+
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// The network: trained after [`Trainer::run`], or the last good one after a divergence.
+    pub fn network(&self) -> &Network<T> {
+        &self.network
+    }
+
+    /// The batch loss of every completed iteration.
+    pub fn losses(&self) -> &[f32] {
+        &self.losses
+    }
+
+    pub fn evals(&self) -> &[EvalRecord] {
+        &self.evals
+    }
+
+    fn evaluate(
+        &mut self,
+        iteration: usize,
+        loss: Option<f64>,
+        started: Instant,
+        observer: &mut dyn Observer,
+    ) -> Duration {
+        let t0 = Instant::now();
+        let (net, train, test) = (&self.network, self.train, self.test);
+        let (train_accuracy, test_accuracy) = self.pool.install(|| (accuracy(net, train), accuracy(net, test)));
+        let record = EvalRecord {
+            iteration,
+            epoch: iteration as f64 / self.config.eval_interval(self.train.len()) as f64,
+            loss,
+            train_accuracy,
+            test_accuracy,
+            elapsed_seconds: started.elapsed().as_secs_f64(),
+        };
+        observer.on_eval(&record);
+        self.evals.push(record);
+        t0.elapsed()
+    }
+
+    /// Runs the configured iterations. On a non-finite loss the run stops
+    /// with [`TrainError::NonFiniteLoss`] and [`Trainer::network`] holds the
+    /// parameters of the last iteration whose loss was finite.
+    pub fn run(&mut self, observer: &mut dyn Observer) -> Result<Summary, TrainError> {
+        let config = self.config.clone();
+        let eval_every = config.eval_interval(self.train.len());
+        let table = pixel_table::<T>();
+        // Stream 0 of this seed drew the weights; the batches use stream 1.
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        rng.set_stream(1);
+        let mut indices = vec![0usize; config.batch_size];
+        let mut x = Tensor::<T>::zeros(&[config.batch_size, self.train.features()]);
+        let mut labels = Vec::with_capacity(config.batch_size);
+        let mut previous = self.network.param_buffers();
+        let learning_rate = T::from_f64(config.learning_rate);
+        let started = Instant::now();
+        let mut eval_time = Duration::ZERO;
+        let (mut window_sum, mut window_len) = (0.0f64, 0usize);
+
+        for iteration in 0..config.iters {
+            if iteration % eval_every == 0 {
+                let loss = (window_len > 0).then(|| window_sum / window_len as f64);
+                eval_time += self.evaluate(iteration, loss, started, observer);
+                (window_sum, window_len) = (0.0, 0);
+            }
+            for index in &mut indices {
+                *index = rng.random_range(0..self.train.len());
+            }
+            self.train.gather(&indices, &table, &mut x, &mut labels);
+            let loss = self.network.gradient_unchecked(&x, Target::Labels(&labels)).to_f64();
+            if !loss.is_finite() {
+                if iteration > 0 {
+                    // `previous` holds the parameters of iteration - 1, whose loss was finite.
+                    self.network.swap_params(&mut previous);
+                }
+                return Err(TrainError::NonFiniteLoss {
+                    iteration,
+                    loss,
+                    learning_rate: config.learning_rate,
+                    last_good: iteration.saturating_sub(1),
+                });
+            }
+            self.network.sgd_step_keeping(learning_rate, &mut previous);
+            self.losses.push(loss as f32);
+            window_sum += loss;
+            window_len += 1;
+            observer.on_step(iteration, loss);
+        }
+        let loss = (window_len > 0).then(|| window_sum / window_len as f64);
+        eval_time += self.evaluate(config.iters, loss, started, observer);
+        let seconds_total = started.elapsed().as_secs_f64();
+        let tail = &self.losses[self.losses.len().saturating_sub(100)..];
+        let last = self.evals.last().expect("a final evaluation was just recorded");
+        Ok(Summary {
+            final_loss: tail.iter().map(|&l| l as f64).sum::<f64>() / tail.len().max(1) as f64,
+            train_accuracy: last.train_accuracy,
+            test_accuracy: last.test_accuracy,
+            iterations: config.iters,
+            seconds_total,
+            seconds_train: seconds_total - eval_time.as_secs_f64(),
+        })
+    }
+}

@@ -1,0 +1,76 @@
+//! Once warm, a training iteration allocates nothing: counted with a global
+//! allocator wrapper over a few hundred steps.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use train::{ImageData, Observer, TrainConfig, Trainer};
+
+struct Counting;
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged, only counting calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Reads the counter at two iterations, allocating nothing itself.
+struct Window {
+    warm_at: usize,
+    end_at: usize,
+    counts: [usize; 2],
+}
+
+impl Observer for Window {
+    fn on_step(&mut self, iteration: usize, _loss: f64) {
+        if iteration == self.warm_at {
+            self.counts[0] = ALLOCATIONS.load(Ordering::SeqCst);
+        }
+        if iteration == self.end_at {
+            self.counts[1] = ALLOCATIONS.load(Ordering::SeqCst);
+        }
+    }
+}
+
+#[test]
+fn a_warm_iteration_allocates_nothing() {
+    let (px, lb) = common::toy_set(2000, 1);
+    let data = ImageData::new(&px, &lb, 64).unwrap();
+    for hidden in [vec![50], vec![40, 30]] {
+        // Evaluation only before the first and after the last step, outside the window.
+        let config = TrainConfig {
+            hidden,
+            iters: 400,
+            eval_every: Some(1000),
+            batch_size: 100,
+            threads: 1,
+            ..Default::default()
+        };
+        let mut trainer = Trainer::<f32>::new(config, data, data, 10).unwrap();
+        let mut window = Window {
+            warm_at: 5,
+            end_at: 399,
+            counts: [0; 2],
+        };
+        trainer.run(&mut window).unwrap();
+        assert_eq!(
+            window.counts[1] - window.counts[0],
+            0,
+            "allocations in 394 warm iterations"
+        );
+    }
+}

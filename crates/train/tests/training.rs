@@ -1,0 +1,180 @@
+//! The training loop on a synthetic set: it learns, it is reproducible for
+//! any thread count, it stops on divergence keeping the last good weights,
+//! and it writes its records.
+
+mod common;
+
+use common::toy_set;
+use layers::Activation;
+use train::{report, EvalRecord, ImageData, Observer, TrainConfig, TrainError, Trainer};
+
+fn config(threads: usize) -> TrainConfig {
+    TrainConfig {
+        hidden: vec![16],
+        batch_size: 20,
+        iters: 300,
+        eval_every: Some(100),
+        learning_rate: 0.5,
+        threads,
+        seed: 7,
+        weight_init_std: 0.1,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn learns_the_toy_set_and_records_every_evaluation() {
+    let (px, lb) = toy_set(1200, 1);
+    let (tpx, tlb) = toy_set(1100, 2);
+    let (train, test) = (
+        ImageData::new(&px, &lb, 64).unwrap(),
+        ImageData::new(&tpx, &tlb, 64).unwrap(),
+    );
+    let mut trainer = Trainer::<f32>::new(config(0), train, test, 10).unwrap();
+    let summary = trainer.run(&mut ()).unwrap();
+    assert!(summary.test_accuracy > 0.9, "{summary:?}");
+    assert_eq!(trainer.losses().len(), 300);
+    let iterations: Vec<usize> = trainer.evals().iter().map(|e| e.iteration).collect();
+    assert_eq!(iterations, [0, 100, 200, 300]);
+    assert!(trainer.evals()[0].loss.is_none() && trainer.evals()[1].loss.is_some());
+    assert!(summary.seconds_train <= summary.seconds_total);
+}
+
+#[test]
+fn same_seed_same_everything_for_any_thread_count() {
+    let (px, lb) = toy_set(1200, 3);
+    let (tpx, tlb) = toy_set(1000, 4);
+    let run = |threads, activation| {
+        let (train, test) = (
+            ImageData::new(&px, &lb, 64).unwrap(),
+            ImageData::new(&tpx, &tlb, 64).unwrap(),
+        );
+        let mut trainer = Trainer::<f32>::new(
+            TrainConfig {
+                activation,
+                ..config(threads)
+            },
+            train,
+            test,
+            10,
+        )
+        .unwrap();
+        trainer.run(&mut ()).unwrap();
+        let accuracies: Vec<(f64, f64)> = trainer
+            .evals()
+            .iter()
+            .map(|e| (e.train_accuracy, e.test_accuracy))
+            .collect();
+        (trainer.losses().to_vec(), accuracies, trainer.network().param_buffers())
+    };
+    for activation in [Activation::Relu, Activation::Sigmoid] {
+        let one = run(1, activation);
+        assert_eq!(one, run(2, activation), "threads 1 vs 2");
+        assert_eq!(one, run(3, activation), "threads 1 vs 3");
+    }
+    // A different seed is a different run.
+    let (train, test) = (
+        ImageData::new(&px, &lb, 64).unwrap(),
+        ImageData::new(&tpx, &tlb, 64).unwrap(),
+    );
+    let mut other = Trainer::<f32>::new(TrainConfig { seed: 8, ..config(1) }, train, test, 10).unwrap();
+    other.run(&mut ()).unwrap();
+    assert_ne!(other.losses(), &run(1, Activation::Relu).0[..]);
+}
+
+#[test]
+fn divergence_stops_the_run_and_keeps_the_last_good_weights() {
+    let (px, lb) = toy_set(500, 5);
+    let data = ImageData::new(&px, &lb, 64).unwrap();
+    let huge_lr = TrainConfig {
+        learning_rate: 1e30,
+        hidden: vec![32],
+        ..config(1)
+    };
+    let mut trainer = Trainer::<f32>::new(huge_lr, data, data, 10).unwrap();
+    let err = trainer.run(&mut ()).unwrap_err();
+    let TrainError::NonFiniteLoss {
+        iteration, last_good, ..
+    } = err
+    else {
+        panic!("{err}")
+    };
+    assert!(err.to_string().contains("lower --lr"), "{err}");
+    assert_eq!(last_good + 1, iteration);
+    assert_eq!(trainer.losses().len(), iteration, "every finite loss was recorded");
+    for (name, value, _) in trainer.network().named_params() {
+        assert!(
+            value.as_slice().iter().all(|v| v.is_finite()),
+            "{name} holds non-finite values"
+        );
+    }
+}
+
+#[test]
+fn bad_settings_and_data_are_refused_before_work() {
+    let (px, lb) = toy_set(50, 6);
+    let data = ImageData::new(&px, &lb, 64).unwrap();
+    assert!(matches!(
+        Trainer::<f32>::new(
+            TrainConfig {
+                batch_size: 0,
+                ..config(1)
+            },
+            data,
+            data,
+            10
+        ),
+        Err(TrainError::InvalidConfig(_))
+    ));
+    assert!(
+        matches!(
+            Trainer::<f32>::new(config(1), data, data, 5),
+            Err(TrainError::InvalidConfig(_))
+        ),
+        "labels beyond the outputs"
+    );
+    let other = ImageData::new(&px[..50 * 32], &lb, 32).unwrap();
+    assert!(matches!(
+        Trainer::<f32>::new(config(1), data, other, 10),
+        Err(TrainError::InvalidConfig(_))
+    ));
+}
+
+struct Recorder(Vec<EvalRecord>, usize);
+impl Observer for Recorder {
+    fn on_step(&mut self, _: usize, _: f64) {
+        self.1 += 1;
+    }
+    fn on_eval(&mut self, record: &EvalRecord) {
+        self.0.push(record.clone());
+    }
+}
+
+#[test]
+fn records_and_plots_are_written() {
+    let (px, lb) = toy_set(600, 7);
+    let data = ImageData::new(&px, &lb, 64).unwrap();
+    let mut trainer = Trainer::<f32>::new(config(1), data, data, 10).unwrap();
+    let mut recorder = Recorder(Vec::new(), 0);
+    trainer.run(&mut recorder).unwrap();
+    assert_eq!(recorder.1, 300);
+    assert_eq!(recorder.0, trainer.evals());
+    let dir = tempfile::tempdir().unwrap();
+    report::write_loss_csv(&dir.path().join("loss.csv"), trainer.losses()).unwrap();
+    report::write_eval_csv(&dir.path().join("accuracy.csv"), trainer.evals()).unwrap();
+    report::plot_accuracy(&dir.path().join("accuracy.png"), trainer.evals(), "toy").unwrap();
+    report::plot_loss(&dir.path().join("loss.png"), trainer.losses(), "toy").unwrap();
+    let csv = std::fs::read_to_string(dir.path().join("loss.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 301);
+    let evals = std::fs::read_to_string(dir.path().join("accuracy.csv")).unwrap();
+    assert_eq!(evals.lines().count(), 5);
+    for png in ["accuracy.png", "loss.png"] {
+        let bytes = std::fs::read(dir.path().join(png)).unwrap();
+        assert_eq!(&bytes[1..4], b"PNG", "{png} is a PNG");
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        4,
+        "no temporary files left"
+    );
+}
