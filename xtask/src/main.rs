@@ -1,1 +1,57 @@
-fn main() {}
+//! `cargo xtask <task>`: the project's commands. This file only parses flags
+//! and dispatches; each task lives in its own module.
+
+mod bench;
+mod common;
+mod eval;
+mod fetch;
+mod gradcheck;
+mod predict;
+mod train;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Deep learning from scratch, chapter 5, in Rust: fetch MNIST, train the
+/// book's network, check its gradients, benchmark it.
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version, arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Download (or copy) a data set and verify its SHA-256 checksums.
+    Fetch(fetch::Args),
+    /// Train a network with SGD and keep the run (CSV, plots, weights).
+    Train(train::Args),
+    /// Compare backprop gradients with numerical ones on a few training images.
+    Gradcheck(gradcheck::Args),
+    /// Test accuracy and confusion matrix of a saved model.
+    Eval(eval::Args),
+    /// Classify one image with a saved model and draw it in the terminal.
+    Predict(predict::Args),
+    /// Run the criterion benchmarks and print a summary table.
+    Bench(bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Fetch(args) => fetch::run(args),
+        Task::Train(args) => train::run(args),
+        Task::Gradcheck(args) => gradcheck::run(args),
+        Task::Eval(args) => eval::run(args),
+        Task::Predict(args) => predict::run(args),
+        Task::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

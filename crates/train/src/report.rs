@@ -81,6 +81,8 @@ pub fn plot_accuracy(path: &Path, evals: &[EvalRecord], title: &str) -> Result<(
             .configure_mesh()
             .x_desc("epochs")
             .y_desc("accuracy")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.1}"))
             .label_style((FONT, 15))
             .draw()?;
         let train: Vec<(f64, f64)> = evals.iter().map(|e| (e.epoch, e.train_accuracy)).collect();
@@ -117,11 +119,13 @@ pub fn plot_loss(path: &Path, losses: &[f32], title: &str) -> Result<(), TrainEr
             .margin(16)
             .x_label_area_size(44)
             .y_label_area_size(56)
-            .build_cartesian_2d(0.0..losses.len().max(1) as f64, 0.0..max_loss * 1.05)?;
+            .build_cartesian_2d(0.0..losses.len().max(1) as f64 * 1.02, 0.0..max_loss * 1.05)?;
         chart
             .configure_mesh()
             .x_desc("iteration")
             .y_desc("loss")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.1}"))
             .label_style((FONT, 15))
             .draw()?;
         let raw = losses

@@ -1,0 +1,118 @@
+//! What several tasks share: errors, where the data is, loading it.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use mnist::{Dataset, FetchProgress, Mnist, MnistError, Source};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use thiserror::Error;
+
+/// Every way an xtask can fail; each message says what to do.
+#[derive(Debug, Error)]
+pub enum XtaskError {
+    #[error(transparent)]
+    Data(#[from] MnistError),
+    #[error(transparent)]
+    Train(#[from] train::TrainError),
+    #[error(transparent)]
+    Layer(#[from] layers::LayerError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub type Result<T> = std::result::Result<T, XtaskError>;
+
+/// The workspace root (xtask's parent folder).
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")).to_path_buf()
+}
+
+/// The default folder of a data set: `data/<name>` under the project root.
+pub fn default_data_dir(dataset: Dataset) -> PathBuf {
+    project_root().join("data").join(dataset.name())
+}
+
+/// The environment variable that points at a folder holding the files.
+pub fn env_var(dataset: Dataset) -> &'static str {
+    match dataset {
+        Dataset::Mnist => "MNIST_DIR",
+        Dataset::FashionMnist => "FASHION_MNIST_DIR",
+    }
+}
+
+/// Where to read a data set from: `--data-dir`, else `$MNIST_DIR` (or
+/// `$FASHION_MNIST_DIR`), else the default folder, fetched on first use.
+pub fn locate_data(dataset: Dataset, data_dir: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(dir) = data_dir.or_else(|| std::env::var_os(env_var(dataset)).map(PathBuf::from)) {
+        return Ok(dir);
+    }
+    let dir = default_data_dir(dataset);
+    // Verifies what is there (cheap) and fetches only what is missing or damaged.
+    mnist::fetch(dataset, &dir, &[], &mut BarProgress::default())?;
+    Ok(dir)
+}
+
+/// Loads both splits, reporting how long it took.
+pub fn load_data(dataset: Dataset, data_dir: Option<PathBuf>) -> Result<(Mnist, PathBuf, f64)> {
+    let dir = locate_data(dataset, data_dir)?;
+    let start = Instant::now();
+    let data = Mnist::load(&dir, dataset)?;
+    Ok((data, dir, start.elapsed().as_secs_f64()))
+}
+
+/// A rayon pool of `threads` workers (0: one per core).
+pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| XtaskError::Failed(format!("cannot start {threads} threads: {e}")))
+}
+
+/// Parses `--dataset`.
+pub fn parse_dataset(text: &str) -> std::result::Result<Dataset, String> {
+    text.parse()
+}
+
+/// Parses a source for `--from`.
+pub fn parse_source(text: &str) -> std::result::Result<Source, String> {
+    Source::parse(text).map_err(|e| e.to_string())
+}
+
+/// A byte progress bar on stderr for transfers (hidden when not a terminal).
+#[derive(Default)]
+pub struct BarProgress {
+    bar: Option<ProgressBar>,
+}
+
+impl FetchProgress for BarProgress {
+    fn start(&mut self, file: &str, source: &str, total: Option<u64>) {
+        let bar = match total {
+            Some(total) => ProgressBar::new(total),
+            None => ProgressBar::no_length(),
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{msg:40} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(format!("{file} from {source}"));
+        self.bar = Some(bar);
+    }
+
+    fn advance(&mut self, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(bytes);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn note(&mut self, message: &str) {
+        eprintln!("  {message}");
+    }
+}

@@ -1,0 +1,62 @@
+//! `cargo xtask eval`: test accuracy and confusion matrix of a saved model.
+
+use crate::common::{load_data, parse_dataset, thread_pool, Result, XtaskError};
+use mnist::Dataset;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use train::{accuracy, confusion_matrix, load_checkpoint, ImageData};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A model.safetensors written by `cargo xtask train`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Data set to evaluate on [default: the one the model was trained on].
+    #[arg(long, value_parser = parse_dataset)]
+    dataset: Option<Dataset>,
+    /// Folder holding the files [default: $MNIST_DIR, else data/<dataset>].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Print a JSON object as the last line of stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let checkpoint = load_checkpoint::<f32>(&args.model)?;
+    let dataset = match args.dataset {
+        Some(d) => d,
+        None => checkpoint.metadata.get("dataset").map(|d| d.parse()).unwrap_or(Ok(Dataset::Mnist)).map_err(XtaskError::Usage)?,
+    };
+    let (data, _, _) = load_data(dataset, args.data_dir)?;
+    let test = ImageData::new(&data.test.images, &data.test.labels, data.test.pixels())?;
+    let net = &checkpoint.network;
+    if net.input_size() != test.features() {
+        return Err(layers::LayerError::InputShape { expected: net.input_size(), got: vec![test.len(), test.features()] }.into());
+    }
+    let classes = net.output_size();
+    let pool = thread_pool(args.threads)?;
+    let (acc, matrix) = pool.install(|| (accuracy(net, test), confusion_matrix(net, test, classes)));
+    println!("{}: {} images, test accuracy {:.4}", args.model.display(), test.len(), acc);
+    println!("confusion matrix (rows: true label, columns: predicted)");
+    print!("      ");
+    for j in 0..classes {
+        print!("{j:>6}");
+    }
+    println!();
+    for (i, row) in matrix.iter().enumerate() {
+        print!("{i:>4}  ");
+        for count in row {
+            print!("{count:>6}");
+        }
+        let total: usize = row.iter().sum();
+        println!("   {:.3} recall", if total == 0 { 0.0 } else { row[i] as f64 / total as f64 });
+    }
+    if args.json {
+        println!("{}", serde_json::json!({"test_accuracy": acc, "confusion_matrix": matrix}));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,179 @@
+//! `cargo xtask gradcheck`: the book's gradient check (section 5.7.3).
+//!
+//! On the first `--samples` training images, the backprop gradient of every
+//! parameter is compared with the central-difference one (h = 1e-4). Both
+//! are timed; the ratio is the point of chapter 5.
+
+use crate::common::{locate_data, parse_dataset, thread_pool, Result, XtaskError};
+use layers::gradcheck::{mean_abs_diff, relative_error};
+use layers::{Activation, Network, Target};
+use mnist::{Dataset, Mnist, Split};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+use tensor::{Element, Tensor};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Number of training images in the batch.
+    #[arg(long, default_value_t = 3)]
+    samples: usize,
+    /// Hidden layer width.
+    #[arg(long, default_value_t = 50)]
+    hidden: usize,
+    /// Hidden activation: relu or sigmoid.
+    #[arg(long, default_value = "relu")]
+    activation: Activation,
+    /// Precision: f64 (the book's) or f32.
+    #[arg(long, default_value = "f64", value_parser = ["f64", "f32"])]
+    dtype: String,
+    /// Seed of the initial weights.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Fail when a mean |backprop - numerical| exceeds this [default: 1e-8 for f64, 1e-3 for f32].
+    #[arg(long)]
+    tolerance: Option<f64>,
+    /// Threads for the numerical gradient (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// mnist or fashion-mnist.
+    #[arg(long, default_value = "mnist", value_parser = parse_dataset)]
+    dataset: Dataset,
+    /// Folder holding the files [default: $MNIST_DIR, else data/<dataset>, fetched on first use].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Print a JSON object as the last line of stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Step of the central difference, as in the book.
+const H: f64 = 1e-4;
+
+struct ParamReport {
+    name: String,
+    mean_abs_diff: f64,
+    max_rel_err: f64,
+}
+
+struct Report {
+    params: Vec<ParamReport>,
+    numerical_seconds: f64,
+    backprop_seconds: f64,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    if args.samples == 0 {
+        return Err(XtaskError::Usage("--samples must be at least 1".into()));
+    }
+    if args.hidden == 0 {
+        return Err(XtaskError::Usage("--hidden must be at least 1".into()));
+    }
+    let tolerance = args.tolerance.unwrap_or(if args.dtype == "f64" { 1e-8 } else { 1e-3 });
+    if !(tolerance.is_finite() && tolerance > 0.0) {
+        return Err(XtaskError::Usage(format!("--tolerance must be a positive number, got {tolerance}")));
+    }
+    let dir = locate_data(args.dataset, args.data_dir.clone())?;
+    let train = Mnist::load_split(&dir, args.dataset, Split::Train)?;
+    if args.samples > train.len() {
+        return Err(XtaskError::Usage(format!("--samples {} exceeds the {} training images", args.samples, train.len())));
+    }
+    let pool = thread_pool(args.threads)?;
+    let report = pool.install(|| match args.dtype.as_str() {
+        "f32" => check::<f32>(&args, &train),
+        _ => check::<f64>(&args, &train),
+    })?;
+
+    println!(
+        "gradient check: {} images, {}-{}-10 {} in {}, h = {H:e}, seed {}",
+        args.samples,
+        train.pixels(),
+        args.hidden,
+        args.activation,
+        args.dtype,
+        args.seed
+    );
+    println!("  {:<4} {:>16} {:>14}", "", "mean |bp - num|", "max rel err");
+    for p in &report.params {
+        println!("  {:<4} {:>16.3e} {:>14.3e}", p.name, p.mean_abs_diff, p.max_rel_err);
+    }
+    let speedup = report.numerical_seconds / report.backprop_seconds;
+    println!(
+        "  numerical {:.3} s, backprop {:.1} us: backprop is {speedup:.0}x faster ({} threads for the numerical gradient)",
+        report.numerical_seconds,
+        report.backprop_seconds * 1e6,
+        pool.current_num_threads()
+    );
+    let failed: Vec<&str> = report.params.iter().filter(|p| !(p.mean_abs_diff <= tolerance)).map(|p| p.name.as_str()).collect();
+    if args.json {
+        let params: serde_json::Map<String, serde_json::Value> = report
+            .params
+            .iter()
+            .map(|p| (p.name.clone(), serde_json::json!({"mean_abs_diff": p.mean_abs_diff, "max_rel_err": p.max_rel_err})))
+            .collect();
+        let json = serde_json::json!({
+            "params": params,
+            "numerical_seconds": report.numerical_seconds,
+            "backprop_seconds": report.backprop_seconds,
+            "speedup": speedup,
+        });
+        println!("{json}");
+    }
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(XtaskError::Failed(format!(
+            "gradient check failed for {} (mean difference above {tolerance:e}); backprop disagrees with the numerical gradient",
+            failed.join(", ")
+        )))
+    }
+}
+
+fn check<T: Element>(args: &Args, train: &mnist::ImageSet) -> Result<Report> {
+    let pixels = train.pixels();
+    let mut x = vec![T::ZERO; args.samples * pixels];
+    let mut labels = vec![0usize; args.samples];
+    let indices: Vec<usize> = (0..args.samples).collect();
+    for (row, &i) in x.chunks_exact_mut(pixels).zip(&indices) {
+        for (value, &byte) in row.iter_mut().zip(train.image(i)) {
+            *value = T::from_f64(byte as f64 / 255.0);
+        }
+        labels[i] = train.labels[i] as usize;
+    }
+    let x = Tensor::from_vec(x, &[args.samples, pixels]).map_err(|e| XtaskError::Failed(e.to_string()))?;
+    let mut net = Network::<T>::mlp(&[pixels, args.hidden, 10], args.activation, 0.01, args.seed)?;
+    let target = Target::Labels(&labels);
+
+    // Backprop takes microseconds: time enough repetitions for a stable figure.
+    net.gradient(&x, target)?;
+    let repeats = 200;
+    let start = Instant::now();
+    for _ in 0..repeats {
+        net.gradient(&x, target)?;
+    }
+    let backprop_seconds = start.elapsed().as_secs_f64() / repeats as f64;
+
+    let start = Instant::now();
+    let numerical = net.numerical_gradient(&x, target, T::from_f64(H))?;
+    let numerical_seconds = start.elapsed().as_secs_f64();
+
+    let as_f64 = |t: &Tensor<T>| t.as_slice().iter().map(|v| v.to_f64()).collect::<Vec<f64>>();
+    let params = net
+        .named_params()
+        .into_iter()
+        .zip(&numerical)
+        .map(|((name, _, grad), (_, num))| {
+            let (bp, nu) = (as_f64(grad), as_f64(num));
+            ParamReport {
+                name,
+                mean_abs_diff: mean_abs_diff(&bp, &nu),
+                max_rel_err: relative_error(&bp, &nu),
+            }
+        })
+        .collect();
+    Ok(Report {
+        params,
+        numerical_seconds,
+        backprop_seconds,
+    })
+}

@@ -1,0 +1,77 @@
+//! `cargo xtask predict`: classify one image and draw it in the terminal.
+
+use crate::common::{locate_data, parse_dataset, Result, XtaskError};
+use mnist::{Dataset, Mnist, Split};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tensor::Tensor;
+use train::load_checkpoint;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A model.safetensors written by `cargo xtask train`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Index of the image in the split.
+    #[arg(long)]
+    index: usize,
+    /// Which split to take the image from: test or train.
+    #[arg(long, default_value = "test", value_parser = ["test", "train"])]
+    split: String,
+    /// Data set [default: the one the model was trained on].
+    #[arg(long, value_parser = parse_dataset)]
+    dataset: Option<Dataset>,
+    /// Folder holding the files [default: $MNIST_DIR, else data/<dataset>].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+/// Darkest to brightest, two characters per pixel keep the aspect ratio.
+const SHADES: &[u8] = b" .:-=+*#%@";
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let checkpoint = load_checkpoint::<f32>(&args.model)?;
+    let dataset = match args.dataset {
+        Some(d) => d,
+        None => checkpoint.metadata.get("dataset").map(|d| d.parse()).unwrap_or(Ok(Dataset::Mnist)).map_err(XtaskError::Usage)?,
+    };
+    let dir = locate_data(dataset, args.data_dir)?;
+    let split = if args.split == "train" { Split::Train } else { Split::Test };
+    let set = Mnist::load_split(&dir, dataset, split)?;
+    if args.index >= set.len() {
+        return Err(XtaskError::Usage(format!("--index {} is outside the {} {} images", args.index, set.len(), args.split)));
+    }
+    let image = set.image(args.index);
+    let x = Tensor::from_vec(image.iter().map(|&b| b as f32 / 255.0).collect(), &[1, set.pixels()])
+        .map_err(|e| XtaskError::Failed(e.to_string()))?;
+    let mut net = checkpoint.network;
+    let logits = net.predict(&x)?;
+    let lse = logits.row_log_sum_exp(0);
+    let probs: Vec<f32> = logits.row(0).iter().map(|&z| (z - lse).exp()).collect();
+    let predicted = logits.row_argmax(0);
+
+    for row in image.chunks(set.cols) {
+        let line: String = row
+            .iter()
+            .map(|&b| SHADES[b as usize * (SHADES.len() - 1) / 255] as char)
+            .flat_map(|c| [c, c])
+            .collect();
+        println!("  |{line}|");
+    }
+    let names = dataset.class_names();
+    let label = set.labels[args.index] as usize;
+    println!(
+        "{} image {}: predicted {} ({:.1}%), true label {}{}",
+        args.split,
+        args.index,
+        names.get(predicted).unwrap_or(&"?"),
+        probs[predicted] * 100.0,
+        names.get(label).unwrap_or(&"?"),
+        if predicted == label { "" } else { "  (wrong)" }
+    );
+    for (class, p) in probs.iter().enumerate() {
+        let bar = "#".repeat((p * 40.0).round() as usize);
+        println!("  {:>11} {:>6.2}% {bar}", names.get(class).unwrap_or(&"?"), p * 100.0);
+    }
+    Ok(ExitCode::SUCCESS)
+}

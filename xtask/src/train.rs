@@ -1,0 +1,219 @@
+//! `cargo xtask train`: the book's run, watchable and reproducible.
+
+use crate::common::{load_data, parse_dataset, project_root, Result, XtaskError};
+use indicatif::{ProgressBar, ProgressStyle};
+use layers::Activation;
+use mnist::Dataset;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use train::{report, save_checkpoint, EvalRecord, ImageData, Observer, Summary, TrainConfig, TrainError, Trainer};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Hidden layer widths, comma separated: 50 is the book's net, 100,100 a deeper one.
+    #[arg(long, value_delimiter = ',', default_value = "50")]
+    hidden: Vec<usize>,
+    /// Hidden activation: relu or sigmoid.
+    #[arg(long, default_value = "relu")]
+    activation: Activation,
+    /// SGD learning rate.
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
+    lr: f64,
+    /// Images per mini-batch (drawn with replacement).
+    #[arg(long, default_value_t = 100)]
+    batch_size: usize,
+    /// Number of SGD steps.
+    #[arg(long, default_value_t = 10_000)]
+    iters: usize,
+    /// Evaluate train and test accuracy every N steps [default: one epoch, train size / batch size].
+    #[arg(long)]
+    eval_every: Option<usize>,
+    /// Seed of every random choice (weights, batches).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Threads for evaluation (0: one per core). Results are identical for any value.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Standard deviation of the initial weights.
+    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
+    weight_init_std: f64,
+    /// mnist or fashion-mnist.
+    #[arg(long, default_value = "mnist", value_parser = parse_dataset)]
+    dataset: Dataset,
+    /// Folder holding the four files [default: $MNIST_DIR, else data/<dataset>, fetched on first use].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Run folder for records, plots and weights [default: runs/<dataset>-<net>-seed<seed>-<time>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print a JSON summary as the last line of stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A progress bar with the live loss and iterations per second, and one
+/// printed line per evaluation.
+struct Console {
+    bar: ProgressBar,
+    eval_every: usize,
+}
+
+impl Observer for Console {
+    fn on_step(&mut self, iteration: usize, loss: f64) {
+        // The bar's message is formatted (allocated) only a few times a second's worth of steps.
+        if iteration % 50 == 0 {
+            self.bar.set_message(format!("loss {loss:.4}"));
+        }
+        self.bar.set_position(iteration as u64 + 1);
+    }
+
+    fn on_eval(&mut self, e: &EvalRecord) {
+        let loss = e.loss.map(|l| format!("{l:.4}")).unwrap_or_else(|| "-".into());
+        let line = format!(
+            "iter {:>6}  epoch {:>5.2}  loss {loss:>7}  train acc {:.4}  test acc {:.4}  {:>6.2}s",
+            e.iteration,
+            e.iteration as f64 / self.eval_every as f64,
+            e.train_accuracy,
+            e.test_accuracy,
+            e.elapsed_seconds
+        );
+        if self.bar.is_hidden() {
+            println!("{line}");
+        } else {
+            self.bar.suspend(|| println!("{line}"));
+        }
+    }
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; `cargo xtask` runs the release profile, use it for real runs");
+    }
+    let config = TrainConfig {
+        hidden: args.hidden.clone(),
+        activation: args.activation,
+        learning_rate: args.lr,
+        batch_size: args.batch_size,
+        iters: args.iters,
+        eval_every: args.eval_every,
+        seed: args.seed,
+        threads: args.threads,
+        weight_init_std: args.weight_init_std,
+    };
+    // Refuse bad settings before loading anything.
+    config.validate()?;
+    let (data, data_dir, load_seconds) = load_data(args.dataset, args.data_dir.clone())?;
+    let train_set = ImageData::new(&data.train.images, &data.train.labels, data.train.pixels())?;
+    let test_set = ImageData::new(&data.test.images, &data.test.labels, data.test.pixels())?;
+    let classes = 10;
+    let mut trainer = Trainer::<f32>::new(config.clone(), train_set, test_set, classes)?;
+    let eval_every = config.eval_interval(train_set.len());
+    let sizes = trainer.network().sizes().to_vec();
+    let net_name = sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-");
+    let run_dir = args.out.clone().unwrap_or_else(|| {
+        project_root()
+            .join("runs")
+            .join(format!("{}-{net_name}-{}-seed{}-{}", args.dataset, args.activation, args.seed, timestamp()))
+    });
+    std::fs::create_dir_all(&run_dir).map_err(|e| TrainError::Io { path: run_dir.clone(), source: e })?;
+
+    println!("backprop-rs train");
+    println!("  data      {} from {} ({} train, {} test images; loaded in {load_seconds:.2}s)", args.dataset, data_dir.display(), train_set.len(), test_set.len());
+    println!("  network   {net_name} {} (f32, {} parameters, weights {} * N(0,1))", args.activation, trainer.network().num_params(), config.weight_init_std);
+    println!("  sgd       lr {}  batch {} (with replacement)  iters {}  eval every {eval_every}", config.learning_rate, config.batch_size, config.iters);
+    println!("  seed      {}  threads {}", config.seed, if config.threads == 0 { rayon::current_num_threads() } else { config.threads });
+    println!("  run dir   {}", run_dir.display());
+
+    let bar = ProgressBar::new(config.iters as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} [{elapsed_precise}<{eta_precise}] {per_sec} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut console = Console { bar, eval_every };
+    let result = trainer.run(&mut console);
+    console.bar.finish_and_clear();
+
+    // Whatever happened, keep what there is: on divergence, the last good weights.
+    let config_json = serde_json::json!({
+        "settings": config.to_json(train_set.len()),
+        "dataset": args.dataset.name(),
+        "data_dir": data_dir.display().to_string(),
+        "sizes": sizes,
+        "dtype": "f32",
+    });
+    train::write_atomic(&run_dir.join("config.json"), serde_json::to_string_pretty(&config_json).unwrap_or_default().as_bytes())?;
+    let model_path = run_dir.join("model.safetensors");
+    save_checkpoint(
+        &model_path,
+        trainer.network(),
+        &[("dataset", args.dataset.name().to_string()), ("seed", config.seed.to_string())],
+    )?;
+    write_records(&run_dir, trainer.losses(), trainer.evals(), &format!("{} {net_name} {}", args.dataset, args.activation))?;
+
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(e @ TrainError::NonFiniteLoss { .. }) => {
+            eprintln!("saved the last good weights to {}", model_path.display());
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    print_summary(&summary, &run_dir);
+    if args.json {
+        let json = serde_json::json!({
+            "test_accuracy": summary.test_accuracy,
+            "train_accuracy": summary.train_accuracy,
+            "final_loss": summary.final_loss,
+            "iterations": summary.iterations,
+            "seconds_total": summary.seconds_total,
+            "seconds_train": summary.seconds_train,
+            "run_dir": run_dir.display().to_string(),
+        });
+        println!("{json}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_records(dir: &Path, losses: &[f32], evals: &[EvalRecord], title: &str) -> std::result::Result<(), XtaskError> {
+    report::write_loss_csv(&dir.join("loss.csv"), losses)?;
+    report::write_eval_csv(&dir.join("accuracy.csv"), evals)?;
+    report::plot_accuracy(&dir.join("accuracy.png"), evals, title)?;
+    report::plot_loss(&dir.join("loss.png"), losses, title)?;
+    Ok(())
+}
+
+fn print_summary(s: &Summary, run_dir: &Path) {
+    println!(
+        "done: test acc {:.4}  train acc {:.4}  final loss {:.4}  {} iters in {:.2}s ({:.2}s training, {:.2}s evaluating)",
+        s.test_accuracy,
+        s.train_accuracy,
+        s.final_loss,
+        s.iterations,
+        s.seconds_total,
+        s.seconds_train,
+        s.seconds_total - s.seconds_train
+    );
+    for file in ["accuracy.png", "loss.png", "accuracy.csv", "loss.csv", "model.safetensors", "config.json"] {
+        println!("  {}", run_dir.join(file).display());
+    }
+}
+
+/// UTC `YYYYmmdd-HHMMSS` from the system clock, for run folder names.
+fn timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}

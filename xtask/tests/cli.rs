@@ -1,0 +1,196 @@
+//! The commands as a person runs them: exit codes, messages, files left behind.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .env_remove("MNIST_DIR")
+        .output()
+        .expect("xtask runs")
+}
+
+fn xtask_with_data(args: &[&str], mnist_dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .env("MNIST_DIR", mnist_dir)
+        .output()
+        .expect("xtask runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn last_json(output: &Output) -> serde_json::Value {
+    let stdout = text(&output.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("last stdout line is not JSON ({e}): {stdout}"))
+}
+
+#[test]
+fn no_arguments_lists_the_tasks_and_every_task_has_help() {
+    let out = xtask(&[]);
+    assert!(!out.status.success());
+    let help = text(&out.stderr);
+    for task in ["fetch", "train", "gradcheck", "eval", "predict", "bench"] {
+        assert!(help.contains(task), "{help}");
+        let out = xtask(&[task, "--help"]);
+        assert!(out.status.success(), "{task} --help");
+        assert!(text(&out.stdout).contains("Usage: cargo xtask"), "{}", text(&out.stdout));
+    }
+}
+
+#[test]
+fn bad_flag_values_are_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let out_arg = out_dir.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["train", "--lr", "-0.1"], "learning rate"),
+        (&["train", "--lr", "NaN"], "learning rate"),
+        (&["train", "--batch-size", "0"], "batch size"),
+        (&["train", "--iters", "0"], "iterations"),
+        (&["train", "--hidden", "50,0"], "positive"),
+        (&["train", "--eval-every", "0"], "eval-every"),
+        (&["train", "--activation", "tanh"], "relu or sigmoid"),
+        (&["train", "--dataset", "cifar"], "mnist or fashion-mnist"),
+        (&["train", "--batch-size", "many"], "invalid"),
+        (&["fetch", "--from", "ftp://example.org/"], "unsupported source"),
+        (&["gradcheck", "--samples", "0"], "samples"),
+        (&["gradcheck", "--dtype", "f16"], "f16"),
+    ];
+    for (args, needle) in cases {
+        let mut full = args.to_vec();
+        full.extend_from_slice(&["--data-dir", "/nonexistent"]);
+        if args[0] == "train" {
+            full.extend_from_slice(&["--out", out_arg]);
+        }
+        if args[0] == "fetch" {
+            full.truncate(args.len());
+        }
+        let out = xtask(&full);
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!out_dir.exists(), "{args:?} started work");
+    }
+}
+
+#[test]
+fn damaged_data_gets_a_one_line_error_not_a_panic() {
+    let Some(real) = mnist::test_data_dir("MNIST_DIR") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+        std::fs::copy(real.join(name), dir.path().join(name)).unwrap();
+    }
+    let labels = dir.path().join("t10k-labels-idx1-ubyte.gz");
+    let bytes = std::fs::read(&labels).unwrap();
+    // Truncated, then a wrong magic number (images where labels belong).
+    std::fs::write(&labels, &bytes[..bytes.len() / 2]).unwrap();
+    let out = xtask(&["train", "--iters", "1", "--data-dir", dir.path().to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("t10k-labels-idx1-ubyte.gz") && stderr.contains("cargo xtask fetch"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    std::fs::copy(real.join("t10k-images-idx3-ubyte.gz"), &labels).unwrap();
+    let out = xtask(&["train", "--iters", "1", "--data-dir", dir.path().to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("wrong magic number") && stderr.trim().lines().count() == 1, "{stderr}");
+    let out = xtask(&["eval", "--model", "/nonexistent/model.safetensors", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("/nonexistent/model.safetensors"));
+    // Fetch from the damaged folder refuses the bad file and says how to go on.
+    let target = tempfile::tempdir().unwrap();
+    let out = xtask(&["fetch", "--from", dir.path().to_str().unwrap(), "--dir", target.path().to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("t10k-labels-idx1-ubyte") && stderr.contains("--from DIR"), "{stderr}");
+    assert!(!target.path().join("t10k-labels-idx1-ubyte.gz").exists());
+}
+
+#[test]
+fn fetch_train_eval_predict_end_to_end() {
+    let Some(real) = mnist::test_data_dir("MNIST_DIR") else { return };
+    let data = tempfile::tempdir().unwrap();
+    let out = xtask(&["fetch", "--from", &format!("file://{}", real.display()), "--dir", data.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("checksum verified"));
+
+    let runs = tempfile::tempdir().unwrap();
+    let run_dir = runs.path().join("short");
+    let out = xtask(&[
+        "train", "--iters", "300", "--eval-every", "100", "--seed", "3", "--json",
+        "--data-dir", data.path().to_str().unwrap(), "--out", run_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("seed      3"), "the header prints the seed: {stdout}");
+    let json = last_json(&out);
+    assert!(json["test_accuracy"].as_f64().unwrap() > 0.85, "{json}");
+    assert_eq!(json["iterations"], 300);
+    for key in ["train_accuracy", "final_loss", "seconds_total", "seconds_train"] {
+        assert!(json[key].is_number(), "{key}: {json}");
+    }
+    assert_eq!(json["run_dir"].as_str().unwrap(), run_dir.to_str().unwrap());
+    for file in ["loss.csv", "accuracy.csv", "accuracy.png", "loss.png", "config.json", "model.safetensors"] {
+        assert!(run_dir.join(file).is_file(), "{file} missing");
+    }
+    let model = run_dir.join("model.safetensors");
+
+    let out = xtask_with_data(&["eval", "--model", model.to_str().unwrap(), "--json"], data.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let eval = last_json(&out);
+    assert_eq!(eval["test_accuracy"], json["test_accuracy"], "eval reproduces the run's test accuracy");
+    let matrix = eval["confusion_matrix"].as_array().unwrap();
+    let total: u64 = matrix.iter().flat_map(|r| r.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(total, 10000);
+
+    let out = xtask_with_data(&["predict", "--model", model.to_str().unwrap(), "--index", "0"], data.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("true label 7"), "{}", text(&out.stdout));
+    let out = xtask_with_data(&["predict", "--model", model.to_str().unwrap(), "--index", "10000"], data.path());
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("outside"));
+}
+
+#[test]
+fn divergence_stops_with_advice_and_keeps_good_weights() {
+    let Some(real) = mnist::test_data_dir("MNIST_DIR") else { return };
+    let runs = tempfile::tempdir().unwrap();
+    let run_dir = runs.path().join("diverged");
+    let out = xtask_with_data(&["train", "--lr", "1e30", "--iters", "200", "--out", run_dir.to_str().unwrap()], &real);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("at iteration") && stderr.contains("lower --lr"), "{stderr}");
+    let checkpoint = train::load_checkpoint::<f32>(&run_dir.join("model.safetensors")).unwrap();
+    for (name, value, _) in checkpoint.network.named_params() {
+        assert!(value.as_slice().iter().all(|v| v.is_finite()), "{name}");
+    }
+    assert!(run_dir.join("loss.csv").is_file());
+}
+
+#[test]
+fn gradcheck_reaches_the_books_figures() {
+    let Some(real) = mnist::test_data_dir("MNIST_DIR") else { return };
+    for activation in ["relu", "sigmoid"] {
+        let out = xtask_with_data(&["gradcheck", "--activation", activation, "--json"], &real);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let json = last_json(&out);
+        for name in ["W1", "b1", "W2", "b2"] {
+            let diff = json["params"][name]["mean_abs_diff"].as_f64().unwrap();
+            // The book reports 1e-13..1e-10 in float64.
+            assert!(diff < 1e-9, "{activation} {name}: {diff}");
+        }
+        assert!(json["speedup"].as_f64().unwrap() > 1.0);
+    }
+    let out = xtask_with_data(&["gradcheck", "--dtype", "f32", "--json"], &real);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // An impossible tolerance makes the check fail with a non-zero exit.
+    let out = xtask_with_data(&["gradcheck", "--tolerance", "1e-30"], &real);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("gradient check failed"));
+}
