@@ -11,11 +11,15 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    command.current_dir(project_root()).args(["bench", "--package", "benches", "--"]);
+    command
+        .current_dir(project_root())
+        .args(["bench", "--package", "benches", "--"]);
     if let Some(filter) = &args.filter {
         command.arg(filter);
     }
-    let status = command.status().map_err(|e| XtaskError::Failed(format!("cannot run cargo bench: {e}")))?;
+    let status = command
+        .status()
+        .map_err(|e| XtaskError::Failed(format!("cannot run cargo bench: {e}")))?;
     if !status.success() {
         return Err(XtaskError::Failed("cargo bench failed".into()));
     }

@@ -25,7 +25,10 @@ pub type Result<T> = std::result::Result<T, XtaskError>;
 
 /// The workspace root (xtask's parent folder).
 pub fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")).to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
 }
 
 /// The default folder of a data set: `data/<name>` under the project root.

@@ -29,18 +29,32 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let checkpoint = load_checkpoint::<f32>(&args.model)?;
     let dataset = match args.dataset {
         Some(d) => d,
-        None => checkpoint.metadata.get("dataset").map(|d| d.parse()).unwrap_or(Ok(Dataset::Mnist)).map_err(XtaskError::Usage)?,
+        None => checkpoint
+            .metadata
+            .get("dataset")
+            .map(|d| d.parse())
+            .unwrap_or(Ok(Dataset::Mnist))
+            .map_err(XtaskError::Usage)?,
     };
     let (data, _, _) = load_data(dataset, args.data_dir)?;
     let test = ImageData::new(&data.test.images, &data.test.labels, data.test.pixels())?;
     let net = &checkpoint.network;
     if net.input_size() != test.features() {
-        return Err(layers::LayerError::InputShape { expected: net.input_size(), got: vec![test.len(), test.features()] }.into());
+        return Err(layers::LayerError::InputShape {
+            expected: net.input_size(),
+            got: vec![test.len(), test.features()],
+        }
+        .into());
     }
     let classes = net.output_size();
     let pool = thread_pool(args.threads)?;
     let (acc, matrix) = pool.install(|| (accuracy(net, test), confusion_matrix(net, test, classes)));
-    println!("{}: {} images, test accuracy {:.4}", args.model.display(), test.len(), acc);
+    println!(
+        "{}: {} images, test accuracy {:.4}",
+        args.model.display(),
+        test.len(),
+        acc
+    );
     println!("confusion matrix (rows: true label, columns: predicted)");
     print!("      ");
     for j in 0..classes {
@@ -53,10 +67,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
             print!("{count:>6}");
         }
         let total: usize = row.iter().sum();
-        println!("   {:.3} recall", if total == 0 { 0.0 } else { row[i] as f64 / total as f64 });
+        println!(
+            "   {:.3} recall",
+            if total == 0 { 0.0 } else { row[i] as f64 / total as f64 }
+        );
     }
     if args.json {
-        println!("{}", serde_json::json!({"test_accuracy": acc, "confusion_matrix": matrix}));
+        println!(
+            "{}",
+            serde_json::json!({"test_accuracy": acc, "confusion_matrix": matrix})
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

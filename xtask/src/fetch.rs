@@ -24,8 +24,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let outcomes = mnist::fetch(args.dataset, &dir, &args.from, &mut BarProgress::default())?;
     for outcome in outcomes {
         match outcome {
-            FetchOutcome::AlreadyValid(path) => println!("ok       {} (already there, checksum verified)", path.display()),
-            FetchOutcome::Fetched { path, source } => println!("fetched  {} from {source} (checksum verified)", path.display()),
+            FetchOutcome::AlreadyValid(path) => {
+                println!("ok       {} (already there, checksum verified)", path.display())
+            }
+            FetchOutcome::Fetched { path, source } => {
+                println!("fetched  {} from {source} (checksum verified)", path.display())
+            }
         }
     }
     println!("{} is ready in {}", args.dataset, dir.display());

@@ -71,12 +71,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let tolerance = args.tolerance.unwrap_or(if args.dtype == "f64" { 1e-8 } else { 1e-3 });
     if !(tolerance.is_finite() && tolerance > 0.0) {
-        return Err(XtaskError::Usage(format!("--tolerance must be a positive number, got {tolerance}")));
+        return Err(XtaskError::Usage(format!(
+            "--tolerance must be a positive number, got {tolerance}"
+        )));
     }
     let dir = locate_data(args.dataset, args.data_dir.clone())?;
     let train = Mnist::load_split(&dir, args.dataset, Split::Train)?;
     if args.samples > train.len() {
-        return Err(XtaskError::Usage(format!("--samples {} exceeds the {} training images", args.samples, train.len())));
+        return Err(XtaskError::Usage(format!(
+            "--samples {} exceeds the {} training images",
+            args.samples,
+            train.len()
+        )));
     }
     let pool = thread_pool(args.threads)?;
     let report = pool.install(|| match args.dtype.as_str() {
@@ -104,12 +110,22 @@ pub fn run(args: Args) -> Result<ExitCode> {
         report.backprop_seconds * 1e6,
         pool.current_num_threads()
     );
-    let failed: Vec<&str> = report.params.iter().filter(|p| !(p.mean_abs_diff <= tolerance)).map(|p| p.name.as_str()).collect();
+    let failed: Vec<&str> = report
+        .params
+        .iter()
+        .filter(|p| p.mean_abs_diff.is_nan() || p.mean_abs_diff > tolerance)
+        .map(|p| p.name.as_str())
+        .collect();
     if args.json {
         let params: serde_json::Map<String, serde_json::Value> = report
             .params
             .iter()
-            .map(|p| (p.name.clone(), serde_json::json!({"mean_abs_diff": p.mean_abs_diff, "max_rel_err": p.max_rel_err})))
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    serde_json::json!({"mean_abs_diff": p.mean_abs_diff, "max_rel_err": p.max_rel_err}),
+                )
+            })
             .collect();
         let json = serde_json::json!({
             "params": params,

@@ -15,7 +15,12 @@ use std::process::ExitCode;
 /// Deep learning from scratch, chapter 5, in Rust: fetch MNIST, train the
 /// book's network, check its gradients, benchmark it.
 #[derive(Parser)]
-#[command(name = "cargo xtask", bin_name = "cargo xtask", version, arg_required_else_help = true)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    version,
+    arg_required_else_help = true
+)]
 struct Cli {
     #[command(subcommand)]
     task: Task,

@@ -33,13 +33,27 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let checkpoint = load_checkpoint::<f32>(&args.model)?;
     let dataset = match args.dataset {
         Some(d) => d,
-        None => checkpoint.metadata.get("dataset").map(|d| d.parse()).unwrap_or(Ok(Dataset::Mnist)).map_err(XtaskError::Usage)?,
+        None => checkpoint
+            .metadata
+            .get("dataset")
+            .map(|d| d.parse())
+            .unwrap_or(Ok(Dataset::Mnist))
+            .map_err(XtaskError::Usage)?,
     };
     let dir = locate_data(dataset, args.data_dir)?;
-    let split = if args.split == "train" { Split::Train } else { Split::Test };
+    let split = if args.split == "train" {
+        Split::Train
+    } else {
+        Split::Test
+    };
     let set = Mnist::load_split(&dir, dataset, split)?;
     if args.index >= set.len() {
-        return Err(XtaskError::Usage(format!("--index {} is outside the {} {} images", args.index, set.len(), args.split)));
+        return Err(XtaskError::Usage(format!(
+            "--index {} is outside the {} {} images",
+            args.index,
+            set.len(),
+            args.split
+        )));
     }
     let image = set.image(args.index);
     let x = Tensor::from_vec(image.iter().map(|&b| b as f32 / 255.0).collect(), &[1, set.pixels()])

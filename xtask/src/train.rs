@@ -61,7 +61,7 @@ struct Console {
 impl Observer for Console {
     fn on_step(&mut self, iteration: usize, loss: f64) {
         // The bar's message is formatted (allocated) only a few times a second's worth of steps.
-        if iteration % 50 == 0 {
+        if iteration.is_multiple_of(50) {
             self.bar.set_message(format!("loss {loss:.4}"));
         }
         self.bar.set_position(iteration as u64 + 1);
@@ -111,17 +111,46 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let sizes = trainer.network().sizes().to_vec();
     let net_name = sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-");
     let run_dir = args.out.clone().unwrap_or_else(|| {
-        project_root()
-            .join("runs")
-            .join(format!("{}-{net_name}-{}-seed{}-{}", args.dataset, args.activation, args.seed, timestamp()))
+        project_root().join("runs").join(format!(
+            "{}-{net_name}-{}-seed{}-{}",
+            args.dataset,
+            args.activation,
+            args.seed,
+            timestamp()
+        ))
     });
-    std::fs::create_dir_all(&run_dir).map_err(|e| TrainError::Io { path: run_dir.clone(), source: e })?;
+    std::fs::create_dir_all(&run_dir).map_err(|e| TrainError::Io {
+        path: run_dir.clone(),
+        source: e,
+    })?;
 
     println!("backprop-rs train");
-    println!("  data      {} from {} ({} train, {} test images; loaded in {load_seconds:.2}s)", args.dataset, data_dir.display(), train_set.len(), test_set.len());
-    println!("  network   {net_name} {} (f32, {} parameters, weights {} * N(0,1))", args.activation, trainer.network().num_params(), config.weight_init_std);
-    println!("  sgd       lr {}  batch {} (with replacement)  iters {}  eval every {eval_every}", config.learning_rate, config.batch_size, config.iters);
-    println!("  seed      {}  threads {}", config.seed, if config.threads == 0 { rayon::current_num_threads() } else { config.threads });
+    println!(
+        "  data      {} from {} ({} train, {} test images; loaded in {load_seconds:.2}s)",
+        args.dataset,
+        data_dir.display(),
+        train_set.len(),
+        test_set.len()
+    );
+    println!(
+        "  network   {net_name} {} (f32, {} parameters, weights {} * N(0,1))",
+        args.activation,
+        trainer.network().num_params(),
+        config.weight_init_std
+    );
+    println!(
+        "  sgd       lr {}  batch {} (with replacement)  iters {}  eval every {eval_every}",
+        config.learning_rate, config.batch_size, config.iters
+    );
+    println!(
+        "  seed      {}  threads {}",
+        config.seed,
+        if config.threads == 0 {
+            rayon::current_num_threads()
+        } else {
+            config.threads
+        }
+    );
     println!("  run dir   {}", run_dir.display());
 
     let bar = ProgressBar::new(config.iters as u64);
@@ -141,14 +170,27 @@ pub fn run(args: Args) -> Result<ExitCode> {
         "sizes": sizes,
         "dtype": "f32",
     });
-    train::write_atomic(&run_dir.join("config.json"), serde_json::to_string_pretty(&config_json).unwrap_or_default().as_bytes())?;
+    train::write_atomic(
+        &run_dir.join("config.json"),
+        serde_json::to_string_pretty(&config_json)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
     let model_path = run_dir.join("model.safetensors");
     save_checkpoint(
         &model_path,
         trainer.network(),
-        &[("dataset", args.dataset.name().to_string()), ("seed", config.seed.to_string())],
+        &[
+            ("dataset", args.dataset.name().to_string()),
+            ("seed", config.seed.to_string()),
+        ],
     )?;
-    write_records(&run_dir, trainer.losses(), trainer.evals(), &format!("{} {net_name} {}", args.dataset, args.activation))?;
+    write_records(
+        &run_dir,
+        trainer.losses(),
+        trainer.evals(),
+        &format!("{} {net_name} {}", args.dataset, args.activation),
+    )?;
 
     let summary = match result {
         Ok(summary) => summary,
@@ -193,7 +235,14 @@ fn print_summary(s: &Summary, run_dir: &Path) {
         s.seconds_train,
         s.seconds_total - s.seconds_train
     );
-    for file in ["accuracy.png", "loss.png", "accuracy.csv", "loss.csv", "model.safetensors", "config.json"] {
+    for file in [
+        "accuracy.png",
+        "loss.png",
+        "accuracy.csv",
+        "loss.csv",
+        "model.safetensors",
+        "config.json",
+    ] {
         println!("  {}", run_dir.join(file).display());
     }
 }
@@ -215,5 +264,10 @@ fn timestamp() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }

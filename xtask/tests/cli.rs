@@ -38,7 +38,11 @@ fn no_arguments_lists_the_tasks_and_every_task_has_help() {
         assert!(help.contains(task), "{help}");
         let out = xtask(&[task, "--help"]);
         assert!(out.status.success(), "{task} --help");
-        assert!(text(&out.stdout).contains("Usage: cargo xtask"), "{}", text(&out.stdout));
+        assert!(
+            text(&out.stdout).contains("Usage: cargo xtask"),
+            "{}",
+            text(&out.stdout)
+        );
     }
 }
 
@@ -81,9 +85,16 @@ fn bad_flag_values_are_refused_before_any_work() {
 
 #[test]
 fn damaged_data_gets_a_one_line_error_not_a_panic() {
-    let Some(real) = mnist::test_data_dir("MNIST_DIR") else { return };
+    let Some(real) = mnist::test_data_dir("MNIST_DIR") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    for name in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+    for name in [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
         std::fs::copy(real.join(name), dir.path().join(name)).unwrap();
     }
     let labels = dir.path().join("t10k-labels-idx1-ubyte.gz");
@@ -93,38 +104,77 @@ fn damaged_data_gets_a_one_line_error_not_a_panic() {
     let out = xtask(&["train", "--iters", "1", "--data-dir", dir.path().to_str().unwrap()]);
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("t10k-labels-idx1-ubyte.gz") && stderr.contains("cargo xtask fetch"), "{stderr}");
+    assert!(
+        stderr.contains("t10k-labels-idx1-ubyte.gz") && stderr.contains("cargo xtask fetch"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     std::fs::copy(real.join("t10k-images-idx3-ubyte.gz"), &labels).unwrap();
     let out = xtask(&["train", "--iters", "1", "--data-dir", dir.path().to_str().unwrap()]);
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("wrong magic number") && stderr.trim().lines().count() == 1, "{stderr}");
-    let out = xtask(&["eval", "--model", "/nonexistent/model.safetensors", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(
+        stderr.contains("wrong magic number") && stderr.trim().lines().count() == 1,
+        "{stderr}"
+    );
+    let out = xtask(&[
+        "eval",
+        "--model",
+        "/nonexistent/model.safetensors",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("/nonexistent/model.safetensors"));
     // Fetch from the damaged folder refuses the bad file and says how to go on.
     let target = tempfile::tempdir().unwrap();
-    let out = xtask(&["fetch", "--from", dir.path().to_str().unwrap(), "--dir", target.path().to_str().unwrap()]);
+    let out = xtask(&[
+        "fetch",
+        "--from",
+        dir.path().to_str().unwrap(),
+        "--dir",
+        target.path().to_str().unwrap(),
+    ]);
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("t10k-labels-idx1-ubyte") && stderr.contains("--from DIR"), "{stderr}");
+    assert!(
+        stderr.contains("t10k-labels-idx1-ubyte") && stderr.contains("--from DIR"),
+        "{stderr}"
+    );
     assert!(!target.path().join("t10k-labels-idx1-ubyte.gz").exists());
 }
 
 #[test]
 fn fetch_train_eval_predict_end_to_end() {
-    let Some(real) = mnist::test_data_dir("MNIST_DIR") else { return };
+    let Some(real) = mnist::test_data_dir("MNIST_DIR") else {
+        return;
+    };
     let data = tempfile::tempdir().unwrap();
-    let out = xtask(&["fetch", "--from", &format!("file://{}", real.display()), "--dir", data.path().to_str().unwrap()]);
+    let out = xtask(&[
+        "fetch",
+        "--from",
+        &format!("file://{}", real.display()),
+        "--dir",
+        data.path().to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("checksum verified"));
 
     let runs = tempfile::tempdir().unwrap();
     let run_dir = runs.path().join("short");
     let out = xtask(&[
-        "train", "--iters", "300", "--eval-every", "100", "--seed", "3", "--json",
-        "--data-dir", data.path().to_str().unwrap(), "--out", run_dir.to_str().unwrap(),
+        "train",
+        "--iters",
+        "300",
+        "--eval-every",
+        "100",
+        "--seed",
+        "3",
+        "--json",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--out",
+        run_dir.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
@@ -136,7 +186,14 @@ fn fetch_train_eval_predict_end_to_end() {
         assert!(json[key].is_number(), "{key}: {json}");
     }
     assert_eq!(json["run_dir"].as_str().unwrap(), run_dir.to_str().unwrap());
-    for file in ["loss.csv", "accuracy.csv", "accuracy.png", "loss.png", "config.json", "model.safetensors"] {
+    for file in [
+        "loss.csv",
+        "accuracy.csv",
+        "accuracy.png",
+        "loss.png",
+        "config.json",
+        "model.safetensors",
+    ] {
         assert!(run_dir.join(file).is_file(), "{file} missing");
     }
     let model = run_dir.join("model.safetensors");
@@ -144,28 +201,57 @@ fn fetch_train_eval_predict_end_to_end() {
     let out = xtask_with_data(&["eval", "--model", model.to_str().unwrap(), "--json"], data.path());
     assert!(out.status.success(), "{}", text(&out.stderr));
     let eval = last_json(&out);
-    assert_eq!(eval["test_accuracy"], json["test_accuracy"], "eval reproduces the run's test accuracy");
+    assert_eq!(
+        eval["test_accuracy"], json["test_accuracy"],
+        "eval reproduces the run's test accuracy"
+    );
     let matrix = eval["confusion_matrix"].as_array().unwrap();
-    let total: u64 = matrix.iter().flat_map(|r| r.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum();
+    let total: u64 = matrix
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|v| v.as_u64().unwrap())
+        .sum();
     assert_eq!(total, 10000);
 
-    let out = xtask_with_data(&["predict", "--model", model.to_str().unwrap(), "--index", "0"], data.path());
+    let out = xtask_with_data(
+        &["predict", "--model", model.to_str().unwrap(), "--index", "0"],
+        data.path(),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("true label 7"), "{}", text(&out.stdout));
-    let out = xtask_with_data(&["predict", "--model", model.to_str().unwrap(), "--index", "10000"], data.path());
+    let out = xtask_with_data(
+        &["predict", "--model", model.to_str().unwrap(), "--index", "10000"],
+        data.path(),
+    );
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("outside"));
 }
 
 #[test]
 fn divergence_stops_with_advice_and_keeps_good_weights() {
-    let Some(real) = mnist::test_data_dir("MNIST_DIR") else { return };
+    let Some(real) = mnist::test_data_dir("MNIST_DIR") else {
+        return;
+    };
     let runs = tempfile::tempdir().unwrap();
     let run_dir = runs.path().join("diverged");
-    let out = xtask_with_data(&["train", "--lr", "1e30", "--iters", "200", "--out", run_dir.to_str().unwrap()], &real);
+    let out = xtask_with_data(
+        &[
+            "train",
+            "--lr",
+            "1e30",
+            "--iters",
+            "200",
+            "--out",
+            run_dir.to_str().unwrap(),
+        ],
+        &real,
+    );
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("at iteration") && stderr.contains("lower --lr"), "{stderr}");
+    assert!(
+        stderr.contains("at iteration") && stderr.contains("lower --lr"),
+        "{stderr}"
+    );
     let checkpoint = train::load_checkpoint::<f32>(&run_dir.join("model.safetensors")).unwrap();
     for (name, value, _) in checkpoint.network.named_params() {
         assert!(value.as_slice().iter().all(|v| v.is_finite()), "{name}");
@@ -175,7 +261,9 @@ fn divergence_stops_with_advice_and_keeps_good_weights() {
 
 #[test]
 fn gradcheck_reaches_the_books_figures() {
-    let Some(real) = mnist::test_data_dir("MNIST_DIR") else { return };
+    let Some(real) = mnist::test_data_dir("MNIST_DIR") else {
+        return;
+    };
     for activation in ["relu", "sigmoid"] {
         let out = xtask_with_data(&["gradcheck", "--activation", activation, "--json"], &real);
         assert!(out.status.success(), "{}", text(&out.stderr));

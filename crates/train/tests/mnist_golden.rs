@@ -8,7 +8,9 @@ use train::{ImageData, TrainConfig, Trainer};
 /// implementation. Initial losses sit at ln(10) = 2.3026, as they must for
 /// near-zero weights; a change here means the init, the batch draws or the
 /// numerics changed.
-const GOLDEN: [f32; 8] = [2.3029172, 2.302023, 2.3026814, 2.300307, 2.3001144, 2.3008332, 2.3005447, 2.2999747];
+const GOLDEN: [f32; 8] = [
+    2.3029172, 2.302023, 2.3026814, 2.300307, 2.3001144, 2.3008332, 2.3005447, 2.2999747,
+];
 
 fn subset_run(threads: usize) -> (Vec<f32>, Vec<(f64, f64)>) {
     let dir = mnist::test_data_dir("MNIST_DIR").expect("checked by the caller");
@@ -16,10 +18,19 @@ fn subset_run(threads: usize) -> (Vec<f32>, Vec<(f64, f64)>) {
     let pixels = data.train.pixels();
     let train = ImageData::new(&data.train.images[..2000 * pixels], &data.train.labels[..2000], pixels).unwrap();
     let test = ImageData::new(&data.test.images[..1000 * pixels], &data.test.labels[..1000], pixels).unwrap();
-    let config = TrainConfig { iters: 60, eval_every: Some(20), threads, ..Default::default() };
+    let config = TrainConfig {
+        iters: 60,
+        eval_every: Some(20),
+        threads,
+        ..Default::default()
+    };
     let mut trainer = Trainer::<f32>::new(config, train, test, 10).unwrap();
     trainer.run(&mut ()).unwrap();
-    let accuracies = trainer.evals().iter().map(|e| (e.train_accuracy, e.test_accuracy)).collect();
+    let accuracies = trainer
+        .evals()
+        .iter()
+        .map(|e| (e.train_accuracy, e.test_accuracy))
+        .collect();
     (trainer.losses().to_vec(), accuracies)
 }
 
@@ -35,6 +46,9 @@ fn golden_first_losses_and_thread_independence() {
         assert!((got - want).abs() <= 1e-5 * want, "loss {i}: {got} vs golden {want}");
     }
     let mean = |l: &[f32]| l.iter().sum::<f32>() / l.len() as f32;
-    assert!(mean(&losses[50..]) < mean(&losses[..10]) - 0.05, "the loss falls within 60 steps: {losses:?}");
+    assert!(
+        mean(&losses[50..]) < mean(&losses[..10]) - 0.05,
+        "the loss falls within 60 steps: {losses:?}"
+    );
     assert_eq!((losses.clone(), accuracies.clone()), subset_run(2), "threads 1 vs 2");
 }
