@@ -87,6 +87,45 @@ impl<'a, T> MatRef<'a, T> {
     }
 }
 
+impl<'a, T> MatRef<'a, T> {
+    /// Rows `..mid` and `mid..` as two views (`0 < mid < rows`).
+    fn split_rows(self, mid: usize) -> (Self, Self) {
+        let top = MatRef { rows: mid, ..self };
+        let bottom = MatRef {
+            data: &self.data[mid * self.row_stride..],
+            rows: self.rows - mid,
+            ..self
+        };
+        (top, bottom)
+    }
+}
+
+impl<'a, T> MatMut<'a, T> {
+    /// Rows `..mid` and `mid..` as two disjoint writable views. Only for
+    /// layouts whose rows do not interleave (see [`rows_are_disjoint`]).
+    fn split_rows(self, mid: usize) -> (Self, Self) {
+        let (top, bottom) = self.data.split_at_mut(mid * self.row_stride);
+        (
+            MatMut {
+                data: top,
+                rows: mid,
+                ..self
+            },
+            MatMut {
+                data: bottom,
+                rows: self.rows - mid,
+                ..self
+            },
+        )
+    }
+
+    /// Row `i` lies entirely before row `i + 1` in memory, so splitting the
+    /// buffer at a row boundary gives each half exactly its own rows.
+    fn rows_are_disjoint(&self) -> bool {
+        self.col_stride == 1 && self.row_stride >= self.cols
+    }
+}
+
 impl<'a, T> MatMut<'a, T> {
     /// A writable view with explicit strides; [`gemm()`] checks it.
     pub fn new(data: &'a mut [T], rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Self {
@@ -232,6 +271,47 @@ pub fn gemm_with<T: Element>(
     }
 }
 
+/// Products smaller than this many multiply-adds run on one thread: below
+/// it, waking a second core costs more than it saves.
+const PARALLEL_MIN_MACS: usize = 1 << 20;
+
+/// Rows per parallel part are a multiple of this (a multiple of the register
+/// tile heights), so no part ends in a half-empty tile.
+const PARALLEL_ROW_QUANTUM: usize = 24;
+
+/// [`gemm()`] with the rows of C split over rayon's current pool when the
+/// product is large enough. Every element of C is computed by the same
+/// sequence of operations however the rows are split, so the result is
+/// bit-identical for any number of threads.
+pub fn gemm_par<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: MatMut<T>) -> Result<(), TensorError> {
+    check_gemm("gemm", &a, &b, &c)?;
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let threads = rayon::current_num_threads();
+    let macs = m.saturating_mul(k).saturating_mul(n);
+    if threads <= 1 || macs < PARALLEL_MIN_MACS || m < 2 * PARALLEL_ROW_QUANTUM || !c.rows_are_disjoint() {
+        return gemm_with(GemmBackend::Auto, alpha, a, b, beta, c);
+    }
+    let part_rows = m.div_ceil(threads).next_multiple_of(PARALLEL_ROW_QUANTUM);
+    split_rows_and_run(alpha, a, b, beta, c, part_rows);
+    Ok(())
+}
+
+/// Halves C (and A) by rows until a part has at most `part_rows` rows.
+fn split_rows_and_run<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, mut c: MatMut<T>, part_rows: usize) {
+    if c.rows <= part_rows {
+        T::gemm_packed(alpha, &a, &b, beta, &mut c);
+        return;
+    }
+    let parts = c.rows.div_ceil(part_rows);
+    let mid = parts / 2 * part_rows;
+    let (a_top, a_bottom) = a.split_rows(mid);
+    let (c_top, c_bottom) = c.split_rows(mid);
+    rayon::join(
+        || split_rows_and_run(alpha, a_top, b, beta, c_top, part_rows),
+        || split_rows_and_run(alpha, a_bottom, b, beta, c_bottom, part_rows),
+    );
+}
+
 /// Hands checked views to `matrixmultiply`.
 fn gemm_matrixmultiply<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: MatMut<T>) {
     // A dimension of extent 1 is never stepped along; giving it stride 0 keeps
@@ -328,7 +408,7 @@ macro_rules! impl_kernel {
             static $buffers: RefCell<(Vec<$t>, Vec<$t>)> = const { RefCell::new((Vec::new(), Vec::new())) };
         }
 
-        /// The packed kernel compiled with AVX2 and FMA.
+        /// The kernels compiled with AVX2 and FMA.
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2,fma")]
         fn $avx2(
@@ -340,7 +420,11 @@ macro_rules! impl_kernel {
             pack_a: &mut Vec<$t>,
             pack_b: &mut Vec<$t>,
         ) {
-            packed::gemm::<$t, $mr, $nr, true>(alpha, a, b, beta, c, pack_a, pack_b)
+            if packed::prefers_small(a, b, c) {
+                packed::gemm_small::<$t, true>(alpha, a, b, beta, c)
+            } else {
+                packed::gemm::<$t, $mr, $nr, true>(alpha, a, b, beta, c, pack_a, pack_b)
+            }
         }
 
         impl GemmKernel for $t {
@@ -353,7 +437,11 @@ macro_rules! impl_kernel {
                         unsafe { $avx2(alpha, a, b, beta, c, pack_a, pack_b) };
                         return;
                     }
-                    packed::gemm::<$t, $mr, $nr, false>(alpha, a, b, beta, c, pack_a, pack_b)
+                    if packed::prefers_small(a, b, c) {
+                        packed::gemm_small::<$t, false>(alpha, a, b, beta, c)
+                    } else {
+                        packed::gemm::<$t, $mr, $nr, false>(alpha, a, b, beta, c, pack_a, pack_b)
+                    }
                 })
             }
 
@@ -465,10 +553,12 @@ mod tests {
     const SHAPES: &[(usize, usize, usize)] = &[
         (1, 1, 1),
         (63, 65, 67),
-        (5, 1, 7),   // k = 1: an outer product
-        (200, 3, 4), // tall
-        (3, 4, 200), // wide
-        (2, 300, 3), // long k
+        (5, 1, 7),    // k = 1: an outer product
+        (200, 3, 4),  // tall
+        (3, 4, 200),  // wide
+        (2, 300, 3),  // long k
+        (3, 784, 50), // the gradient check's forward pass (few rows)
+        (784, 3, 50), // and its weight gradient (short k)
         (16, 16, 16),
         (1, 17, 9),
         (100, 300, 50),  // crosses the KC block boundary
@@ -502,6 +592,45 @@ mod tests {
     #[test]
     fn gemm_matches_naive_f64() {
         check_all::<f64>(1e-12);
+    }
+
+    #[test]
+    fn parallel_split_is_bit_identical_to_serial() {
+        let mut rng = ChaCha8Rng::seed_from_u64(77);
+        let (m, k, n) = (301, 257, 50);
+        let a = random_vec::<f32>(m * k, &mut rng);
+        let b = random_vec::<f32>(k * n, &mut rng);
+        let c0 = random_vec::<f32>(m * n, &mut rng);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut c = c0.clone();
+            pool.install(|| {
+                gemm_par(
+                    0.5,
+                    MatRef::row_major(&a, m, k),
+                    MatRef::row_major(&b, k, n),
+                    -1.0,
+                    MatMut::row_major(&mut c, m, n),
+                )
+                .unwrap()
+            });
+            c
+        };
+        let serial = run(1);
+        assert_eq!(serial, run(2));
+        assert_eq!(serial, run(3));
+        let mut expected = c0.clone();
+        gemm_naive(
+            0.5,
+            MatRef::row_major(&a, m, k),
+            MatRef::row_major(&b, k, n),
+            -1.0,
+            MatMut::row_major(&mut expected, m, n),
+        )
+        .unwrap();
+        for (x, y) in serial.iter().zip(&expected) {
+            assert!((x - y).abs() < 1e-3, "{x} vs {y}");
+        }
     }
 
     #[test]

@@ -29,6 +29,6 @@ mod tensor;
 
 pub use element::Element;
 pub use error::TensorError;
-pub use gemm::{gemm, gemm_naive, gemm_with, GemmBackend, MatMut, MatRef, Transpose};
+pub use gemm::{gemm, gemm_naive, gemm_par, gemm_with, GemmBackend, MatMut, MatRef, Transpose};
 pub use shape::{Shape, MAX_DIMS};
 pub use tensor::Tensor;

@@ -239,3 +239,48 @@ fn scale_c<T: Element>(c: &mut MatMut<T>, beta: T) {
         }
     }
 }
+
+/// Whether [`gemm_small`] beats packing for this problem: few rows (packing
+/// all of B to produce them would cost more than the product, which is the
+/// numerical gradient's 3-image batches) or a short k (every tile would be
+/// stored after a handful of steps). It needs row-major C and B.
+pub(crate) fn prefers_small<T>(a: &MatRef<T>, b: &MatRef<T>, c: &MatMut<T>) -> bool {
+    let layout_ok = c.col_stride == 1 && b.col_stride == 1;
+    layout_ok && (a.rows <= 4 || a.cols <= 8)
+}
+
+/// `C = alpha * A * B + beta * C` one row of C at a time, as a sum of rows of
+/// B: `C[i, :] += (alpha * A[i, k]) * B[k, :]`. No packing; the C row stays
+/// in L1 and the inner loop is a vectorized multiply-add over contiguous memory.
+/// Requires `c.col_stride == 1` and `b.col_stride == 1` ([`prefers_small`]).
+#[inline(always)]
+pub(crate) fn gemm_small<T: Element, const FMA: bool>(
+    alpha: T,
+    a: &MatRef<T>,
+    b: &MatRef<T>,
+    beta: T,
+    c: &mut MatMut<T>,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    for i in 0..m {
+        let start = i * c.row_stride;
+        let c_row = &mut c.data[start..start + n];
+        if beta == T::ZERO {
+            c_row.fill(T::ZERO);
+        } else if beta != T::ONE {
+            c_row.iter_mut().for_each(|v| *v *= beta);
+        }
+        for kk in 0..k {
+            let scale = alpha * a.data[i * a.row_stride + kk * a.col_stride];
+            let from = kk * b.row_stride;
+            let b_row = &b.data[from..from + n];
+            for (out, &value) in c_row.iter_mut().zip(b_row) {
+                *out = if FMA {
+                    scale.mul_add(value, *out)
+                } else {
+                    *out + scale * value
+                };
+            }
+        }
+    }
+}

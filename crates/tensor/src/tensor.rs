@@ -1,4 +1,4 @@
-use crate::gemm::{gemm, MatMut, MatRef, Transpose};
+use crate::gemm::{gemm_par, MatMut, MatRef, Transpose};
 use crate::{Element, Shape, TensorError};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -338,6 +338,9 @@ impl<T: Element> Tensor<T> {
     }
 
     /// [`Tensor::matmul`] that returns the shape error instead of panicking.
+    ///
+    /// Large products are split by rows over rayon's current pool
+    /// ([`crate::gemm_par`]); the result does not depend on the thread count.
     pub fn try_matmul(
         &mut self,
         ta: Transpose,
@@ -347,7 +350,7 @@ impl<T: Element> Tensor<T> {
         alpha: T,
         beta: T,
     ) -> Result<(), TensorError> {
-        gemm(alpha, a.as_mat().op(ta), b.as_mat().op(tb), beta, self.as_mat_mut())
+        gemm_par(alpha, a.as_mat().op(ta), b.as_mat().op(tb), beta, self.as_mat_mut())
     }
 }
 

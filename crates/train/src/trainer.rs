@@ -19,6 +19,7 @@ use crate::{accuracy, ImageData, TrainConfig, TrainError};
 use layers::{Network, Target};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tensor::{Element, Tensor};
 
@@ -52,7 +53,7 @@ pub struct Summary {
 
 /// What a person watching sees. Called from the loop: `on_step` should be
 /// cheap and should not allocate every call.
-pub trait Observer {
+pub trait Observer: Send {
     fn on_step(&mut self, _iteration: usize, _loss: f64) {}
     fn on_eval(&mut self, _record: &EvalRecord) {}
 }
@@ -65,7 +66,7 @@ pub struct Trainer<'a, T: Element> {
     network: Network<T>,
     train: ImageData<'a>,
     test: ImageData<'a>,
-    pool: rayon::ThreadPool,
+    pool: Arc<rayon::ThreadPool>,
     losses: Vec<f32>,
     evals: Vec<EvalRecord>,
 }
@@ -102,7 +103,8 @@ impl<'a, T: Element> Trainer<'a, T> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.threads)
             .build()
-            .map_err(|e| TrainError::InvalidConfig(format!("cannot start {} threads: {e}", config.threads)))?;
+            .map_err(|e| TrainError::InvalidConfig(format!("cannot start {} threads: {e}", config.threads)))
+            .map(Arc::new)?;
         Ok(Trainer {
             losses: Vec::with_capacity(config.iters),
             evals: Vec::new(),
@@ -141,7 +143,7 @@ impl<'a, T: Element> Trainer<'a, T> {
     ) -> Duration {
         let t0 = Instant::now();
         let (net, train, test) = (&self.network, self.train, self.test);
-        let (train_accuracy, test_accuracy) = self.pool.install(|| (accuracy(net, train), accuracy(net, test)));
+        let (train_accuracy, test_accuracy) = (accuracy(net, train), accuracy(net, test));
         let record = EvalRecord {
             iteration,
             epoch: iteration as f64 / self.config.eval_interval(self.train.len()) as f64,
@@ -159,6 +161,14 @@ impl<'a, T: Element> Trainer<'a, T> {
     /// with [`TrainError::NonFiniteLoss`] and [`Trainer::network`] holds the
     /// parameters of the last iteration whose loss was finite.
     pub fn run(&mut self, observer: &mut dyn Observer) -> Result<Summary, TrainError> {
+        // The whole loop runs on a worker of the run's pool: large products
+        // and evaluations split over its threads, and (being on a worker)
+        // rayon's joins need no allocation.
+        let pool = Arc::clone(&self.pool);
+        pool.install(|| self.run_on_pool(observer))
+    }
+
+    fn run_on_pool(&mut self, observer: &mut dyn Observer) -> Result<Summary, TrainError> {
         let config = self.config.clone();
         let eval_every = config.eval_interval(self.train.len());
         let table = pixel_table::<T>();

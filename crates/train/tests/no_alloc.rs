@@ -49,15 +49,22 @@ impl Observer for Window {
 #[test]
 fn a_warm_iteration_allocates_nothing() {
     let (px, lb) = common::toy_set(2000, 1);
-    let data = ImageData::new(&px, &lb, 64).unwrap();
-    for hidden in [vec![50], vec![40, 30]] {
+    // MNIST-sized rows too, so that the large products split over two threads.
+    let wide: Vec<u8> = (0..2000 * 784).map(|i| (i * 31 % 251) as u8).collect();
+    let cases = [
+        (&px[..], 64, vec![50], 1),
+        (&px[..], 64, vec![40, 30], 1),
+        (&wide[..], 784, vec![50], 2),
+    ];
+    for (pixels, features, hidden, threads) in cases {
+        let data = ImageData::new(pixels, &lb, features).unwrap();
         // Evaluation only before the first and after the last step, outside the window.
         let config = TrainConfig {
             hidden,
             iters: 400,
             eval_every: Some(1000),
             batch_size: 100,
-            threads: 1,
+            threads,
             ..Default::default()
         };
         let mut trainer = Trainer::<f32>::new(config, data, data, 10).unwrap();
@@ -70,7 +77,7 @@ fn a_warm_iteration_allocates_nothing() {
         assert_eq!(
             window.counts[1] - window.counts[0],
             0,
-            "allocations in 394 warm iterations"
+            "allocations in 394 warm iterations ({features} features, {threads} threads)"
         );
     }
 }
