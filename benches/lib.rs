@@ -41,6 +41,22 @@ pub const TRAINING_SHAPES: &[(&str, usize, usize, usize, Transpose, Transpose)] 
         Transpose::No,
         Transpose::No,
     ),
+    (
+        "gradcheck fwd1 [3x784]x[784x50]",
+        3,
+        784,
+        50,
+        Transpose::No,
+        Transpose::No,
+    ),
+    (
+        "gradcheck dW1 [784x3]x[3x50]",
+        784,
+        3,
+        50,
+        Transpose::Yes,
+        Transpose::No,
+    ),
 ];
 
 /// Operands for `C = op(A) op(B)`: A and B stored so that op() gives the shape.

@@ -55,17 +55,38 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const FMA: bool
             let kc = kc_even.min(k - pc);
             // After the first k block, C already holds the partial product.
             let beta_block = if pc == 0 { beta } else { T::ONE };
-            pack_panels::<T, NR>(
-                pack_b,
-                kc,
-                nc,
-                Block {
-                    data: b.data,
-                    start: pc * b.row_stride + jc * b.col_stride,
-                    k_stride: b.row_stride,
-                    lane_stride: b.col_stride,
-                },
-            );
+            // With a row or so of A, packing B would cost as much as the
+            // product (the numerical gradient's 3-image batches): full panels
+            // of a row-major B are then read in place, and only a ragged last
+            // panel is packed.
+            let direct_b = b.col_stride == 1 && m <= MR;
+            let b_panels = nc.div_ceil(NR);
+            if !direct_b {
+                pack_panels::<T, NR>(
+                    pack_b,
+                    kc,
+                    nc,
+                    Block {
+                        data: b.data,
+                        start: pc * b.row_stride + jc * b.col_stride,
+                        k_stride: b.row_stride,
+                        lane_stride: b.col_stride,
+                    },
+                );
+            } else if nc % NR != 0 {
+                let col0 = (b_panels - 1) * NR;
+                pack_panels::<T, NR>(
+                    pack_b,
+                    kc,
+                    nc - col0,
+                    Block {
+                        data: b.data,
+                        start: pc * b.row_stride + jc + col0,
+                        k_stride: b.row_stride,
+                        lane_stride: 1,
+                    },
+                );
+            }
             for ic in (0..m).step_by(mc_even) {
                 let mc = mc_even.min(m - ic);
                 pack_panels::<T, MR>(
@@ -79,14 +100,32 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const FMA: bool
                         lane_stride: a.row_stride,
                     },
                 );
-                for (q, b_panel) in pack_b.chunks_exact(kc * NR).enumerate() {
+                for q in 0..b_panels {
+                    let col0 = jc + q * NR;
+                    let cols = NR.min(jc + nc - col0);
+                    let b_steps = match (direct_b, cols == NR) {
+                        (true, true) => Steps {
+                            data: b.data,
+                            start: pc * b.row_stride + col0,
+                            stride: b.row_stride,
+                        },
+                        (true, false) => Steps {
+                            data: pack_b,
+                            start: 0,
+                            stride: NR,
+                        },
+                        (false, _) => Steps {
+                            data: pack_b,
+                            start: q * kc * NR,
+                            stride: NR,
+                        },
+                    };
                     for (p, a_panel) in pack_a.chunks_exact(kc * MR).enumerate() {
-                        let tile = micro_kernel::<T, MR, NR, FMA>(a_panel, b_panel);
-                        let (row0, col0) = (ic + p * MR, jc + q * NR);
+                        let tile = micro_kernel::<T, MR, NR, FMA>(a_panel, b_steps);
+                        let row0 = ic + p * MR;
                         // Clip to this block, not to C: the padded lanes of
                         // the last panel must not touch the next block's rows.
                         let rows = MR.min(ic + mc - row0);
-                        let cols = NR.min(jc + nc - col0);
                         store_tile(c, &tile, row0, col0, rows, cols, alpha, beta_block);
                     }
                 }
@@ -166,23 +205,44 @@ fn pack_panels<T: Element, const W: usize>(buf: &mut Vec<T>, kc: usize, len: usi
     }
 }
 
-/// The `MR x NR` product of one A panel and one B panel, in registers.
+/// Where a micro-kernel reads B: step `kk` is the `NR` elements at
+/// `data[start + kk * stride..]` (a packed panel has `stride == NR`).
+#[derive(Clone, Copy)]
+struct Steps<'a, T> {
+    data: &'a [T],
+    start: usize,
+    stride: usize,
+}
+
+/// The `MR x NR` product of one A panel and `kc` steps of B, in registers.
 #[inline(always)]
 fn micro_kernel<T: Element, const MR: usize, const NR: usize, const FMA: bool>(
     a_panel: &[T],
-    b_panel: &[T],
+    b: Steps<'_, T>,
 ) -> [[T; NR]; MR] {
     let mut acc = [[T::ZERO; NR]; MR];
-    for (a_step, b_step) in a_panel.chunks_exact(MR).zip(b_panel.chunks_exact(NR)) {
-        let a_step: &[T; MR] = a_step.try_into().expect("chunks_exact gives MR");
-        let b_step: &[T; NR] = b_step.try_into().expect("chunks_exact gives NR");
-        for i in 0..MR {
-            for j in 0..NR {
-                acc[i][j] = if FMA {
-                    a_step[i].mul_add(b_step[j], acc[i][j])
-                } else {
-                    acc[i][j] + a_step[i] * b_step[j]
-                };
+    let steps = a_panel.len() / MR;
+    if steps == 0 {
+        return acc;
+    }
+    // One bounds check for the whole run of B; inside the loop no path may
+    // panic, or LLVM keeps the sums in memory instead of registers.
+    let b_run = &b.data[b.start..b.start + (steps - 1) * b.stride + NR];
+    let madd = |x: T, y: T, z: T| if FMA { x.mul_add(y, z) } else { z + x * y };
+    if b.stride == NR {
+        for (a_step, b_step) in a_panel.chunks_exact(MR).zip(b_run.chunks_exact(NR)) {
+            for i in 0..MR {
+                for j in 0..NR {
+                    acc[i][j] = madd(a_step[i], b_step[j], acc[i][j]);
+                }
+            }
+        }
+    } else {
+        for (a_step, b_step) in a_panel.chunks_exact(MR).zip(b_run.windows(NR).step_by(b.stride)) {
+            for i in 0..MR {
+                for j in 0..NR {
+                    acc[i][j] = madd(a_step[i], b_step[j], acc[i][j]);
+                }
             }
         }
     }
@@ -202,6 +262,23 @@ fn store_tile<T: Element, const MR: usize, const NR: usize>(
     alpha: T,
     beta: T,
 ) {
+    if cols == NR && c.col_stride == 1 {
+        // Full-width rows: fixed-size copies, which compile to vector stores.
+        for (i, tile_row) in tile.iter().enumerate().take(rows) {
+            let start = (row0 + i) * c.row_stride + col0;
+            let out: &mut [T; NR] = (&mut c.data[start..start + NR]).try_into().expect("NR elements");
+            if beta == T::ZERO {
+                for j in 0..NR {
+                    out[j] = alpha * tile_row[j];
+                }
+            } else {
+                for j in 0..NR {
+                    out[j] = alpha * tile_row[j] + beta * out[j];
+                }
+            }
+        }
+        return;
+    }
     for (i, tile_row) in tile.iter().enumerate().take(rows) {
         let tile_row = &tile_row[..cols];
         if c.col_stride == 1 {
@@ -236,51 +313,6 @@ fn scale_c<T: Element>(c: &mut MatMut<T>, beta: T) {
         for j in 0..c.cols {
             let slot = c.get_mut(i, j);
             *slot = if beta == T::ZERO { T::ZERO } else { beta * *slot };
-        }
-    }
-}
-
-/// Whether [`gemm_small`] beats packing for this problem: few rows (packing
-/// all of B to produce them would cost more than the product, which is the
-/// numerical gradient's 3-image batches) or a short k (every tile would be
-/// stored after a handful of steps). It needs row-major C and B.
-pub(crate) fn prefers_small<T>(a: &MatRef<T>, b: &MatRef<T>, c: &MatMut<T>) -> bool {
-    let layout_ok = c.col_stride == 1 && b.col_stride == 1;
-    layout_ok && (a.rows <= 4 || a.cols <= 8)
-}
-
-/// `C = alpha * A * B + beta * C` one row of C at a time, as a sum of rows of
-/// B: `C[i, :] += (alpha * A[i, k]) * B[k, :]`. No packing; the C row stays
-/// in L1 and the inner loop is a vectorized multiply-add over contiguous memory.
-/// Requires `c.col_stride == 1` and `b.col_stride == 1` ([`prefers_small`]).
-#[inline(always)]
-pub(crate) fn gemm_small<T: Element, const FMA: bool>(
-    alpha: T,
-    a: &MatRef<T>,
-    b: &MatRef<T>,
-    beta: T,
-    c: &mut MatMut<T>,
-) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    for i in 0..m {
-        let start = i * c.row_stride;
-        let c_row = &mut c.data[start..start + n];
-        if beta == T::ZERO {
-            c_row.fill(T::ZERO);
-        } else if beta != T::ONE {
-            c_row.iter_mut().for_each(|v| *v *= beta);
-        }
-        for kk in 0..k {
-            let scale = alpha * a.data[i * a.row_stride + kk * a.col_stride];
-            let from = kk * b.row_stride;
-            let b_row = &b.data[from..from + n];
-            for (out, &value) in c_row.iter_mut().zip(b_row) {
-                *out = if FMA {
-                    scale.mul_add(value, *out)
-                } else {
-                    *out + scale * value
-                };
-            }
         }
     }
 }
