@@ -1,4 +1,8 @@
 //! Shared set-up for the criterion benchmarks in `benches/benches/`.
+//!
+//! Timing does not depend on pixel values, so the benchmarks run on the real
+//! MNIST files when `MNIST_DIR` is set and on random bytes of the same shape
+//! otherwise.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -104,4 +108,33 @@ impl<T: Element> GemmCase<T> {
     pub fn flops(&self) -> u64 {
         2 * (self.m * self.n * self.k) as u64
     }
+}
+
+/// `count` images of 784 pixels and their labels: the first `count` MNIST
+/// training images when `MNIST_DIR` is set, seeded random bytes otherwise.
+pub fn images(count: usize) -> (Vec<u8>, Vec<u8>, &'static str) {
+    if let Some(dir) = std::env::var_os("MNIST_DIR") {
+        if let Ok(data) = mnist::Mnist::load(std::path::Path::new(&dir), mnist::Dataset::Mnist) {
+            let n = count.min(data.train.len());
+            return (
+                data.train.images[..n * 784].to_vec(),
+                data.train.labels[..n].to_vec(),
+                "MNIST",
+            );
+        }
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let pixels = (0..count * 784).map(|_| rng.random_range(0..=255u8)).collect();
+    let labels = (0..count).map(|_| rng.random_range(0..10u8)).collect();
+    (pixels, labels, "random")
+}
+
+/// The first `count` images as a `[count, 784]` tensor in `[0, 1]`, with labels.
+pub fn batch<T: Element>(count: usize) -> (tensor::Tensor<T>, Vec<usize>) {
+    let (pixels, labels, _) = images(count);
+    let x = pixels.iter().map(|&b| T::from_f64(b as f64 / 255.0)).collect();
+    (
+        tensor::Tensor::from_vec(x, &[count, 784]).expect("count x 784 values"),
+        labels.iter().map(|&l| l as usize).collect(),
+    )
 }

@@ -407,7 +407,7 @@ mod sealed {
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn packed_avx2<T: Element, const MR: usize, const NR: usize>(
+unsafe fn packed_avx2<T: Element, const MR: usize, const NR: usize, const NH: usize>(
     alpha: T,
     a: &MatRef<T>,
     b: &MatRef<T>,
@@ -416,11 +416,11 @@ unsafe fn packed_avx2<T: Element, const MR: usize, const NR: usize>(
     pack_a: &mut Vec<T>,
     pack_b: &mut Vec<T>,
 ) {
-    packed::gemm::<T, MR, NR, true>(alpha, a, b, beta, c, pack_a, pack_b)
+    packed::gemm::<T, MR, NR, NH, true>(alpha, a, b, beta, c, pack_a, pack_b)
 }
 
 macro_rules! impl_kernel {
-    ($t:ty, $gemm:path, $mr:literal, $nr:literal, $buffers:ident) => {
+    ($t:ty, $gemm:path, $mr:literal, $nr:literal, $nh:literal, $buffers:ident) => {
         thread_local! {
             /// Packing buffers for A and B, grown on first use and then reused.
             static $buffers: RefCell<(Vec<$t>, Vec<$t>)> = const { RefCell::new((Vec::new(), Vec::new())) };
@@ -440,11 +440,11 @@ macro_rules! impl_kernel {
                             #[cfg(target_arch = "x86_64")]
                             if fast {
                                 // SAFETY: the CPU was just checked for both features the function is compiled with.
-                                unsafe { packed_avx2::<$t, $height, $nr>(alpha, a, b, beta, c, pack_a, pack_b) };
+                                unsafe { packed_avx2::<$t, $height, $nr, $nh>(alpha, a, b, beta, c, pack_a, pack_b) };
                                 return;
                             }
                             let _ = fast;
-                            packed::gemm::<$t, $height, $nr, false>(alpha, a, b, beta, c, pack_a, pack_b)
+                            packed::gemm::<$t, $height, $nr, $nh, false>(alpha, a, b, beta, c, pack_a, pack_b)
                         }};
                     }
                     // With fewer rows than a tile, a tile exactly as tall as A
@@ -482,9 +482,10 @@ macro_rules! impl_kernel {
     };
 }
 
-// Register tiles: 6 rows x 2 AVX vectors of C (12 of the 16 ymm registers).
-impl_kernel!(f32, matrixmultiply::sgemm, 6, 16, PACK_F32);
-impl_kernel!(f64, matrixmultiply::dgemm, 6, 8, PACK_F64);
+// Register tiles: 6 rows x 2 AVX vectors of C (12 of the 16 ymm registers),
+// and half that width for a narrow last panel.
+impl_kernel!(f32, matrixmultiply::sgemm, 6, 16, 8, PACK_F32);
+impl_kernel!(f64, matrixmultiply::dgemm, 6, 8, 4, PACK_F64);
 
 #[cfg(test)]
 mod tests {

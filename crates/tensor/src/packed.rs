@@ -27,7 +27,7 @@ const NC: usize = 2048;
 /// `FMA` selects fused multiply-add, which only pays where the code is compiled with it.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const FMA: bool>(
+pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize, const FMA: bool>(
     alpha: T,
     a: &MatRef<T>,
     b: &MatRef<T>,
@@ -55,40 +55,41 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const FMA: bool
             let kc = kc_even.min(k - pc);
             // After the first k block, C already holds the partial product.
             let beta_block = if pc == 0 { beta } else { T::ONE };
+            // B is cut into full panels of NR columns and a tail; a tail of
+            // at most NH columns gets a half-width tile (n = 50 is 3 x 16 +
+            // 8, not 4 x 16), so fewer multiply-adds are spent on padding.
+            let full_panels = nc / NR;
+            let tail = nc % NR;
+            let tail_width = if tail == 0 {
+                0
+            } else if tail <= NH {
+                NH
+            } else {
+                NR
+            };
             // With a row or so of A, packing B would cost as much as the
             // product (the numerical gradient's 3-image batches): full panels
-            // of a row-major B are then read in place, and only a ragged last
-            // panel is packed.
+            // of a row-major B are then read in place, and only the tail is packed.
             let direct_b = b.col_stride == 1 && m <= MR;
-            let b_panels = nc.div_ceil(NR);
+            let b_block = |col: usize| Block {
+                data: b.data,
+                start: pc * b.row_stride + (jc + col) * b.col_stride,
+                k_stride: b.row_stride,
+                lane_stride: b.col_stride,
+            };
+            let tail_offset = if direct_b { 0 } else { full_panels * kc * NR };
+            pack_b.resize(tail_offset + kc * tail_width, T::ZERO);
             if !direct_b {
-                pack_panels::<T, NR>(
-                    pack_b,
-                    kc,
-                    nc,
-                    Block {
-                        data: b.data,
-                        start: pc * b.row_stride + jc * b.col_stride,
-                        k_stride: b.row_stride,
-                        lane_stride: b.col_stride,
-                    },
-                );
-            } else if nc % NR != 0 {
-                let col0 = (b_panels - 1) * NR;
-                pack_panels::<T, NR>(
-                    pack_b,
-                    kc,
-                    nc - col0,
-                    Block {
-                        data: b.data,
-                        start: pc * b.row_stride + jc + col0,
-                        k_stride: b.row_stride,
-                        lane_stride: 1,
-                    },
-                );
+                pack_panels::<T, NR>(&mut pack_b[..tail_offset], kc, full_panels * NR, b_block(0));
+            }
+            match tail_width {
+                0 => {}
+                w if w == NH => pack_panels::<T, NH>(&mut pack_b[tail_offset..], kc, tail, b_block(full_panels * NR)),
+                _ => pack_panels::<T, NR>(&mut pack_b[tail_offset..], kc, tail, b_block(full_panels * NR)),
             }
             for ic in (0..m).step_by(mc_even) {
                 let mc = mc_even.min(m - ic);
+                pack_a.resize(mc.div_ceil(MR) * kc * MR, T::ZERO);
                 pack_panels::<T, MR>(
                     pack_a,
                     kc,
@@ -100,33 +101,47 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const FMA: bool
                         lane_stride: a.row_stride,
                     },
                 );
-                for q in 0..b_panels {
+                let rows_of = |p: usize| MR.min(ic + mc - (ic + p * MR));
+                for q in 0..full_panels {
                     let col0 = jc + q * NR;
-                    let cols = NR.min(jc + nc - col0);
-                    let b_steps = match (direct_b, cols == NR) {
-                        (true, true) => Steps {
+                    let b_steps = if direct_b {
+                        Steps {
                             data: b.data,
                             start: pc * b.row_stride + col0,
                             stride: b.row_stride,
-                        },
-                        (true, false) => Steps {
-                            data: pack_b,
-                            start: 0,
-                            stride: NR,
-                        },
-                        (false, _) => Steps {
+                        }
+                    } else {
+                        Steps {
                             data: pack_b,
                             start: q * kc * NR,
                             stride: NR,
-                        },
+                        }
                     };
                     for (p, a_panel) in pack_a.chunks_exact(kc * MR).enumerate() {
                         let tile = micro_kernel::<T, MR, NR, FMA>(a_panel, b_steps);
-                        let row0 = ic + p * MR;
                         // Clip to this block, not to C: the padded lanes of
                         // the last panel must not touch the next block's rows.
-                        let rows = MR.min(ic + mc - row0);
-                        store_tile(c, &tile, row0, col0, rows, cols, alpha, beta_block);
+                        store_tile(c, &tile, ic + p * MR, col0, rows_of(p), NR, alpha, beta_block);
+                    }
+                }
+                let col0 = jc + full_panels * NR;
+                for (p, a_panel) in pack_a.chunks_exact(kc * MR).enumerate() {
+                    if tail_width == NH {
+                        let b_steps = Steps {
+                            data: pack_b,
+                            start: tail_offset,
+                            stride: NH,
+                        };
+                        let tile = micro_kernel::<T, MR, NH, FMA>(a_panel, b_steps);
+                        store_tile(c, &tile, ic + p * MR, col0, rows_of(p), tail, alpha, beta_block);
+                    } else if tail_width == NR {
+                        let b_steps = Steps {
+                            data: pack_b,
+                            start: tail_offset,
+                            stride: NR,
+                        };
+                        let tile = micro_kernel::<T, MR, NR, FMA>(a_panel, b_steps);
+                        store_tile(c, &tile, ic + p * MR, col0, rows_of(p), tail, alpha, beta_block);
                     }
                 }
             }
@@ -154,12 +169,14 @@ struct Block<'a, T> {
 /// layouts get loops over contiguous memory; packing is a large share of the
 /// work at the small shapes training uses.
 #[inline(always)]
-fn pack_panels<T: Element, const W: usize>(buf: &mut Vec<T>, kc: usize, len: usize, block: Block<'_, T>) {
+fn pack_panels<T: Element, const W: usize>(buf: &mut [T], kc: usize, len: usize, block: Block<'_, T>) {
     let panels = len.div_ceil(W);
-    buf.clear();
-    buf.resize(panels * kc * W, T::ZERO);
-    for (p, panel) in buf.chunks_exact_mut(kc * W).enumerate() {
+    for (p, panel) in buf[..panels * kc * W].chunks_exact_mut(kc * W).enumerate() {
         let lanes = W.min(len - p * W);
+        if lanes < W {
+            // Padding lanes must be zero: the micro-kernel multiplies them too.
+            panel.fill(T::ZERO);
+        }
         let panel_start = block.start + p * W * block.lane_stride;
         if block.lane_stride == 1 {
             // Lanes contiguous (row-major B, transposed A): one copy per step.
