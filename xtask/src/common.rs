@@ -119,3 +119,19 @@ impl FetchProgress for BarProgress {
         eprintln!("  {message}");
     }
 }
+
+/// Loads a model written by `cargo xtask train` and picks the data set:
+/// `--dataset` if given, else the one recorded in the checkpoint.
+pub fn load_model(path: &Path, dataset: Option<Dataset>) -> Result<(train::Checkpoint<f32>, Dataset)> {
+    let checkpoint = train::load_checkpoint::<f32>(path)?;
+    let dataset = match dataset {
+        Some(d) => d,
+        None => checkpoint
+            .metadata
+            .get("dataset")
+            .map(|d| d.parse())
+            .unwrap_or(Ok(Dataset::Mnist))
+            .map_err(XtaskError::Usage)?,
+    };
+    Ok((checkpoint, dataset))
+}

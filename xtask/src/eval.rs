@@ -1,10 +1,10 @@
 //! `cargo xtask eval`: test accuracy and confusion matrix of a saved model.
 
-use crate::common::{load_data, parse_dataset, thread_pool, Result, XtaskError};
+use crate::common::{load_data, load_model, parse_dataset, thread_pool, Result};
 use mnist::Dataset;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use train::{accuracy, confusion_matrix, load_checkpoint, ImageData};
+use train::{accuracy, confusion_matrix, ImageData};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -26,16 +26,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let checkpoint = load_checkpoint::<f32>(&args.model)?;
-    let dataset = match args.dataset {
-        Some(d) => d,
-        None => checkpoint
-            .metadata
-            .get("dataset")
-            .map(|d| d.parse())
-            .unwrap_or(Ok(Dataset::Mnist))
-            .map_err(XtaskError::Usage)?,
-    };
+    let (checkpoint, dataset) = load_model(&args.model, args.dataset)?;
     let (data, _, _) = load_data(dataset, args.data_dir)?;
     let test = ImageData::new(&data.test.images, &data.test.labels, data.test.pixels())?;
     let net = &checkpoint.network;

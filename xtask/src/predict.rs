@@ -1,11 +1,10 @@
 //! `cargo xtask predict`: classify one image and draw it in the terminal.
 
-use crate::common::{locate_data, parse_dataset, Result, XtaskError};
+use crate::common::{load_model, locate_data, parse_dataset, Result, XtaskError};
 use mnist::{Dataset, Mnist, Split};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tensor::Tensor;
-use train::load_checkpoint;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -30,16 +29,7 @@ pub struct Args {
 const SHADES: &[u8] = b" .:-=+*#%@";
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let checkpoint = load_checkpoint::<f32>(&args.model)?;
-    let dataset = match args.dataset {
-        Some(d) => d,
-        None => checkpoint
-            .metadata
-            .get("dataset")
-            .map(|d| d.parse())
-            .unwrap_or(Ok(Dataset::Mnist))
-            .map_err(XtaskError::Usage)?,
-    };
+    let (checkpoint, dataset) = load_model(&args.model, args.dataset)?;
     let dir = locate_data(dataset, args.data_dir)?;
     let split = if args.split == "train" {
         Split::Train

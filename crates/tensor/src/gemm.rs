@@ -265,7 +265,7 @@ pub fn gemm_with<T: Element>(
             Ok(())
         }
         GemmBackend::MatrixMultiply => {
-            gemm_matrixmultiply(alpha, a, b, beta, c);
+            T::gemm_matrixmultiply(alpha, &a, &b, beta, &mut c);
             Ok(())
         }
     }
@@ -312,36 +312,6 @@ fn split_rows_and_run<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T,
     );
 }
 
-/// Hands checked views to `matrixmultiply`.
-fn gemm_matrixmultiply<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: MatMut<T>) {
-    // A dimension of extent 1 is never stepped along; giving it stride 0 keeps
-    // an arbitrary (possibly huge) unused stride out of the isize casts below.
-    let stride = |s: usize, extent: usize| if extent <= 1 { 0 } else { s as isize };
-    // SAFETY: check_gemm proved that the largest offset each view reaches,
-    // (rows-1)*row_stride + (cols-1)*col_stride, is inside its slice (so every
-    // used stride fits in isize), and that C's elements are pairwise distinct.
-    // The slices are borrowed for the whole call: A and B shared, C exclusive,
-    // so C cannot overlap A or B.
-    unsafe {
-        T::gemm_raw(
-            a.rows,
-            a.cols,
-            b.cols,
-            alpha,
-            a.data.as_ptr(),
-            stride(a.row_stride, a.rows),
-            stride(a.col_stride, a.cols),
-            b.data.as_ptr(),
-            stride(b.row_stride, b.rows),
-            stride(b.col_stride, b.cols),
-            beta,
-            c.data.as_mut_ptr(),
-            stride(c.row_stride, c.rows),
-            stride(c.col_stride, c.cols),
-        );
-    }
-}
-
 /// The textbook triple loop with the same contract as [`gemm()`]: the
 /// reference that tests and benchmarks compare against.
 pub fn gemm_naive<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: MatMut<T>) -> Result<(), TensorError> {
@@ -372,27 +342,9 @@ pub trait GemmKernel: sealed::Sealed + Sized {
     #[doc(hidden)]
     fn gemm_packed(alpha: Self, a: &MatRef<Self>, b: &MatRef<Self>, beta: Self, c: &mut MatMut<Self>);
 
-    /// # Safety
-    /// Every element addressed through pointers and strides must lie in its
-    /// buffer, and C's elements must not alias; [`gemm()`] checks both.
-    #[allow(clippy::too_many_arguments)]
+    /// `matrixmultiply`'s `sgemm` / `dgemm` on views already checked.
     #[doc(hidden)]
-    unsafe fn gemm_raw(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: Self,
-        a: *const Self,
-        rsa: isize,
-        csa: isize,
-        b: *const Self,
-        rsb: isize,
-        csb: isize,
-        beta: Self,
-        c: *mut Self,
-        rsc: isize,
-        csc: isize,
-    );
+    fn gemm_matrixmultiply(alpha: Self, a: &MatRef<Self>, b: &MatRef<Self>, beta: Self, c: &mut MatMut<Self>);
 }
 
 mod sealed {
@@ -459,24 +411,33 @@ macro_rules! impl_kernel {
                 })
             }
 
-            unsafe fn gemm_raw(
-                m: usize,
-                k: usize,
-                n: usize,
-                alpha: Self,
-                a: *const Self,
-                rsa: isize,
-                csa: isize,
-                b: *const Self,
-                rsb: isize,
-                csb: isize,
-                beta: Self,
-                c: *mut Self,
-                rsc: isize,
-                csc: isize,
-            ) {
-                // SAFETY: the caller upholds matrixmultiply's contract (above).
-                unsafe { $gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+            fn gemm_matrixmultiply(alpha: Self, a: &MatRef<Self>, b: &MatRef<Self>, beta: Self, c: &mut MatMut<Self>) {
+                // A dimension of extent 1 is never stepped along; stride 0 keeps
+                // an arbitrary (possibly huge) unused stride out of the casts.
+                let stride = |s: usize, extent: usize| if extent <= 1 { 0 } else { s as isize };
+                // SAFETY: check_gemm proved that the largest offset each view
+                // reaches, (rows-1)*row_stride + (cols-1)*col_stride, is inside
+                // its slice (so every used stride fits in isize), and that C's
+                // elements are pairwise distinct. A and B are shared borrows and
+                // C an exclusive one, so C cannot overlap A or B.
+                unsafe {
+                    $gemm(
+                        a.rows,
+                        a.cols,
+                        b.cols,
+                        alpha,
+                        a.data.as_ptr(),
+                        stride(a.row_stride, a.rows),
+                        stride(a.col_stride, a.cols),
+                        b.data.as_ptr(),
+                        stride(b.row_stride, b.rows),
+                        stride(b.col_stride, b.cols),
+                        beta,
+                        c.data.as_mut_ptr(),
+                        stride(c.row_stride, c.rows),
+                        stride(c.col_stride, c.cols),
+                    )
+                }
             }
         }
     };

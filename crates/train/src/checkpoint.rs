@@ -14,10 +14,10 @@ use std::io::Write;
 use std::path::Path;
 use tensor::Element;
 
-/// Writes `bytes` to `path` through a temporary file in the same folder,
-/// synced and then renamed, so `path` is either the old file or the new one,
-/// never a torn mix.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+/// A hidden temporary path in `path`'s folder (created if needed), ending
+/// like `path` (image encoders pick the format from the extension). Renaming
+/// it over `path` is atomic because both are on the same file system.
+pub(crate) fn temp_beside(path: &Path) -> Result<std::path::PathBuf, TrainError> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -27,7 +27,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    Ok(dir.join(format!(".tmp-{}-{name}", std::process::id())))
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder,
+/// synced and then renamed, so `path` is either the old file or the new one,
+/// never a torn mix.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    let temp = temp_beside(path)?;
     let result = (|| {
         let mut file = std::fs::File::create(&temp)?;
         file.write_all(bytes)?;

@@ -1,5 +1,6 @@
 //! A run's records: CSV tables and PNG plots, each written atomically.
 
+use crate::checkpoint::temp_beside;
 use crate::{write_atomic, EvalRecord, TrainError};
 use plotters::prelude::*;
 use std::fmt::Write as _;
@@ -46,17 +47,7 @@ fn draw_png(path: &Path, draw: impl FnOnce(&Path) -> Result<(), Box<dyn std::err
         path: path.to_path_buf(),
         detail,
     };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Keep the .png extension: the encoder picks the format from it.
-    let temp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
+    let temp = temp_beside(path)?;
     if let Err(e) = draw(&temp) {
         let _ = std::fs::remove_file(&temp);
         return Err(plot_error(e.to_string()));
@@ -64,40 +55,62 @@ fn draw_png(path: &Path, draw: impl FnOnce(&Path) -> Result<(), Box<dyn std::err
     std::fs::rename(&temp, path).map_err(|e| TrainError::io(path, e))
 }
 
-/// The book's figure: accuracy (0..1) against epochs, train solid, test
-/// dashed, legend in the lower right.
-pub fn plot_accuracy(path: &Path, evals: &[EvalRecord], title: &str) -> Result<(), TrainError> {
+/// One line of a chart.
+struct Series {
+    label: String,
+    points: Vec<(f64, f64)>,
+    color: RGBColor,
+    width: u32,
+    dashed: bool,
+}
+
+/// Axis titles and ranges of a chart.
+struct Axes {
+    x_desc: &'static str,
+    y_desc: &'static str,
+    x_max: f64,
+    y_max: f64,
+}
+
+/// An 800x560 line chart with a title, labelled axes from 0, and a legend.
+fn line_chart(
+    path: &Path,
+    title: &str,
+    axes: Axes,
+    series: Vec<Series>,
+    legend: SeriesLabelPosition,
+) -> Result<(), TrainError> {
     draw_png(path, |file| {
         let root = BitMapBackend::new(file, (800, 560)).into_drawing_area();
         root.fill(&WHITE)?;
-        let max_epoch = evals.iter().map(|e| e.epoch).fold(1.0f64, f64::max);
         let mut chart = ChartBuilder::on(&root)
             .caption(title, (FONT, 22))
             .margin(16)
             .x_label_area_size(44)
             .y_label_area_size(56)
-            .build_cartesian_2d(0.0..max_epoch, 0.0..1.0)?;
+            .build_cartesian_2d(0.0..axes.x_max, 0.0..axes.y_max)?;
         chart
             .configure_mesh()
-            .x_desc("epochs")
-            .y_desc("accuracy")
+            .x_desc(axes.x_desc)
+            .y_desc(axes.y_desc)
             .x_label_formatter(&|x| format!("{x:.0}"))
             .y_label_formatter(&|y| format!("{y:.1}"))
             .label_style((FONT, 15))
             .draw()?;
-        let train: Vec<(f64, f64)> = evals.iter().map(|e| (e.epoch, e.train_accuracy)).collect();
-        let test: Vec<(f64, f64)> = evals.iter().map(|e| (e.epoch, e.test_accuracy)).collect();
-        chart
-            .draw_series(LineSeries::new(train, BLUE.stroke_width(2)))?
-            .label("train acc")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], BLUE.stroke_width(2)));
-        chart
-            .draw_series(DashedLineSeries::new(test, 8, 5, RED.stroke_width(2)))?
-            .label("test acc")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], RED.stroke_width(2)));
+        for line in series {
+            let style = line.color.stroke_width(line.width);
+            let drawn = if line.dashed {
+                chart.draw_series(DashedLineSeries::new(line.points, 8, 5, style))?
+            } else {
+                chart.draw_series(LineSeries::new(line.points, style))?
+            };
+            drawn
+                .label(line.label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
+        }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
+            .position(legend)
             .label_font((FONT, 16))
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
@@ -107,58 +120,76 @@ pub fn plot_accuracy(path: &Path, evals: &[EvalRecord], title: &str) -> Result<(
     })
 }
 
-/// Batch loss against iterations, with a moving average over `window` iterations on top.
+/// The book's figure: accuracy (0..1) against epochs, train solid, test
+/// dashed, legend in the lower right.
+pub fn plot_accuracy(path: &Path, evals: &[EvalRecord], title: &str) -> Result<(), TrainError> {
+    let max_epoch = evals.iter().map(|e| e.epoch).fold(1.0f64, f64::max);
+    let series = vec![
+        Series {
+            label: "train acc".into(),
+            points: evals.iter().map(|e| (e.epoch, e.train_accuracy)).collect(),
+            color: BLUE,
+            width: 2,
+            dashed: false,
+        },
+        Series {
+            label: "test acc".into(),
+            points: evals.iter().map(|e| (e.epoch, e.test_accuracy)).collect(),
+            color: RED,
+            width: 2,
+            dashed: true,
+        },
+    ];
+    let axes = Axes {
+        x_desc: "epochs",
+        y_desc: "accuracy",
+        x_max: max_epoch,
+        y_max: 1.0,
+    };
+    line_chart(path, title, axes, series, SeriesLabelPosition::LowerRight)
+}
+
+/// Batch loss against iterations, with its moving average over 100 iterations on top.
 pub fn plot_loss(path: &Path, losses: &[f32], title: &str) -> Result<(), TrainError> {
     let window = 100.min(losses.len().max(1));
-    draw_png(path, |file| {
-        let root = BitMapBackend::new(file, (800, 560)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let max_loss = losses.iter().copied().fold(0.1f32, f32::max).min(10.0) as f64;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 22))
-            .margin(16)
-            .x_label_area_size(44)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0.0..losses.len().max(1) as f64 * 1.02, 0.0..max_loss * 1.05)?;
-        chart
-            .configure_mesh()
-            .x_desc("iteration")
-            .y_desc("loss")
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_label_formatter(&|y| format!("{y:.1}"))
-            .label_style((FONT, 15))
-            .draw()?;
-        let raw = losses
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| (i as f64, (l as f64).min(max_loss)));
-        chart
-            .draw_series(LineSeries::new(raw, RGBColor(150, 170, 220).stroke_width(1)))?
-            .label("batch loss")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], RGBColor(150, 170, 220)));
-        let mut averaged = Vec::with_capacity(losses.len());
-        let mut sum = 0.0f64;
-        for (i, &l) in losses.iter().enumerate() {
-            sum += l as f64;
-            if i >= window {
-                sum -= losses[i - window] as f64;
-            }
-            if i + 1 >= window {
-                averaged.push((i as f64, sum / window as f64));
-            }
+    // Clip the axis at 10 so one wild early batch does not flatten the curve.
+    let max_loss = losses.iter().copied().fold(0.1f32, f32::max).min(10.0) as f64;
+    let mut averaged = Vec::with_capacity(losses.len());
+    let mut sum = 0.0f64;
+    for (i, &l) in losses.iter().enumerate() {
+        sum += l as f64;
+        if i >= window {
+            sum -= losses[i - window] as f64;
         }
-        chart
-            .draw_series(LineSeries::new(averaged, BLUE.stroke_width(2)))?
-            .label(format!("mean of {window}"))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], BLUE.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FONT, 16))
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
-        root.present()?;
-        Ok(())
-    })
+        if i + 1 >= window {
+            averaged.push((i as f64, sum / window as f64));
+        }
+    }
+    let series = vec![
+        Series {
+            label: "batch loss".into(),
+            points: losses
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (i as f64, (l as f64).min(max_loss)))
+                .collect(),
+            color: RGBColor(150, 170, 220),
+            width: 1,
+            dashed: false,
+        },
+        Series {
+            label: format!("mean of {window}"),
+            points: averaged,
+            color: BLUE,
+            width: 2,
+            dashed: false,
+        },
+    ];
+    let axes = Axes {
+        x_desc: "iteration",
+        y_desc: "loss",
+        x_max: losses.len().max(1) as f64 * 1.02,
+        y_max: max_loss * 1.05,
+    };
+    line_chart(path, title, axes, series, SeriesLabelPosition::UpperRight)
 }

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The book's NumPy implementation and backprop-rs on the same machine, in the
+# same run: the default training run and the gradient check, with ratios.
+#
+#   MNIST_DIR=../shared/data/mnist bash benches/compare_numpy.sh
+#
+# NumPy comes from pip into target/numpy-venv. OPENBLAS_CORETYPE and
+# OPENBLAS_L2_SIZE are unset for the NumPy run only (they slow a current
+# NumPy down on this machine).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${MNIST_DIR:?set MNIST_DIR to a folder with the four MNIST .gz files}"
+MNIST_DIR="$(cd "$MNIST_DIR" && pwd)"
+
+venv=target/numpy-venv
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet numpy
+fi
+
+echo "NumPy (the book's code), float64 ..." >&2
+numpy_json=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 \
+  "$venv/bin/python" benches/numpy/book_two_layer_net.py "$MNIST_DIR")
+echo "backprop-rs (f32 training, f64 gradient check) ..." >&2
+train_json=$(MNIST_DIR="$MNIST_DIR" cargo xtask train --json --out target/compare-run | tail -n 1)
+grad_json=$(MNIST_DIR="$MNIST_DIR" cargo xtask gradcheck --json | tail -n 1)
+
+NUMPY="$numpy_json" TRAIN="$train_json" GRAD="$grad_json" "$venv/bin/python" - <<'PY'
+import json, os
+n = json.loads(os.environ["NUMPY"]); t = json.loads(os.environ["TRAIN"]); g = json.loads(os.environ["GRAD"])
+rows = [
+    ("default run, seconds_total", n["seconds_total"], t["seconds_total"]),
+    ("default run, seconds_train", n["seconds_train"], t["seconds_train"]),
+    ("numerical gradient, 3 images (s)", n["numerical_seconds"], g["numerical_seconds"]),
+    ("backprop, 3 images (us)", n["backprop_seconds"] * 1e6, g["backprop_seconds"] * 1e6),
+]
+print(f"{'':36} {'NumPy':>10} {'backprop-rs':>12} {'speed-up':>9}")
+for name, a, b in rows:
+    print(f"{name:36} {a:10.3f} {b:12.3f} {a / b:8.1f}x")
+print(f"{'test accuracy':36} {n['test_accuracy']:10.4f} {t['test_accuracy']:12.4f}")
+PY
