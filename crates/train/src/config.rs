@@ -1,6 +1,10 @@
 use crate::TrainError;
 use layers::Activation;
 
+/// Largest hidden width or batch size accepted: far beyond anything useful
+/// here, small enough that a typo cannot ask for terabytes.
+pub const MAX_SIZE: usize = 1 << 16;
+
 /// The recipe of a run. [`TrainConfig::default`] is the book's: 784-50-10
 /// with ReLU, `W ~ 0.01 N(0,1)`, SGD at 0.1, batches of 100 drawn with
 /// replacement, 10000 iterations, evaluation once per epoch (600 iterations).
@@ -48,14 +52,23 @@ impl TrainConfig {
         if self.hidden.contains(&0) {
             return bad(format!("hidden widths must be positive, got {:?}", self.hidden));
         }
+        if self.hidden.iter().any(|&h| h > MAX_SIZE) {
+            return bad(format!(
+                "hidden widths must be at most {MAX_SIZE}, got {:?}",
+                self.hidden
+            ));
+        }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             return bad(format!(
                 "the learning rate must be a positive number, got {}",
                 self.learning_rate
             ));
         }
-        if self.batch_size == 0 {
-            return bad("the batch size must be at least 1".into());
+        if self.batch_size == 0 || self.batch_size > MAX_SIZE {
+            return bad(format!(
+                "the batch size must be between 1 and {MAX_SIZE}, got {}",
+                self.batch_size
+            ));
         }
         if self.iters == 0 {
             return bad("the number of iterations must be at least 1".into());
@@ -115,65 +128,22 @@ mod tests {
 
     #[test]
     fn every_bad_value_is_refused_with_a_message() {
-        let cases: Vec<(TrainConfig, &str)> = vec![
-            (
-                TrainConfig {
-                    hidden: vec![],
-                    ..Default::default()
-                },
-                "empty",
-            ),
-            (
-                TrainConfig {
-                    hidden: vec![50, 0],
-                    ..Default::default()
-                },
-                "positive",
-            ),
-            (
-                TrainConfig {
-                    learning_rate: -0.1,
-                    ..Default::default()
-                },
-                "learning rate",
-            ),
-            (
-                TrainConfig {
-                    learning_rate: f64::NAN,
-                    ..Default::default()
-                },
-                "learning rate",
-            ),
-            (
-                TrainConfig {
-                    batch_size: 0,
-                    ..Default::default()
-                },
-                "batch size",
-            ),
-            (
-                TrainConfig {
-                    iters: 0,
-                    ..Default::default()
-                },
-                "iterations",
-            ),
-            (
-                TrainConfig {
-                    eval_every: Some(0),
-                    ..Default::default()
-                },
-                "eval-every",
-            ),
-            (
-                TrainConfig {
-                    weight_init_std: 0.0,
-                    ..Default::default()
-                },
-                "init std",
-            ),
+        let cases: [(fn(&mut TrainConfig), &str); 11] = [
+            (|c| c.hidden.clear(), "empty"),
+            (|c| c.hidden = vec![50, 0], "positive"),
+            (|c| c.hidden = vec![1 << 40], "at most"),
+            (|c| c.learning_rate = -0.1, "learning rate"),
+            (|c| c.learning_rate = f64::NAN, "learning rate"),
+            (|c| c.batch_size = 0, "batch size"),
+            (|c| c.batch_size = 1 << 30, "batch size"),
+            (|c| c.iters = 0, "iterations"),
+            (|c| c.eval_every = Some(0), "eval-every"),
+            (|c| c.weight_init_std = 0.0, "init std"),
+            (|c| c.weight_init_std = f64::INFINITY, "init std"),
         ];
-        for (config, needle) in cases {
+        for (spoil, needle) in cases {
+            let mut config = TrainConfig::default();
+            spoil(&mut config);
             let err = config.validate().unwrap_err().to_string();
             assert!(err.contains(needle), "{err} should mention {needle}");
         }
