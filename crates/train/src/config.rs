@@ -128,7 +128,8 @@ mod tests {
 
     #[test]
     fn every_bad_value_is_refused_with_a_message() {
-        let cases: [(fn(&mut TrainConfig), &str); 11] = [
+        type Spoil = fn(&mut TrainConfig);
+        let cases: [(Spoil, &str); 11] = [
             (|c| c.hidden.clear(), "empty"),
             (|c| c.hidden = vec![50, 0], "positive"),
             (|c| c.hidden = vec![1 << 40], "at most"),
