@@ -275,9 +275,10 @@ pub fn gemm_with<T: Element>(
 /// it, waking a second core costs more than it saves.
 const PARALLEL_MIN_MACS: usize = 1 << 20;
 
-/// Rows per parallel part are a multiple of this (a multiple of the register
-/// tile heights), so no part ends in a half-empty tile.
-const PARALLEL_ROW_QUANTUM: usize = 24;
+/// Rows per parallel part are a multiple of this (the register tile height),
+/// so no part ends in a half-empty tile; small enough that a batch of 100
+/// splits 54 + 46, not 72 + 28.
+const PARALLEL_ROW_QUANTUM: usize = 6;
 
 /// [`gemm()`] with the rows of C split over rayon's current pool when the
 /// product is large enough. Every element of C is computed by the same
