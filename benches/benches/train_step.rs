@@ -9,6 +9,7 @@ use layers::{Target, TwoLayerNet};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tensor::Tensor;
+use train::ImageData;
 
 fn train_step(c: &mut Criterion) {
     let (pixels, labels, _) = images(60000);
@@ -16,20 +17,19 @@ fn train_step(c: &mut Criterion) {
     let mut net = TwoLayerNet::<f32>::new(784, 50, 10, 0.01, 42);
     let mut rng = ChaCha8Rng::seed_from_u64(42);
     let mut x = Tensor::<f32>::zeros(&[100, 784]);
-    let mut t = vec![0usize; 100];
+    let mut t = Vec::with_capacity(100);
+    let mut indices = vec![0usize; 100];
+    let data = ImageData::new(&pixels, &labels, 784).unwrap();
     let mut previous = net.param_buffers();
     for threads in [1, 2] {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         c.bench_function(&format!("train_step batch 100 threads {threads}"), |b| {
             pool.install(|| {
                 b.iter(|| {
-                    for (row, label) in x.as_mut_slice().chunks_exact_mut(784).zip(t.iter_mut()) {
-                        let i = rng.random_range(0..n);
-                        for (value, &byte) in row.iter_mut().zip(&pixels[i * 784..(i + 1) * 784]) {
-                            *value = byte as f32 / 255.0;
-                        }
-                        *label = labels[i] as usize;
+                    for index in indices.iter_mut() {
+                        *index = rng.random_range(0..n);
                     }
+                    data.gather(&indices, &mut x, &mut t);
                     net.gradient_unchecked(&x, Target::Labels(&t));
                     net.sgd_step_keeping(0.1, &mut previous);
                 })

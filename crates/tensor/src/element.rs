@@ -36,6 +36,8 @@ pub trait Element:
     const NAME: &'static str;
 
     fn from_f64(value: f64) -> Self;
+    /// A byte as a float, exactly.
+    fn from_u8(value: u8) -> Self;
     fn to_f64(self) -> f64;
     fn exp(self) -> Self;
     fn ln(self) -> Self;
@@ -56,6 +58,10 @@ macro_rules! impl_element {
 
             #[inline]
             fn from_f64(value: f64) -> Self {
+                value as $t
+            }
+            #[inline(always)]
+            fn from_u8(value: u8) -> Self {
                 value as $t
             }
             #[inline]

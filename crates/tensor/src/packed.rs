@@ -79,7 +79,7 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
                 lane_stride: b.col_stride,
             };
             let tail_offset = if direct_b { 0 } else { full_panels * kc * NR };
-            pack_b.resize(tail_offset + kc * tail_width, T::ZERO);
+            let pack_b = grown(pack_b, tail_offset + kc * tail_width);
             if !direct_b {
                 pack_panels::<T, NR>(&mut pack_b[..tail_offset], kc, full_panels * NR, b_block(0));
             }
@@ -88,9 +88,10 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
                 w if w == NH => pack_panels::<T, NH>(&mut pack_b[tail_offset..], kc, tail, b_block(full_panels * NR)),
                 _ => pack_panels::<T, NR>(&mut pack_b[tail_offset..], kc, tail, b_block(full_panels * NR)),
             }
+            let pack_b: &[T] = pack_b;
             for ic in (0..m).step_by(mc_even) {
                 let mc = mc_even.min(m - ic);
-                pack_a.resize(mc.div_ceil(MR) * kc * MR, T::ZERO);
+                let pack_a = grown(pack_a, mc.div_ceil(MR) * kc * MR);
                 pack_panels::<T, MR>(
                     pack_a,
                     kc,
@@ -148,6 +149,16 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
             }
         }
     }
+}
+
+/// The first `len` elements of `buf`, growing it (never shrinking) first:
+/// a buffer that only grows is zero-filled once, not on every call whose
+/// product is larger than the previous one's.
+fn grown<T: Element>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
+    if buf.len() < len {
+        buf.resize(len, T::ZERO);
+    }
+    &mut buf[..len]
 }
 
 /// The size of `ceil(len / max)` equal blocks covering `len`.

@@ -52,42 +52,38 @@ impl<'a> ImageData<'a> {
     }
 
     /// Writes images `indices` into `x` (`[indices.len(), features]`, reusing
-    /// its allocation) through `table` (byte -> normalized value) and their
-    /// labels into `labels`. Indices must be in range (the caller draws them).
-    pub fn gather<T: Element>(&self, indices: &[usize], table: &[T; 256], x: &mut Tensor<T>, labels: &mut Vec<usize>) {
+    /// its allocation) normalized by [`normalize`], and their labels into
+    /// `labels`. Indices must be in range (the caller draws them).
+    pub fn gather<T: Element>(&self, indices: &[usize], x: &mut Tensor<T>, labels: &mut Vec<usize>) {
         x.resize(&[indices.len(), self.features]);
         labels.clear();
         for (row, &i) in x.as_mut_slice().chunks_exact_mut(self.features).zip(indices) {
             for (value, &byte) in row.iter_mut().zip(self.image(i)) {
-                *value = table[byte as usize];
+                *value = normalize(byte);
             }
             labels.push(self.labels[i] as usize);
         }
     }
 
     /// Rows `start..start + count` (clamped to the end), as [`ImageData::gather`] does.
-    pub fn gather_range<T: Element>(
-        &self,
-        start: usize,
-        count: usize,
-        table: &[T; 256],
-        x: &mut Tensor<T>,
-        labels: &mut Vec<usize>,
-    ) {
+    pub fn gather_range<T: Element>(&self, start: usize, count: usize, x: &mut Tensor<T>, labels: &mut Vec<usize>) {
         let end = (start + count).min(self.len());
         x.resize(&[end - start, self.features]);
         x.as_mut_slice()
             .iter_mut()
             .zip(&self.pixels[start * self.features..end * self.features])
-            .for_each(|(value, &byte)| *value = table[byte as usize]);
+            .for_each(|(value, &byte)| *value = normalize(byte));
         labels.clear();
         labels.extend(self.labels[start..end].iter().map(|&l| l as usize));
     }
 }
 
-/// `byte / 255` for every byte value, in `T`: the book's `x.astype(float32) / 255`.
-pub fn pixel_table<T: Element>() -> [T; 256] {
-    std::array::from_fn(|b| T::from_f64(b as f64 / 255.0))
+/// `byte / 255` in `T`: the book's `x.astype(float32) / 255.0`, one
+/// correctly rounded division. Written as arithmetic (not a lookup table) so
+/// that a batch converts with vector instructions.
+#[inline(always)]
+pub fn normalize<T: Element>(byte: u8) -> T {
+    T::from_u8(byte) / T::from_f64(255.0)
 }
 
 #[cfg(test)]
@@ -99,19 +95,27 @@ mod tests {
         let pixels = [0u8, 255, 51, 102, 7, 8];
         let labels = [3u8, 1, 4];
         let data = ImageData::new(&pixels, &labels, 2).unwrap();
-        let table = pixel_table::<f32>();
-        let mut x = Tensor::zeros(&[10, 2]);
+        let mut x = Tensor::<f32>::zeros(&[10, 2]);
         let before = x.as_slice().as_ptr();
         let mut t = Vec::with_capacity(10);
-        data.gather(&[1, 0, 1], &table, &mut x, &mut t);
+        data.gather(&[1, 0, 1], &mut x, &mut t);
         assert_eq!(x.shape(), &[3, 2]);
         assert_eq!(x.as_slice(), &[0.2, 0.4, 0.0, 1.0, 0.2, 0.4]);
         assert_eq!(t, vec![1, 3, 1]);
         assert_eq!(x.as_slice().as_ptr(), before);
-        data.gather_range(2, 5, &table, &mut x, &mut t);
+        data.gather_range(2, 5, &mut x, &mut t);
         assert_eq!(x.shape(), &[1, 2]);
         assert_eq!(t, vec![4]);
         assert_eq!(data.classes(), 5);
         assert!(ImageData::new(&pixels, &labels, 4).is_err());
+    }
+
+    #[test]
+    fn normalization_is_the_books_division() {
+        for byte in 0..=255u8 {
+            assert_eq!(normalize::<f32>(byte), byte as f32 / 255.0);
+            assert_eq!(normalize::<f64>(byte), byte as f64 / 255.0);
+        }
+        assert_eq!((normalize::<f32>(0), normalize::<f32>(255)), (0.0, 1.0));
     }
 }

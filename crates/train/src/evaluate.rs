@@ -4,7 +4,6 @@
 //! thread count, and each chunk's result depends only on its own rows, so the
 //! counts are identical for any `--threads`.
 
-use crate::data::pixel_table;
 use crate::ImageData;
 use layers::Network;
 use rayon::prelude::*;
@@ -28,7 +27,6 @@ fn predictions<T: Element, R: Send + Default + std::ops::Add<Output = R>>(
     data: ImageData<'_>,
     fold: impl Fn(&mut R, usize, usize) + Sync,
 ) -> R {
-    let table = pixel_table::<T>();
     let chunks = data.len().div_ceil(EVAL_CHUNK);
     let results: Vec<R> = (0..chunks)
         .into_par_iter()
@@ -39,13 +37,7 @@ fn predictions<T: Element, R: Send + Default + std::ops::Add<Output = R>>(
                 activations: net.new_scratch(),
             },
             |scratch, chunk| {
-                data.gather_range(
-                    chunk * EVAL_CHUNK,
-                    EVAL_CHUNK,
-                    &table,
-                    &mut scratch.x,
-                    &mut scratch.labels,
-                );
+                data.gather_range(chunk * EVAL_CHUNK, EVAL_CHUNK, &mut scratch.x, &mut scratch.labels);
                 let logits = net
                     .predict_with(&scratch.x, &mut scratch.activations)
                     .expect("evaluation data has the network's input size (checked by the caller)");

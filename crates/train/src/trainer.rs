@@ -14,7 +14,6 @@
 //! into a spare set of parameters that is then swapped in, which also keeps
 //! the previous parameters for the divergence guard.
 
-use crate::data::pixel_table;
 use crate::{accuracy, ImageData, TrainConfig, TrainError};
 use layers::{Network, Target};
 use rand::{Rng, SeedableRng};
@@ -171,7 +170,6 @@ impl<'a, T: Element> Trainer<'a, T> {
     fn run_on_pool(&mut self, observer: &mut dyn Observer) -> Result<Summary, TrainError> {
         let config = self.config.clone();
         let eval_every = config.eval_interval(self.train.len());
-        let table = pixel_table::<T>();
         // Stream 0 of this seed drew the weights; the batches use stream 1.
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         rng.set_stream(1);
@@ -193,7 +191,7 @@ impl<'a, T: Element> Trainer<'a, T> {
             for index in &mut indices {
                 *index = rng.random_range(0..self.train.len());
             }
-            self.train.gather(&indices, &table, &mut x, &mut labels);
+            self.train.gather(&indices, &mut x, &mut labels);
             let loss = self.network.gradient_unchecked(&x, Target::Labels(&labels)).to_f64();
             if !loss.is_finite() {
                 if iteration > 0 {
