@@ -11,6 +11,8 @@ pub enum MnistError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{url}: download failed ({reason}); check the network, or use --from DIR / MNIST_DIR offline")]
+    Download { url: String, reason: String },
     #[error("{}: not a valid gzip stream ({source}); the file is corrupt or not gzip: delete it and run `cargo xtask fetch`", path.display())]
     Gzip {
         path: PathBuf,

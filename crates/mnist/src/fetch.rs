@@ -120,7 +120,7 @@ fn fetch_file(
         }
     }
     let mut attempts = Vec::new();
-    for source in sources {
+    for (i, source) in sources.iter().enumerate() {
         match fetch_from(file, target, source, progress) {
             Ok(path) => {
                 // A stale file under the other container name must not shadow the new one.
@@ -133,7 +133,10 @@ fn fetch_file(
                 });
             }
             Err(e) => {
-                progress.note(&format!("{}: {e}", source.describe()));
+                // The final error lists every attempt; say so only when there is a next one.
+                if i + 1 < sources.len() {
+                    progress.note(&format!("{}: {e}; trying the next source", source.describe()));
+                }
                 attempts.push((source.describe(), e.to_string()));
             }
         }
@@ -202,9 +205,9 @@ fn fetch_from(
                 .timeout_recv_body(Some(Duration::from_secs(300)))
                 .build()
                 .into();
-            let response = agent.get(&url).call().map_err(|e| MnistError::Io {
-                path: PathBuf::from(&url),
-                source: std::io::Error::other(e.to_string()),
+            let response = agent.get(&url).call().map_err(|e| MnistError::Download {
+                url: url.clone(),
+                reason: e.to_string(),
             })?;
             let total = response.body().content_length();
             // Four times the largest known file: enough for any honest mirror.
