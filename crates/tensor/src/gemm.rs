@@ -9,8 +9,11 @@
 //! As in BLAS, when `beta == 0` C is not read: it may hold NaN or garbage.
 //!
 //! [`gemm()`] checks the shapes, that each view stays inside its buffer and
-//! that no two elements of C share an address, and only then hands the raw
-//! pointers to `matrixmultiply`. This module holds the crate's only `unsafe`.
+//! that no two elements of C share an address, and only then runs the crate's
+//! packed kernel (`packed.rs`, safe code, compiled a second time with AVX2 and
+//! FMA and chosen at run time) or, with [`GemmBackend::MatrixMultiply`], hands
+//! raw pointers to `matrixmultiply`. [`gemm_par`] splits large products by
+//! rows over rayon. This module holds the crate's only `unsafe`.
 
 use crate::{packed, Element, TensorError};
 use std::cell::RefCell;

@@ -6,7 +6,8 @@
 //!   so a warm training loop allocates nothing.
 //! * [`gemm()`] computes `C = alpha * op(A) * op(B) + beta * C` on strided
 //!   matrix views ([`MatRef`], [`MatMut`]); a transpose is a swap of strides,
-//!   never a copy. It checks every shape and bound, then calls `matrixmultiply`.
+//!   never a copy. It checks every shape and bound, then runs the crate's own
+//!   packed kernel (allocation-free), or `matrixmultiply` on request.
 //! * [`Element`] is implemented for `f32` (training) and `f64` (gradient checks).
 //!
 //! ```
