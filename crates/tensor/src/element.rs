@@ -5,7 +5,7 @@ use std::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Sub, SubAssi
 /// A floating-point scalar the tensors and layers work in: `f32` or `f64`.
 ///
 /// Its GEMM kernel (`sgemm` or `dgemm`) comes through the sealed
-/// [`GemmKernel`](crate::gemm::GemmKernel) supertrait, so generic code reaches
+/// `GemmKernel` supertrait (in `gemm.rs`), so generic code reaches
 /// it without a runtime type check.
 pub trait Element:
     Copy
