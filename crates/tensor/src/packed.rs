@@ -258,6 +258,9 @@ fn micro_kernel<T: Element, const MR: usize, const NR: usize, const FMA: bool>(
     // panic, or LLVM keeps the sums in memory instead of registers.
     let b_run = &b.data[b.start..b.start + (steps - 1) * b.stride + NR];
     let madd = |x: T, y: T, z: T| if FMA { x.mul_add(y, z) } else { z + x * y };
+    // The same body twice: over a packed panel (contiguous steps) and over a
+    // row-major B read in place (steps `stride` apart). Each iterator yields
+    // exactly NR elements per step, which is what keeps the loop panic-free.
     if b.stride == NR {
         for (a_step, b_step) in a_panel.chunks_exact(MR).zip(b_run.chunks_exact(NR)) {
             for i in 0..MR {

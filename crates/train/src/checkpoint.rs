@@ -180,6 +180,24 @@ mod tests {
     }
 
     #[test]
+    fn an_unwritable_destination_is_an_io_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("a-file");
+        std::fs::write(&blocker, b"x").unwrap();
+        // A folder cannot be created inside a file.
+        let target = blocker.join("run").join("model.safetensors");
+        let err = write_atomic(&target, b"data").unwrap_err();
+        assert!(matches!(err, TrainError::Io { .. }), "{err}");
+        assert!(err.to_string().contains("a-file"), "{err}");
+        let net = Network::<f32>::new(4, 3, 2, 0.1, 1);
+        assert!(matches!(
+            save_checkpoint(&target, &net, &[]),
+            Err(TrainError::Io { .. })
+        ));
+        assert_eq!(std::fs::read(&blocker).unwrap(), b"x", "nothing overwritten");
+    }
+
+    #[test]
     fn damaged_or_foreign_files_are_typed_errors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.safetensors");
