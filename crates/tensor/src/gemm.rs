@@ -287,13 +287,21 @@ const PARALLEL_ROW_QUANTUM: usize = 6;
 /// product is large enough. Every element of C is computed by the same
 /// sequence of operations however the rows are split, so the result is
 /// bit-identical for any number of threads.
-pub fn gemm_par<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: MatMut<T>) -> Result<(), TensorError> {
+pub fn gemm_par<T: Element>(
+    alpha: T,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    beta: T,
+    mut c: MatMut<T>,
+) -> Result<(), TensorError> {
     check_gemm("gemm", &a, &b, &c)?;
     let (m, k, n) = (a.rows, a.cols, b.cols);
     let threads = rayon::current_num_threads();
     let macs = m.saturating_mul(k).saturating_mul(n);
     if threads <= 1 || macs < PARALLEL_MIN_MACS || m < 2 * PARALLEL_ROW_QUANTUM || !c.rows_are_disjoint() {
-        return gemm_with(GemmBackend::Auto, alpha, a, b, beta, c);
+        // Already checked: straight to the kernel, as `GemmBackend::Auto` would.
+        T::gemm_packed(alpha, &a, &b, beta, &mut c);
+        return Ok(());
     }
     let part_rows = m.div_ceil(threads).next_multiple_of(PARALLEL_ROW_QUANTUM);
     split_rows_and_run(alpha, a, b, beta, c, part_rows);
