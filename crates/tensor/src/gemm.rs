@@ -15,6 +15,8 @@
 //! raw pointers to `matrixmultiply`. [`gemm_par`] splits large products by
 //! rows over rayon. This module holds the crate's only `unsafe`.
 
+#[cfg(target_arch = "x86_64")]
+use crate::avx2;
 use crate::{packed, Element, TensorError};
 use std::cell::RefCell;
 
@@ -234,8 +236,12 @@ pub enum GemmBackend {
     /// The crate's choice: currently [`GemmBackend::Packed`] everywhere,
     /// because it never allocates (see `packed.rs`).
     Auto,
-    /// The crate's own packed kernel, with packing buffers reused per thread.
+    /// The crate's own packed kernel, with packing buffers reused per thread
+    /// (explicit AVX2 + FMA tiles where the CPU has them).
     Packed,
+    /// The packed kernel with its portable tiles (what CPUs without AVX2
+    /// run), selectable on any CPU so that tests cover it.
+    PackedPortable,
     /// `matrixmultiply`'s `sgemm` / `dgemm` (allocates its packing buffers per call).
     MatrixMultiply,
 }
@@ -265,6 +271,10 @@ pub fn gemm_with<T: Element>(
     match backend {
         GemmBackend::Auto | GemmBackend::Packed => {
             T::gemm_packed(alpha, &a, &b, beta, &mut c);
+            Ok(())
+        }
+        GemmBackend::PackedPortable => {
+            T::gemm_packed_portable(alpha, &a, &b, beta, &mut c);
             Ok(())
         }
         GemmBackend::MatrixMultiply => {
@@ -309,12 +319,18 @@ pub fn gemm_par<T: Element>(
 }
 
 /// Halves C (and A) by rows until a part has at most `part_rows` rows.
+///
+/// A last part of 4 rows or fewer joins the one before it: the kernel gives
+/// products that short a tile of their own height and width (see
+/// `gemm_packed`), which rounds differently from the 6-row tiles the serial
+/// run uses for the same rows.
 fn split_rows_and_run<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, mut c: MatMut<T>, part_rows: usize) {
-    if c.rows <= part_rows {
+    const SHORT: usize = 4;
+    let parts = c.rows.saturating_sub(SHORT).div_ceil(part_rows);
+    if parts <= 1 {
         T::gemm_packed(alpha, &a, &b, beta, &mut c);
         return;
     }
-    let parts = c.rows.div_ceil(part_rows);
     let mid = parts / 2 * part_rows;
     let (a_top, a_bottom) = a.split_rows(mid);
     let (c_top, c_bottom) = c.split_rows(mid);
@@ -354,6 +370,10 @@ pub trait GemmKernel: sealed::Sealed + Sized {
     #[doc(hidden)]
     fn gemm_packed(alpha: Self, a: &MatRef<Self>, b: &MatRef<Self>, beta: Self, c: &mut MatMut<Self>);
 
+    /// The packed kernel with its portable tiles, whatever the CPU.
+    #[doc(hidden)]
+    fn gemm_packed_portable(alpha: Self, a: &MatRef<Self>, b: &MatRef<Self>, beta: Self, c: &mut MatMut<Self>);
+
     /// `matrixmultiply`'s `sgemm` / `dgemm` on views already checked.
     #[doc(hidden)]
     fn gemm_matrixmultiply(alpha: Self, a: &MatRef<Self>, b: &MatRef<Self>, beta: Self, c: &mut MatMut<Self>);
@@ -365,65 +385,77 @@ mod sealed {
     impl Sealed for f64 {}
 }
 
-/// The packed kernel compiled with AVX2 and FMA, one copy per tile shape.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn packed_avx2<T: Element, const MR: usize, const NR: usize, const NH: usize>(
-    alpha: T,
-    a: &MatRef<T>,
-    b: &MatRef<T>,
-    beta: T,
-    c: &mut MatMut<T>,
-    pack_a: &mut Vec<T>,
-    pack_b: &mut Vec<T>,
-) {
-    packed::gemm::<T, MR, NR, NH, true>(alpha, a, b, beta, c, pack_a, pack_b)
-}
-
 macro_rules! impl_kernel {
-    ($t:ty, $gemm:path, $mr:literal, $nr:literal, $nh:literal, $buffers:ident) => {
-        thread_local! {
-            /// Packing buffers for A and B, grown on first use and then reused.
-            static $buffers: RefCell<(Vec<$t>, Vec<$t>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-        }
-
+    ($t:ty, $module:ident, $gemm:path, $avx2:ident, $mr:literal, $nr:literal, $nh:literal) => {
         impl GemmKernel for $t {
             fn gemm_packed(alpha: Self, a: &MatRef<Self>, b: &MatRef<Self>, beta: Self, c: &mut MatMut<Self>) {
-                $buffers.with(|buffers| {
+                #[cfg(target_arch = "x86_64")]
+                let fast = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+                #[cfg(not(target_arch = "x86_64"))]
+                let fast = false;
+                $module::packed_on(fast, alpha, a, b, beta, c)
+            }
+
+            fn gemm_packed_portable(alpha: Self, a: &MatRef<Self>, b: &MatRef<Self>, beta: Self, c: &mut MatMut<Self>) {
+                $module::packed_on(false, alpha, a, b, beta, c)
+            }
+
+            fn gemm_matrixmultiply(alpha: Self, a: &MatRef<Self>, b: &MatRef<Self>, beta: Self, c: &mut MatMut<Self>) {
+                $module::matrixmultiply_on(alpha, a, b, beta, c)
+            }
+        }
+
+        mod $module {
+            use super::*;
+
+            thread_local! {
+                /// Packing buffers for A and B, grown on first use and then reused.
+                static BUFFERS: RefCell<(Vec<$t>, Vec<$t>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+            }
+
+        /// The packed kernel with this thread's buffers; AVX2 tiles when `fast`
+        /// (which the caller has checked the CPU for).
+        pub(super) fn packed_on(fast: bool, alpha: $t, a: &MatRef<$t>, b: &MatRef<$t>, beta: $t, c: &mut MatMut<$t>) {
+                BUFFERS.with(|buffers| {
                     let (pack_a, pack_b) = &mut *buffers.borrow_mut();
-                    #[cfg(target_arch = "x86_64")]
-                    let fast =
-                        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
-                    #[cfg(not(target_arch = "x86_64"))]
-                    let fast = false;
-                    macro_rules! with_tile_height {
-                        ($height:literal) => {{
+                    macro_rules! with_tile {
+                        ($height:literal, $width:expr) => {{
                             #[cfg(target_arch = "x86_64")]
                             if fast {
-                                // SAFETY: the CPU was just checked for both features the function is compiled with.
-                                unsafe { packed_avx2::<$t, $height, $nr, $nh>(alpha, a, b, beta, c, pack_a, pack_b) };
+                                // SAFETY: `fast` is true only when the CPU has both features the function is compiled with.
+                                unsafe { avx2::$avx2::<$height, { $width }, $nh>(alpha, a, b, beta, c, pack_a, pack_b) };
                                 return;
                             }
                             let _ = fast;
-                            packed::gemm::<$t, $height, $nr, $nh, false>(alpha, a, b, beta, c, pack_a, pack_b)
+                            packed::gemm::<$t, $height, { $width }, $nh>(
+                                alpha,
+                                a,
+                                b,
+                                beta,
+                                c,
+                                pack_a,
+                                pack_b,
+                                packed::portable_tile::<$t, $height, { $width }, false>,
+                                packed::portable_tile::<$t, $height, $nh, false>,
+                            )
                         }};
                     }
                     // With fewer rows than a tile, a tile exactly as tall as A
-                    // wastes no multiply-adds on padding (the gradient check's 3 images).
+                    // wastes no multiply-adds on padding (the gradient check's
+                    // 3 images), and a wider one keeps enough sums in flight
+                    // to hide the latency of the multiply-add.
                     match a.rows {
-                        1 => with_tile_height!(1),
-                        2 => with_tile_height!(2),
-                        3 => with_tile_height!(3),
-                        4 => with_tile_height!(4),
-                        _ => with_tile_height!($mr),
+                        1 => with_tile!(1, 4 * $nr / 2),
+                        2 => with_tile!(2, 4 * $nr / 2),
+                        3 => with_tile!(3, 4 * $nr / 2),
+                        4 => with_tile!(4, 3 * $nr / 2),
+                        _ => with_tile!($mr, $nr),
                     }
                 })
             }
 
-            fn gemm_matrixmultiply(alpha: Self, a: &MatRef<Self>, b: &MatRef<Self>, beta: Self, c: &mut MatMut<Self>) {
+        /// `matrixmultiply` on views already checked.
+        pub(super) fn matrixmultiply_on(alpha: $t, a: &MatRef<$t>, b: &MatRef<$t>, beta: $t, c: &mut MatMut<$t>) {
                 // A dimension of extent 1 is never stepped along; stride 0 keeps
                 // an arbitrary (possibly huge) unused stride out of the casts.
                 let stride = |s: usize, extent: usize| if extent <= 1 { 0 } else { s as isize };
@@ -457,8 +489,8 @@ macro_rules! impl_kernel {
 
 // Register tiles: 6 rows x 2 AVX vectors of C (12 of the 16 ymm registers),
 // and half that width for a narrow last panel.
-impl_kernel!(f32, matrixmultiply::sgemm, 6, 16, 8, PACK_F32);
-impl_kernel!(f64, matrixmultiply::dgemm, 6, 8, 4, PACK_F64);
+impl_kernel!(f32, kernel_f32, matrixmultiply::sgemm, gemm_f32, 6, 16, 8);
+impl_kernel!(f64, kernel_f64, matrixmultiply::dgemm, gemm_f64, 6, 8, 4);
 
 #[cfg(test)]
 mod tests {
@@ -490,7 +522,10 @@ mod tests {
         let (a_rows, a_cols) = if ta == Transpose::Yes { (k, m) } else { (m, k) };
         let (b_rows, b_cols) = if tb == Transpose::Yes { (n, k) } else { (k, n) };
         let a = random_vec::<T>(a_rows * a_cols, &mut rng);
-        let b = random_vec::<T>(b_rows * b_cols, &mut rng);
+        // B's rows are 2 elements longer than B, so kernels that read B in
+        // place are tested with a row stride that is not its width.
+        let ldb = b_cols + 2;
+        let b = random_vec::<T>(b_rows * ldb, &mut rng);
         let pad = 3;
         let ldc = n + pad;
         let len = pad + m * ldc + pad;
@@ -508,7 +543,7 @@ mod tests {
         let run = |backend: Option<GemmBackend>| {
             let mut c = c_init.clone();
             let a_view = MatRef::row_major(&a, a_rows, a_cols).op(ta);
-            let b_view = MatRef::row_major(&b, b_rows, b_cols).op(tb);
+            let b_view = MatRef::new(&b, b_rows, b_cols, ldb, 1).op(tb);
             let c_view = MatMut::new(&mut c[pad..], m, n, ldc, 1);
             let (alpha, beta) = (T::from_f64(alpha), T::from_f64(beta));
             match backend {
@@ -518,7 +553,11 @@ mod tests {
             c
         };
         let slow = run(None);
-        for backend in [GemmBackend::Packed, GemmBackend::MatrixMultiply] {
+        for backend in [
+            GemmBackend::Packed,
+            GemmBackend::PackedPortable,
+            GemmBackend::MatrixMultiply,
+        ] {
             let fast = run(Some(backend));
             for idx in 0..len {
                 let inside = idx >= pad && idx < pad + m * ldc && (idx - pad) % ldc < n;
@@ -549,6 +588,14 @@ mod tests {
         (784, 3, 50), // and its weight gradient (short k)
         (16, 16, 16),
         (1, 17, 9),
+        // Few rows: wide tiles over B in place, with every kind of tail
+        // (overlapping the last full panel, or packed when B is too narrow).
+        (1, 40, 70),
+        (2, 33, 50),
+        (3, 9, 17),
+        (3, 5, 12),
+        (4, 20, 37),
+        (4, 7, 5),
         (100, 300, 50),  // crosses the KC block boundary
         (130, 20, 2100), // crosses the MC and NC block boundaries
     ];
@@ -584,8 +631,15 @@ mod tests {
 
     #[test]
     fn parallel_split_is_bit_identical_to_serial() {
+        // 25 rows over 3 threads would leave a 1-row part, which must not
+        // get a tile of its own (the 1-row kernel rounds differently).
+        for (m, k, n) in [(301, 257, 50), (25, 300, 300)] {
+            check_parallel_split(m, k, n);
+        }
+    }
+
+    fn check_parallel_split(m: usize, k: usize, n: usize) {
         let mut rng = ChaCha8Rng::seed_from_u64(77);
-        let (m, k, n) = (301, 257, 50);
         let a = random_vec::<f32>(m * k, &mut rng);
         let b = random_vec::<f32>(k * n, &mut rng);
         let c0 = random_vec::<f32>(m * n, &mut rng);

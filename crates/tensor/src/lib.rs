@@ -20,6 +20,8 @@
 //! assert_eq!(c.as_slice(), &[26.0, 30.0, 38.0, 44.0]);
 //! ```
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 mod element;
 mod error;
 mod gemm;

@@ -26,9 +26,11 @@ const NC: usize = 2048;
 
 /// `C = alpha * A * B + beta * C`; shapes and bounds already checked by the caller.
 /// `FMA` selects fused multiply-add, which only pays where the code is compiled with it.
+/// `full_tile` and `half_tile` compute one `MR x NR` (`MR x NH`) tile and
+/// merge it into C ([`portable_tile`], or the explicit AVX2 kernels of `avx2.rs`).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize, const FMA: bool>(
+pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize>(
     alpha: T,
     a: &MatRef<T>,
     b: &MatRef<T>,
@@ -36,6 +38,8 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
     c: &mut MatMut<T>,
     pack_a: &mut Vec<T>,
     pack_b: &mut Vec<T>,
+    full_tile: impl Fn(&[T], Steps<'_, T>, &mut MatMut<'_, T>, TileAt<T>),
+    half_tile: impl Fn(&[T], Steps<'_, T>, &mut MatMut<'_, T>, TileAt<T>),
 ) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if m == 0 || n == 0 {
@@ -48,6 +52,11 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
     // Equal blocks rather than full blocks plus a sliver: k = 784 is two
     // blocks of 392, not 512 + 272, so no block is too short to pay for its
     // tile stores.
+    // With a row or so of A, packing B would cost as much as the product
+    // (the numerical gradient's 3-image batches): a row-major B is then read
+    // in place. (Blocking k so that B's rows stay in L1 across the panels
+    // was tried: 64 or 128 rows a block, 20-40% slower for the tile stores.)
+    let direct_b = b.col_stride == 1 && b.row_stride >= b.cols && m <= MR;
     let kc_even = even_block(k, KC);
     let mc_even = even_block(m, MC).next_multiple_of(MR);
     for jc in (0..n).step_by(NC) {
@@ -68,22 +77,23 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
             } else {
                 NR
             };
-            // With a row or so of A, packing B would cost as much as the
-            // product (the numerical gradient's 3-image batches): full panels
-            // of a row-major B are then read in place, and only the tail is packed.
-            let direct_b = b.col_stride == 1 && m <= MR;
             let b_block = |col: usize| Block {
                 data: b.data,
                 start: pc * b.row_stride + (jc + col) * b.col_stride,
                 k_stride: b.row_stride,
                 lane_stride: b.col_stride,
             };
+            // Read in place, the tail is the last `tail_width` columns of the
+            // block, overlapping the last full panel; only its last `tail`
+            // columns are stored. No padding, nothing to pack.
+            let direct_tail = direct_b && tail > 0 && nc >= tail_width;
             let tail_offset = if direct_b { 0 } else { full_panels * kc * NR };
-            let pack_b = grown(pack_b, tail_offset + kc * tail_width);
+            let pack_b = grown(pack_b, tail_offset + if direct_tail { 0 } else { kc * tail_width });
             if !direct_b {
                 pack_panels::<T, NR>(&mut pack_b[..tail_offset], kc, full_panels * NR, b_block(0));
             }
             match tail_width {
+                _ if direct_tail => {}
                 0 => {}
                 w if w == NH => pack_panels::<T, NH>(&mut pack_b[tail_offset..], kc, tail, b_block(full_panels * NR)),
                 _ => pack_panels::<T, NR>(&mut pack_b[tail_offset..], kc, tail, b_block(full_panels * NR)),
@@ -104,6 +114,17 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
                     },
                 );
                 let rows_of = |p: usize| MR.min(ic + mc - (ic + p * MR));
+                let at = |p: usize, col0: usize, cols: usize| TileAt {
+                    row0: ic + p * MR,
+                    col0,
+                    // Clip to this block, not to C: the padded lanes of the
+                    // last panel must not touch the next block's rows.
+                    rows: rows_of(p),
+                    cols,
+                    skip: 0,
+                    alpha,
+                    beta: beta_block,
+                };
                 for q in 0..full_panels {
                     let col0 = jc + q * NR;
                     let b_steps = if direct_b {
@@ -120,30 +141,42 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
                         }
                     };
                     for (p, a_panel) in pack_a.chunks_exact(kc * MR).enumerate() {
-                        let tile = micro_kernel::<T, MR, NR, FMA>(a_panel, b_steps);
-                        // Clip to this block, not to C: the padded lanes of
-                        // the last panel must not touch the next block's rows.
-                        store_tile(c, &tile, ic + p * MR, col0, rows_of(p), NR, alpha, beta_block);
+                        full_tile(a_panel, b_steps, c, at(p, col0, NR));
                     }
                 }
                 let col0 = jc + full_panels * NR;
                 for (p, a_panel) in pack_a.chunks_exact(kc * MR).enumerate() {
-                    if tail_width == NH {
+                    if direct_tail {
+                        let b_steps = Steps {
+                            data: b.data,
+                            start: pc * b.row_stride + jc + nc - tail_width,
+                            stride: b.row_stride,
+                        };
+                        let at = TileAt {
+                            col0: jc + nc - tail_width,
+                            cols: tail_width,
+                            skip: tail_width - tail,
+                            ..at(p, col0, tail)
+                        };
+                        if tail_width == NH {
+                            half_tile(a_panel, b_steps, c, at);
+                        } else {
+                            full_tile(a_panel, b_steps, c, at);
+                        }
+                    } else if tail_width == NH {
                         let b_steps = Steps {
                             data: pack_b,
                             start: tail_offset,
                             stride: NH,
                         };
-                        let tile = micro_kernel::<T, MR, NH, FMA>(a_panel, b_steps);
-                        store_tile(c, &tile, ic + p * MR, col0, rows_of(p), tail, alpha, beta_block);
+                        half_tile(a_panel, b_steps, c, at(p, col0, tail));
                     } else if tail_width == NR {
                         let b_steps = Steps {
                             data: pack_b,
                             start: tail_offset,
                             stride: NR,
                         };
-                        let tile = micro_kernel::<T, MR, NR, FMA>(a_panel, b_steps);
-                        store_tile(c, &tile, ic + p * MR, col0, rows_of(p), tail, alpha, beta_block);
+                        full_tile(a_panel, b_steps, c, at(p, col0, tail));
                     }
                 }
             }
@@ -199,7 +232,11 @@ fn pack_panels<T: Element, const W: usize>(buf: &mut [T], kc: usize, len: usize,
                     let step: &mut [T; W] = step.try_into().expect("chunks_exact gives W");
                     *step = block.data[from..from + W].try_into().expect("W elements");
                 } else {
-                    step[..lanes].copy_from_slice(&block.data[from..from + lanes]);
+                    // Element by element: `copy_from_slice` of a few elements
+                    // is a memcpy call per step, slower than the copy itself.
+                    for (slot, &value) in step.iter_mut().zip(&block.data[from..from + lanes]) {
+                        *slot = value;
+                    }
                 }
             }
         } else if block.k_stride == 1 {
@@ -237,10 +274,46 @@ fn pack_panels<T: Element, const W: usize>(buf: &mut [T], kc: usize, len: usize,
 /// Where a micro-kernel reads B: step `kk` is the `NR` elements at
 /// `data[start + kk * stride..]` (a packed panel has `stride == NR`).
 #[derive(Clone, Copy)]
-struct Steps<'a, T> {
-    data: &'a [T],
-    start: usize,
-    stride: usize,
+pub(crate) struct Steps<'a, T> {
+    pub(crate) data: &'a [T],
+    pub(crate) start: usize,
+    pub(crate) stride: usize,
+}
+
+impl<'a, T> Steps<'a, T> {
+    /// The `(steps - 1) * stride + width` elements a kernel reads, checked
+    /// once here so that the kernel's loop has no bounds check left.
+    #[inline(always)]
+    pub(crate) fn run(&self, steps: usize, width: usize) -> &'a [T] {
+        &self.data[self.start..self.start + (steps - 1) * self.stride + width]
+    }
+}
+
+/// Where a tile of C goes: `rows x cols` of it are real (the rest is
+/// padding), merged as `C = alpha * tile + beta * C`, except its first
+/// `skip` columns (another tile's, when a tail tile overlaps a full one).
+#[derive(Clone, Copy)]
+pub(crate) struct TileAt<T> {
+    pub(crate) row0: usize,
+    pub(crate) col0: usize,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) skip: usize,
+    pub(crate) alpha: T,
+    pub(crate) beta: T,
+}
+
+/// One tile through the portable kernel: LLVM vectorizes `micro_kernel`,
+/// with fused multiply-adds when `FMA` (only where compiled with that feature).
+#[inline(always)]
+pub(crate) fn portable_tile<T: Element, const MR: usize, const NR: usize, const FMA: bool>(
+    a_panel: &[T],
+    b: Steps<'_, T>,
+    c: &mut MatMut<'_, T>,
+    at: TileAt<T>,
+) {
+    let tile = micro_kernel::<T, MR, NR, FMA>(a_panel, b);
+    store_tile(c, &tile, at);
 }
 
 /// The `MR x NR` product of one A panel and `kc` steps of B, in registers.
@@ -256,7 +329,7 @@ fn micro_kernel<T: Element, const MR: usize, const NR: usize, const FMA: bool>(
     }
     // One bounds check for the whole run of B; inside the loop no path may
     // panic, or LLVM keeps the sums in memory instead of registers.
-    let b_run = &b.data[b.start..b.start + (steps - 1) * b.stride + NR];
+    let b_run = b.run(steps, NR);
     let madd = |x: T, y: T, z: T| if FMA { x.mul_add(y, z) } else { z + x * y };
     // The same body twice: over a packed panel (contiguous steps) and over a
     // row-major B read in place (steps `stride` apart). Each iterator yields
@@ -283,18 +356,21 @@ fn micro_kernel<T: Element, const MR: usize, const NR: usize, const FMA: bool>(
 
 /// `C[tile] = alpha * tile + beta * C[tile]`, reading C only when `beta != 0` (BLAS).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn store_tile<T: Element, const MR: usize, const NR: usize>(
+pub(crate) fn store_tile<T: Element, const MR: usize, const NR: usize>(
     c: &mut MatMut<T>,
     tile: &[[T; NR]; MR],
-    row0: usize,
-    col0: usize,
-    rows: usize,
-    cols: usize,
-    alpha: T,
-    beta: T,
+    at: TileAt<T>,
 ) {
-    if cols == NR && c.col_stride == 1 {
+    let TileAt {
+        row0,
+        col0,
+        rows,
+        cols,
+        skip,
+        alpha,
+        beta,
+    } = at;
+    if cols == NR && skip == 0 && c.col_stride == 1 {
         // Full-width rows: fixed-size copies, which compile to vector stores.
         for (i, tile_row) in tile.iter().enumerate().take(rows) {
             let start = (row0 + i) * c.row_stride + col0;
@@ -312,7 +388,9 @@ fn store_tile<T: Element, const MR: usize, const NR: usize>(
         return;
     }
     for (i, tile_row) in tile.iter().enumerate().take(rows) {
-        let tile_row = &tile_row[..cols];
+        let tile_row = &tile_row[skip..cols];
+        let col0 = col0 + skip;
+        let cols = cols - skip;
         if c.col_stride == 1 {
             // Row-major C: the tile row is one contiguous run.
             let start = (row0 + i) * c.row_stride + col0;
