@@ -299,10 +299,19 @@ pub struct Mnist {
 impl Mnist {
     /// Loads the four files of `dataset` from `dir` (each as `name.gz` or raw `name`).
     /// Structure is validated; checksums are [`crate::fetch()`]'s business.
+    /// The test split is read on a second thread while the training split
+    /// is read on this one: decompressing is the whole cost, and it is serial
+    /// within a gzip stream.
     pub fn load(dir: &Path, dataset: Dataset) -> Result<Self, MnistError> {
-        Ok(Mnist {
-            train: Self::load_split(dir, dataset, Split::Train)?,
-            test: Self::load_split(dir, dataset, Split::Test)?,
+        std::thread::scope(|scope| {
+            let test = scope.spawn(|| Self::load_split(dir, dataset, Split::Test));
+            let train = Self::load_split(dir, dataset, Split::Train);
+            // A panic on the other thread (a bug, not bad input) stays a panic.
+            let test = test.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            Ok(Mnist {
+                train: train?,
+                test: test?,
+            })
         })
     }
 
