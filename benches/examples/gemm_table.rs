@@ -3,7 +3,8 @@
 //! `benches/numpy/gemm_table.py`, so `benches/compare_numpy.sh` can put the
 //! two side by side (OpenBLAS vs ours, one thread, same run).
 //!
-//! `cargo run --release -p benches --example gemm_table`
+//! `cargo run --release -p benches --example gemm_table` (`-- --tsv` for
+//! tab-separated lines: type, shape, packed GFLOP/s, matrixmultiply GFLOP/s).
 
 use benches::{GemmCase, TRAINING_SHAPES};
 use std::time::Instant;
@@ -29,12 +30,21 @@ fn best_seconds<T: Element>(case: &mut GemmCase<T>, backend: GemmBackend) -> f64
     best
 }
 
-fn table<T: Element>() {
+fn table<T: Element>(tsv: bool) {
     for &(name, m, k, n, ta, tb) in TRAINING_SHAPES {
         let mut case = GemmCase::<T>::new(m, k, n, ta, tb);
         let flops = case.flops() as f64;
         let packed = best_seconds(&mut case, GemmBackend::Packed);
         let mm = best_seconds(&mut case, GemmBackend::MatrixMultiply);
+        if tsv {
+            println!(
+                "{}\t{name}\t{:.1}\t{:.1}",
+                T::NAME,
+                flops / packed / 1e9,
+                flops / mm / 1e9
+            );
+            continue;
+        }
         println!(
             "{} {name:<34} packed {:>8.1} us {:>6.1} GFLOP/s | matrixmultiply {:>8.1} us {:>6.1} GFLOP/s",
             T::NAME,
@@ -47,6 +57,7 @@ fn table<T: Element>() {
 }
 
 fn main() {
-    table::<f32>();
-    table::<f64>();
+    let tsv = std::env::args().any(|arg| arg == "--tsv");
+    table::<f32>(tsv);
+    table::<f64>(tsv);
 }
