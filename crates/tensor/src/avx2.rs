@@ -154,21 +154,13 @@ macro_rules! avx2_kernels {
                     }
                 }
             }
-            let TileAt {
-                row0,
-                col0,
-                rows,
-                cols,
-                skip,
-                alpha,
-                beta,
-            } = at;
-            if cols == NR && skip == 0 && c.col_stride == 1 {
+            if at.fills_rows_of(c, NR) {
                 // Whole vectors straight from the registers into C's rows.
+                let (alpha, beta) = (at.alpha, at.beta);
                 let alpha_v = $splat(alpha);
                 let beta_v = $splat(beta);
-                for (i, acc_row) in acc.iter().enumerate().take(rows) {
-                    let start = (row0 + i) * c.row_stride + col0;
+                for (i, acc_row) in acc.iter().enumerate().take(at.rows) {
+                    let start = (at.row0 + i) * c.row_stride + at.col0;
                     let (out, _) = c.data[start..start + NR].as_chunks_mut::<$lanes>();
                     for v in 0..vectors {
                         let scaled = $mul(alpha_v, acc_row[v]);

@@ -303,6 +303,15 @@ pub(crate) struct TileAt<T> {
     pub(crate) beta: T,
 }
 
+impl<T> TileAt<T> {
+    /// Every one of the tile's `width` columns is stored, into a row-major C:
+    /// each row of the tile is one contiguous run of C.
+    #[inline(always)]
+    pub(crate) fn fills_rows_of(&self, c: &MatMut<'_, T>, width: usize) -> bool {
+        self.cols == width && self.skip == 0 && c.col_stride == 1
+    }
+}
+
 /// One tile through the portable kernel: LLVM vectorizes `micro_kernel`,
 /// with fused multiply-adds when `FMA` (only where compiled with that feature).
 #[inline(always)]
@@ -370,7 +379,7 @@ pub(crate) fn store_tile<T: Element, const MR: usize, const NR: usize>(
         alpha,
         beta,
     } = at;
-    if cols == NR && skip == 0 && c.col_stride == 1 {
+    if at.fills_rows_of(c, NR) {
         // Full-width rows: fixed-size copies, which compile to vector stores.
         for (i, tile_row) in tile.iter().enumerate().take(rows) {
             let start = (row0 + i) * c.row_stride + col0;
