@@ -10,9 +10,9 @@
 //!
 //! [`gemm()`] checks the shapes, that each view stays inside its buffer and
 //! that no two elements of C share an address, and only then runs the crate's
-//! packed kernel (`packed.rs`, safe code, compiled a second time with AVX2 and
-//! FMA and chosen at run time) or, with [`GemmBackend::MatrixMultiply`], hands
-//! raw pointers to `matrixmultiply`. [`gemm_par`] splits large products by
+//! packed kernel (`packed.rs`, safe code, with the explicit AVX2 + FMA tiles
+//! of `avx2.rs` where the CPU has them, chosen at run time) or, with
+//! [`GemmBackend::MatrixMultiply`], hands raw pointers to `matrixmultiply`. [`gemm_par`] splits large products by
 //! rows over rayon. This module holds the crate's only `unsafe`.
 
 #[cfg(target_arch = "x86_64")]

@@ -8,9 +8,13 @@
 //!
 //! Why not only `matrixmultiply`: it allocates its packing buffers on every
 //! call, and the training loop must not allocate. Here the buffers belong to
-//! the caller (a thread-local in `gemm.rs`) and are reused. The kernel is
-//! written so that LLVM vectorizes it; `gemm.rs` compiles it a second time
-//! with AVX2 and FMA enabled and picks that copy at run time.
+//! the caller (a thread-local in `gemm.rs`) and are reused.
+//!
+//! This file is the driver (blocking, packing, edges) and the portable tile,
+//! which LLVM vectorizes for whatever the target has. On CPUs with AVX2 and
+//! FMA, `gemm.rs` runs the same driver with the explicit tiles of `avx2.rs`.
+//! With no more rows of A than one tile (the gradient check's 3 images) B is
+//! not packed: the tiles read it in place.
 
 use crate::gemm::{MatMut, MatRef};
 use crate::Element;
@@ -21,11 +25,11 @@ use crate::Element;
 const KC: usize = 1024;
 /// Most rows of A per packed block (a multiple of every MR used).
 const MC: usize = 144;
-/// Columns of B per packed block (a multiple of every NR used).
+/// Columns of B per packed block (a multiple of the usual NR; a block of
+/// 4-row products, whose tiles are 24 or 12 wide, just ends in a tail).
 const NC: usize = 2048;
 
 /// `C = alpha * A * B + beta * C`; shapes and bounds already checked by the caller.
-/// `FMA` selects fused multiply-add, which only pays where the code is compiled with it.
 /// `full_tile` and `half_tile` compute one `MR x NR` (`MR x NH`) tile and
 /// merge it into C ([`portable_tile`], or the explicit AVX2 kernels of `avx2.rs`).
 #[inline(always)]
