@@ -7,7 +7,8 @@
 //! gradient) it mixes scalar, 128-bit and 256-bit lanes and runs at a
 //! quarter of the speed. Here every tile is `MR` rows of `NR / LANES` vector
 //! accumulators: per step of k, `NR / LANES` loads of B, `MR` broadcasts of A
-//! and `MR * NR / LANES` fused multiply-adds, nothing else.
+//! and `MR * NR / LANES` fused multiply-adds, nothing else (tiles with fewer
+//! than 8 sums keep a second set for odd steps, to hide the FMA latency).
 //!
 //! All of it is safe code: since Rust 1.87 the value intrinsics are safe to
 //! call from functions compiled with the features they need, and loads and
@@ -20,8 +21,8 @@ use crate::gemm::{MatMut, MatRef};
 use crate::packed::{self, store_tile, Steps, TileAt};
 use std::arch::x86_64::*;
 
-/// Most vector accumulators in a tile row. 4 x 3 rows = 12 accumulators plus
-/// 4 for B fills the 16 ymm registers.
+/// Most vector accumulators in a tile row: 4 vectors x 3 rows = 12 sums, which
+/// with 3 broadcasts of A and one vector of B fill the 16 ymm registers.
 const MAX_VECTORS: usize = 4;
 
 macro_rules! avx2_kernels {
