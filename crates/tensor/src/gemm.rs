@@ -269,19 +269,11 @@ pub fn gemm_with<T: Element>(
         return Ok(());
     }
     match backend {
-        GemmBackend::Auto | GemmBackend::Packed => {
-            T::gemm_packed(alpha, &a, &b, beta, &mut c);
-            Ok(())
-        }
-        GemmBackend::PackedPortable => {
-            T::gemm_packed_portable(alpha, &a, &b, beta, &mut c);
-            Ok(())
-        }
-        GemmBackend::MatrixMultiply => {
-            T::gemm_matrixmultiply(alpha, &a, &b, beta, &mut c);
-            Ok(())
-        }
+        GemmBackend::Auto | GemmBackend::Packed => T::gemm_packed(alpha, &a, &b, beta, &mut c),
+        GemmBackend::PackedPortable => T::gemm_packed_portable(alpha, &a, &b, beta, &mut c),
+        GemmBackend::MatrixMultiply => T::gemm_matrixmultiply(alpha, &a, &b, beta, &mut c),
     }
+    Ok(())
 }
 
 /// Products smaller than this many multiply-adds run on one thread: below

@@ -148,39 +148,37 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
                         full_tile(a_panel, b_steps, c, at(p, col0, NR));
                     }
                 }
-                let col0 = jc + full_panels * NR;
+                if tail_width == 0 {
+                    continue;
+                }
+                // The tail tile: packed and zero-padded, or (B in place) the
+                // block's last `tail_width` columns, of which only the last
+                // `tail` are stored.
+                let (tail_steps, tail_col0, skip) = if direct_tail {
+                    let col0 = jc + nc - tail_width;
+                    let steps = Steps {
+                        data: b.data,
+                        start: pc * b.row_stride + col0,
+                        stride: b.row_stride,
+                    };
+                    (steps, col0, tail_width - tail)
+                } else {
+                    let steps = Steps {
+                        data: pack_b,
+                        start: tail_offset,
+                        stride: tail_width,
+                    };
+                    (steps, jc + full_panels * NR, 0)
+                };
                 for (p, a_panel) in pack_a.chunks_exact(kc * MR).enumerate() {
-                    if direct_tail {
-                        let b_steps = Steps {
-                            data: b.data,
-                            start: pc * b.row_stride + jc + nc - tail_width,
-                            stride: b.row_stride,
-                        };
-                        let at = TileAt {
-                            col0: jc + nc - tail_width,
-                            cols: tail_width,
-                            skip: tail_width - tail,
-                            ..at(p, col0, tail)
-                        };
-                        if tail_width == NH {
-                            half_tile(a_panel, b_steps, c, at);
-                        } else {
-                            full_tile(a_panel, b_steps, c, at);
-                        }
-                    } else if tail_width == NH {
-                        let b_steps = Steps {
-                            data: pack_b,
-                            start: tail_offset,
-                            stride: NH,
-                        };
-                        half_tile(a_panel, b_steps, c, at(p, col0, tail));
-                    } else if tail_width == NR {
-                        let b_steps = Steps {
-                            data: pack_b,
-                            start: tail_offset,
-                            stride: NR,
-                        };
-                        full_tile(a_panel, b_steps, c, at(p, col0, tail));
+                    let at = TileAt {
+                        skip,
+                        ..at(p, tail_col0, skip + tail)
+                    };
+                    if tail_width == NH {
+                        half_tile(a_panel, tail_steps, c, at);
+                    } else {
+                        full_tile(a_panel, tail_steps, c, at);
                     }
                 }
             }
