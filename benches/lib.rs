@@ -132,9 +132,15 @@ pub fn images(count: usize) -> (Vec<u8>, Vec<u8>, &'static str) {
 /// The first `count` images as a `[count, 784]` tensor in `[0, 1]`, with labels.
 pub fn batch<T: Element>(count: usize) -> (tensor::Tensor<T>, Vec<usize>) {
     let (pixels, labels, _) = images(count);
-    let x = pixels.iter().map(|&b| T::from_f64(b as f64 / 255.0)).collect();
-    (
-        tensor::Tensor::from_vec(x, &[count, 784]).expect("count x 784 values"),
-        labels.iter().map(|&l| l as usize).collect(),
-    )
+    let data = train::ImageData::new(&pixels, &labels, 784).expect("count images of 784 pixels");
+    let (mut x, mut t) = (tensor::Tensor::zeros(&[0]), Vec::new());
+    data.gather_range(0, count, &mut x, &mut t);
+    (x, t)
+}
+
+/// The book's TwoLayerNet, 784-50-10, seed 42.
+pub fn two_layer_net<T: Element>() -> layers::Sequential<T> {
+    layers::Mlp::two_layer_net(784, 50, 10)
+        .build(42)
+        .expect("the book's network is valid")
 }

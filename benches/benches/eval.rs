@@ -3,15 +3,14 @@
 //!
 //! `cargo bench --bench eval`
 
-use benches::images;
+use benches::{images, two_layer_net};
 use criterion::{criterion_group, criterion_main, Criterion};
-use layers::TwoLayerNet;
 use std::time::Duration;
 use train::{accuracy, ImageData};
 
 fn eval(c: &mut Criterion) {
     let (pixels, labels, _) = images(60000);
-    let net = TwoLayerNet::<f32>::new(784, 50, 10, 0.01, 42);
+    let net = two_layer_net::<f32>();
     let all = ImageData::new(&pixels, &labels, 784).unwrap();
     let test = ImageData::new(&pixels[..10000 * 784], &labels[..10000], 784).unwrap();
     let mut group = c.benchmark_group("eval");

@@ -1,11 +1,12 @@
-//! One SGD iteration of the book's run (784-50-10 ReLU, batch 100, f32):
-//! gather the batch, forward, backward, update.
+//! One iteration of the book's run (784-50-10 ReLU, batch 100, f32): gather
+//! the batch, forward, backward, update; with SGD (the chapter-5 recipe) and
+//! with Adam.
 //!
 //! `cargo bench --bench train_step`
 
-use benches::images;
+use benches::{images, two_layer_net};
 use criterion::{criterion_group, criterion_main, Criterion};
-use layers::{Target, TwoLayerNet};
+use layers::{LayerRng, OptimizerConfig, OptimizerKind, Target};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tensor::Tensor;
@@ -14,27 +15,39 @@ use train::ImageData;
 fn train_step(c: &mut Criterion) {
     let (pixels, labels, _) = images(60000);
     let n = labels.len();
-    let mut net = TwoLayerNet::<f32>::new(784, 50, 10, 0.01, 42);
     let mut rng = ChaCha8Rng::seed_from_u64(42);
+    let mut layer_rng = LayerRng::seed_from_u64(42);
     let mut x = Tensor::<f32>::zeros(&[100, 784]);
     let mut t = Vec::with_capacity(100);
     let mut indices = vec![0usize; 100];
     let data = ImageData::new(&pixels, &labels, 784).unwrap();
-    let mut previous = net.param_buffers();
-    for threads in [1, 2] {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        c.bench_function(&format!("train_step batch 100 threads {threads}"), |b| {
-            pool.install(|| {
-                b.iter(|| {
-                    for index in indices.iter_mut() {
-                        *index = rng.random_range(0..n);
-                    }
-                    data.gather(&indices, &mut x, &mut t);
-                    net.gradient_unchecked(&x, Target::Labels(&t));
-                    net.sgd_step_keeping(0.1, &mut previous);
+    for (kind, learning_rate) in [(OptimizerKind::Sgd, 0.1), (OptimizerKind::Adam, 0.001)] {
+        let mut net = two_layer_net::<f32>();
+        let mut optimizer = OptimizerConfig::new(kind)
+            .with_learning_rate(learning_rate)
+            .build::<f32>()
+            .unwrap();
+        optimizer.init(&net);
+        let mut previous = net.param_buffers();
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let name = match kind {
+                OptimizerKind::Sgd => format!("train_step batch 100 threads {threads}"),
+                _ => format!("train_step {kind} batch 100 threads {threads}"),
+            };
+            c.bench_function(&name, |b| {
+                pool.install(|| {
+                    b.iter(|| {
+                        for index in indices.iter_mut() {
+                            *index = rng.random_range(0..n);
+                        }
+                        data.gather(&indices, &mut x, &mut t);
+                        net.gradient_unchecked(&x, Target::Labels(&t), &mut layer_rng);
+                        net.step(optimizer.as_mut(), &mut previous);
+                    })
                 })
-            })
-        });
+            });
+        }
     }
 }
 

@@ -121,7 +121,8 @@ impl FetchProgress for BarProgress {
 }
 
 /// Loads a model written by `cargo xtask train` and picks the data set:
-/// `--dataset` if given, else the one recorded in the checkpoint.
+/// `--dataset` if given, else the one recorded in the checkpoint. The model
+/// must take the data set's images and score its 10 classes.
 pub fn load_model(path: &Path, dataset: Option<Dataset>) -> Result<(train::Checkpoint<f32>, Dataset)> {
     let checkpoint = train::load_checkpoint::<f32>(path)?;
     let dataset = match dataset {
@@ -133,5 +134,15 @@ pub fn load_model(path: &Path, dataset: Option<Dataset>) -> Result<(train::Check
             .unwrap_or(Ok(Dataset::Mnist))
             .map_err(XtaskError::Usage)?,
     };
+    let model = &checkpoint.model;
+    let (pixels, classes) = (dataset.pixels(), usize::from(mnist::CLASSES));
+    if model.input_size() != pixels || model.output_size() != classes {
+        return Err(XtaskError::Usage(format!(
+            "{}: the model takes {} inputs and scores {} classes, but {dataset} has images of {pixels} pixels and {classes} classes; give a model trained on {dataset}, or --dataset",
+            path.display(),
+            model.input_size(),
+            model.output_size(),
+        )));
+    }
     Ok((checkpoint, dataset))
 }

@@ -1,6 +1,6 @@
 //! `cargo xtask eval`: test accuracy and confusion matrix of a saved model.
 
-use crate::common::{load_data, load_model, parse_dataset, thread_pool, Result};
+use crate::common::{load_data, load_model, parse_dataset, thread_pool, Result, XtaskError};
 use mnist::Dataset;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,13 +29,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let (checkpoint, dataset) = load_model(&args.model, args.dataset)?;
     let (data, _, _) = load_data(dataset, args.data_dir)?;
     let test = ImageData::new(&data.test.images, &data.test.labels, data.test.pixels())?;
-    let net = &checkpoint.network;
-    if net.input_size() != test.features() {
-        return Err(layers::LayerError::InputShape {
-            expected: net.input_size(),
-            got: vec![test.len(), test.features()],
-        }
-        .into());
+    let net = &checkpoint.model;
+    if test.is_empty() {
+        return Err(XtaskError::Usage(format!("the {dataset} test split holds no images")));
     }
     let classes = net.output_size();
     let pool = thread_pool(args.threads)?;

@@ -1,33 +1,50 @@
-//! `cargo xtask gradcheck`: the book's gradient check (section 5.7.3).
+//! `cargo xtask gradcheck`: the book's gradient check (section 5.7.3), for
+//! any of the fully connected networks `train` builds.
 //!
 //! On the first `--samples` training images, the backprop gradient of every
-//! parameter is compared with the central-difference one (h = 1e-4). Both
-//! are timed; the ratio is the point of chapter 5.
+//! parameter is compared with the central-difference one (h = 1e-4), both in
+//! training mode: BatchNorm on the batch's statistics, Dropout with one mask
+//! (the random stream is reseeded for every forward pass). Both are timed;
+//! the ratio is the point of chapter 5.
 
 use crate::common::{locate_data, parse_dataset, thread_pool, Result, XtaskError};
-use layers::gradcheck::{mean_abs_diff, relative_error};
-use layers::{Activation, Network, Target};
+use layers::gradcheck::{mean_abs_diff, numerical_gradient, relative_error};
+use layers::{Activation, Init, LayerRng, Mlp, Target};
 use mnist::{Dataset, Mnist, Split};
+use rand::SeedableRng;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 use tensor::{Element, Tensor};
+use train::ImageData;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Number of training images in the batch.
     #[arg(long, default_value_t = 3)]
     samples: usize,
-    /// Hidden layer width.
-    #[arg(long, default_value_t = 50)]
-    hidden: usize,
+    /// Hidden layer widths, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "50")]
+    hidden: Vec<usize>,
     /// Hidden activation: relu or sigmoid.
     #[arg(long, default_value = "relu")]
     activation: Activation,
+    /// Initial weights: std:S, xavier or he.
+    #[arg(long, default_value = "std:0.01", allow_hyphen_values = true)]
+    init: Init,
+    /// A BatchNorm layer after every hidden Affine layer.
+    #[arg(long)]
+    batch_norm: bool,
+    /// A Dropout layer of this ratio after every hidden activation (one fixed mask).
+    #[arg(long, allow_negative_numbers = true)]
+    dropout: Option<f64>,
+    /// L2 weight decay lambda.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    weight_decay: f64,
     /// Precision: f64 (the book's) or f32.
     #[arg(long, default_value = "f64", value_parser = ["f64", "f32"])]
     dtype: String,
-    /// Seed of the initial weights.
+    /// Seed of the initial weights and of the dropout mask.
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Fail when a mean |backprop - numerical| exceeds this [default: 1e-8 for f64, 1e-3 for f32].
@@ -57,6 +74,8 @@ struct ParamReport {
 }
 
 struct Report {
+    /// The model's layers, one line.
+    summary: String,
     params: Vec<ParamReport>,
     numerical_seconds: f64,
     backprop_seconds: f64,
@@ -66,8 +85,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if args.samples == 0 {
         return Err(XtaskError::Usage("--samples must be at least 1".into()));
     }
-    if args.hidden == 0 {
-        return Err(XtaskError::Usage("--hidden must be at least 1".into()));
+    if args.samples > 1000 {
+        return Err(XtaskError::Usage(format!(
+            "--samples {} is more than 1000; the numerical gradient runs two forward passes over every sample per parameter",
+            args.samples
+        )));
     }
     let tolerance = args.tolerance.unwrap_or(if args.dtype == "f64" { 1e-8 } else { 1e-3 });
     if !(tolerance.is_finite() && tolerance > 0.0) {
@@ -75,6 +97,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
             "--tolerance must be a positive number, got {tolerance}"
         )));
     }
+    if args.threads > train::MAX_THREADS {
+        return Err(XtaskError::Usage(format!(
+            "--threads must be at most {} (0 uses every core)",
+            train::MAX_THREADS
+        )));
+    }
+    // Refuse a bad network before loading anything.
+    let recipe = args.recipe(1);
+    recipe.validate()?;
     let dir = locate_data(args.dataset, args.data_dir.clone())?;
     let train = Mnist::load_split(&dir, args.dataset, Split::Train)?;
     if args.samples > train.len() {
@@ -91,17 +122,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     })?;
 
     println!(
-        "gradient check: {} images, {}-{}-10 {} in {}, h = {H:e}, seed {}",
-        args.samples,
-        train.pixels(),
-        args.hidden,
-        args.activation,
-        args.dtype,
-        args.seed
+        "gradient check: {} images, {} in {}, h = {H:e}, seed {}",
+        args.samples, report.summary, args.dtype, args.seed
     );
-    println!("  {:<4} {:>16} {:>14}", "", "mean |bp - num|", "max rel err");
+    println!("  {:<7} {:>16} {:>14}", "", "mean |bp - num|", "max rel err");
     for p in &report.params {
-        println!("  {:<4} {:>16.3e} {:>14.3e}", p.name, p.mean_abs_diff, p.max_rel_err);
+        println!("  {:<7} {:>16.3e} {:>14.3e}", p.name, p.mean_abs_diff, p.max_rel_err);
     }
     let speedup = report.numerical_seconds / report.backprop_seconds;
     println!(
@@ -145,49 +171,58 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
 }
 
-fn check<T: Element>(args: &Args, train: &mnist::ImageSet) -> Result<Report> {
-    let pixels = train.pixels();
-    let mut x = vec![T::ZERO; args.samples * pixels];
-    let mut labels = vec![0usize; args.samples];
-    let indices: Vec<usize> = (0..args.samples).collect();
-    for (row, &i) in x.chunks_exact_mut(pixels).zip(&indices) {
-        for (value, &byte) in row.iter_mut().zip(train.image(i)) {
-            *value = T::from_f64(byte as f64 / 255.0);
-        }
-        labels[i] = train.labels[i] as usize;
+impl Args {
+    /// The network: `pixels` inputs, the hidden widths, 10 classes.
+    fn recipe(&self, pixels: usize) -> Mlp {
+        let mut sizes = vec![pixels];
+        sizes.extend_from_slice(&self.hidden);
+        sizes.push(10);
+        Mlp::new(&sizes)
+            .activation(self.activation)
+            .init(self.init)
+            .batch_norm(self.batch_norm)
+            .dropout(self.dropout)
+            .weight_decay(self.weight_decay)
     }
-    let x = Tensor::from_vec(x, &[args.samples, pixels]).map_err(|e| XtaskError::Failed(e.to_string()))?;
-    let mut net = Network::<T>::mlp(&[pixels, args.hidden, 10], args.activation, 0.01, args.seed)?;
+}
+
+fn check<T: Element>(args: &Args, train: &mnist::ImageSet) -> Result<Report> {
+    let data = ImageData::new(&train.images, &train.labels, train.pixels())?;
+    let (mut x, mut labels) = (Tensor::<T>::zeros(&[0]), Vec::new());
+    data.gather_range(0, args.samples, &mut x, &mut labels);
+    let mut net = args.recipe(train.pixels()).build::<T>(args.seed)?;
     let target = Target::Labels(&labels);
+    let stream = || LayerRng::seed_from_u64(args.seed);
 
     // Backprop takes microseconds: time enough repetitions for a stable figure.
-    net.gradient(&x, target)?;
+    net.gradient(&x, target, &mut stream())?;
     let repeats = 200;
     let start = Instant::now();
     for _ in 0..repeats {
-        net.gradient(&x, target)?;
+        net.gradient(&x, target, &mut stream())?;
     }
     let backprop_seconds = start.elapsed().as_secs_f64() / repeats as f64;
 
     let start = Instant::now();
-    let numerical = net.numerical_gradient(&x, target, T::from_f64(H))?;
+    let numerical = numerical_gradient(&net, &x, target, T::from_f64(H), args.seed)?;
     let numerical_seconds = start.elapsed().as_secs_f64();
 
     let as_f64 = |t: &Tensor<T>| t.as_slice().iter().map(|v| v.to_f64()).collect::<Vec<f64>>();
     let params = net
-        .named_params()
+        .params()
         .into_iter()
         .zip(&numerical)
-        .map(|((name, _, grad), (_, num))| {
-            let (bp, nu) = (as_f64(grad), as_f64(num));
+        .map(|(param, (_, num))| {
+            let (bp, nu) = (as_f64(param.grad), as_f64(num));
             ParamReport {
-                name,
+                name: param.name.to_string(),
                 mean_abs_diff: mean_abs_diff(&bp, &nu),
                 max_rel_err: relative_error(&bp, &nu),
             }
         })
         .collect();
     Ok(Report {
+        summary: net.summary(),
         params,
         numerical_seconds,
         backprop_seconds,

@@ -5,6 +5,7 @@ use mnist::{Dataset, Mnist, Split};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tensor::Tensor;
+use train::ImageData;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -46,9 +47,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         )));
     }
     let image = set.image(args.index);
-    let x = Tensor::from_vec(image.iter().map(|&b| b as f32 / 255.0).collect(), &[1, set.pixels()])
-        .map_err(|e| XtaskError::Failed(e.to_string()))?;
-    let mut net = checkpoint.network;
+    let data = ImageData::new(&set.images, &set.labels, set.pixels())?;
+    let (mut x, mut labels) = (Tensor::<f32>::zeros(&[0]), Vec::new());
+    data.gather(&[args.index], &mut x, &mut labels);
+    let mut net = checkpoint.model;
     let logits = net.predict(&x)?;
     let lse = logits.row_log_sum_exp(0);
     let probs: Vec<f32> = logits.row(0).iter().map(|&z| (z - lse).exp()).collect();

@@ -2,7 +2,7 @@
 
 use crate::common::{load_data, parse_dataset, project_root, Result, XtaskError};
 use indicatif::{ProgressBar, ProgressStyle};
-use layers::Activation;
+use layers::{Activation, Init, OptimizerConfig, OptimizerKind};
 use mnist::Dataset;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,34 +16,64 @@ pub struct Args {
     /// Hidden activation: relu or sigmoid.
     #[arg(long, default_value = "relu")]
     activation: Activation,
-    /// SGD learning rate.
-    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
-    lr: f64,
+    /// Initial weights: std:S (S * N(0,1), the book's std:0.01), xavier (sqrt(1/n)) or he (sqrt(2/n)).
+    #[arg(long, default_value = "std:0.01", allow_hyphen_values = true)]
+    init: Init,
+    /// A BatchNorm layer after every hidden Affine layer.
+    #[arg(long)]
+    batch_norm: bool,
+    /// A Dropout layer of this ratio (in [0, 1)) after every hidden activation.
+    #[arg(long, allow_negative_numbers = true)]
+    dropout: Option<f64>,
+    /// L2 weight decay lambda: lambda/2 * sum(W^2) added to the loss.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    weight_decay: f64,
+    /// sgd, momentum, nesterov, adagrad, rmsprop or adam.
+    #[arg(long, default_value = "sgd")]
+    optimizer: OptimizerKind,
+    /// Learning rate [default: 0.1 for sgd (the chapter-5 recipe), else the book's: 0.01, adam 0.001].
+    #[arg(long, allow_negative_numbers = true)]
+    lr: Option<f64>,
+    /// Momentum of momentum and nesterov.
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
+    momentum: f64,
+    /// Decay rate of rmsprop.
+    #[arg(long, default_value_t = 0.99, allow_negative_numbers = true)]
+    decay_rate: f64,
+    /// Adam's beta1.
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
+    beta1: f64,
+    /// Adam's beta2.
+    #[arg(long, default_value_t = 0.999, allow_negative_numbers = true)]
+    beta2: f64,
     /// Images per mini-batch (drawn with replacement).
     #[arg(long, default_value_t = 100)]
     batch_size: usize,
-    /// Number of SGD steps.
-    #[arg(long, default_value_t = 10_000)]
+    /// Number of steps.
+    #[arg(long, default_value_t = 10_000, conflicts_with = "epochs")]
     iters: usize,
+    /// Train for N epochs instead (N * train size / batch size steps).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Train on the first N training images only.
+    #[arg(long)]
+    train_size: Option<usize>,
     /// Evaluate train and test accuracy every N steps [default: one epoch, train size / batch size].
     #[arg(long)]
     eval_every: Option<usize>,
-    /// Seed of every random choice (weights, batches).
+    /// Seed of every random choice (weights, batches, dropout masks).
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Threads for evaluation (0: one per core). Results are identical for any value.
+    /// Worker threads (0: one per core). Results are identical for any value.
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Standard deviation of the initial weights.
-    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
-    weight_init_std: f64,
     /// mnist or fashion-mnist.
     #[arg(long, default_value = "mnist", value_parser = parse_dataset)]
     dataset: Dataset,
     /// Folder holding the four files [default: $MNIST_DIR, else data/<dataset>, fetched on first use].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Run folder for records, plots and weights [default: runs/<dataset>-<net>-seed<seed>-<time>].
+    /// Run folder for records, plots and weights [default: runs/<dataset>-<net>-<optimizer>-seed<seed>-<time>].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Print a JSON summary as the last line of stdout.
@@ -51,11 +81,44 @@ pub struct Args {
     json: bool,
 }
 
+impl Args {
+    fn config(&self) -> TrainConfig {
+        let chapter5_sgd = self.optimizer == OptimizerKind::Sgd;
+        let learning_rate = self.lr.unwrap_or(if chapter5_sgd {
+            0.1
+        } else {
+            self.optimizer.default_learning_rate()
+        });
+        TrainConfig {
+            hidden: self.hidden.clone(),
+            activation: self.activation,
+            init: self.init,
+            batch_norm: self.batch_norm,
+            dropout: self.dropout,
+            weight_decay: self.weight_decay,
+            optimizer: OptimizerConfig {
+                kind: self.optimizer,
+                learning_rate,
+                momentum: self.momentum,
+                decay_rate: self.decay_rate,
+                beta1: self.beta1,
+                beta2: self.beta2,
+            },
+            batch_size: self.batch_size,
+            iters: self.iters,
+            epochs: self.epochs,
+            train_size: self.train_size,
+            eval_every: self.eval_every,
+            seed: self.seed,
+            threads: self.threads,
+        }
+    }
+}
+
 /// A progress bar with the live loss and iterations per second, and one
 /// printed line per evaluation.
 struct Console {
     bar: ProgressBar,
-    eval_every: usize,
 }
 
 impl Observer for Console {
@@ -70,12 +133,8 @@ impl Observer for Console {
     fn on_eval(&mut self, e: &EvalRecord) {
         let loss = e.loss.map(|l| format!("{l:.4}")).unwrap_or_else(|| "-".into());
         let line = format!(
-            "iter {:>6}  epoch {:>5.2}  loss {loss:>7}  train acc {:.4}  test acc {:.4}  {:>6.2}s",
-            e.iteration,
-            e.iteration as f64 / self.eval_every as f64,
-            e.train_accuracy,
-            e.test_accuracy,
-            e.elapsed_seconds
+            "iter {:>6}  epoch {:>6.2}  loss {loss:>7}  train acc {:.4}  test acc {:.4}  {:>6.2}s",
+            e.iteration, e.epoch, e.train_accuracy, e.test_accuracy, e.elapsed_seconds
         );
         if self.bar.is_hidden() {
             println!("{line}");
@@ -89,17 +148,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; `cargo xtask` runs the release profile, use it for real runs");
     }
-    let config = TrainConfig {
-        hidden: args.hidden.clone(),
-        activation: args.activation,
-        learning_rate: args.lr,
-        batch_size: args.batch_size,
-        iters: args.iters,
-        eval_every: args.eval_every,
-        seed: args.seed,
-        threads: args.threads,
-        weight_init_std: args.weight_init_std,
-    };
+    let config = args.config();
     // Refuse bad settings before loading anything.
     config.validate()?;
     let (data, data_dir, load_seconds) = load_data(args.dataset, args.data_dir.clone())?;
@@ -107,14 +156,36 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let test_set = ImageData::new(&data.test.images, &data.test.labels, data.test.pixels())?;
     let classes = 10;
     let mut trainer = Trainer::<f32>::new(config.clone(), train_set, test_set, classes)?;
-    let eval_every = config.eval_interval(train_set.len());
-    let sizes = trainer.network().sizes().to_vec();
+    let train_len = trainer.train_set().len();
+    let eval_every = config.eval_interval(train_len);
+    let iterations = trainer.iterations();
+    let sizes = config.mlp(train_set.features(), classes).sizes;
     let net_name = sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-");
+    let mut extras = Vec::new();
+    if config.batch_norm {
+        extras.push("batch norm".to_string());
+    }
+    if let Some(ratio) = config.dropout {
+        extras.push(format!("dropout {ratio}"));
+    }
+    if config.weight_decay > 0.0 {
+        extras.push(format!("weight decay {}", config.weight_decay));
+    }
     let run_dir = args.out.clone().unwrap_or_else(|| {
+        let extras: String = [
+            (config.batch_norm, "-bn"),
+            (config.dropout.is_some(), "-dropout"),
+            (config.weight_decay > 0.0, "-wd"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, tag)| *tag)
+        .collect();
         project_root().join("runs").join(format!(
-            "{}-{net_name}-{}-seed{}-{}",
+            "{}-{net_name}-{}{extras}-{}-seed{}-{}",
             args.dataset,
             args.activation,
+            config.optimizer.kind,
             args.seed,
             timestamp()
         ))
@@ -129,18 +200,26 @@ pub fn run(args: Args) -> Result<ExitCode> {
         "  data      {} from {} ({} train, {} test images; loaded in {load_seconds:.2}s)",
         args.dataset,
         data_dir.display(),
-        train_set.len(),
+        train_len,
         test_set.len()
     );
     println!(
-        "  network   {net_name} {} (f32, {} parameters, weights {} * N(0,1))",
+        "  network   {net_name} {} (f32, {} parameters, init {}){}",
         args.activation,
-        trainer.network().num_params(),
-        config.weight_init_std
+        trainer.model().num_params(),
+        config.init,
+        if extras.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", extras.join(", "))
+        }
     );
+    println!("  layers    {}", trainer.model().summary());
     println!(
-        "  sgd       lr {}  batch {} (with replacement)  iters {}  eval every {eval_every}",
-        config.learning_rate, config.batch_size, config.iters
+        "  optimizer {}  batch {} (with replacement)  iters {iterations} ({:.2} epochs)  eval every {eval_every}",
+        config.optimizer.describe(),
+        config.batch_size,
+        iterations as f64 / config.iters_per_epoch(train_len) as f64
     );
     println!(
         "  seed      {}  threads {}",
@@ -153,21 +232,22 @@ pub fn run(args: Args) -> Result<ExitCode> {
     );
     println!("  run dir   {}", run_dir.display());
 
-    let bar = ProgressBar::new(config.iters as u64);
+    let bar = ProgressBar::new(iterations as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} [{elapsed_precise}<{eta_precise}] {per_sec} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut console = Console { bar, eval_every };
+    let mut console = Console { bar };
     let result = trainer.run(&mut console);
     console.bar.finish_and_clear();
 
     // Whatever happened, keep what there is: on divergence, the last good weights.
     let config_json = serde_json::json!({
-        "settings": config.to_json(train_set.len()),
+        "settings": config.to_json(train_len),
         "dataset": args.dataset.name(),
         "data_dir": data_dir.display().to_string(),
         "sizes": sizes,
+        "layers": trainer.model().specs(),
         "dtype": "f32",
     });
     train::write_atomic(
@@ -179,7 +259,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let model_path = run_dir.join("model.safetensors");
     save_checkpoint(
         &model_path,
-        trainer.network(),
+        trainer.model(),
         &[
             ("dataset", args.dataset.name().to_string()),
             ("seed", config.seed.to_string()),
@@ -189,7 +269,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         &run_dir,
         trainer.losses(),
         trainer.evals(),
-        &format!("{} {net_name} {}", args.dataset, args.activation),
+        &format!(
+            "{} {net_name} {} {}",
+            args.dataset, args.activation, config.optimizer.kind
+        ),
     )?;
 
     let summary = match result {

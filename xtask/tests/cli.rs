@@ -34,7 +34,7 @@ fn no_arguments_lists_the_tasks_and_every_task_has_help() {
     let out = xtask(&[]);
     assert!(!out.status.success());
     let help = text(&out.stderr);
-    for task in ["fetch", "train", "gradcheck", "eval", "predict", "bench"] {
+    for task in ["fetch", "train", "gradcheck", "eval", "predict", "bench", "experiment"] {
         assert!(help.contains(task), "{help}");
         let out = xtask(&[task, "--help"]);
         assert!(out.status.success(), "{task} --help");
@@ -59,6 +59,19 @@ fn bad_flag_values_are_refused_before_any_work() {
         (&["train", "--hidden", "50,0"], "positive"),
         (&["train", "--eval-every", "0"], "eval-every"),
         (&["train", "--activation", "tanh"], "relu or sigmoid"),
+        (&["train", "--optimizer", "lbfgs"], "adam"),
+        (&["train", "--optimizer", "adam", "--beta2", "1"], "beta2"),
+        (&["train", "--init", "lecun"], "xavier or he"),
+        (&["train", "--init", "std:0"], "positive"),
+        (&["train", "--dropout", "1"], "dropout ratio"),
+        (&["train", "--weight-decay", "-1"], "weight decay"),
+        (&["train", "--epochs", "0"], "epochs"),
+        (&["train", "--epochs", "2", "--iters", "5"], "cannot be used with"),
+        (&["train", "--train-size", "0"], "train-size"),
+        (&["train", "--iters", "18446744073709551615"], "iterations"),
+        (&["train", "--threads", "100000"], "threads"),
+        (&["gradcheck", "--hidden", "100000000"], "between 1 and"),
+        (&["gradcheck", "--dropout", "2"], "dropout ratio"),
         (&["train", "--dataset", "cifar"], "mnist or fashion-mnist"),
         (&["train", "--batch-size", "many"], "invalid"),
         (&["fetch", "--from", "ftp://example.org/"], "unsupported source"),
@@ -254,8 +267,8 @@ fn divergence_stops_with_advice_and_keeps_good_weights() {
         "{stderr}"
     );
     let checkpoint = train::load_checkpoint::<f32>(&run_dir.join("model.safetensors")).unwrap();
-    for (name, value, _) in checkpoint.network.named_params() {
-        assert!(value.as_slice().iter().all(|v| v.is_finite()), "{name}");
+    for param in checkpoint.model.params() {
+        assert!(param.value.as_slice().iter().all(|v| v.is_finite()), "{}", param.name);
     }
     assert!(run_dir.join("loss.csv").is_file());
 }

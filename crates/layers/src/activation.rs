@@ -3,7 +3,7 @@ use std::fmt;
 use std::str::FromStr;
 use tensor::Element;
 
-/// The hidden-layer nonlinearity of a [`crate::Network`].
+/// The hidden-layer nonlinearity of an [`crate::Mlp`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Activation {
     #[default]

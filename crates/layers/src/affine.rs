@@ -10,8 +10,7 @@
 //!
 //! Both transposes are strides handed to the GEMM, never copies.
 
-use crate::layer::ParamVisitorMut;
-use crate::Layer;
+use crate::{Layer, LayerError, LayerSpec, Param, ParamMut};
 use tensor::{Element, Tensor, Transpose};
 
 #[derive(Debug, Clone)]
@@ -55,6 +54,28 @@ impl<T: Element> Layer<T> for Affine<T> {
         "Affine"
     }
 
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::Affine {
+            inputs: self.in_features(),
+            outputs: self.out_features(),
+        }
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
+        let features: usize = input.iter().product();
+        if features != self.in_features() {
+            return Err(LayerError::Config(format!(
+                "an Affine layer of {} inputs cannot take inputs of shape {input:?} ({features} values)",
+                self.in_features()
+            )));
+        }
+        Ok(vec![self.out_features()])
+    }
+
+    fn numbers_params(&self) -> bool {
+        true
+    }
+
     fn forward(&self, input: &Tensor<T>, output: &mut Tensor<T>) {
         output.resize(&[input.rows(), self.out_features()]);
         // Y = X W, then + b on every row.
@@ -78,14 +99,34 @@ impl<T: Element> Layer<T> for Affine<T> {
         }
     }
 
-    fn visit_params<'a>(&'a self, f: &mut dyn FnMut(&'static str, &'a Tensor<T>, &'a Tensor<T>)) {
-        f("W", &self.w, &self.grad_w);
-        f("b", &self.b, &self.grad_b);
+    fn visit_params<'a>(&'a self, f: &mut dyn FnMut(Param<'a, T>)) {
+        f(Param {
+            kind: "W",
+            value: &self.w,
+            grad: &self.grad_w,
+            decays: true,
+        });
+        f(Param {
+            kind: "b",
+            value: &self.b,
+            grad: &self.grad_b,
+            decays: false,
+        });
     }
 
-    fn visit_params_mut(&mut self, f: &mut ParamVisitorMut<'_, T>) {
-        f("W", &mut self.w, &self.grad_w);
-        f("b", &mut self.b, &self.grad_b);
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(ParamMut<'_, T>)) {
+        f(ParamMut {
+            kind: "W",
+            value: &mut self.w,
+            grad: &mut self.grad_w,
+            decays: true,
+        });
+        f(ParamMut {
+            kind: "b",
+            value: &mut self.b,
+            grad: &mut self.grad_b,
+            decays: false,
+        });
     }
 
     fn clone_box(&self) -> Box<dyn Layer<T>> {

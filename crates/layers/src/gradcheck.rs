@@ -4,11 +4,20 @@
 //! error O(h^2). The comparison is
 //! `max_i |a_i - n_i| / max(max_i |a_i| + max_i |n_i|, eps)`: a relative error
 //! over the whole tensor, so tiny entries do not blow it up.
+//!
+//! Gradients are checked in training mode (BatchNorm on batch statistics,
+//! Dropout with a mask). Every forward pass reseeds the random stream from
+//! the same seed, so all the perturbed passes see the mask backprop saw.
 
-use crate::Layer;
+use crate::{Layer, LayerError, LayerRng, Sequential, Target};
 use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use tensor::Tensor;
+use rayon::prelude::*;
+use tensor::{Element, Tensor};
+
+/// Number of parameters one worker perturbs before taking the next chunk in
+/// [`numerical_gradient`]. Fixed, so the work split (and thus the result)
+/// does not depend on the thread count.
+const NUMERICAL_CHUNK: usize = 64;
 
 /// Floor of the denominator, so two all-zero gradients compare as equal.
 const EPS: f64 = 1e-12;
@@ -69,18 +78,21 @@ impl LayerCheck {
     }
 }
 
-/// Checks a layer's backward pass in f64.
+/// Checks a layer's backward pass in f64, in training mode.
 ///
-/// The scalar under test is `L = sum(forward(x) * w)` with fixed random `w`,
-/// so `dL/d(output) = w` exercises every output element with a different weight.
+/// The scalar under test is `L = sum(forward_train(x) * w)` with fixed random
+/// `w`, so `dL/d(output) = w` exercises every output element with a different
+/// weight. Every training pass draws from a stream seeded with `seed`.
 pub fn check_layer(layer: &mut dyn Layer<f64>, input: &Tensor<f64>, h: f64, seed: u64) -> LayerCheck {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let stream = || LayerRng::seed_from_u64(seed);
     let mut output = Tensor::zeros(&[0]);
-    layer.forward(input, &mut output);
+    layer.forward_train(input, &mut output, &mut stream());
+    let mut rng = stream();
+    rng.set_stream(1);
     let weights = Tensor::<f64>::randn(output.shape(), 1.0, &mut rng);
-    let loss = |layer: &dyn Layer<f64>, x: &Tensor<f64>| {
+    let loss = |layer: &mut dyn Layer<f64>, x: &Tensor<f64>| {
         let mut out = Tensor::zeros(&[0]);
-        layer.forward(x, &mut out);
+        layer.forward_train(x, &mut out, &mut stream());
         out.as_slice()
             .iter()
             .zip(weights.as_slice())
@@ -89,6 +101,7 @@ pub fn check_layer(layer: &mut dyn Layer<f64>, input: &Tensor<f64>, h: f64, seed
     };
 
     let mut grad_input = Tensor::zeros(input.shape());
+    layer.forward_train(input, &mut output, &mut stream());
     layer.backward(input, &output, &weights, Some(&mut grad_input));
     let grads_first = collect_grads(layer);
     let mut grad_input_again = Tensor::zeros(input.shape());
@@ -126,16 +139,16 @@ pub fn check_layer(layer: &mut dyn Layer<f64>, input: &Tensor<f64>, h: f64, seed
 
 fn collect_grads(layer: &dyn Layer<f64>) -> Vec<(&'static str, Vec<f64>)> {
     let mut grads = Vec::new();
-    layer.visit_params(&mut |name, _, grad| grads.push((name, grad.as_slice().to_vec())));
+    layer.visit_params(&mut |p| grads.push((p.kind, p.grad.as_slice().to_vec())));
     grads
 }
 
 fn nth_param(layer: &dyn Layer<f64>, n: usize) -> Vec<f64> {
     let mut found = Vec::new();
     let mut index = 0;
-    layer.visit_params(&mut |_, value, _| {
+    layer.visit_params(&mut |p| {
         if index == n {
-            found = value.as_slice().to_vec();
+            found = p.value.as_slice().to_vec();
         }
         index += 1;
     });
@@ -144,12 +157,70 @@ fn nth_param(layer: &dyn Layer<f64>, n: usize) -> Vec<f64> {
 
 fn set_nth_param(layer: &mut dyn Layer<f64>, n: usize, values: &[f64]) {
     let mut index = 0;
-    layer.visit_params_mut(&mut |_, value, _| {
+    layer.visit_params_mut(&mut |p| {
         if index == n {
-            value.as_mut_slice().copy_from_slice(values);
+            p.value.as_mut_slice().copy_from_slice(values);
         }
         index += 1;
     });
+}
+
+/// The book's `numerical_gradient` of a whole model: for every parameter
+/// `p`, `(L(p + h) - L(p - h)) / 2h` with an honest full forward pass (in
+/// training mode, stream seeded with `seed`, weight decay included) for each
+/// of the two perturbations. Returns `(name, gradient)` in the model's
+/// parameter order. Spread over rayon's current pool; each worker perturbs
+/// its own copy of the model, so nothing is shared or aliased.
+pub fn numerical_gradient<T: Element>(
+    model: &Sequential<T>,
+    x: &Tensor<T>,
+    target: Target<'_, T>,
+    h: T,
+    seed: u64,
+) -> Result<Vec<(String, Tensor<T>)>, LayerError> {
+    model.check_target(x, target)?;
+    let params = model.params();
+    // (parameter, element) for every scalar parameter.
+    let flat: Vec<(usize, usize)> = params
+        .iter()
+        .enumerate()
+        .flat_map(|(p, param)| (0..param.value.numel()).map(move |e| (p, e)))
+        .collect();
+    let two_h = h + h;
+    let derivatives: Vec<T> = flat
+        .par_chunks(NUMERICAL_CHUNK)
+        .map_init(
+            || model.clone(),
+            |model, chunk| {
+                let loss = |model: &mut Sequential<T>| {
+                    model.loss_train_unchecked(x, target, &mut LayerRng::seed_from_u64(seed))
+                };
+                chunk
+                    .iter()
+                    .map(|&(p, e)| {
+                        let original = model.replace_param_element(p, e, T::ZERO);
+                        model.replace_param_element(p, e, original + h);
+                        let plus = loss(model);
+                        model.replace_param_element(p, e, original - h);
+                        let minus = loss(model);
+                        model.replace_param_element(p, e, original);
+                        (plus - minus) / two_h
+                    })
+                    .collect::<Vec<T>>()
+            },
+        )
+        .flatten_iter()
+        .collect();
+    let mut offset = 0;
+    let mut out = Vec::with_capacity(params.len());
+    for param in &params {
+        let n = param.value.numel();
+        let grad = Tensor::from_vec(derivatives[offset..offset + n].to_vec(), param.value.shape())
+            .expect("numerical gradient has the parameter's shape");
+        out.push((param.name.to_string(), grad));
+        offset += n;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,4 +1,31 @@
+use crate::{LayerError, LayerSpec};
+use rand_chacha::ChaCha8Rng;
 use tensor::{Element, Tensor};
+
+/// The random stream a layer draws from in training mode (Dropout's masks).
+/// The caller owns and seeds it, so a run is reproducible from its seed.
+pub type LayerRng = ChaCha8Rng;
+
+/// A trainable parameter as a layer shows it: what kind it is, its value and
+/// its gradient. [`crate::Sequential`] gives it its name (`W1`, `gamma2`, ...).
+pub struct Param<'a, T> {
+    /// `"W"`, `"b"`, `"gamma"`, `"beta"`: the name without its number.
+    pub kind: &'static str,
+    pub value: &'a Tensor<T>,
+    pub grad: &'a Tensor<T>,
+    /// Whether weight decay applies: weight matrices yes, biases and
+    /// BatchNorm's scale and shift no (the book's `MultiLayerNetExtend`).
+    pub decays: bool,
+}
+
+/// A [`Param`] with the value and the gradient writable (optimizers,
+/// numerical gradients, loading, weight decay).
+pub struct ParamMut<'a, T> {
+    pub kind: &'static str,
+    pub value: &'a mut Tensor<T>,
+    pub grad: &'a mut Tensor<T>,
+    pub decays: bool,
+}
 
 /// A differentiable step of a network.
 ///
@@ -11,16 +38,40 @@ use tensor::{Element, Tensor};
 /// (the borrow is shared).
 ///
 /// Passing the forward tensors back into `backward` (as llm.c does) instead of
-/// caching them keeps layers free of hidden copies and lets one layer value
-/// serve several threads in evaluation.
-/// `f(name, value, grad)`, with the value writable: see [`Layer::visit_params_mut`].
-pub type ParamVisitorMut<'f, T> = dyn FnMut(&'static str, &mut Tensor<T>, &Tensor<T>) + 'f;
-
+/// caching them keeps most layers free of hidden copies and lets one layer
+/// value serve several threads in evaluation.
+///
+/// **Modes.** [`Layer::forward`] is inference: `&self`, so evaluation threads
+/// share one model. [`Layer::forward_train`] is training: it may draw from the
+/// caller's random stream (Dropout), use batch statistics and update running
+/// ones (BatchNorm), and keep what its `backward` needs. Layers that behave
+/// the same in both modes keep the default, which calls `forward`; `backward`
+/// always follows a `forward_train`.
+///
+/// **State.** Trainable parameters are reached through
+/// [`Layer::visit_params`] / [`Layer::visit_params_mut`]; state that is saved
+/// but not trained (BatchNorm's running mean and variance) through
+/// [`Layer::visit_buffers`] / [`Layer::visit_buffers_mut`], in a fixed order.
 pub trait Layer<T: Element>: Send + Sync {
     /// A short name for reports: `"Affine"`, `"Relu"`, ...
     fn name(&self) -> &'static str;
 
+    /// What rebuilds this layer (without its values): the checkpoint's
+    /// architecture entry.
+    fn spec(&self) -> LayerSpec;
+
+    /// The shape of one example's output for one example's input shape (the
+    /// batch dimension left out), or why this input does not fit.
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError>;
+
+    /// Inference-mode forward pass.
     fn forward(&self, input: &Tensor<T>, output: &mut Tensor<T>);
+
+    /// Training-mode forward pass; the same as [`Layer::forward`] unless the
+    /// layer differs between modes.
+    fn forward_train(&mut self, input: &Tensor<T>, output: &mut Tensor<T>, _rng: &mut LayerRng) {
+        self.forward(input, output);
+    }
 
     fn backward(
         &mut self,
@@ -30,11 +81,24 @@ pub trait Layer<T: Element>: Send + Sync {
         grad_input: Option<&mut Tensor<T>>,
     );
 
-    /// Calls `f(name, value, grad)` for each parameter ("W", "b"); none by default.
-    fn visit_params<'a>(&'a self, _f: &mut dyn FnMut(&'static str, &'a Tensor<T>, &'a Tensor<T>)) {}
+    /// Whether this layer's parameters start a new number in their names:
+    /// Affine layers do (`W1 b1`, then `W2 b2`); a BatchNorm's take the
+    /// number of the layer before it (`gamma1 beta1` after the first Affine).
+    fn numbers_params(&self) -> bool {
+        false
+    }
 
-    /// Calls `f(name, value, grad)` with the value writable (SGD, numerical gradients, loading).
-    fn visit_params_mut(&mut self, _f: &mut ParamVisitorMut<'_, T>) {}
+    /// Calls `f` for each parameter, in a fixed order; none by default.
+    fn visit_params<'a>(&'a self, _f: &mut dyn FnMut(Param<'a, T>)) {}
+
+    /// Calls `f` for each parameter with the value and gradient writable.
+    fn visit_params_mut(&mut self, _f: &mut dyn FnMut(ParamMut<'_, T>)) {}
+
+    /// Calls `f(kind, tensor)` for each non-trainable saved tensor; none by default.
+    fn visit_buffers<'a>(&'a self, _f: &mut dyn FnMut(&'static str, &'a Tensor<T>)) {}
+
+    /// [`Layer::visit_buffers`] with the tensors writable (loading).
+    fn visit_buffers_mut(&mut self, _f: &mut dyn FnMut(&'static str, &mut Tensor<T>)) {}
 
     fn clone_box(&self) -> Box<dyn Layer<T>>;
 }
@@ -43,4 +107,9 @@ impl<T: Element> Clone for Box<dyn Layer<T>> {
     fn clone(&self) -> Self {
         self.clone_box()
     }
+}
+
+/// For layers that keep the shape of their input.
+pub(crate) fn same_shape(input: &[usize]) -> Result<Vec<usize>, LayerError> {
+    Ok(input.to_vec())
 }

@@ -3,7 +3,8 @@
 //! Backward: `dx = dout * [x > 0]`. The derivative at exactly 0 is taken as 0
 //! (the book's `mask = (x <= 0)`), for forward and backward alike.
 
-use crate::Layer;
+use crate::layer::same_shape;
+use crate::{Layer, LayerError, LayerSpec};
 use tensor::{Element, Tensor};
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -18,6 +19,14 @@ impl Relu {
 impl<T: Element> Layer<T> for Relu {
     fn name(&self) -> &'static str {
         "Relu"
+    }
+
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::Relu
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
+        same_shape(input)
     }
 
     fn forward(&self, input: &Tensor<T>, output: &mut Tensor<T>) {

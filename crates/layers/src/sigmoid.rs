@@ -2,7 +2,8 @@
 //!
 //! Backward needs only the output: `dx = dout * y * (1 - y)`.
 
-use crate::Layer;
+use crate::layer::same_shape;
+use crate::{Layer, LayerError, LayerSpec};
 use tensor::{Element, Tensor};
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -29,6 +30,14 @@ fn sigmoid<T: Element>(x: T) -> T {
 impl<T: Element> Layer<T> for Sigmoid {
     fn name(&self) -> &'static str {
         "Sigmoid"
+    }
+
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::Sigmoid
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
+        same_shape(input)
     }
 
     fn forward(&self, input: &Tensor<T>, output: &mut Tensor<T>) {

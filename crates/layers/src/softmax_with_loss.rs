@@ -79,7 +79,7 @@ impl<T: Element> SoftmaxWithLoss<T> {
     ///
     /// # Panics
     /// When the target does not have one entry per row, or a label is not a
-    /// column of `logits`. ([`crate::Network`] checks both at its boundary.)
+    /// column of `logits`. ([`crate::Sequential`] checks both at its boundary.)
     pub fn forward(&mut self, logits: &Tensor<T>, target: Target<'_, T>) -> T {
         let (batch, classes) = (logits.rows(), logits.row_len());
         assert_eq!(

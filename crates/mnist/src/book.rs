@@ -36,7 +36,7 @@ pub struct BookArrays {
 /// `((x_train, t_train), (x_test, t_test))` as the book's `load_mnist` returns them.
 ///
 /// This materializes float copies (188 MB for the training images); the
-/// trainer uses [`ImageSet::gather`] instead.
+/// trainer keeps the bytes and converts one batch at a time instead.
 pub fn load_mnist(dir: &Path, dataset: Dataset, options: LoadOptions) -> Result<(BookArrays, BookArrays), MnistError> {
     let data = Mnist::load(dir, dataset)?;
     Ok((to_arrays(&data.train, options), to_arrays(&data.test, options)))

@@ -91,6 +91,11 @@ impl Dataset {
         }
     }
 
+    /// Pixels per image: both sets hold 28 x 28 images.
+    pub fn pixels(self) -> usize {
+        28 * 28
+    }
+
     pub fn files(self) -> &'static [DatasetFile; 4] {
         match self {
             Dataset::Mnist => &MNIST_FILES,
@@ -172,32 +177,6 @@ pub(crate) fn find_file(dir: &Path, name: &'static str) -> Result<PathBuf, Mnist
     })
 }
 
-/// A float type a pixel byte can be normalized into.
-pub trait Pixel: Copy {
-    /// `byte / 255`, in `[0, 1]`.
-    fn normalized(byte: u8) -> Self;
-    /// `byte` as is, in `[0, 255]`.
-    fn raw(byte: u8) -> Self;
-}
-
-impl Pixel for f32 {
-    fn normalized(byte: u8) -> Self {
-        byte as f32 / 255.0
-    }
-    fn raw(byte: u8) -> Self {
-        byte as f32
-    }
-}
-
-impl Pixel for f64 {
-    fn normalized(byte: u8) -> Self {
-        byte as f64 / 255.0
-    }
-    fn raw(byte: u8) -> Self {
-        byte as f64
-    }
-}
-
 /// Images and labels of one split, kept as bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageSet {
@@ -256,29 +235,6 @@ impl ImageSet {
     /// The pixels of image `i`.
     pub fn image(&self, i: usize) -> &[u8] {
         &self.images[i * self.pixels()..(i + 1) * self.pixels()]
-    }
-
-    /// Writes images `indices` as `[0, 1]` floats into `out` (row `r` is image
-    /// `indices[r]`) and their labels into `labels`: a mini-batch built into
-    /// buffers the caller keeps, so nothing is allocated.
-    pub fn gather<F: Pixel>(&self, indices: &[usize], out: &mut [F], labels: &mut [usize]) -> Result<(), MnistError> {
-        let pixels = self.pixels();
-        if let Some(&index) = indices.iter().find(|&&i| i >= self.len()) {
-            return Err(MnistError::IndexOutOfRange { index, len: self.len() });
-        }
-        if out.len() != indices.len() * pixels || labels.len() != indices.len() {
-            return Err(MnistError::BufferSize {
-                needed: indices.len() * pixels,
-                got: out.len(),
-            });
-        }
-        for ((row, label), &i) in out.chunks_exact_mut(pixels.max(1)).zip(labels.iter_mut()).zip(indices) {
-            for (value, &byte) in row.iter_mut().zip(self.image(i)) {
-                *value = F::normalized(byte);
-            }
-            *label = self.labels[i] as usize;
-        }
-        Ok(())
     }
 }
 

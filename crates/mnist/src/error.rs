@@ -62,10 +62,6 @@ pub enum MnistError {
     },
     #[error("unsupported source '{0}': give a directory, a file:// URL or an https:// URL")]
     BadSource(String),
-    #[error("index {index} is outside the {len} images of this set")]
-    IndexOutOfRange { index: usize, len: usize },
-    #[error("output buffer holds {got} values but {needed} are needed for this batch")]
-    BufferSize { needed: usize, got: usize },
 }
 
 impl MnistError {

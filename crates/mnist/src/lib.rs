@@ -2,9 +2,9 @@
 //!
 //! * [`ImageSet`]: images kept as `u8` (N x rows x cols) and labels as `u8`,
 //!   loaded from the four IDX files (gzip or raw) with every header field,
-//!   length and label checked. [`ImageSet::gather`] builds a normalized float
-//!   batch into a caller's buffer, so training never holds a float copy of
-//!   the whole set.
+//!   length and label checked. Training keeps the bytes and builds each
+//!   normalized float batch from them (`train::ImageData`), so it never
+//!   holds a float copy of the whole set.
 //! * [`load_mnist`]: the book's `load_mnist(normalize, flatten, one_hot_label)`.
 //! * [`fetch()`]: downloads from public mirrors (or copies from a local folder
 //!   or `file://` URL), verifies SHA-256 pinned in [`Dataset`], and writes
@@ -22,7 +22,7 @@ mod fetch;
 mod idx;
 
 pub use book::{load_mnist, BookArrays, LoadOptions};
-pub use dataset::{Dataset, DatasetFile, ImageSet, Mnist, Pixel, Split};
+pub use dataset::{Dataset, DatasetFile, ImageSet, Mnist, Split, CLASSES};
 pub use error::MnistError;
 pub use fetch::{fetch, FetchOutcome, FetchProgress, NoProgress, Source};
 pub use idx::{read_idx, IdxKind};

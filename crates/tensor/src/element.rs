@@ -39,8 +39,17 @@ pub trait Element:
     /// A byte as a float, exactly.
     fn from_u8(value: u8) -> Self;
     fn to_f64(self) -> f64;
+    /// A pixel byte as a value in `[0, 1]`: `byte / 255`, one correctly
+    /// rounded division, as the book's `x.astype(float32) / 255.0`. The one
+    /// place where pixels become floats. Written as arithmetic (not a lookup
+    /// table) so that a row converts with vector instructions.
+    #[inline(always)]
+    fn from_pixel(byte: u8) -> Self {
+        Self::from_u8(byte) / Self::from_f64(255.0)
+    }
     fn exp(self) -> Self;
     fn ln(self) -> Self;
+    fn sqrt(self) -> Self;
     fn abs(self) -> Self;
     fn max(self, other: Self) -> Self;
     fn is_finite(self) -> bool;
@@ -75,6 +84,10 @@ macro_rules! impl_element {
             #[inline]
             fn ln(self) -> Self {
                 <$t>::ln(self)
+            }
+            #[inline]
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
             }
             #[inline]
             fn abs(self) -> Self {

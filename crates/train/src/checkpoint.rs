@@ -1,12 +1,19 @@
 //! Model checkpoints as safetensors, and atomic file writes.
 //!
-//! A checkpoint holds the tensors `W1 b1 W2 b2 ...` (row-major, little-endian
-//! F32 or F64, readable by Python's `safetensors.numpy.load_file`) and, in the
-//! header's metadata, what is needed to rebuild the network: `sizes`
-//! (`"784,50,10"`), `activation`, plus whatever the caller adds (data set, seed).
+//! A checkpoint holds every parameter (`W1 b1 ...`, `gamma1 beta1 ...`) and
+//! buffer (`running_mean1 running_var1 ...`) as a row-major little-endian
+//! F32 or F64 tensor (readable by Python's `safetensors.numpy.load_file`)
+//! and, in the header's metadata, what rebuilds the model: `layers` (a JSON
+//! list of layer specs), `input_shape` (`"784"`), `weight_decay`, plus
+//! whatever the caller adds (data set, seed). Files of the first format
+//! (`sizes` = `"784,50,10"` and `activation`, tensors `W1 b1 W2 b2`) load too.
+//!
+//! A checkpoint is untrusted input: its size, its metadata and the
+//! architecture are bounded before anything is allocated, and the tensors
+//! must match the architecture exactly (names, dtypes, shapes, finite values).
 
 use crate::TrainError;
-use layers::{Activation, Network};
+use layers::{Activation, LayerSpec, Sequential};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
@@ -48,12 +55,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     Ok(())
 }
 
-/// A loaded checkpoint: the network and the header's metadata.
+/// A loaded checkpoint: the model and the header's metadata.
 #[derive(Debug)]
 pub struct Checkpoint<T: Element> {
-    pub network: Network<T>,
+    pub model: Sequential<T>,
     pub metadata: HashMap<String, String>,
 }
+
+/// The largest checkpoint file read: the largest model in f64, plus room for the header.
+const MAX_CHECKPOINT_BYTES: u64 = (layers::MAX_PARAMS as u64) * 8 + (1 << 20);
+
+/// The longest metadata value read (the architecture of a deep net is a few KB).
+const MAX_METADATA_VALUE: usize = 1 << 16;
 
 fn dtype_of<T: Element>() -> Dtype {
     if T::NAME == "f64" {
@@ -63,12 +76,21 @@ fn dtype_of<T: Element>() -> Dtype {
     }
 }
 
-/// Saves `net`'s parameters and architecture (plus `extra` metadata) atomically.
-pub fn save_checkpoint<T: Element>(path: &Path, net: &Network<T>, extra: &[(&str, String)]) -> Result<(), TrainError> {
-    let params = net.named_params();
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = params
-        .iter()
-        .map(|(name, value, _)| {
+/// Saves `model`'s parameters, buffers and architecture (plus `extra`
+/// metadata) atomically.
+pub fn save_checkpoint<T: Element>(
+    path: &Path,
+    model: &Sequential<T>,
+    extra: &[(&str, String)],
+) -> Result<(), TrainError> {
+    let bad = |detail: String| TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let params = model.params();
+    let tensors = params.iter().map(|p| (p.name, p.value)).chain(model.buffers());
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .map(|(name, value)| {
             let mut raw = Vec::with_capacity(value.numel() * std::mem::size_of::<T>());
             for &v in value.as_slice() {
                 if T::NAME == "f64" {
@@ -77,14 +99,21 @@ pub fn save_checkpoint<T: Element>(path: &Path, net: &Network<T>, extra: &[(&str
                     raw.extend_from_slice(&(v.to_f64() as f32).to_le_bytes());
                 }
             }
-            (name.clone(), raw, value.shape().to_vec())
+            (name.to_string(), raw, value.shape().to_vec())
         })
         .collect();
-    let sizes = net.sizes().iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",");
+    let layers = serde_json::to_string(&model.specs()).map_err(|e| bad(e.to_string()))?;
+    let input_shape = model
+        .input_shape()
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     let mut metadata = HashMap::from([
-        ("format".to_string(), "backprop-rs/1".to_string()),
-        ("sizes".to_string(), sizes),
-        ("activation".to_string(), net.activation().to_string()),
+        ("format".to_string(), "backprop-rs/2".to_string()),
+        ("layers".to_string(), layers),
+        ("input_shape".to_string(), input_shape),
+        ("weight_decay".to_string(), model.weight_decay().to_string()),
     ]);
     for (k, v) in extra {
         metadata.insert(k.to_string(), v.clone());
@@ -92,45 +121,108 @@ pub fn save_checkpoint<T: Element>(path: &Path, net: &Network<T>, extra: &[(&str
     let views: Vec<(String, TensorView<'_>)> = bytes
         .iter()
         .map(|(name, raw, shape)| {
-            let view = TensorView::new(dtype_of::<T>(), shape.clone(), raw).map_err(|e| TrainError::Checkpoint {
-                path: path.to_path_buf(),
-                detail: e.to_string(),
-            })?;
+            let view = TensorView::new(dtype_of::<T>(), shape.clone(), raw).map_err(|e| bad(e.to_string()))?;
             Ok((name.clone(), view))
         })
         .collect::<Result<_, TrainError>>()?;
-    let serialized = safetensors::serialize(views, Some(metadata)).map_err(|e| TrainError::Checkpoint {
-        path: path.to_path_buf(),
-        detail: e.to_string(),
-    })?;
+    let serialized = safetensors::serialize(views, Some(metadata)).map_err(|e| bad(e.to_string()))?;
     write_atomic(path, &serialized)
 }
 
-/// Loads a checkpoint written by [`save_checkpoint`], converting F32/F64 to `T`.
+/// A comma-separated list of sizes (`"784,50,10"`), at most `max_len` of them.
+fn parse_sizes(text: &str, max_len: usize) -> Result<Vec<usize>, String> {
+    let sizes = text
+        .split(',')
+        .map(|s| s.trim().parse::<usize>().map_err(|e| format!("'{s}': {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if sizes.is_empty() || sizes.len() > max_len {
+        return Err(format!("{} sizes; expected 1 to {max_len}", sizes.len()));
+    }
+    Ok(sizes)
+}
+
+/// The architecture in `metadata`: `(input_shape, layers)`, from either format.
+fn architecture(metadata: &HashMap<String, String>) -> Result<(Vec<usize>, Vec<LayerSpec>), String> {
+    if let Some((key, _)) = metadata.iter().find(|(_, v)| v.len() > MAX_METADATA_VALUE) {
+        return Err(format!("metadata '{key}' is longer than {MAX_METADATA_VALUE} bytes"));
+    }
+    if let Some(layers) = metadata.get("layers") {
+        let specs: Vec<LayerSpec> =
+            serde_json::from_str(layers).map_err(|e| format!("bad 'layers' in the metadata ({e})"))?;
+        let input_shape = metadata.get("input_shape").ok_or("no 'input_shape' in the metadata")?;
+        let input_shape = parse_sizes(input_shape, 3).map_err(|e| format!("bad 'input_shape' ({e})"))?;
+        return Ok((input_shape, specs));
+    }
+    // The first format: an MLP given by its widths and activation.
+    let sizes = metadata
+        .get("sizes")
+        .ok_or("no 'layers' (nor the older 'sizes') in the metadata")?;
+    let sizes = parse_sizes(sizes, 64).map_err(|e| format!("bad 'sizes' ({e})"))?;
+    if sizes.len() < 2 {
+        return Err(format!("'sizes' needs an input and an output width, got {sizes:?}"));
+    }
+    let activation = match metadata.get("activation").map(|a| a.parse::<Activation>()) {
+        None => Activation::Relu,
+        Some(parsed) => parsed?,
+    };
+    let mut specs = Vec::new();
+    for (i, pair) in sizes.windows(2).enumerate() {
+        specs.push(LayerSpec::Affine {
+            inputs: pair[0],
+            outputs: pair[1],
+        });
+        if i + 2 < sizes.len() {
+            specs.push(match activation {
+                Activation::Relu => LayerSpec::Relu,
+                Activation::Sigmoid => LayerSpec::Sigmoid,
+            });
+        }
+    }
+    Ok((sizes[..1].to_vec(), specs))
+}
+
+/// Loads a checkpoint written by [`save_checkpoint`] (or by the first
+/// format), converting F32/F64 to `T`. Every tensor the architecture needs
+/// must be there with its shape and finite values, and nothing else.
 pub fn load_checkpoint<T: Element>(path: &Path) -> Result<Checkpoint<T>, TrainError> {
     let bad = |detail: String| TrainError::Checkpoint {
         path: path.to_path_buf(),
         detail,
     };
+    let size = std::fs::metadata(path).map_err(|e| TrainError::io(path, e))?.len();
+    if size > MAX_CHECKPOINT_BYTES {
+        return Err(bad(format!(
+            "{size} bytes is more than the largest model ({MAX_CHECKPOINT_BYTES} bytes)"
+        )));
+    }
     let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not safetensors ({e})")))?;
     let metadata = header.metadata().clone().unwrap_or_default();
-    let sizes: Vec<usize> = metadata
-        .get("sizes")
-        .ok_or_else(|| bad("no 'sizes' in the metadata".into()))?
-        .split(',')
-        .map(|s| s.trim().parse::<usize>())
-        .collect::<Result<_, _>>()
-        .map_err(|e| bad(format!("bad 'sizes' ({e})")))?;
-    let activation: Activation = metadata
-        .get("activation")
-        .map(|a| a.parse())
-        .unwrap_or(Ok(Activation::Relu))
-        .map_err(bad)?;
-    let mut network = Network::<T>::mlp(&sizes, activation, 0.01, 0).map_err(|e| bad(e.to_string()))?;
+    let (input_shape, specs) = architecture(&metadata).map_err(bad)?;
+    // Bounded by from_specs before it allocates.
+    let mut model = Sequential::<T>::from_specs(&input_shape, &specs).map_err(|e| bad(e.to_string()))?;
+    if let Some(lambda) = metadata.get("weight_decay") {
+        let lambda: f64 = lambda
+            .parse()
+            .map_err(|_| bad(format!("bad 'weight_decay' '{lambda}'")))?;
+        model = model.with_weight_decay(lambda).map_err(|e| bad(e.to_string()))?;
+    }
     let tensors = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
-    let names: Vec<String> = network.named_params().into_iter().map(|(n, _, _)| n).collect();
-    for name in names {
+    let expected: Vec<String> = model
+        .param_names()
+        .iter()
+        .cloned()
+        .chain(model.buffers().iter().map(|(name, _)| name.to_string()))
+        .collect();
+    let mut found: Vec<String> = tensors.names().into_iter().map(str::to_string).collect();
+    found.sort();
+    if let Some(unknown) = found.iter().find(|name| !expected.contains(name)) {
+        return Err(bad(format!(
+            "tensor '{unknown}' is not part of the architecture (expected {})",
+            expected.join(" ")
+        )));
+    }
+    for name in expected {
         let view = tensors
             .tensor(&name)
             .map_err(|_| layers::LayerError::MissingParam { name: name.clone() })?;
@@ -143,40 +235,129 @@ pub fn load_checkpoint<T: Element>(path: &Path) -> Result<Checkpoint<T>, TrainEr
             Dtype::F64 => view
                 .data()
                 .chunks_exact(8)
-                .map(|c| T::from_f64(f64::from_le_bytes(c.try_into().expect("chunks of 8"))))
+                .map(|c| T::from_f64(f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])))
                 .collect(),
             other => return Err(bad(format!("tensor {name} has dtype {other:?}; expected F32 or F64"))),
         };
-        network.set_param(&name, view.shape(), &values)?;
+        if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+            return Err(bad(format!(
+                "tensor {name} holds a non-finite value ({}) at element {index}",
+                values[index]
+            )));
+        }
+        model.set_tensor(&name, view.shape(), &values)?;
     }
-    Ok(Checkpoint { network, metadata })
+    Ok(Checkpoint { model, metadata })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use layers::{Mlp, Target};
+    use rand::SeedableRng;
+
+    fn model_f32(seed: u64) -> Sequential<f32> {
+        Mlp::new(&[6, 5, 4, 3])
+            .activation(Activation::Sigmoid)
+            .init(layers::Init::Std(0.3))
+            .build(seed)
+            .unwrap()
+    }
+
+    /// A tensor to write: name, shape, values.
+    type RawTensor = (&'static str, Vec<usize>, Vec<f32>);
+    /// A hostile file: its tensors, its metadata, what the error must say.
+    type Case = (Vec<RawTensor>, Vec<(&'static str, &'static str)>, &'static str);
+
+    /// A safetensors file with these F32 tensors and metadata.
+    fn write_raw(path: &Path, tensors: &[RawTensor], metadata: &[(&str, &str)]) {
+        let raw: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+            .iter()
+            .map(|(name, shape, values)| {
+                (
+                    name.to_string(),
+                    values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                    shape.clone(),
+                )
+            })
+            .collect();
+        let views: Vec<(String, TensorView<'_>)> = raw
+            .iter()
+            .map(|(name, bytes, shape)| (name.clone(), TensorView::new(Dtype::F32, shape.clone(), bytes).unwrap()))
+            .collect();
+        let metadata = metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        std::fs::write(path, safetensors::serialize(views, Some(metadata)).unwrap()).unwrap();
+    }
 
     #[test]
     fn round_trip_f32_to_f32_and_f64() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.safetensors");
-        let net = Network::<f32>::mlp(&[6, 5, 4, 3], Activation::Sigmoid, 0.3, 9).unwrap();
+        let net = model_f32(9);
         save_checkpoint(&path, &net, &[("dataset", "mnist".into())]).unwrap();
         let loaded = load_checkpoint::<f32>(&path).unwrap();
-        assert_eq!(loaded.network.sizes(), &[6, 5, 4, 3]);
-        assert_eq!(loaded.network.activation(), Activation::Sigmoid);
+        assert_eq!(loaded.model.specs(), net.specs());
         assert_eq!(loaded.metadata["dataset"], "mnist");
-        assert_eq!(loaded.network.param_buffers(), net.param_buffers());
+        assert_eq!(loaded.model.param_buffers(), net.param_buffers());
         let wide = load_checkpoint::<f64>(&path).unwrap();
         assert_eq!(
-            wide.network.named_params()[0].1.as_slice()[3],
-            net.named_params()[0].1.as_slice()[3] as f64
+            wide.model.params()[0].value.as_slice()[3],
+            net.params()[0].value.as_slice()[3] as f64
         );
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
+    }
+
+    #[test]
+    fn batch_norm_and_dropout_models_predict_the_same_after_loading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let mut model = Mlp::new(&[6, 5, 4, 3])
+            .batch_norm(true)
+            .dropout(Some(0.3))
+            .weight_decay(0.01)
+            .init(layers::Init::He)
+            .build::<f32>(4)
+            .unwrap();
+        // A few training passes move the running statistics off their start.
+        let x = tensor::Tensor::from_vec((0..24).map(|i| (i as f32 * 0.37).sin()).collect(), &[4, 6]).unwrap();
+        let mut rng = layers::LayerRng::seed_from_u64(1);
+        for _ in 0..3 {
+            model.gradient(&x, Target::Labels(&[0, 1, 2, 1]), &mut rng).unwrap();
+        }
+        save_checkpoint(&path, &model, &[]).unwrap();
+        let mut loaded = load_checkpoint::<f32>(&path).unwrap().model;
+        assert_eq!(loaded.weight_decay(), 0.01);
+        assert_eq!(loaded.buffers().len(), 4);
+        assert_eq!(loaded.buffers()[0].1, model.buffers()[0].1);
+        assert_eq!(loaded.predict(&x).unwrap(), model.predict(&x).unwrap());
+    }
+
+    #[test]
+    fn first_format_checkpoints_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.safetensors");
+        let w1: Vec<f32> = (0..12).map(|i| i as f32 * 0.1).collect();
+        write_raw(
+            &path,
+            &[
+                ("W1", vec![4, 3], w1.clone()),
+                ("b1", vec![3], vec![0.5; 3]),
+                ("W2", vec![3, 2], vec![1.0; 6]),
+                ("b2", vec![2], vec![0.0; 2]),
+            ],
+            &[
+                ("format", "backprop-rs/1"),
+                ("sizes", "4,3,2"),
+                ("activation", "sigmoid"),
+            ],
+        );
+        let loaded = load_checkpoint::<f32>(&path).unwrap();
+        assert_eq!(loaded.model.summary(), "Affine(4x3) Sigmoid Affine(3x2)");
+        assert_eq!(loaded.model.params()[0].value.as_slice(), &w1[..]);
     }
 
     #[test]
@@ -189,20 +370,18 @@ mod tests {
         let err = write_atomic(&target, b"data").unwrap_err();
         assert!(matches!(err, TrainError::Io { .. }), "{err}");
         assert!(err.to_string().contains("a-file"), "{err}");
-        let net = Network::<f32>::new(4, 3, 2, 0.1, 1);
         assert!(matches!(
-            save_checkpoint(&target, &net, &[]),
+            save_checkpoint(&target, &model_f32(1), &[]),
             Err(TrainError::Io { .. })
         ));
         assert_eq!(std::fs::read(&blocker).unwrap(), b"x", "nothing overwritten");
     }
 
     #[test]
-    fn damaged_or_foreign_files_are_typed_errors() {
+    fn damaged_foreign_or_hostile_files_are_typed_errors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.safetensors");
-        let net = Network::<f32>::new(4, 3, 2, 0.1, 1);
-        save_checkpoint(&path, &net, &[]).unwrap();
+        save_checkpoint(&path, &model_f32(1), &[]).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
         assert!(matches!(
@@ -216,25 +395,56 @@ mod tests {
             load_checkpoint::<f32>(&dir.path().join("none")),
             Err(TrainError::Io { .. })
         ));
-        // A shape that does not match the declared architecture.
-        let other = Network::<f32>::new(4, 3, 2, 0.1, 1);
-        let mut renamed = HashMap::new();
-        renamed.insert("sizes".to_string(), "4,7,2".to_string());
-        let w: Vec<u8> = other.named_params()[0]
-            .1
-            .as_slice()
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
-        let view = TensorView::new(Dtype::F32, vec![4, 3], &w).unwrap();
-        std::fs::write(
-            &path,
-            safetensors::serialize(vec![("W1", view)], Some(renamed)).unwrap(),
-        )
-        .unwrap();
-        assert!(matches!(
-            load_checkpoint::<f32>(&path),
-            Err(TrainError::Layer(layers::LayerError::ParamShape { .. }))
-        ));
+        let w = |n: usize| vec![0.1f32; n];
+        let good = || {
+            vec![
+                ("W1", vec![4, 3], w(12)),
+                ("b1", vec![3], w(3)),
+                ("W2", vec![3, 2], w(6)),
+                ("b2", vec![2], w(2)),
+            ]
+        };
+        let legacy = [("sizes", "4,3,2")];
+        let mut nan = good();
+        nan[2].2[4] = f32::NAN;
+        let mut extra = good();
+        extra.push(("W3", vec![1], w(1)));
+        let mut reshaped = good();
+        reshaped[0].1 = vec![3, 4];
+        let cases: Vec<Case> = vec![
+            (nan, legacy.to_vec(), "W2 holds a non-finite value"),
+            (extra, legacy.to_vec(), "'W3' is not part of the architecture"),
+            (good()[..3].to_vec(), legacy.to_vec(), "b2 is missing"),
+            (reshaped, legacy.to_vec(), "expected shape [4, 3]"),
+            (
+                good(),
+                vec![("sizes", "18446744073709551615,3,2")],
+                "widths must be between",
+            ),
+            (good(), vec![("sizes", "784,100000000,10")], "widths must be between"),
+            (good(), vec![("sizes", "4,x,2")], "bad 'sizes'"),
+            (good(), vec![], "no 'layers'"),
+            (
+                good(),
+                vec![("layers", "[{\"type\":\"conv\"}]"), ("input_shape", "4")],
+                "bad 'layers'",
+            ),
+            (
+                good(),
+                vec![
+                    (
+                        "layers",
+                        r#"[{"type":"affine","inputs":60000,"outputs":60000},{"type":"affine","inputs":60000,"outputs":10}]"#,
+                    ),
+                    ("input_shape", "60000"),
+                ],
+                "parameters is more than",
+            ),
+        ];
+        for (tensors, metadata, needle) in cases {
+            write_raw(&path, &tensors, &metadata);
+            let err = load_checkpoint::<f32>(&path).unwrap_err().to_string();
+            assert!(err.contains(needle), "{metadata:?}: {err} should say {needle}");
+        }
     }
 }

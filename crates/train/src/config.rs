@@ -1,29 +1,47 @@
 use crate::TrainError;
-use layers::Activation;
+use layers::{Activation, Init, Mlp, OptimizerConfig, OptimizerKind};
 
-/// Largest hidden width or batch size accepted: far beyond anything useful
-/// here, small enough that a typo cannot ask for terabytes.
-pub const MAX_SIZE: usize = 1 << 16;
+/// Largest batch size accepted: far beyond anything useful here, small
+/// enough that a typo cannot ask for terabytes.
+pub const MAX_BATCH: usize = 1 << 16;
 
-/// The recipe of a run. [`TrainConfig::default`] is the book's: 784-50-10
-/// with ReLU, `W ~ 0.01 N(0,1)`, SGD at 0.1, batches of 100 drawn with
-/// replacement, 10000 iterations, evaluation once per epoch (600 iterations).
+/// Most iterations a run may have (the loss of every one is kept: 40 MB).
+pub const MAX_ITERS: usize = 10_000_000;
+
+/// Most worker threads: beyond any machine this runs on, small enough that
+/// a typo does not spawn threads for minutes.
+pub const MAX_THREADS: usize = 256;
+
+/// The recipe of a run. [`TrainConfig::default`] is the book's chapter 5:
+/// 784-50-10 with ReLU, `W ~ 0.01 N(0,1)`, SGD at 0.1, batches of 100 drawn
+/// with replacement, 10000 iterations, evaluation once per epoch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainConfig {
     /// Hidden layer widths; `[50]` is the book's two-layer net, `[100, 100]` is deeper.
     pub hidden: Vec<usize>,
     pub activation: Activation,
-    pub learning_rate: f64,
+    pub init: Init,
+    /// A BatchNorm after every hidden Affine layer.
+    pub batch_norm: bool,
+    /// A Dropout of this ratio after every hidden activation.
+    pub dropout: Option<f64>,
+    /// L2 weight decay lambda.
+    pub weight_decay: f64,
+    pub optimizer: OptimizerConfig,
     pub batch_size: usize,
+    /// Number of steps, unless `epochs` is given.
     pub iters: usize,
+    /// Train for this many epochs instead (`epochs * iters_per_epoch` steps).
+    pub epochs: Option<usize>,
+    /// Train on the first this-many training images only.
+    pub train_size: Option<usize>,
     /// Evaluate train and test accuracy every this many iterations; `None`
-    /// means once per epoch, `max(train_size / batch_size, 1)` as the book does.
+    /// means once per epoch, as the book does.
     pub eval_every: Option<usize>,
-    /// Seeds the weights (stream 0) and the batch draws (stream 1).
+    /// Seeds the weights (stream 0), the batch draws (stream 1) and Dropout's masks (stream 2).
     pub seed: u64,
-    /// Worker threads for evaluation; 0 uses every core.
+    /// Worker threads; 0 uses every core.
     pub threads: usize,
-    pub weight_init_std: f64,
 }
 
 impl Default for TrainConfig {
@@ -31,18 +49,36 @@ impl Default for TrainConfig {
         TrainConfig {
             hidden: vec![50],
             activation: Activation::Relu,
-            learning_rate: 0.1,
+            init: Init::Std(0.01),
+            batch_norm: false,
+            dropout: None,
+            weight_decay: 0.0,
+            optimizer: OptimizerConfig::new(OptimizerKind::Sgd).with_learning_rate(0.1),
             batch_size: 100,
             iters: 10_000,
+            epochs: None,
+            train_size: None,
             eval_every: None,
             seed: 42,
             threads: 0,
-            weight_init_std: 0.01,
         }
     }
 }
 
 impl TrainConfig {
+    /// The network recipe for `input` features and `output` classes.
+    pub fn mlp(&self, input: usize, output: usize) -> Mlp {
+        let mut sizes = vec![input];
+        sizes.extend_from_slice(&self.hidden);
+        sizes.push(output);
+        Mlp::new(&sizes)
+            .activation(self.activation)
+            .init(self.init)
+            .batch_norm(self.batch_norm)
+            .dropout(self.dropout)
+            .weight_decay(self.weight_decay)
+    }
+
     /// Refuses settings that cannot train, before any work starts.
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |msg: String| Err(TrainError::InvalidConfig(msg));
@@ -52,50 +88,68 @@ impl TrainConfig {
         if self.hidden.contains(&0) {
             return bad(format!("hidden widths must be positive, got {:?}", self.hidden));
         }
-        if self.hidden.iter().any(|&h| h > MAX_SIZE) {
+        // Widths, init, dropout and weight decay, as the network checks them.
+        self.mlp(1, 1)
+            .validate()
+            .map_err(|e| TrainError::InvalidConfig(e.to_string()))?;
+        self.optimizer
+            .validate()
+            .map_err(|e| TrainError::InvalidConfig(e.to_string()))?;
+        if self.batch_size == 0 || self.batch_size > MAX_BATCH {
             return bad(format!(
-                "hidden widths must be at most {MAX_SIZE}, got {:?}",
-                self.hidden
-            ));
-        }
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return bad(format!(
-                "the learning rate must be a positive number, got {}",
-                self.learning_rate
-            ));
-        }
-        if self.batch_size == 0 || self.batch_size > MAX_SIZE {
-            return bad(format!(
-                "the batch size must be between 1 and {MAX_SIZE}, got {}",
+                "the batch size must be between 1 and {MAX_BATCH}, got {}",
                 self.batch_size
             ));
         }
-        if self.iters == 0 {
-            return bad("the number of iterations must be at least 1".into());
+        if self.iters == 0 || self.iters > MAX_ITERS {
+            return bad(format!(
+                "the number of iterations must be between 1 and {MAX_ITERS}, got {}",
+                self.iters
+            ));
+        }
+        if self.epochs == Some(0) {
+            return bad("--epochs must be at least 1".into());
+        }
+        if self.train_size == Some(0) {
+            return bad("--train-size must be at least 1".into());
         }
         if self.eval_every == Some(0) {
             return bad("--eval-every must be at least 1".into());
         }
-        if !(self.weight_init_std.is_finite() && self.weight_init_std > 0.0) {
+        if self.threads > MAX_THREADS {
             return bad(format!(
-                "the weight init std must be a positive number, got {}",
-                self.weight_init_std
+                "--threads must be at most {MAX_THREADS} (0 uses every core), got {}",
+                self.threads
             ));
         }
         Ok(())
     }
 
-    /// The evaluation interval for a training set of `train_len` images.
-    pub fn eval_interval(&self, train_len: usize) -> usize {
-        self.eval_every.unwrap_or((train_len / self.batch_size.max(1)).max(1))
+    /// Steps per epoch for a training set of `train_len` images: the book's
+    /// `max(train_size / batch_size, 1)`.
+    pub fn iters_per_epoch(&self, train_len: usize) -> usize {
+        (train_len / self.batch_size.max(1)).max(1)
     }
 
-    /// Layer widths: input, hidden..., output.
-    pub fn sizes(&self, input: usize, output: usize) -> Vec<usize> {
-        let mut sizes = vec![input];
-        sizes.extend_from_slice(&self.hidden);
-        sizes.push(output);
-        sizes
+    /// The number of steps: `iters`, or `epochs` epochs.
+    pub fn iterations(&self, train_len: usize) -> Result<usize, TrainError> {
+        let Some(epochs) = self.epochs else {
+            return Ok(self.iters);
+        };
+        epochs
+            .checked_mul(self.iters_per_epoch(train_len))
+            .filter(|&n| n <= MAX_ITERS)
+            .ok_or_else(|| {
+                TrainError::InvalidConfig(format!(
+                    "{epochs} epochs of {} steps is more than {MAX_ITERS} iterations",
+                    self.iters_per_epoch(train_len)
+                ))
+            })
+    }
+
+    /// The evaluation interval for a training set of `train_len` images.
+    pub fn eval_interval(&self, train_len: usize) -> usize {
+        self.eval_every.unwrap_or(self.iters_per_epoch(train_len))
     }
 
     /// The settings as JSON, for the run folder.
@@ -103,13 +157,22 @@ impl TrainConfig {
         serde_json::json!({
             "hidden": self.hidden,
             "activation": self.activation.to_string(),
-            "learning_rate": self.learning_rate,
+            "init": self.init.to_string(),
+            "batch_norm": self.batch_norm,
+            "dropout": self.dropout,
+            "weight_decay": self.weight_decay,
+            "optimizer": self.optimizer.kind.to_string(),
+            "learning_rate": self.optimizer.learning_rate,
+            "momentum": self.optimizer.momentum,
+            "beta1": self.optimizer.beta1,
+            "beta2": self.optimizer.beta2,
             "batch_size": self.batch_size,
-            "iters": self.iters,
+            "iters": self.iterations(train_len).unwrap_or(self.iters),
+            "epochs": self.epochs,
+            "train_size": train_len,
             "eval_every": self.eval_interval(train_len),
             "seed": self.seed,
             "threads": self.threads,
-            "weight_init_std": self.weight_init_std,
         })
     }
 }
@@ -123,30 +186,45 @@ mod tests {
         let c = TrainConfig::default();
         c.validate().unwrap();
         assert_eq!(c.eval_interval(60000), 600);
-        assert_eq!(c.sizes(784, 10), vec![784, 50, 10]);
+        assert_eq!(c.mlp(784, 10).sizes, vec![784, 50, 10]);
+        assert_eq!(c.iterations(60000).unwrap(), 10_000);
+        let by_epochs = TrainConfig { epochs: Some(201), ..c };
+        // The book's overfitting run: 300 images, batches of 100, 3 steps an epoch.
+        assert_eq!(by_epochs.iterations(300).unwrap(), 603);
+        assert_eq!(by_epochs.iters_per_epoch(50), 1);
     }
 
     #[test]
     fn every_bad_value_is_refused_with_a_message() {
         type Spoil = fn(&mut TrainConfig);
-        let cases: [(Spoil, &str); 11] = [
+        let cases: [(Spoil, &str); 16] = [
             (|c| c.hidden.clear(), "empty"),
             (|c| c.hidden = vec![50, 0], "positive"),
-            (|c| c.hidden = vec![1 << 40], "at most"),
-            (|c| c.learning_rate = -0.1, "learning rate"),
-            (|c| c.learning_rate = f64::NAN, "learning rate"),
+            (|c| c.hidden = vec![1 << 40], "between 1 and"),
+            (|c| c.optimizer.learning_rate = -0.1, "learning rate"),
+            (|c| c.optimizer.learning_rate = f64::NAN, "learning rate"),
+            (|c| c.optimizer.beta1 = 1.0, "beta1"),
             (|c| c.batch_size = 0, "batch size"),
             (|c| c.batch_size = 1 << 30, "batch size"),
             (|c| c.iters = 0, "iterations"),
+            (|c| c.iters = usize::MAX, "iterations"),
             (|c| c.eval_every = Some(0), "eval-every"),
-            (|c| c.weight_init_std = 0.0, "init std"),
-            (|c| c.weight_init_std = f64::INFINITY, "init std"),
+            (|c| c.init = Init::Std(0.0), "std"),
+            (|c| c.dropout = Some(1.5), "dropout"),
+            (|c| c.weight_decay = f64::NAN, "weight decay"),
+            (|c| c.threads = 100_000, "threads"),
+            (|c| c.epochs = Some(0), "epochs"),
         ];
         for (spoil, needle) in cases {
-            let mut config = TrainConfig::default();
-            spoil(&mut config);
-            let err = config.validate().unwrap_err().to_string();
+            let mut c = TrainConfig::default();
+            spoil(&mut c);
+            let err = c.validate().unwrap_err().to_string();
             assert!(err.contains(needle), "{err} should mention {needle}");
         }
+        let too_long = TrainConfig {
+            epochs: Some(usize::MAX / 2),
+            ..TrainConfig::default()
+        };
+        assert!(too_long.iterations(60000).is_err());
     }
 }

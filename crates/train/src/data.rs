@@ -51,9 +51,20 @@ impl<'a> ImageData<'a> {
         self.labels.iter().copied().max().map_or(0, |m| m as usize + 1)
     }
 
+    /// The first `count` images (all of them if there are fewer).
+    pub fn first(&self, count: usize) -> ImageData<'a> {
+        let count = count.min(self.len());
+        ImageData {
+            pixels: &self.pixels[..count * self.features],
+            labels: &self.labels[..count],
+            features: self.features,
+        }
+    }
+
     /// Writes images `indices` into `x` (`[indices.len(), features]`, reusing
-    /// its allocation) normalized by [`normalize`], and their labels into
-    /// `labels`. Indices must be in range (the caller draws them).
+    /// its allocation) as `[0, 1]` values ([`Element::from_pixel`]), and
+    /// their labels into `labels`: the one way a batch is built. Indices must
+    /// be in range (the caller draws them).
     pub fn gather<T: Element>(&self, indices: &[usize], x: &mut Tensor<T>, labels: &mut Vec<usize>) {
         x.resize(&[indices.len(), self.features]);
         labels.clear();
@@ -67,32 +78,25 @@ impl<'a> ImageData<'a> {
         let fill = |rows: &mut [T], rows_indices: &[usize]| {
             for (row, &i) in rows.chunks_exact_mut(self.features).zip(rows_indices) {
                 for (value, &byte) in row.iter_mut().zip(self.image(i)) {
-                    *value = normalize(byte);
+                    *value = T::from_pixel(byte);
                 }
             }
         };
         rayon::join(|| fill(top, top_indices), || fill(bottom, bottom_indices));
     }
 
-    /// Rows `start..start + count` (clamped to the end), as [`ImageData::gather`] does.
+    /// Rows `start..start + count` (clamped to the end), as [`ImageData::gather`] builds them.
     pub fn gather_range<T: Element>(&self, start: usize, count: usize, x: &mut Tensor<T>, labels: &mut Vec<usize>) {
-        let end = (start + count).min(self.len());
+        let end = start.saturating_add(count).min(self.len());
+        let start = start.min(end);
         x.resize(&[end - start, self.features]);
         x.as_mut_slice()
             .iter_mut()
             .zip(&self.pixels[start * self.features..end * self.features])
-            .for_each(|(value, &byte)| *value = normalize(byte));
+            .for_each(|(value, &byte)| *value = T::from_pixel(byte));
         labels.clear();
         labels.extend(self.labels[start..end].iter().map(|&l| l as usize));
     }
-}
-
-/// `byte / 255` in `T`: the book's `x.astype(float32) / 255.0`, one
-/// correctly rounded division. Written as arithmetic (not a lookup table) so
-/// that a batch converts with vector instructions.
-#[inline(always)]
-pub fn normalize<T: Element>(byte: u8) -> T {
-    T::from_u8(byte) / T::from_f64(255.0)
 }
 
 #[cfg(test)]
@@ -117,14 +121,16 @@ mod tests {
         assert_eq!(t, vec![4]);
         assert_eq!(data.classes(), 5);
         assert!(ImageData::new(&pixels, &labels, 4).is_err());
+        assert_eq!(data.first(2).len(), 2);
+        assert_eq!(data.first(9).len(), 3);
     }
 
     #[test]
     fn normalization_is_the_books_division() {
         for byte in 0..=255u8 {
-            assert_eq!(normalize::<f32>(byte), byte as f32 / 255.0);
-            assert_eq!(normalize::<f64>(byte), byte as f64 / 255.0);
+            assert_eq!(f32::from_pixel(byte), byte as f32 / 255.0);
+            assert_eq!(f64::from_pixel(byte), byte as f64 / 255.0);
         }
-        assert_eq!((normalize::<f32>(0), normalize::<f32>(255)), (0.0, 1.0));
+        assert_eq!((f32::from_pixel(0), f32::from_pixel(255)), (0.0, 1.0));
     }
 }

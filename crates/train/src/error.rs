@@ -6,12 +6,16 @@ use thiserror::Error;
 pub enum TrainError {
     #[error("invalid setting: {0}")]
     InvalidConfig(String),
-    #[error("the loss became {loss} at iteration {iteration} (learning rate {learning_rate}); training diverged: try a lower --lr. The weights kept are those of iteration {last_good}")]
+    #[error("the loss became {loss} at iteration {iteration} (learning rate {learning_rate}); {}", match last_good {
+        Some(good) => format!("training diverged: try a lower --lr. The weights kept are those of iteration {good}"),
+        None => "the initial weights already give a non-finite loss: try a smaller --init std".to_string(),
+    })]
     NonFiniteLoss {
         iteration: usize,
         loss: f64,
         learning_rate: f64,
-        last_good: usize,
+        /// The iteration whose parameters were kept; `None` when the first loss was already non-finite.
+        last_good: Option<usize>,
     },
     #[error(transparent)]
     Layer(#[from] layers::LayerError),

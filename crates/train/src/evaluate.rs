@@ -2,10 +2,12 @@
 //!
 //! The set is cut into fixed chunks of [`EVAL_CHUNK`] images whatever the
 //! thread count, and each chunk's result depends only on its own rows, so the
-//! counts are identical for any `--threads`.
+//! counts are identical for any `--threads`. Models run in inference mode
+//! (Dropout scales, BatchNorm uses its running statistics) and are shared by
+//! `&` between the threads.
 
 use crate::ImageData;
-use layers::Network;
+use layers::Sequential;
 use rayon::prelude::*;
 use tensor::{Element, Tensor};
 
@@ -23,7 +25,7 @@ struct Scratch<T: Element> {
 /// Runs `visit(predicted, label)` for every image, returning the per-chunk
 /// results of `fold` summed in chunk order.
 fn predictions<T: Element, R: Send + Default + std::ops::Add<Output = R>>(
-    net: &Network<T>,
+    net: &Sequential<T>,
     data: ImageData<'_>,
     fold: impl Fn(&mut R, usize, usize) + Sync,
 ) -> R {
@@ -53,7 +55,7 @@ fn predictions<T: Element, R: Send + Default + std::ops::Add<Output = R>>(
 }
 
 /// Fraction of `data` the network classifies correctly.
-pub fn accuracy<T: Element>(net: &Network<T>, data: ImageData<'_>) -> f64 {
+pub fn accuracy<T: Element>(net: &Sequential<T>, data: ImageData<'_>) -> f64 {
     if data.is_empty() {
         return 0.0;
     }
@@ -64,7 +66,7 @@ pub fn accuracy<T: Element>(net: &Network<T>, data: ImageData<'_>) -> f64 {
 }
 
 /// `matrix[label][predicted]` counts over `data`, for `classes` classes.
-pub fn confusion_matrix<T: Element>(net: &Network<T>, data: ImageData<'_>, classes: usize) -> Vec<Vec<usize>> {
+pub fn confusion_matrix<T: Element>(net: &Sequential<T>, data: ImageData<'_>, classes: usize) -> Vec<Vec<usize>> {
     let counts: Counts = predictions(net, data, |acc: &mut Counts, predicted, label| {
         if acc.0.is_empty() {
             acc.0 = vec![0; classes * classes];

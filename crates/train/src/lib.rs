@@ -1,6 +1,6 @@
-//! Training the networks of `layers` on image classification data: the
-//! book's SGD loop, evaluation spread over the cores, checkpoints, and the
-//! run's records (CSV, plots).
+//! Training the models of `layers` on image classification data: the book's
+//! loop with any optimizer, evaluation spread over the cores, checkpoints,
+//! and the run's records (CSV, plots).
 //!
 //! The data comes in as bytes ([`ImageData`]: `u8` pixels and labels), so
 //! this crate does not depend on where it was loaded from; mini-batches are
@@ -15,7 +15,7 @@ pub mod report;
 mod trainer;
 
 pub use checkpoint::{load_checkpoint, save_checkpoint, write_atomic, Checkpoint};
-pub use config::TrainConfig;
+pub use config::{TrainConfig, MAX_BATCH, MAX_ITERS, MAX_THREADS};
 pub use data::ImageData;
 pub use error::TrainError;
 pub use evaluate::{accuracy, confusion_matrix, EVAL_CHUNK};

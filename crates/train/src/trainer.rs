@@ -1,21 +1,21 @@
-//! The book's training loop (section 5.7.4):
+//! The book's training loop (section 5.7.4, and the `Trainer` of chapter 6):
 //!
 //! ```text
 //! for i in 0..iters:
 //!     if i % eval_every == 0: record train and test accuracy
 //!     batch = batch_size indices drawn uniformly with replacement
-//!     grad = network.gradient(x[batch], t[batch])      # backprop
-//!     param -= learning_rate * grad                     # SGD
+//!     grad = model.gradient(x[batch], t[batch])        # backprop, training mode
+//!     optimizer.update(params, grad)                    # SGD, Adam, ...
 //! ```
 //!
 //! and one last evaluation after the final step. Once the first iteration has
 //! sized every buffer, an iteration allocates nothing: the batch is gathered
-//! into a reused tensor, layers write into their kept outputs, and SGD writes
-//! into a spare set of parameters that is then swapped in, which also keeps
-//! the previous parameters for the divergence guard.
+//! into a reused tensor, layers write into their kept outputs, and the
+//! optimizer writes into a spare set of parameters (and state) that is then
+//! swapped in, which also keeps the previous ones for the divergence guard.
 
 use crate::{accuracy, ImageData, TrainConfig, TrainError};
-use layers::{Network, Target};
+use layers::{LayerRng, Optimizer, Sequential, Target};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use tensor::{Element, Tensor};
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalRecord {
     pub iteration: usize,
-    /// `iteration / eval_every`: the book's epoch axis.
+    /// `iteration / iters_per_epoch`: epochs of training data seen (the book's x axis).
     pub epoch: f64,
     /// Mean training batch loss since the previous evaluation (none before the first step).
     pub loss: Option<f64>,
@@ -62,7 +62,10 @@ impl Observer for () {}
 
 pub struct Trainer<'a, T: Element> {
     config: TrainConfig,
-    network: Network<T>,
+    model: Sequential<T>,
+    optimizer: Box<dyn Optimizer<T>>,
+    /// Steps of the run (`iters`, or `epochs` epochs).
+    iterations: usize,
     train: ImageData<'a>,
     test: ImageData<'a>,
     pool: Arc<rayon::ThreadPool>,
@@ -71,8 +74,9 @@ pub struct Trainer<'a, T: Element> {
 }
 
 impl<'a, T: Element> Trainer<'a, T> {
-    /// Validates the settings and the data, builds the seeded network
-    /// (`train.features()` inputs, `classes` outputs) and the thread pool.
+    /// Validates the settings and the data, builds the seeded network of the
+    /// config (`train.features()` inputs, `classes` outputs), the optimizer
+    /// and the thread pool.
     pub fn new(
         config: TrainConfig,
         train: ImageData<'a>,
@@ -80,35 +84,67 @@ impl<'a, T: Element> Trainer<'a, T> {
         classes: usize,
     ) -> Result<Self, TrainError> {
         config.validate()?;
+        let model = config.mlp(train.features(), classes).build(config.seed)?;
+        Self::with_model(config, model, train, test)
+    }
+
+    /// A trainer for a model built by the caller (any [`Sequential`]); the
+    /// config's network settings are ignored, the rest applies.
+    pub fn with_model(
+        config: TrainConfig,
+        model: Sequential<T>,
+        train: ImageData<'a>,
+        test: ImageData<'a>,
+    ) -> Result<Self, TrainError> {
+        config.validate()?;
+        let train = match config.train_size {
+            Some(n) if n > train.len() => {
+                return Err(TrainError::InvalidConfig(format!(
+                    "--train-size {n} is more than the {} training images",
+                    train.len()
+                )))
+            }
+            Some(n) => train.first(n),
+            None => train,
+        };
         if train.is_empty() {
             return Err(TrainError::InvalidConfig("the training set is empty".into()));
         }
-        if test.features() != train.features() {
-            return Err(TrainError::InvalidConfig(format!(
-                "test images have {} pixels but training images {}",
-                test.features(),
-                train.features()
-            )));
+        if test.is_empty() {
+            return Err(TrainError::InvalidConfig("the test set is empty".into()));
+        }
+        for (set, data) in [("training", train), ("test", test)] {
+            if data.features() != model.input_size() {
+                return Err(TrainError::InvalidConfig(format!(
+                    "{set} images have {} pixels but the model takes {} inputs",
+                    data.features(),
+                    model.input_size()
+                )));
+            }
         }
         let needed = train.classes().max(test.classes());
-        if needed > classes {
+        if needed > model.output_size() {
             return Err(TrainError::InvalidConfig(format!(
-                "labels go up to {} but the network has {classes} outputs",
-                needed - 1
+                "labels go up to {} but the model has {} outputs",
+                needed - 1,
+                model.output_size()
             )));
         }
-        let sizes = config.sizes(train.features(), classes);
-        let network = Network::mlp(&sizes, config.activation, config.weight_init_std, config.seed)?;
+        let iterations = config.iterations(train.len())?;
+        let mut optimizer = config.optimizer.build()?;
+        optimizer.init(&model);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.threads)
             .build()
             .map_err(|e| TrainError::InvalidConfig(format!("cannot start {} threads: {e}", config.threads)))
             .map(Arc::new)?;
         Ok(Trainer {
-            losses: Vec::with_capacity(config.iters),
+            losses: Vec::with_capacity(iterations),
             evals: Vec::new(),
             config,
-            network,
+            model,
+            optimizer,
+            iterations,
             train,
             test,
             pool,
@@ -119,9 +155,19 @@ impl<'a, T: Element> Trainer<'a, T> {
         &self.config
     }
 
-    /// The network: trained after [`Trainer::run`], or the last good one after a divergence.
-    pub fn network(&self) -> &Network<T> {
-        &self.network
+    /// The model: trained after [`Trainer::run`], or the last good one after a divergence.
+    pub fn model(&self) -> &Sequential<T> {
+        &self.model
+    }
+
+    /// The number of steps the run takes.
+    pub fn iterations(&self) -> usize {
+        self.iterations
+    }
+
+    /// The training set (the first `train_size` images when that is set).
+    pub fn train_set(&self) -> ImageData<'a> {
+        self.train
     }
 
     /// The batch loss of every completed iteration.
@@ -141,11 +187,11 @@ impl<'a, T: Element> Trainer<'a, T> {
         observer: &mut dyn Observer,
     ) -> Duration {
         let t0 = Instant::now();
-        let (net, train, test) = (&self.network, self.train, self.test);
-        let (train_accuracy, test_accuracy) = (accuracy(net, train), accuracy(net, test));
+        let (model, train, test) = (&self.model, self.train, self.test);
+        let (train_accuracy, test_accuracy) = (accuracy(model, train), accuracy(model, test));
         let record = EvalRecord {
             iteration,
-            epoch: iteration as f64 / self.config.eval_interval(self.train.len()) as f64,
+            epoch: iteration as f64 / self.config.iters_per_epoch(self.train.len()) as f64,
             loss,
             train_accuracy,
             test_accuracy,
@@ -157,8 +203,9 @@ impl<'a, T: Element> Trainer<'a, T> {
     }
 
     /// Runs the configured iterations. On a non-finite loss the run stops
-    /// with [`TrainError::NonFiniteLoss`] and [`Trainer::network`] holds the
-    /// parameters of the last iteration whose loss was finite.
+    /// with [`TrainError::NonFiniteLoss`] and [`Trainer::model`] holds the
+    /// parameters of the last iteration whose loss was finite (the
+    /// optimizer's state is put back with them).
     pub fn run(&mut self, observer: &mut dyn Observer) -> Result<Summary, TrainError> {
         // The whole loop runs on a worker of the run's pool: large products
         // and evaluations split over its threads, and (being on a worker)
@@ -170,19 +217,21 @@ impl<'a, T: Element> Trainer<'a, T> {
     fn run_on_pool(&mut self, observer: &mut dyn Observer) -> Result<Summary, TrainError> {
         let config = self.config.clone();
         let eval_every = config.eval_interval(self.train.len());
-        // Stream 0 of this seed drew the weights; the batches use stream 1.
+        // Stream 0 of this seed drew the weights; the batches use stream 1,
+        // Dropout's masks stream 2.
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         rng.set_stream(1);
+        let mut layer_rng = LayerRng::seed_from_u64(config.seed);
+        layer_rng.set_stream(2);
         let mut indices = vec![0usize; config.batch_size];
         let mut x = Tensor::<T>::zeros(&[config.batch_size, self.train.features()]);
         let mut labels = Vec::with_capacity(config.batch_size);
-        let mut previous = self.network.param_buffers();
-        let learning_rate = T::from_f64(config.learning_rate);
+        let mut previous = self.model.param_buffers();
         let started = Instant::now();
         let mut eval_time = Duration::ZERO;
         let (mut window_sum, mut window_len) = (0.0f64, 0usize);
 
-        for iteration in 0..config.iters {
+        for iteration in 0..self.iterations {
             if iteration % eval_every == 0 {
                 let loss = (window_len > 0).then(|| window_sum / window_len as f64);
                 eval_time += self.evaluate(iteration, loss, started, observer);
@@ -192,27 +241,30 @@ impl<'a, T: Element> Trainer<'a, T> {
                 *index = rng.random_range(0..self.train.len());
             }
             self.train.gather(&indices, &mut x, &mut labels);
-            let loss = self.network.gradient_unchecked(&x, Target::Labels(&labels)).to_f64();
+            let loss = self
+                .model
+                .gradient_unchecked(&x, Target::Labels(&labels), &mut layer_rng)
+                .to_f64();
             if !loss.is_finite() {
                 if iteration > 0 {
                     // `previous` holds the parameters of iteration - 1, whose loss was finite.
-                    self.network.swap_params(&mut previous);
+                    self.model.undo_step(self.optimizer.as_mut(), &mut previous);
                 }
                 return Err(TrainError::NonFiniteLoss {
                     iteration,
                     loss,
-                    learning_rate: config.learning_rate,
-                    last_good: iteration.saturating_sub(1),
+                    learning_rate: config.optimizer.learning_rate,
+                    last_good: iteration.checked_sub(1),
                 });
             }
-            self.network.sgd_step_keeping(learning_rate, &mut previous);
+            self.model.step(self.optimizer.as_mut(), &mut previous);
             self.losses.push(loss as f32);
             window_sum += loss;
             window_len += 1;
             observer.on_step(iteration, loss);
         }
         let loss = (window_len > 0).then(|| window_sum / window_len as f64);
-        eval_time += self.evaluate(config.iters, loss, started, observer);
+        eval_time += self.evaluate(self.iterations, loss, started, observer);
         let seconds_total = started.elapsed().as_secs_f64();
         let tail = &self.losses[self.losses.len().saturating_sub(100)..];
         let last = self.evals.last().expect("a final evaluation was just recorded");
@@ -220,7 +272,7 @@ impl<'a, T: Element> Trainer<'a, T> {
             final_loss: tail.iter().map(|&l| l as f64).sum::<f64>() / tail.len().max(1) as f64,
             train_accuracy: last.train_accuracy,
             test_accuracy: last.test_accuracy,
-            iterations: config.iters,
+            iterations: self.iterations,
             seconds_total,
             seconds_train: seconds_total - eval_time.as_secs_f64(),
         })

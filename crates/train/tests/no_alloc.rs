@@ -3,6 +3,7 @@
 
 mod common;
 
+use layers::{OptimizerConfig, OptimizerKind};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use train::{ImageData, Observer, TrainConfig, Trainer};
@@ -51,12 +52,22 @@ fn a_warm_iteration_allocates_nothing() {
     let (px, lb) = common::toy_set(2000, 1);
     // MNIST-sized rows too, so that the large products split over two threads.
     let wide: Vec<u8> = (0..2000 * 784).map(|i| (i * 31 % 251) as u8).collect();
+    let sgd = TrainConfig::default();
+    let adam_bn_dropout = TrainConfig {
+        optimizer: OptimizerConfig::new(OptimizerKind::Adam),
+        batch_norm: true,
+        dropout: Some(0.3),
+        weight_decay: 0.01,
+        ..TrainConfig::default()
+    };
     let cases = [
-        (&px[..], 64, vec![50], 1),
-        (&px[..], 64, vec![40, 30], 1),
-        (&wide[..], 784, vec![50], 2),
+        (&px[..], 64, vec![50], 1, &sgd),
+        (&px[..], 64, vec![40, 30], 1, &sgd),
+        (&wide[..], 784, vec![50], 2, &sgd),
+        (&px[..], 64, vec![40, 30], 1, &adam_bn_dropout),
+        (&wide[..], 784, vec![50, 20], 2, &adam_bn_dropout),
     ];
-    for (pixels, features, hidden, threads) in cases {
+    for (pixels, features, hidden, threads, recipe) in cases {
         let data = ImageData::new(pixels, &lb, features).unwrap();
         // Evaluation only before the first and after the last step, outside the window.
         let config = TrainConfig {
@@ -65,7 +76,7 @@ fn a_warm_iteration_allocates_nothing() {
             eval_every: Some(1000),
             batch_size: 100,
             threads,
-            ..Default::default()
+            ..recipe.clone()
         };
         let mut trainer = Trainer::<f32>::new(config, data, data, 10).unwrap();
         let mut window = Window {
@@ -77,7 +88,8 @@ fn a_warm_iteration_allocates_nothing() {
         assert_eq!(
             window.counts[1] - window.counts[0],
             0,
-            "allocations in 394 warm iterations ({features} features, {threads} threads)"
+            "allocations in 394 warm iterations ({features} features, {threads} threads, {:?})",
+            recipe.optimizer.kind
         );
     }
 }

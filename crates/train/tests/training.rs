@@ -5,7 +5,7 @@
 mod common;
 
 use common::toy_set;
-use layers::Activation;
+use layers::{Activation, Init, OptimizerConfig, OptimizerKind};
 use train::{report, EvalRecord, ImageData, Observer, TrainConfig, TrainError, Trainer};
 
 fn config(threads: usize) -> TrainConfig {
@@ -14,10 +14,10 @@ fn config(threads: usize) -> TrainConfig {
         batch_size: 20,
         iters: 300,
         eval_every: Some(100),
-        learning_rate: 0.5,
+        optimizer: OptimizerConfig::new(OptimizerKind::Sgd).with_learning_rate(0.5),
         threads,
         seed: 7,
-        weight_init_std: 0.1,
+        init: Init::Std(0.1),
         ..Default::default()
     }
 }
@@ -37,22 +37,23 @@ fn learns_the_toy_set_and_records_every_evaluation() {
     let iterations: Vec<usize> = trainer.evals().iter().map(|e| e.iteration).collect();
     assert_eq!(iterations, [0, 100, 200, 300]);
     assert!(trainer.evals()[0].loss.is_none() && trainer.evals()[1].loss.is_some());
-    assert!(summary.seconds_train <= summary.seconds_total);
+    // Epochs are epochs of data (1200 images in batches of 20: 60 steps), whatever --eval-every is.
+    assert_eq!(trainer.evals()[1].epoch, 100.0 / 60.0);
 }
 
 #[test]
 fn same_seed_same_everything_for_any_thread_count() {
     let (px, lb) = toy_set(1200, 3);
     let (tpx, tlb) = toy_set(1000, 4);
-    let run = |threads, activation| {
+    let run = |threads, recipe: &TrainConfig| {
         let (train, test) = (
             ImageData::new(&px, &lb, 64).unwrap(),
             ImageData::new(&tpx, &tlb, 64).unwrap(),
         );
         let mut trainer = Trainer::<f32>::new(
             TrainConfig {
-                activation,
-                ..config(threads)
+                threads,
+                ..recipe.clone()
             },
             train,
             test,
@@ -65,12 +66,29 @@ fn same_seed_same_everything_for_any_thread_count() {
             .iter()
             .map(|e| (e.train_accuracy, e.test_accuracy))
             .collect();
-        (trainer.losses().to_vec(), accuracies, trainer.network().param_buffers())
+        (trainer.losses().to_vec(), accuracies, trainer.model().param_buffers())
     };
-    for activation in [Activation::Relu, Activation::Sigmoid] {
-        let one = run(1, activation);
-        assert_eq!(one, run(2, activation), "threads 1 vs 2");
-        assert_eq!(one, run(3, activation), "threads 1 vs 3");
+    let mut recipes = vec![TrainConfig {
+        activation: Activation::Sigmoid,
+        ..config(1)
+    }];
+    for kind in OptimizerKind::ALL {
+        recipes.push(TrainConfig {
+            optimizer: OptimizerConfig::new(kind),
+            ..config(1)
+        });
+    }
+    recipes.push(TrainConfig {
+        dropout: Some(0.2),
+        batch_norm: true,
+        weight_decay: 0.01,
+        optimizer: OptimizerConfig::new(OptimizerKind::Adam),
+        ..config(1)
+    });
+    for recipe in &recipes {
+        let one = run(1, recipe);
+        assert_eq!(one, run(2, recipe), "threads 1 vs 2: {recipe:?}");
+        assert_eq!(one, run(3, recipe), "threads 1 vs 3: {recipe:?}");
     }
     // A different seed is a different run.
     let (train, test) = (
@@ -79,35 +97,71 @@ fn same_seed_same_everything_for_any_thread_count() {
     );
     let mut other = Trainer::<f32>::new(TrainConfig { seed: 8, ..config(1) }, train, test, 10).unwrap();
     other.run(&mut ()).unwrap();
-    assert_ne!(other.losses(), &run(1, Activation::Relu).0[..]);
+    assert_ne!(other.losses(), &run(1, &config(1)).0[..]);
 }
 
 #[test]
 fn divergence_stops_the_run_and_keeps_the_last_good_weights() {
     let (px, lb) = toy_set(500, 5);
     let data = ImageData::new(&px, &lb, 64).unwrap();
-    let huge_lr = TrainConfig {
-        learning_rate: 1e30,
-        hidden: vec![32],
-        ..config(1)
-    };
-    let mut trainer = Trainer::<f32>::new(huge_lr, data, data, 10).unwrap();
-    let err = trainer.run(&mut ()).unwrap_err();
-    let TrainError::NonFiniteLoss {
-        iteration, last_good, ..
-    } = err
-    else {
-        panic!("{err}")
-    };
-    assert!(err.to_string().contains("lower --lr"), "{err}");
-    assert_eq!(last_good + 1, iteration);
-    assert_eq!(trainer.losses().len(), iteration, "every finite loss was recorded");
-    for (name, value, _) in trainer.network().named_params() {
-        assert!(
-            value.as_slice().iter().all(|v| v.is_finite()),
-            "{name} holds non-finite values"
+    // Plain SGD and Adam (whose state must be put back with the parameters).
+    for optimizer in [
+        OptimizerConfig::new(OptimizerKind::Sgd).with_learning_rate(1e30),
+        OptimizerConfig::new(OptimizerKind::Adam).with_learning_rate(1e18),
+    ] {
+        let huge_lr = TrainConfig {
+            optimizer,
+            hidden: vec![32],
+            ..config(1)
+        };
+        let mut trainer = Trainer::<f32>::new(huge_lr.clone(), data, data, 10).unwrap();
+        let err = trainer.run(&mut ()).unwrap_err();
+        let TrainError::NonFiniteLoss {
+            iteration, last_good, ..
+        } = err
+        else {
+            panic!("{err}")
+        };
+        assert!(iteration >= 1, "{optimizer:?} diverged before any step");
+        println!("{:?} diverged at iteration {iteration}", optimizer.kind);
+        assert!(err.to_string().contains("lower --lr"), "{err}");
+        assert_eq!(last_good, Some(iteration - 1));
+        assert_eq!(trainer.losses().len(), iteration, "every finite loss was recorded");
+        // The kept weights are exactly those a run stopped after iteration - 1
+        // steps ends with (the initial ones when that is 0).
+        let mut shorter = Trainer::<f32>::new(
+            TrainConfig {
+                iters: (iteration - 1).max(1),
+                ..huge_lr
+            },
+            data,
+            data,
+            10,
+        )
+        .unwrap();
+        if iteration > 1 {
+            shorter.run(&mut ()).unwrap();
+        }
+        assert_eq!(
+            trainer.model().param_buffers(),
+            shorter.model().param_buffers(),
+            "{optimizer:?}"
         );
     }
+    // A loss that is not finite from the start blames the initial weights.
+    let wild = TrainConfig {
+        init: Init::Std(1e30),
+        ..config(1)
+    };
+    let err = Trainer::<f32>::new(wild, data, data, 10)
+        .unwrap()
+        .run(&mut ())
+        .unwrap_err();
+    assert!(
+        matches!(err, TrainError::NonFiniteLoss { last_good: None, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("--init"), "{err}");
 }
 
 #[test]

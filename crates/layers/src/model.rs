@@ -1,0 +1,671 @@
+//! A model: any ordered list of layers, then [`SoftmaxWithLoss`].
+//!
+//! The forward pass runs the list front to back, keeping each layer's output;
+//! the backward pass runs it back to front, each layer turning
+//! `dL/d(its output)` into `dL/d(its input)` and its parameter gradients.
+//!
+//! **Parameters** get stable names when the model is built: Affine layers
+//! number them (`W1 b1`, `W2 b2`, ...), and a layer that does not number its
+//! own (BatchNorm) takes the number of the last one that did (`gamma1 beta1`
+//! after the first Affine), as the book's `MultiLayerNetExtend` names them.
+//! Saved non-trainable state (buffers: `running_mean1 running_var1`) is named
+//! the same way. [`Sequential::visit_params_mut`] is the one walk over the
+//! parameters that optimizers, weight decay, loading and the numerical
+//! gradient use.
+//!
+//! **Weight decay** (L2, the book's `weight_decay_lambda`): the loss gains
+//! `lambda / 2 * sum(W^2)` over the weight matrices (not biases, not
+//! BatchNorm's scale and shift), and their gradients `lambda * W`.
+
+use crate::{Layer, LayerError, LayerRng, LayerSpec, Optimizer, Param, ParamMut, SoftmaxWithLoss, Target, MAX_PARAMS};
+use tensor::{Element, Tensor};
+
+/// A parameter with its model-wide name.
+pub struct NamedParam<'a, T> {
+    pub name: &'a str,
+    pub value: &'a Tensor<T>,
+    pub grad: &'a Tensor<T>,
+    pub decays: bool,
+}
+
+pub struct Sequential<T: Element> {
+    layers: Vec<Box<dyn Layer<T>>>,
+    loss_layer: SoftmaxWithLoss<T>,
+    /// `activations[i]` is the output of `layers[i]` in the last forward pass.
+    activations: Vec<Tensor<T>>,
+    /// `grads[i]` is `dL/d activations[i]` in the last backward pass.
+    grads: Vec<Tensor<T>>,
+    /// One example's shape, without the batch dimension: `[784]`.
+    input_shape: Vec<usize>,
+    output_size: usize,
+    param_names: Vec<String>,
+    buffer_names: Vec<String>,
+    weight_decay: f64,
+}
+
+impl<T: Element> Clone for Sequential<T> {
+    fn clone(&self) -> Self {
+        Sequential {
+            layers: self.layers.clone(),
+            loss_layer: self.loss_layer.clone(),
+            activations: self.activations.clone(),
+            grads: self.grads.clone(),
+            input_shape: self.input_shape.clone(),
+            output_size: self.output_size,
+            param_names: self.param_names.clone(),
+            buffer_names: self.buffer_names.clone(),
+            weight_decay: self.weight_decay,
+        }
+    }
+}
+
+impl<T: Element> std::fmt::Debug for Sequential<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sequential")
+            .field("input_shape", &self.input_shape)
+            .field("layers", &self.layers.iter().map(|l| l.name()).collect::<Vec<_>>())
+            .field("params", &self.param_names)
+            .field("weight_decay", &self.weight_decay)
+            .finish()
+    }
+}
+
+impl<T: Element> Sequential<T> {
+    /// A model over inputs of `input_shape` per example (`[784]`). Checks
+    /// that every layer takes the previous one's output and that the last
+    /// gives one score per class, and names the parameters.
+    pub fn new(input_shape: &[usize], layers: Vec<Box<dyn Layer<T>>>) -> Result<Self, LayerError> {
+        if input_shape.is_empty() || input_shape.len() > 3 || input_shape.contains(&0) {
+            return Err(LayerError::Config(format!(
+                "an example's shape must have 1 to 3 positive dimensions, got {input_shape:?}"
+            )));
+        }
+        if layers.is_empty() {
+            return Err(LayerError::Config("a model needs at least one layer".into()));
+        }
+        let mut shape = input_shape.to_vec();
+        for layer in &layers {
+            shape = layer.output_shape(&shape)?;
+        }
+        let [output_size] = shape[..] else {
+            return Err(LayerError::Config(format!(
+                "the last layer must give one score per class, but gives shape {shape:?}; end with an Affine layer"
+            )));
+        };
+        let (mut param_names, mut buffer_names) = (Vec::new(), Vec::new());
+        let mut number = 0;
+        for layer in &layers {
+            if layer.numbers_params() {
+                number += 1;
+            }
+            layer.visit_params(&mut |p| param_names.push(format!("{}{number}", p.kind)));
+            layer.visit_buffers(&mut |kind, _| buffer_names.push(format!("{kind}{number}")));
+        }
+        let mut all: Vec<&String> = param_names.iter().chain(&buffer_names).collect();
+        all.sort();
+        if let Some(pair) = all.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(LayerError::Config(format!(
+                "two tensors would be named {}; put an Affine layer between layers of the same kind",
+                pair[0]
+            )));
+        }
+        let count = layers.len();
+        Ok(Sequential {
+            layers,
+            loss_layer: SoftmaxWithLoss::new(),
+            activations: vec![Tensor::zeros(&[0]); count],
+            grads: vec![Tensor::zeros(&[0]); count],
+            input_shape: input_shape.to_vec(),
+            output_size,
+            param_names,
+            buffer_names,
+            weight_decay: 0.0,
+        })
+    }
+
+    /// The model that `specs` describe, with zero weights (BatchNorm's scale
+    /// one), for values to be loaded into. Every size is bounded before
+    /// anything is allocated.
+    pub fn from_specs(input_shape: &[usize], specs: &[LayerSpec]) -> Result<Self, LayerError> {
+        let mut total = 0usize;
+        for spec in specs {
+            spec.validate()?;
+            total = total.saturating_add(spec.num_params());
+        }
+        if total > MAX_PARAMS {
+            return Err(LayerError::Config(format!(
+                "{total} parameters is more than the {MAX_PARAMS} a model may have"
+            )));
+        }
+        let layers = specs.iter().map(|s| s.build()).collect::<Result<Vec<_>, _>>()?;
+        Self::new(input_shape, layers)
+    }
+
+    /// The architecture, one spec per layer.
+    pub fn specs(&self) -> Vec<LayerSpec> {
+        self.layers.iter().map(|l| l.spec()).collect()
+    }
+
+    /// Sets the L2 weight decay `lambda` (0 turns it off).
+    pub fn with_weight_decay(mut self, lambda: f64) -> Result<Self, LayerError> {
+        if !(lambda.is_finite() && lambda >= 0.0) {
+            return Err(LayerError::Config(format!(
+                "weight decay must be a number >= 0, got {lambda}"
+            )));
+        }
+        self.weight_decay = lambda;
+        Ok(self)
+    }
+
+    pub fn weight_decay(&self) -> f64 {
+        self.weight_decay
+    }
+
+    pub fn layers(&self) -> &[Box<dyn Layer<T>>] {
+        &self.layers
+    }
+
+    /// One example's shape, without the batch dimension.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
+    /// Values per example: the product of [`Sequential::input_shape`].
+    pub fn input_size(&self) -> usize {
+        self.input_shape.iter().product()
+    }
+
+    /// Number of classes scored.
+    pub fn output_size(&self) -> usize {
+        self.output_size
+    }
+
+    /// Total number of scalar parameters.
+    pub fn num_params(&self) -> usize {
+        self.params().iter().map(|p| p.value.numel()).sum()
+    }
+
+    /// A one-line description: `Affine(784x50) Relu Affine(50x10)`.
+    pub fn summary(&self) -> String {
+        self.specs()
+            .iter()
+            .map(|spec| match spec {
+                LayerSpec::Affine { inputs, outputs } => format!("Affine({inputs}x{outputs})"),
+                LayerSpec::Relu => "Relu".into(),
+                LayerSpec::Sigmoid => "Sigmoid".into(),
+                LayerSpec::BatchNorm { .. } => "BatchNorm".into(),
+                LayerSpec::Dropout { ratio } => format!("Dropout({ratio})"),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    pub fn check_input(&self, x: &Tensor<T>) -> Result<(), LayerError> {
+        if x.shape().is_empty() || x.row_len() != self.input_size() {
+            return Err(LayerError::InputShape {
+                expected: self.input_size(),
+                got: x.shape().to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn check_target(&self, x: &Tensor<T>, target: Target<'_, T>) -> Result<(), LayerError> {
+        self.check_input(x)?;
+        if target.len() != x.rows() {
+            return Err(LayerError::BatchMismatch {
+                batch: x.rows(),
+                targets: target.len(),
+            });
+        }
+        let classes = self.output_size;
+        match target {
+            Target::Labels(labels) => {
+                if let Some((index, &label)) = labels.iter().enumerate().find(|(_, &l)| l >= classes) {
+                    return Err(LayerError::LabelOutOfRange { index, label, classes });
+                }
+            }
+            Target::OneHot(t) => {
+                if t.row_len() != classes {
+                    return Err(LayerError::InputShape {
+                        expected: classes,
+                        got: t.shape().to_vec(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the layers in inference mode, keeping every output in `activations`; returns the logits.
+    fn forward_into<'a>(
+        layers: &[Box<dyn Layer<T>>],
+        x: &Tensor<T>,
+        activations: &'a mut [Tensor<T>],
+    ) -> &'a Tensor<T> {
+        for (i, layer) in layers.iter().enumerate() {
+            let (done, rest) = activations.split_at_mut(i);
+            let input = if i == 0 { x } else { &done[i - 1] };
+            layer.forward(input, &mut rest[0]);
+        }
+        &activations[layers.len() - 1]
+    }
+
+    /// [`Sequential::forward_into`] in training mode.
+    fn forward_train(&mut self, x: &Tensor<T>, rng: &mut LayerRng) -> &Tensor<T> {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            let (done, rest) = self.activations.split_at_mut(i);
+            let input = if i == 0 { x } else { &done[i - 1] };
+            layer.forward_train(input, &mut rest[0], rng);
+        }
+        &self.activations[self.layers.len() - 1]
+    }
+
+    /// The logits (scores before softmax) for a batch `x` of shape
+    /// `[N, input_size]` (or `[N, ...]` with as many values per row), in inference mode.
+    pub fn predict(&mut self, x: &Tensor<T>) -> Result<&Tensor<T>, LayerError> {
+        self.check_input(x)?;
+        Ok(Self::forward_into(&self.layers, x, &mut self.activations))
+    }
+
+    /// Buffers for [`Sequential::predict_with`], one set per thread.
+    pub fn new_scratch(&self) -> Vec<Tensor<T>> {
+        vec![Tensor::zeros(&[0]); self.layers.len()]
+    }
+
+    /// [`Sequential::predict`] through caller-owned buffers, so that several
+    /// threads can evaluate one shared model.
+    pub fn predict_with<'a>(
+        &self,
+        x: &Tensor<T>,
+        scratch: &'a mut Vec<Tensor<T>>,
+    ) -> Result<&'a Tensor<T>, LayerError> {
+        self.check_input(x)?;
+        scratch.resize(self.layers.len(), Tensor::zeros(&[0]));
+        Ok(Self::forward_into(&self.layers, x, scratch))
+    }
+
+    /// `lambda / 2 * sum(W^2)` over the decaying parameters (0 without weight decay).
+    pub fn weight_decay_loss(&self) -> f64 {
+        if self.weight_decay == 0.0 {
+            return 0.0;
+        }
+        let mut sum_sq = 0.0f64;
+        for layer in &self.layers {
+            layer.visit_params(&mut |p: Param<'_, T>| {
+                if p.decays {
+                    sum_sq += p.value.as_slice().iter().map(|v| v.to_f64() * v.to_f64()).sum::<f64>();
+                }
+            });
+        }
+        0.5 * self.weight_decay * sum_sq
+    }
+
+    /// Mean cross-entropy loss on a batch in inference mode, plus weight decay.
+    pub fn loss(&mut self, x: &Tensor<T>, target: Target<'_, T>) -> Result<T, LayerError> {
+        self.check_target(x, target)?;
+        let logits = Self::forward_into(&self.layers, x, &mut self.activations);
+        let loss = self.loss_layer.forward(logits, target);
+        Ok(loss + T::from_f64(self.weight_decay_loss()))
+    }
+
+    /// The training-mode loss (what [`Sequential::gradient`] differentiates),
+    /// without the boundary checks.
+    pub fn loss_train_unchecked(&mut self, x: &Tensor<T>, target: Target<'_, T>, rng: &mut LayerRng) -> T {
+        self.forward_train(x, rng);
+        let logits = &self.activations[self.layers.len() - 1];
+        let loss = self.loss_layer.forward(logits, target);
+        if self.weight_decay == 0.0 {
+            loss
+        } else {
+            loss + T::from_f64(self.weight_decay_loss())
+        }
+    }
+
+    /// Fraction of rows whose largest logit is at the label (inference mode).
+    pub fn accuracy(&mut self, x: &Tensor<T>, labels: &[usize]) -> Result<f64, LayerError> {
+        self.check_target(x, Target::Labels(labels))?;
+        let logits = Self::forward_into(&self.layers, x, &mut self.activations);
+        let correct = (0..logits.rows())
+            .filter(|&i| logits.row_argmax(i) == labels[i])
+            .count();
+        Ok(if labels.is_empty() {
+            0.0
+        } else {
+            correct as f64 / labels.len() as f64
+        })
+    }
+
+    /// Backprop: one training-mode forward pass (drawing from `rng`) and one
+    /// backward pass. Leaves `dL/dparam` in the layers (see
+    /// [`Sequential::params`]) and returns the loss.
+    pub fn gradient(&mut self, x: &Tensor<T>, target: Target<'_, T>, rng: &mut LayerRng) -> Result<T, LayerError> {
+        self.check_target(x, target)?;
+        Ok(self.gradient_unchecked(x, target, rng))
+    }
+
+    /// [`Sequential::gradient`] without the boundary checks: for the training
+    /// loop, whose batches are built to fit.
+    pub fn gradient_unchecked(&mut self, x: &Tensor<T>, target: Target<'_, T>, rng: &mut LayerRng) -> T {
+        let loss = self.loss_train_unchecked(x, target, rng);
+        let last = self.layers.len() - 1;
+        self.loss_layer.backward(T::ONE, &mut self.grads[last]);
+        for i in (0..self.layers.len()).rev() {
+            let (lower, upper) = self.grads.split_at_mut(i);
+            let grad_output = &upper[0];
+            // The first layer's input is data: its gradient is never needed.
+            let (input, grad_input) = if i == 0 {
+                (x, None)
+            } else {
+                (&self.activations[i - 1], Some(&mut lower[i - 1]))
+            };
+            self.layers[i].backward(input, &self.activations[i], grad_output, grad_input);
+        }
+        if self.weight_decay != 0.0 {
+            let lambda = T::from_f64(self.weight_decay);
+            self.visit_params_mut(&mut |_, p| {
+                if p.decays {
+                    p.grad.axpy(lambda, p.value);
+                }
+            });
+        }
+        loss
+    }
+
+    /// Calls `f(index, param)` for every parameter in order (W1 b1 ...): the
+    /// one walk over the parameters. `index` is the position in
+    /// [`Sequential::param_names`].
+    pub fn visit_params_mut(&mut self, f: &mut dyn FnMut(usize, ParamMut<'_, T>)) {
+        let mut index = 0;
+        for layer in &mut self.layers {
+            layer.visit_params_mut(&mut |p| {
+                f(index, p);
+                index += 1;
+            });
+        }
+    }
+
+    /// Every parameter with its name, in order.
+    pub fn params(&self) -> Vec<NamedParam<'_, T>> {
+        let mut out = Vec::with_capacity(self.param_names.len());
+        let mut names = self.param_names.iter();
+        for layer in &self.layers {
+            layer.visit_params(&mut |p| {
+                let name = names.next().expect("one name per parameter, set in new()");
+                out.push(NamedParam {
+                    name,
+                    value: p.value,
+                    grad: p.grad,
+                    decays: p.decays,
+                });
+            });
+        }
+        out
+    }
+
+    pub fn param_names(&self) -> &[String] {
+        &self.param_names
+    }
+
+    /// Every buffer (saved, not trained) with its name, in order.
+    pub fn buffers(&self) -> Vec<(&str, &Tensor<T>)> {
+        let mut out = Vec::with_capacity(self.buffer_names.len());
+        let mut names = self.buffer_names.iter();
+        for layer in &self.layers {
+            layer.visit_buffers(&mut |_, tensor| {
+                let name = names.next().expect("one name per buffer, set in new()");
+                out.push((name.as_str(), tensor));
+            });
+        }
+        out
+    }
+
+    /// Writes `value` into element `element` of parameter `index` and
+    /// returns what was there (numerical gradients).
+    ///
+    /// # Panics
+    /// When either is out of range.
+    pub fn replace_param_element(&mut self, index: usize, element: usize, value: T) -> T {
+        let mut old = None;
+        self.visit_params_mut(&mut |i, p| {
+            if i == index {
+                old = Some(std::mem::replace(&mut p.value.as_mut_slice()[element], value));
+            }
+        });
+        old.unwrap_or_else(|| panic!("no parameter {index}"))
+    }
+
+    /// Copies of every parameter, in order: spare buffers for [`Sequential::step`].
+    pub fn param_buffers(&self) -> Vec<Tensor<T>> {
+        self.params().into_iter().map(|p| p.value.clone()).collect()
+    }
+
+    /// Exchanges the parameters with `other` (same order and shapes).
+    ///
+    /// # Panics
+    /// When `other` does not match the parameters in count and shape.
+    pub fn swap_params(&mut self, other: &mut [Tensor<T>]) {
+        assert_eq!(
+            other.len(),
+            self.param_names.len(),
+            "swap_params: one buffer per parameter"
+        );
+        self.visit_params_mut(&mut |i, p| {
+            assert_eq!(p.value.shape(), other[i].shape(), "swap_params: shape mismatch");
+            std::mem::swap(p.value, &mut other[i]);
+        });
+    }
+
+    /// One optimizer step that keeps what it replaces: each new parameter is
+    /// written into its buffer in `previous` (from
+    /// [`Sequential::param_buffers`]) and swapped in, so afterwards `previous`
+    /// holds the parameters from before the step, and
+    /// [`Sequential::undo_step`] can take the step back exactly. Costs the
+    /// same memory traffic as an update in place.
+    ///
+    /// # Panics
+    /// When `previous` does not match the parameters in count and shape.
+    pub fn step(&mut self, optimizer: &mut dyn Optimizer<T>, previous: &mut [Tensor<T>]) {
+        assert_eq!(previous.len(), self.param_names.len(), "step: one buffer per parameter");
+        optimizer.begin_step();
+        self.visit_params_mut(&mut |i, p| {
+            let spare = &mut previous[i];
+            optimizer.update(i, p.value, p.grad, spare);
+            std::mem::swap(p.value, spare);
+        });
+    }
+
+    /// Takes back the last [`Sequential::step`]: parameters and optimizer state.
+    pub fn undo_step(&mut self, optimizer: &mut dyn Optimizer<T>, previous: &mut [Tensor<T>]) {
+        self.swap_params(previous);
+        optimizer.undo_step();
+    }
+
+    /// Overwrites the parameter or buffer `name` after checking its shape.
+    pub fn set_tensor(&mut self, name: &str, shape: &[usize], values: &[T]) -> Result<(), LayerError> {
+        let mut result = Err(LayerError::MissingParam { name: name.to_string() });
+        let mut assign = |value: &mut Tensor<T>| {
+            result = if value.shape() != shape || values.len() != value.numel() {
+                Err(LayerError::ParamShape {
+                    name: name.to_string(),
+                    expected: value.shape().to_vec(),
+                    found: shape.to_vec(),
+                })
+            } else {
+                value.as_mut_slice().copy_from_slice(values);
+                Ok(())
+            };
+        };
+        if let Some(index) = self.param_names.iter().position(|n| n == name) {
+            self.visit_params_mut(&mut |i, p| {
+                if i == index {
+                    assign(p.value);
+                }
+            });
+        } else if let Some(index) = self.buffer_names.iter().position(|n| n == name) {
+            let mut i = 0;
+            for layer in &mut self.layers {
+                layer.visit_buffers_mut(&mut |_, tensor| {
+                    if i == index {
+                        assign(tensor);
+                    }
+                    i += 1;
+                });
+            }
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gradcheck::numerical_gradient;
+    use crate::{Mlp, OptimizerConfig, OptimizerKind, Relu};
+    use rand::SeedableRng;
+
+    fn toy_batch(rows: usize, cols: usize, seed: u64) -> Tensor<f64> {
+        let mut rng = LayerRng::seed_from_u64(seed);
+        Tensor::randn(&[rows, cols], 1.0, &mut rng)
+    }
+
+    #[test]
+    fn boundary_errors_are_typed() {
+        let mut net = Mlp::two_layer_net(4, 3, 2).build::<f32>(0).unwrap();
+        let x = Tensor::zeros(&[2, 5]);
+        assert!(matches!(
+            net.predict(&x),
+            Err(LayerError::InputShape { expected: 4, .. })
+        ));
+        let x = Tensor::zeros(&[2, 4]);
+        assert!(matches!(
+            net.loss(&x, Target::Labels(&[0])),
+            Err(LayerError::BatchMismatch { .. })
+        ));
+        let mut rng = LayerRng::seed_from_u64(0);
+        assert!(matches!(
+            net.gradient(&x, Target::Labels(&[0, 2]), &mut rng),
+            Err(LayerError::LabelOutOfRange { label: 2, .. })
+        ));
+        assert!(matches!(
+            net.set_tensor("W1", &[3, 4], &[0.0; 12]),
+            Err(LayerError::ParamShape { .. })
+        ));
+        assert!(matches!(
+            net.set_tensor("W9", &[4, 3], &[0.0; 12]),
+            Err(LayerError::MissingParam { .. })
+        ));
+        net.set_tensor("W1", &[4, 3], &[0.5; 12]).unwrap();
+        assert_eq!(net.params()[0].value.as_slice(), &[0.5; 12]);
+    }
+
+    #[test]
+    fn any_list_of_layers_is_checked_when_built() {
+        let affine = |i, o| {
+            Box::new(crate::Affine::<f32>::new(Tensor::zeros(&[i, o]), Tensor::zeros(&[o]))) as Box<dyn Layer<f32>>
+        };
+        // A free-form model: two Affine layers back to back, a ReLU between the next.
+        let model = Sequential::new(&[4], vec![affine(4, 6), affine(6, 5), Box::new(Relu), affine(5, 3)]).unwrap();
+        assert_eq!(model.param_names(), ["W1", "b1", "W2", "b2", "W3", "b3"]);
+        assert_eq!(model.output_size(), 3);
+        let err = Sequential::new(&[4], vec![affine(4, 6), affine(5, 3)]).unwrap_err();
+        assert!(err.to_string().contains("6 values"), "{err}");
+        assert!(
+            Sequential::<f32>::new(&[4], vec![Box::new(Relu)]).is_ok(),
+            "scores straight from the input"
+        );
+        assert!(Sequential::<f32>::new(&[4], vec![]).is_err());
+        assert!(Sequential::<f32>::new(&[0], vec![Box::new(Relu)]).is_err());
+        // Two BatchNorms after the same Affine would share the names gamma1 and beta1.
+        let specs = [
+            LayerSpec::Affine { inputs: 4, outputs: 3 },
+            LayerSpec::BatchNorm {
+                features: 3,
+                momentum: 0.9,
+                eps: 1e-6,
+            },
+            LayerSpec::BatchNorm {
+                features: 3,
+                momentum: 0.9,
+                eps: 1e-6,
+            },
+        ];
+        let err = Sequential::<f32>::from_specs(&[4], &specs).unwrap_err();
+        assert!(err.to_string().contains("named beta1"), "{err}");
+        // Specs are bounded before anything is allocated.
+        let huge = [
+            LayerSpec::Affine {
+                inputs: 60000,
+                outputs: 60000,
+            },
+            LayerSpec::Affine {
+                inputs: 60000,
+                outputs: 60000,
+            },
+        ];
+        assert!(Sequential::<f32>::from_specs(&[60000], &huge)
+            .unwrap_err()
+            .to_string()
+            .contains("parameters"));
+    }
+
+    #[test]
+    fn specs_rebuild_the_same_architecture() {
+        let model = Mlp::new(&[6, 5, 4, 3])
+            .batch_norm(true)
+            .dropout(Some(0.25))
+            .build::<f32>(3)
+            .unwrap();
+        let rebuilt = Sequential::<f32>::from_specs(model.input_shape(), &model.specs()).unwrap();
+        assert_eq!(rebuilt.specs(), model.specs());
+        assert_eq!(rebuilt.param_names(), model.param_names());
+        // Buffers load like parameters.
+        let mut rebuilt = rebuilt;
+        rebuilt.set_tensor("running_var2", &[4], &[2.0; 4]).unwrap();
+        assert_eq!(rebuilt.buffers()[3].1.as_slice(), &[2.0; 4]);
+    }
+
+    #[test]
+    fn numerical_gradient_does_not_depend_on_thread_count() {
+        let net = Mlp::new(&[6, 4, 3])
+            .init(crate::Init::Std(0.3))
+            .dropout(Some(0.3))
+            .build::<f64>(5)
+            .unwrap();
+        let x = toy_batch(2, 6, 6);
+        let labels = [2usize, 1];
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| numerical_gradient(&net, &x, Target::Labels(&labels), 1e-4, 9).unwrap())
+        };
+        assert_eq!(run(1), run(2));
+    }
+
+    #[test]
+    fn a_step_lowers_the_loss_and_evaluation_shares_the_model() {
+        let mut net = Mlp::new(&[5, 8, 3])
+            .init(crate::Init::Std(0.5))
+            .build::<f64>(1)
+            .unwrap();
+        let x = toy_batch(6, 5, 2);
+        let labels = [0usize, 1, 2, 0, 1, 2];
+        let mut optimizer = OptimizerConfig::new(OptimizerKind::Sgd)
+            .with_learning_rate(0.5)
+            .build()
+            .unwrap();
+        optimizer.init(&net);
+        let mut previous = net.param_buffers();
+        let mut rng = LayerRng::seed_from_u64(0);
+        let first = net.gradient(&x, Target::Labels(&labels), &mut rng).unwrap();
+        for _ in 0..200 {
+            net.gradient(&x, Target::Labels(&labels), &mut rng).unwrap();
+            net.step(optimizer.as_mut(), &mut previous);
+        }
+        let last = net.loss(&x, Target::Labels(&labels)).unwrap();
+        assert!(last < first * 0.1, "{first} -> {last}");
+        assert_eq!(net.accuracy(&x, &labels).unwrap(), 1.0);
+        let mut scratch = net.new_scratch();
+        let shared = net.predict_with(&x, &mut scratch).unwrap().clone();
+        assert_eq!(&shared, net.predict(&x).unwrap());
+    }
+}
