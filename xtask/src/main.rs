@@ -4,6 +4,7 @@
 mod bench;
 mod common;
 mod eval;
+mod experiment;
 mod fetch;
 mod gradcheck;
 mod predict;
@@ -12,8 +13,9 @@ mod train;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-/// Deep learning from scratch, chapter 5, in Rust: fetch MNIST, train the
-/// book's network, check its gradients, benchmark it.
+/// Deep learning from scratch, chapters 5 and 6, in Rust: fetch MNIST, train
+/// the book's networks, check their gradients, run the chapter-6
+/// experiments, benchmark.
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
@@ -30,10 +32,12 @@ struct Cli {
 enum Task {
     /// Download (or copy) a data set and verify its SHA-256 checksums.
     Fetch(fetch::Args),
-    /// Train a network with SGD and keep the run (CSV, plots, weights).
+    /// Train a network and keep the run (CSV, plots, weights).
     Train(train::Args),
     /// Compare backprop gradients with numerical ones on a few training images.
     Gradcheck(gradcheck::Args),
+    /// Run one of the book's chapter-6 experiments and draw its figure.
+    Experiment(experiment::Args),
     /// Test accuracy and confusion matrix of a saved model.
     Eval(eval::Args),
     /// Classify one image with a saved model and draw it in the terminal.
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
         Task::Fetch(args) => fetch::run(args),
         Task::Train(args) => train::run(args),
         Task::Gradcheck(args) => gradcheck::run(args),
+        Task::Experiment(args) => experiment::run(args),
         Task::Eval(args) => eval::run(args),
         Task::Predict(args) => predict::run(args),
         Task::Bench(args) => bench::run(args),

@@ -1,7 +1,10 @@
-//! A run's records: CSV tables and PNG plots, each written atomically.
+//! A run's records: CSV tables and PNG plots (line charts, grids of them,
+//! histograms), each written atomically.
 
 use crate::checkpoint::temp_beside;
 use crate::{write_atomic, EvalRecord, TrainError};
+/// Where a chart's legend goes.
+pub use plotters::prelude::SeriesLabelPosition;
 use plotters::prelude::*;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -56,24 +59,106 @@ fn draw_png(path: &Path, draw: impl FnOnce(&Path) -> Result<(), Box<dyn std::err
 }
 
 /// One line of a chart.
-struct Series {
-    label: String,
-    points: Vec<(f64, f64)>,
-    color: RGBColor,
-    width: u32,
-    dashed: bool,
+pub struct Series {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+    pub color: RGBColor,
+    pub width: u32,
+    pub dashed: bool,
 }
 
-/// Axis titles and ranges of a chart.
-struct Axes {
-    x_desc: &'static str,
-    y_desc: &'static str,
-    x_max: f64,
-    y_max: f64,
+impl Series {
+    /// A 2-pixel line in the `index`-th color of [`PALETTE`].
+    pub fn new(label: impl Into<String>, points: Vec<(f64, f64)>, index: usize) -> Self {
+        Series {
+            label: label.into(),
+            points,
+            color: PALETTE[index % PALETTE.len()],
+            width: 2,
+            dashed: false,
+        }
+    }
+
+    pub fn dashed(self) -> Self {
+        Series { dashed: true, ..self }
+    }
+}
+
+/// Distinct line colors (matplotlib's first six), in order.
+pub const PALETTE: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+/// Axis titles and ranges of a chart (both axes start at 0).
+pub struct Axes {
+    pub x_desc: &'static str,
+    pub y_desc: &'static str,
+    pub x_max: f64,
+    pub y_max: f64,
+}
+
+/// One chart of a figure: a title, its axes, its lines.
+pub struct Panel {
+    pub title: String,
+    pub axes: Axes,
+    pub series: Vec<Series>,
+}
+
+type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Draws `panel` into `area`, with a legend at `legend` when `legend` is given.
+fn draw_panel(
+    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    panel: Panel,
+    font_size: u32,
+    legend: Option<SeriesLabelPosition>,
+) -> DrawResult {
+    let axes = panel.axes;
+    let y_step = if axes.y_max <= 1.0 { 1 } else { 0 };
+    let mut chart = ChartBuilder::on(area)
+        .caption(&panel.title, (FONT, font_size + 7))
+        .margin(font_size)
+        .x_label_area_size(font_size * 3)
+        .y_label_area_size(font_size * 3 + 8)
+        .build_cartesian_2d(0.0..axes.x_max, 0.0..axes.y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc(axes.x_desc)
+        .y_desc(axes.y_desc)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.y_step$}"))
+        .label_style((FONT, font_size))
+        .draw()?;
+    for line in panel.series {
+        let style = line.color.stroke_width(line.width);
+        let drawn = if line.dashed {
+            chart.draw_series(DashedLineSeries::new(line.points, 8, 5, style))?
+        } else {
+            chart.draw_series(LineSeries::new(line.points, style))?
+        };
+        drawn
+            .label(line.label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
+    }
+    if let Some(position) = legend {
+        chart
+            .configure_series_labels()
+            .position(position)
+            .label_font((FONT, font_size + 1))
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    Ok(())
 }
 
 /// An 800x560 line chart with a title, labelled axes from 0, and a legend.
-fn line_chart(
+pub fn line_chart(
     path: &Path,
     title: &str,
     axes: Axes,
@@ -83,41 +168,156 @@ fn line_chart(
     draw_png(path, |file| {
         let root = BitMapBackend::new(file, (800, 560)).into_drawing_area();
         root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 22))
-            .margin(16)
-            .x_label_area_size(44)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0.0..axes.x_max, 0.0..axes.y_max)?;
-        chart
-            .configure_mesh()
-            .x_desc(axes.x_desc)
-            .y_desc(axes.y_desc)
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_label_formatter(&|y| format!("{y:.1}"))
-            .label_style((FONT, 15))
-            .draw()?;
-        for line in series {
-            let style = line.color.stroke_width(line.width);
-            let drawn = if line.dashed {
-                chart.draw_series(DashedLineSeries::new(line.points, 8, 5, style))?
-            } else {
-                chart.draw_series(LineSeries::new(line.points, style))?
-            };
-            drawn
-                .label(line.label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
-        }
-        chart
-            .configure_series_labels()
-            .position(legend)
-            .label_font((FONT, 16))
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
+        let panel = Panel {
+            title: title.to_string(),
+            axes,
+            series,
+        };
+        draw_panel(&root, panel, 15, Some(legend))?;
         root.present()?;
         Ok(())
     })
+}
+
+/// A grid of `rows x cols` small charts under one title, filled row by row;
+/// the legend of the first panel explains them all.
+pub fn panel_grid(
+    path: &Path,
+    title: &str,
+    (rows, cols): (usize, usize),
+    panels: Vec<Panel>,
+    legend: SeriesLabelPosition,
+) -> Result<(), TrainError> {
+    draw_png(path, |file| {
+        let size = ((cols * 320) as u32, (rows * 250 + 50) as u32);
+        let root = BitMapBackend::new(file, size).into_drawing_area();
+        root.fill(&WHITE)?;
+        let root = root.titled(title, (FONT, 26))?;
+        let mut legend = Some(legend);
+        for (panel, area) in panels.into_iter().zip(root.split_evenly((rows, cols))) {
+            draw_panel(&area, panel, 11, legend.take())?;
+        }
+        root.present()?;
+        Ok(())
+    })
+}
+
+/// One histogram of a figure: a title and the values to count.
+pub struct Histogram {
+    pub title: String,
+    pub values: Vec<f64>,
+    /// The top of the count axis, bars clipped there (the book's `plt.ylim`);
+    /// `None` fits the tallest bar.
+    pub y_max: Option<f64>,
+}
+
+/// A grid of histograms (`bins` equal bins over `range`, values outside it
+/// not counted, as NumPy's `hist(range=...)`), filled row by row.
+pub fn histogram_grid(
+    path: &Path,
+    title: &str,
+    (rows, cols): (usize, usize),
+    bins: usize,
+    range: (f64, f64),
+    histograms: Vec<Histogram>,
+) -> Result<(), TrainError> {
+    let width = (range.1 - range.0) / bins as f64;
+    let counts: Vec<Vec<usize>> = histograms
+        .iter()
+        .map(|h| {
+            let mut counts = vec![0usize; bins];
+            for &v in &h.values {
+                if v >= range.0 && v <= range.1 {
+                    let bin = (((v - range.0) / width) as usize).min(bins - 1);
+                    counts[bin] += 1;
+                }
+            }
+            counts
+        })
+        .collect();
+    draw_png(path, |file| {
+        let size = ((cols * 260) as u32, (rows * 220 + 50) as u32);
+        let root = BitMapBackend::new(file, size).into_drawing_area();
+        root.fill(&WHITE)?;
+        let root = root.titled(title, (FONT, 26))?;
+        for ((histogram, counts), area) in histograms.iter().zip(&counts).zip(root.split_evenly((rows, cols))) {
+            let tallest = counts.iter().copied().max().unwrap_or(1).max(1) as f64 * 1.05;
+            let y_max = histogram.y_max.unwrap_or(tallest);
+            let mut chart = ChartBuilder::on(&area)
+                .caption(&histogram.title, (FONT, 16))
+                .margin(10)
+                .x_label_area_size(28)
+                .y_label_area_size(44)
+                .build_cartesian_2d(range.0..range.1, 0.0..y_max)?;
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .x_labels(3)
+                .y_labels(4)
+                .x_label_formatter(&|x| format!("{x:.1}"))
+                .y_label_formatter(&|y| format!("{y:.0}"))
+                .label_style((FONT, 11))
+                .draw()?;
+            chart.draw_series(counts.iter().enumerate().map(|(i, &count)| {
+                let left = range.0 + i as f64 * width;
+                Rectangle::new(
+                    [(left, 0.0), (left + width, (count as f64).min(y_max))],
+                    PALETTE[0].filled(),
+                )
+            }))?;
+        }
+        root.present()?;
+        Ok(())
+    })
+}
+
+/// Writes a CSV table: a header line, then one line per row.
+pub fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) -> Result<(), TrainError> {
+    let mut text = header.join(",");
+    text.push('\n');
+    for row in rows {
+        text.push_str(&row.join(","));
+        text.push('\n');
+    }
+    write_atomic(path, text.as_bytes())
+}
+
+/// The book's `smooth_curve` (`common/util.py`): a convolution with a
+/// normalized Kaiser window (length 11, beta 2), the ends mirrored so that
+/// the output is as long as the input.
+pub fn smooth_curve(values: &[f64]) -> Vec<f64> {
+    const LEN: usize = 11;
+    let n = values.len();
+    if n < LEN {
+        return values.to_vec();
+    }
+    // Kaiser window: I0(beta * sqrt(1 - (2k / (LEN - 1) - 1)^2)) / I0(beta).
+    let bessel_i0 = |x: f64| {
+        // The power series sum_k ((x/2)^k / k!)^2 converges fast for small x.
+        let (mut sum, mut term) = (1.0f64, 1.0f64);
+        for k in 1..30 {
+            term *= (x / 2.0) / k as f64;
+            sum += term * term;
+        }
+        sum
+    };
+    let window: Vec<f64> = (0..LEN)
+        .map(|k| {
+            let r = 2.0 * k as f64 / (LEN - 1) as f64 - 1.0;
+            bessel_i0(2.0 * (1.0 - r * r).sqrt())
+        })
+        .collect();
+    let total: f64 = window.iter().sum();
+    // np.r_[x[LEN-1:0:-1], x, x[-1:-LEN:-1]]: each end reflected, LEN - 1 values.
+    let mut padded: Vec<f64> = values[1..LEN].iter().rev().copied().collect();
+    padded.extend_from_slice(values);
+    padded.extend(values[n - (LEN - 1)..].iter().rev().copied());
+    let convolved: Vec<f64> = padded
+        .windows(LEN)
+        .map(|w| w.iter().zip(&window).map(|(v, k)| v * k).sum::<f64>() / total)
+        .collect();
+    // The book keeps y[5:len(y)-5] of the len(x) + LEN - 1 values.
+    convolved[LEN / 2..convolved.len() - LEN / 2].to_vec()
 }
 
 /// The book's figure: accuracy (0..1) against epochs, train solid, test
@@ -126,18 +326,21 @@ pub fn plot_accuracy(path: &Path, evals: &[EvalRecord], title: &str) -> Result<(
     let max_epoch = evals.iter().map(|e| e.epoch).fold(1.0f64, f64::max);
     let series = vec![
         Series {
-            label: "train acc".into(),
-            points: evals.iter().map(|e| (e.epoch, e.train_accuracy)).collect(),
             color: BLUE,
-            width: 2,
-            dashed: false,
+            ..Series::new(
+                "train acc",
+                evals.iter().map(|e| (e.epoch, e.train_accuracy)).collect(),
+                0,
+            )
         },
         Series {
-            label: "test acc".into(),
-            points: evals.iter().map(|e| (e.epoch, e.test_accuracy)).collect(),
             color: RED,
-            width: 2,
-            dashed: true,
+            ..Series::new(
+                "test acc",
+                evals.iter().map(|e| (e.epoch, e.test_accuracy)).collect(),
+                0,
+            )
+            .dashed()
         },
     ];
     let axes = Axes {
@@ -178,11 +381,8 @@ pub fn plot_loss(path: &Path, losses: &[f32], title: &str) -> Result<(), TrainEr
             dashed: false,
         },
         Series {
-            label: format!("mean of {window}"),
-            points: averaged,
             color: BLUE,
-            width: 2,
-            dashed: false,
+            ..Series::new(format!("mean of {window}"), averaged, 0)
         },
     ];
     let axes = Axes {
@@ -192,4 +392,30 @@ pub fn plot_loss(path: &Path, losses: &[f32], title: &str) -> Result<(), TrainEr
         y_max: max_loss * 1.05,
     };
     line_chart(path, title, axes, series, SeriesLabelPosition::UpperRight)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smooth_curve_keeps_the_length_and_constants() {
+        let flat = vec![2.5; 40];
+        let smoothed = smooth_curve(&flat);
+        assert_eq!(smoothed.len(), 40);
+        assert!(smoothed.iter().all(|v| (v - 2.5).abs() < 1e-12));
+        // A step is spread over the window's width and stays within its ends.
+        let step: Vec<f64> = (0..40).map(|i| if i < 20 { 0.0 } else { 1.0 }).collect();
+        let smoothed = smooth_curve(&step);
+        assert!(smoothed[14] < 1e-12 && smoothed[25] > 1.0 - 1e-12);
+        assert!(smoothed[19] > 0.0 && smoothed[19] < 0.5 && smoothed[20] > 0.5);
+        // A symmetric window leaves a ramp unchanged away from the ends; at
+        // the last point the mirrored end bends it down (x[-2], x[-3]... on both sides).
+        let ramp: Vec<f64> = (0..30).map(f64::from).collect();
+        let smoothed = smooth_curve(&ramp);
+        assert!((5..25).all(|i| (smoothed[i] - i as f64).abs() < 1e-9), "{smoothed:?}");
+        assert!(smoothed[29] < 29.0 && smoothed[29] > 25.0, "{}", smoothed[29]);
+        // Too short to smooth: returned as is.
+        assert_eq!(smooth_curve(&[1.0, 2.0]), vec![1.0, 2.0]);
+    }
 }

@@ -1,0 +1,258 @@
+//! `cargo xtask experiment NAME`: the book's chapter-6 scripts as commands.
+//!
+//! Each experiment trains its curves with the same [`Trainer`] as `cargo
+//! xtask train`, writes a CSV and the book's figure as PNG into a run
+//! folder, prints one summary line per curve, and with `--json` ends with one
+//! object mapping each curve's name to its final figures. Everything is
+//! seeded by `--seed`; `--quick` runs a shortened version (for tests and a
+//! first look).
+
+mod batch_norm;
+mod hyperparameter_search;
+mod optimizers;
+mod overfit;
+mod weight_init;
+
+use crate::common::{load_data, parse_dataset, project_root, timestamp, Result, XtaskError};
+use indicatif::{ProgressBar, ProgressStyle};
+use mnist::Dataset;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+use train::{EvalRecord, ImageData, Observer, Summary, TrainConfig, TrainError, Trainer};
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Name {
+    /// optimizer_compare_mnist.py: SGD, Momentum, AdaGrad and Adam on a 5-layer net.
+    Optimizers,
+    /// weight_init_compare.py and weight_init_activation_histogram.py.
+    WeightInit,
+    /// batch_norm_test.py: with and without BatchNorm over 16 weight scales.
+    BatchNorm,
+    /// overfit_weight_decay.py and overfit_dropout.py on 300 images.
+    Overfit,
+    /// hyperparameter_optimization.py: 100 random trials of lr and weight decay.
+    HyperparameterSearch,
+}
+
+impl Name {
+    fn as_str(self) -> &'static str {
+        match self {
+            Name::Optimizers => "optimizers",
+            Name::WeightInit => "weight-init",
+            Name::BatchNorm => "batch-norm",
+            Name::Overfit => "overfit",
+            Name::HyperparameterSearch => "hyperparameter-search",
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Which of the book's chapter-6 experiments.
+    #[arg(value_enum)]
+    name: Name,
+    /// Seed of every random choice (weights, batches, masks, trials).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// A shortened run (a tenth of the steps or fewer, fewer curves): for tests and a first look.
+    #[arg(long)]
+    quick: bool,
+    /// Worker threads (0: one per core). Results are identical for any value.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// mnist or fashion-mnist.
+    #[arg(long, default_value = "mnist", value_parser = parse_dataset)]
+    dataset: Dataset,
+    /// Folder holding the four files [default: $MNIST_DIR, else data/<dataset>, fetched on first use].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Run folder for the CSV and the figure [default: runs/experiment-<name>-seed<seed>-<time>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print a JSON object (curve name -> final figures) as the last line of stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What every experiment gets.
+pub struct Context<'a> {
+    pub train: ImageData<'a>,
+    pub test: ImageData<'a>,
+    pub seed: u64,
+    pub threads: usize,
+    pub quick: bool,
+    pub out: PathBuf,
+    /// Steps done over all curves; each experiment sets its length.
+    pub bar: ProgressBar,
+}
+
+/// What every experiment returns: one line per curve, and the JSON summary.
+pub struct Outcome {
+    pub lines: Vec<String>,
+    pub json: serde_json::Map<String, serde_json::Value>,
+    pub files: Vec<&'static str>,
+}
+
+/// One trained curve.
+pub struct Curve {
+    pub losses: Vec<f32>,
+    /// The evaluations; after a divergence, those before it.
+    pub evals: Vec<EvalRecord>,
+    /// The end of the run; after a divergence, the figures of the weights kept.
+    pub summary: Summary,
+    /// The iteration whose loss was not finite, when the run diverged.
+    pub diverged_at: Option<usize>,
+}
+
+impl Curve {
+    /// `{"final_loss":..,"train_accuracy":..,"test_accuracy":..}`, and
+    /// `"diverged_at"` when the run diverged.
+    pub fn figures(&self) -> serde_json::Value {
+        let mut figures = serde_json::json!({
+            "final_loss": self.summary.final_loss,
+            "train_accuracy": self.summary.train_accuracy,
+            "test_accuracy": self.summary.test_accuracy,
+        });
+        if let Some(iteration) = self.diverged_at {
+            figures["diverged_at"] = iteration.into();
+        }
+        figures
+    }
+
+    /// `" (diverged at iteration N)"` or nothing.
+    pub fn note(&self) -> String {
+        self.diverged_at
+            .map(|i| format!(" (diverged at iteration {i})"))
+            .unwrap_or_default()
+    }
+}
+
+/// Advances the shared progress bar, one tick per step.
+struct Ticker<'b>(&'b ProgressBar);
+
+impl Observer for Ticker<'_> {
+    fn on_step(&mut self, _iteration: usize, _loss: f64) {
+        self.0.inc(1);
+    }
+}
+
+impl Context<'_> {
+    /// The recipe every curve starts from: this run's seed and threads.
+    pub fn base_config(&self) -> TrainConfig {
+        TrainConfig {
+            seed: self.seed,
+            threads: self.threads,
+            ..TrainConfig::default()
+        }
+    }
+
+    /// Trains one curve of `config` on `train`, evaluating on `test`. A
+    /// curve that diverges is kept (some of the book's curves do: weights of
+    /// scale 1 without BatchNorm), with the figures of its last good weights.
+    pub fn train_curve(&self, config: TrainConfig, train: ImageData<'_>, test: ImageData<'_>) -> Result<Curve> {
+        let classes = usize::from(mnist::CLASSES);
+        let mut trainer = Trainer::<f32>::new(config, train, test, classes)?;
+        let started = Instant::now();
+        let (summary, diverged_at) = match trainer.run(&mut Ticker(&self.bar)) {
+            Ok(summary) => (summary, None),
+            Err(TrainError::NonFiniteLoss { iteration, .. }) => {
+                // The bar counts the steps the curve would have taken.
+                self.bar.inc((trainer.iterations() - iteration) as u64);
+                let losses = trainer.losses();
+                let tail = &losses[losses.len().saturating_sub(100)..];
+                let seconds = started.elapsed().as_secs_f64();
+                let summary = Summary {
+                    final_loss: tail.iter().map(|&l| l as f64).sum::<f64>() / tail.len().max(1) as f64,
+                    train_accuracy: train::accuracy(trainer.model(), trainer.train_set()),
+                    test_accuracy: train::accuracy(trainer.model(), test),
+                    iterations: iteration,
+                    seconds_total: seconds,
+                    seconds_train: seconds,
+                };
+                (summary, Some(iteration))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Curve {
+            losses: trainer.losses().to_vec(),
+            evals: trainer.evals().to_vec(),
+            summary,
+            diverged_at,
+        })
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.out.join(file)
+    }
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    if args.threads > train::MAX_THREADS {
+        return Err(XtaskError::Usage(format!(
+            "--threads must be at most {} (0 uses every core)",
+            train::MAX_THREADS
+        )));
+    }
+    let (data, data_dir, _) = load_data(args.dataset, args.data_dir.clone())?;
+    let train = ImageData::new(&data.train.images, &data.train.labels, data.train.pixels())?;
+    let test = ImageData::new(&data.test.images, &data.test.labels, data.test.pixels())?;
+    let name = args.name.as_str();
+    let out = args.out.clone().unwrap_or_else(|| {
+        project_root()
+            .join("runs")
+            .join(format!("experiment-{name}-seed{}-{}", args.seed, timestamp()))
+    });
+    std::fs::create_dir_all(&out).map_err(|e| TrainError::Io {
+        path: out.clone(),
+        source: e,
+    })?;
+    println!(
+        "backprop-rs experiment {name}{}",
+        if args.quick { " (quick)" } else { "" }
+    );
+    println!(
+        "  data      {} from {} ({} train, {} test images)",
+        args.dataset,
+        data_dir.display(),
+        train.len(),
+        test.len()
+    );
+    println!("  seed      {}", args.seed);
+    println!("  run dir   {}", out.display());
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let ctx = Context {
+        train,
+        test,
+        seed: args.seed,
+        threads: args.threads,
+        quick: args.quick,
+        out,
+        bar,
+    };
+    let started = Instant::now();
+    let outcome = match args.name {
+        Name::Optimizers => optimizers::run(&ctx),
+        Name::WeightInit => weight_init::run(&ctx),
+        Name::BatchNorm => batch_norm::run(&ctx),
+        Name::Overfit => overfit::run(&ctx),
+        Name::HyperparameterSearch => hyperparameter_search::run(&ctx),
+    };
+    ctx.bar.finish_and_clear();
+    let outcome = outcome?;
+    for line in &outcome.lines {
+        println!("{line}");
+    }
+    println!("done in {:.1}s", started.elapsed().as_secs_f64());
+    for file in &outcome.files {
+        println!("  {}", ctx.path(file).display());
+    }
+    if args.json {
+        println!("{}", serde_json::Value::Object(outcome.json));
+    }
+    Ok(ExitCode::SUCCESS)
+}
