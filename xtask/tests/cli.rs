@@ -97,10 +97,9 @@ fn bad_flag_values_are_refused_before_any_work() {
 }
 
 #[test]
+#[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
 fn damaged_data_gets_a_one_line_error_not_a_panic() {
-    let Some(real) = mnist::test_data_dir("MNIST_DIR") else {
-        return;
-    };
+    let real = mnist::test_data_dir("MNIST_DIR");
     let dir = tempfile::tempdir().unwrap();
     for name in [
         "train-images-idx3-ubyte.gz",
@@ -159,10 +158,9 @@ fn damaged_data_gets_a_one_line_error_not_a_panic() {
 }
 
 #[test]
+#[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
 fn fetch_train_eval_predict_end_to_end() {
-    let Some(real) = mnist::test_data_dir("MNIST_DIR") else {
-        return;
-    };
+    let real = mnist::test_data_dir("MNIST_DIR");
     let data = tempfile::tempdir().unwrap();
     let out = xtask(&[
         "fetch",
@@ -242,10 +240,9 @@ fn fetch_train_eval_predict_end_to_end() {
 }
 
 #[test]
+#[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
 fn divergence_stops_with_advice_and_keeps_good_weights() {
-    let Some(real) = mnist::test_data_dir("MNIST_DIR") else {
-        return;
-    };
+    let real = mnist::test_data_dir("MNIST_DIR");
     let runs = tempfile::tempdir().unwrap();
     let run_dir = runs.path().join("diverged");
     let out = xtask_with_data(
@@ -274,10 +271,9 @@ fn divergence_stops_with_advice_and_keeps_good_weights() {
 }
 
 #[test]
+#[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
 fn gradcheck_reaches_the_books_figures() {
-    let Some(real) = mnist::test_data_dir("MNIST_DIR") else {
-        return;
-    };
+    let real = mnist::test_data_dir("MNIST_DIR");
     for activation in ["relu", "sigmoid"] {
         let out = xtask_with_data(&["gradcheck", "--activation", activation, "--json"], &real);
         assert!(out.status.success(), "{}", text(&out.stderr));
@@ -295,4 +291,141 @@ fn gradcheck_reaches_the_books_figures() {
     let out = xtask_with_data(&["gradcheck", "--tolerance", "1e-30"], &real);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("gradient check failed"));
+}
+
+#[test]
+#[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
+fn a_batch_norm_dropout_adam_net_trains_saves_and_reloads() {
+    let real = mnist::test_data_dir("MNIST_DIR");
+    let runs = tempfile::tempdir().unwrap();
+    let run_dir = runs.path().join("extended");
+    let out = xtask_with_data(
+        &[
+            "train",
+            "--hidden",
+            "100,50",
+            "--batch-norm",
+            "--dropout",
+            "0.2",
+            "--weight-decay",
+            "0.0001",
+            "--optimizer",
+            "adam",
+            "--init",
+            "he",
+            "--epochs",
+            "1",
+            "--train-size",
+            "20000",
+            "--json",
+            "--out",
+            run_dir.to_str().unwrap(),
+        ],
+        &real,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(
+            "Affine(784x100) BatchNorm Relu Dropout(0.2) Affine(100x50) BatchNorm Relu Dropout(0.2) Affine(50x10)"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("adam lr 0.001"), "{stdout}");
+    let json = last_json(&out);
+    assert_eq!(json["iterations"], 200, "one epoch of 20000 images in batches of 100");
+    assert!(json["test_accuracy"].as_f64().unwrap() > 0.9, "{json}");
+    let model = run_dir.join("model.safetensors");
+    let checkpoint = train::load_checkpoint::<f32>(&model).unwrap();
+    let names = checkpoint.model.param_names().join(" ");
+    assert_eq!(names, "W1 b1 gamma1 beta1 W2 b2 gamma2 beta2 W3 b3");
+    assert_eq!(checkpoint.model.buffers().len(), 4);
+
+    // Inference mode reproduces the run's accuracy exactly: Dropout scales,
+    // BatchNorm uses the saved running statistics.
+    let out = xtask_with_data(&["eval", "--model", model.to_str().unwrap(), "--json"], &real);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(last_json(&out)["test_accuracy"], json["test_accuracy"]);
+    let out = xtask_with_data(&["predict", "--model", model.to_str().unwrap(), "--index", "0"], &real);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("true label 7"), "{}", text(&out.stdout));
+}
+
+#[test]
+#[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
+fn gradcheck_covers_batch_norm_dropout_and_weight_decay() {
+    let real = mnist::test_data_dir("MNIST_DIR");
+    let out = xtask_with_data(
+        &[
+            "gradcheck",
+            "--hidden",
+            "20,10",
+            "--batch-norm",
+            "--dropout",
+            "0.3",
+            "--weight-decay",
+            "0.1",
+            "--init",
+            "he",
+            "--samples",
+            "4",
+            "--json",
+        ],
+        &real,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json = last_json(&out);
+    let params = json["params"].as_object().unwrap();
+    let names: Vec<&str> = params.keys().map(|k| k.as_str()).collect();
+    for name in ["W1", "gamma1", "beta1", "gamma2", "beta2", "W3", "b3"] {
+        assert!(names.contains(&name), "{names:?}");
+        let diff = params[name]["mean_abs_diff"].as_f64().unwrap();
+        assert!(diff < 1e-8, "{name}: {diff}");
+    }
+}
+
+#[test]
+#[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
+fn every_experiment_runs_quick_and_writes_its_figure() {
+    let real = mnist::test_data_dir("MNIST_DIR");
+    let runs = tempfile::tempdir().unwrap();
+    let run = |name: &str| {
+        let dir = runs.path().join(name);
+        let out = xtask_with_data(
+            &["experiment", name, "--quick", "--json", "--out", dir.to_str().unwrap()],
+            &real,
+        );
+        assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+        let png = dir.join(format!("{name}.png"));
+        assert_eq!(&std::fs::read(&png).unwrap()[1..4], b"PNG", "{name}");
+        (last_json(&out), text(&out.stdout))
+    };
+    let loss = |json: &serde_json::Value, curve: &str| json[curve]["final_loss"].as_f64().unwrap();
+
+    let (json, _) = run("optimizers");
+    let sgd = loss(&json, "SGD");
+    for faster in ["Momentum", "AdaGrad", "Adam"] {
+        assert!(loss(&json, faster) < sgd / 2.0, "{faster} vs SGD: {json}");
+    }
+
+    let (json, _) = run("weight-init");
+    assert!(loss(&json, "std=0.01") > 2.25, "std 0.01 does not learn: {json}");
+    assert!(loss(&json, "He") < loss(&json, "Xavier"), "{json}");
+    assert!(runs.path().join("weight-init/activations.png").is_file());
+
+    let (json, stdout) = run("batch-norm");
+    assert_eq!(json.as_object().unwrap().len(), 8, "4 scales x with/without: {json}");
+    assert!(stdout.contains("BatchNorm ahead after"), "{stdout}");
+
+    let (json, _) = run("overfit");
+    for curve in ["plain", "weight decay", "dropout"] {
+        assert!(json[curve]["train_accuracy"].is_number(), "{curve}: {json}");
+    }
+
+    let (json, stdout) = run("hyperparameter-search");
+    let best = &json["Best-1"];
+    let lr = best["learning_rate"].as_f64().unwrap();
+    assert!((1e-6..1e-2).contains(&lr), "{best}");
+    assert!(stdout.contains("Best-1 "), "{stdout}");
+    assert!(runs.path().join("hyperparameter-search/trials.csv").is_file());
 }

@@ -39,20 +39,18 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// The folder named by environment variable `var`, for tests that need real data.
 ///
-/// Unset: prints that the test is skipped and returns `None`. Set: the folder
-/// must exist, or this panics, so a CI run that sets it fails rather than
+/// Those tests are marked ignored where the variable is unset (see
+/// `build/test_data.rs`), so this is only called where it is set; the folder
+/// must exist, or this panics, so a run that sets it fails rather than
 /// silently skipping.
+///
+/// # Panics
+/// When `var` is unset or names no folder.
 #[doc(hidden)]
-pub fn test_data_dir(var: &str) -> Option<PathBuf> {
-    match std::env::var_os(var) {
-        None => {
-            eprintln!("skipped: {var} is not set");
-            None
-        }
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            assert!(dir.is_dir(), "{var}={} is not a folder", dir.display());
-            Some(dir)
-        }
-    }
+pub fn test_data_dir(var: &str) -> PathBuf {
+    let dir = PathBuf::from(
+        std::env::var_os(var).unwrap_or_else(|| panic!("{var} is not set; point it at a folder with the four files")),
+    );
+    assert!(dir.is_dir(), "{var}={} is not a folder", dir.display());
+    dir
 }

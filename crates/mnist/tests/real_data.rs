@@ -4,10 +4,9 @@
 use mnist::{load_mnist, Dataset, LoadOptions, Mnist};
 
 #[test]
+#[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
 fn mnist_has_the_published_shape_and_statistics() {
-    let Some(dir) = mnist::test_data_dir("MNIST_DIR") else {
-        return;
-    };
+    let dir = mnist::test_data_dir("MNIST_DIR");
     let data = Mnist::load(&dir, Dataset::Mnist).unwrap();
     assert_eq!((data.train.len(), data.train.rows, data.train.cols), (60000, 28, 28));
     assert_eq!((data.test.len(), data.test.rows, data.test.cols), (10000, 28, 28));
@@ -26,10 +25,9 @@ fn mnist_has_the_published_shape_and_statistics() {
 }
 
 #[test]
+#[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
 fn book_loader_options() {
-    let Some(dir) = mnist::test_data_dir("MNIST_DIR") else {
-        return;
-    };
+    let dir = mnist::test_data_dir("MNIST_DIR");
     let options = LoadOptions {
         normalize: true,
         flatten: false,
@@ -43,10 +41,9 @@ fn book_loader_options() {
 }
 
 #[test]
+#[cfg_attr(not(fashion_data), ignore = "needs FASHION_MNIST_DIR")]
 fn fashion_mnist_loads_through_the_same_code() {
-    let Some(dir) = mnist::test_data_dir("FASHION_MNIST_DIR") else {
-        return;
-    };
+    let dir = mnist::test_data_dir("FASHION_MNIST_DIR");
     let data = Mnist::load(&dir, Dataset::FashionMnist).unwrap();
     assert_eq!((data.train.len(), data.test.len()), (60000, 10000));
     let mut counts = [0usize; 10];

@@ -130,9 +130,17 @@ fn draw_panel(
         .configure_mesh()
         .x_desc(axes.x_desc)
         .y_desc(axes.y_desc)
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_label_formatter(&|x| {
+            if x.fract().abs() < 1e-9 {
+                format!("{x:.0}")
+            } else {
+                format!("{x:.1}")
+            }
+        })
         .y_label_formatter(&|y| format!("{y:.y_step$}"))
         .label_style((FONT, font_size))
+        // Major grid lines only: the minor ones add noise (and megabytes to a grid of panels).
+        .max_light_lines(0)
         .draw()?;
     for line in panel.series {
         let style = line.color.stroke_width(line.width);
