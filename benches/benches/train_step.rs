@@ -27,7 +27,7 @@ fn train_step(c: &mut Criterion) {
             .with_learning_rate(learning_rate)
             .build::<f32>()
             .unwrap();
-        optimizer.init(&net);
+        optimizer.init(&net.param_shapes());
         let mut previous = net.param_buffers();
         for threads in [1, 2] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();

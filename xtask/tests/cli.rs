@@ -429,3 +429,30 @@ fn every_experiment_runs_quick_and_writes_its_figure() {
     assert!(stdout.contains("Best-1 "), "{stdout}");
     assert!(runs.path().join("hyperparameter-search/trials.csv").is_file());
 }
+
+#[test]
+fn optimizer_paths_reach_the_minimum_without_data() {
+    let runs = tempfile::tempdir().unwrap();
+    let dir = runs.path().join("paths");
+    // No data set is read: the experiment runs on a fresh machine.
+    let out = xtask(&[
+        "experiment",
+        "optimizer-paths",
+        "--json",
+        "--out",
+        dir.to_str().unwrap(),
+        "--data-dir",
+        "/nonexistent",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json = last_json(&out);
+    // f(-7, 2) = 6.45; 30 steps of each optimizer end close to the minimum at (0, 0).
+    for name in ["SGD", "Momentum", "AdaGrad", "Adam"] {
+        let f = json[name]["final_loss"].as_f64().unwrap();
+        assert!(f < 0.2, "{name}: f = {f}");
+    }
+    let csv = std::fs::read_to_string(dir.join("optimizer-paths.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 4 * 30);
+    assert!(csv.contains("SGD,0,-7,2,6.45"), "{csv}");
+    assert_eq!(&std::fs::read(dir.join("optimizer-paths.png")).unwrap()[1..4], b"PNG");
+}

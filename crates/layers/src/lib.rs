@@ -25,7 +25,7 @@
 //! // The book's TwoLayerNet, smaller: 4 inputs, 8 hidden units, 3 classes.
 //! let mut model = Mlp::two_layer_net(4, 8, 3).build::<f32>(42).unwrap();
 //! let mut adam = OptimizerConfig::new(OptimizerKind::Adam).build::<f32>().unwrap();
-//! adam.init(&model);
+//! adam.init(&model.param_shapes());
 //! let mut previous = model.param_buffers();
 //! let x = Tensor::from_vec(vec![0.1f32; 8], &[2, 4]).unwrap();
 //! let mut rng = LayerRng::seed_from_u64(42);

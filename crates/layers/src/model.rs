@@ -407,6 +407,11 @@ impl<T: Element> Sequential<T> {
         &self.param_names
     }
 
+    /// The shape of every parameter, in order (for [`Optimizer::init`]).
+    pub fn param_shapes(&self) -> Vec<Vec<usize>> {
+        self.params().iter().map(|p| p.value.shape().to_vec()).collect()
+    }
+
     /// Every buffer (saved, not trained) with its name, in order.
     pub fn buffers(&self) -> Vec<(&str, &Tensor<T>)> {
         let mut out = Vec::with_capacity(self.buffer_names.len());
@@ -653,7 +658,7 @@ mod tests {
             .with_learning_rate(0.5)
             .build()
             .unwrap();
-        optimizer.init(&net);
+        optimizer.init(&net.param_shapes());
         let mut previous = net.param_buffers();
         let mut rng = LayerRng::seed_from_u64(0);
         let first = net.gradient(&x, Target::Labels(&labels), &mut rng).unwrap();

@@ -13,13 +13,14 @@
 //!   `m += (1 - beta1) * (g - m)`, `v += (1 - beta2) * (g^2 - v)`,
 //!   `p -= lr_t * m / (sqrt(v) + 1e-7)`
 //!
-//! State (`v`, `h`, `m`) is allocated once by [`Optimizer::init`]; a step
-//! allocates nothing. Each state tensor is double-buffered like the
-//! parameters in [`Sequential::step`]: the new state is written beside the
+//! An optimizer works on any list of tensors; [`crate::Sequential::step`]
+//! applies one to a model. State (`v`, `h`, `m`) is allocated once by
+//! [`Optimizer::init`]; a step allocates nothing. Each state tensor is
+//! double-buffered like the parameters in [`crate::Sequential::step`]: the new state is written beside the
 //! old and swapped in, so [`Optimizer::undo_step`] can put back the state of
 //! before the last step when the divergence guard takes that step back.
 
-use crate::{LayerError, Sequential};
+use crate::LayerError;
 use std::fmt;
 use std::str::FromStr;
 use tensor::{Element, Tensor};
@@ -29,8 +30,9 @@ const DENOMINATOR_EPS: f64 = 1e-7;
 
 /// An update rule with per-parameter state.
 pub trait Optimizer<T: Element>: Send {
-    /// Allocates the state for `model`'s parameters (zeros).
-    fn init(&mut self, model: &Sequential<T>);
+    /// Allocates the state (zeros) for parameters of these shapes, in the
+    /// order `update` will see them ([`crate::Sequential::param_shapes`]).
+    fn init(&mut self, shapes: &[Vec<usize>]);
 
     /// Called once at the start of every step, before the updates.
     fn begin_step(&mut self) {}
@@ -220,8 +222,8 @@ struct State<T> {
 }
 
 impl<T: Element> State<T> {
-    fn init(&mut self, model: &Sequential<T>) {
-        self.current = model.params().iter().map(|p| Tensor::zeros(p.value.shape())).collect();
+    fn init(&mut self, shapes: &[Vec<usize>]) {
+        self.current = shapes.iter().map(|shape| Tensor::zeros(shape)).collect();
         self.previous = self.current.clone();
     }
 
@@ -247,7 +249,7 @@ struct Sgd<T> {
 }
 
 impl<T: Element> Optimizer<T> for Sgd<T> {
-    fn init(&mut self, _model: &Sequential<T>) {}
+    fn init(&mut self, _shapes: &[Vec<usize>]) {}
 
     fn update(&mut self, _index: usize, value: &Tensor<T>, grad: &Tensor<T>, new_value: &mut Tensor<T>) {
         let lr = self.lr;
@@ -264,8 +266,8 @@ struct Momentum<T> {
 }
 
 impl<T: Element> Optimizer<T> for Momentum<T> {
-    fn init(&mut self, model: &Sequential<T>) {
-        self.v.init(model);
+    fn init(&mut self, shapes: &[Vec<usize>]) {
+        self.v.init(shapes);
     }
 
     fn update(&mut self, index: usize, value: &Tensor<T>, grad: &Tensor<T>, new_value: &mut Tensor<T>) {
@@ -302,8 +304,8 @@ struct Adaptive<T> {
 }
 
 impl<T: Element> Optimizer<T> for Adaptive<T> {
-    fn init(&mut self, model: &Sequential<T>) {
-        self.h.init(model);
+    fn init(&mut self, shapes: &[Vec<usize>]) {
+        self.h.init(shapes);
     }
 
     fn update(&mut self, index: usize, value: &Tensor<T>, grad: &Tensor<T>, new_value: &mut Tensor<T>) {
@@ -344,9 +346,9 @@ struct Adam<T> {
 }
 
 impl<T: Element> Optimizer<T> for Adam<T> {
-    fn init(&mut self, model: &Sequential<T>) {
-        self.m.init(model);
-        self.v.init(model);
+    fn init(&mut self, shapes: &[Vec<usize>]) {
+        self.m.init(shapes);
+        self.v.init(shapes);
         self.step = 0;
     }
 
@@ -387,7 +389,7 @@ impl<T: Element> Optimizer<T> for Adam<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Affine, Layer};
+    use crate::{Affine, Layer, Sequential};
 
     /// A model with one parameter pair: W (1x1) and b (1).
     fn scalar_model(w: f64) -> Sequential<f64> {
@@ -399,7 +401,7 @@ mod tests {
     fn run(config: OptimizerConfig, grads: &[f64]) -> Vec<f64> {
         let mut model = scalar_model(1.0);
         let mut optimizer = config.build::<f64>().unwrap();
-        optimizer.init(&model);
+        optimizer.init(&model.param_shapes());
         let mut previous = model.param_buffers();
         grads
             .iter()
@@ -485,7 +487,7 @@ mod tests {
             let config = OptimizerConfig::new(kind).with_learning_rate(0.1);
             let mut model = scalar_model(1.0);
             let mut optimizer = config.build::<f64>().unwrap();
-            optimizer.init(&model);
+            optimizer.init(&model.param_shapes());
             let mut previous = model.param_buffers();
             let set_grad = |model: &mut Sequential<f64>, g: f64| {
                 model.visit_params_mut(&mut |_, p| p.grad.fill(g));

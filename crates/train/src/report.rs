@@ -94,12 +94,24 @@ pub const PALETTE: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
-/// Axis titles and ranges of a chart (both axes start at 0).
+/// Axis titles and ranges of a chart.
 pub struct Axes {
     pub x_desc: &'static str,
     pub y_desc: &'static str,
-    pub x_max: f64,
-    pub y_max: f64,
+    pub x: std::ops::Range<f64>,
+    pub y: std::ops::Range<f64>,
+}
+
+impl Axes {
+    /// Both axes from 0 to their maximum.
+    pub fn from_zero(x_desc: &'static str, y_desc: &'static str, x_max: f64, y_max: f64) -> Self {
+        Axes {
+            x_desc,
+            y_desc,
+            x: 0.0..x_max,
+            y: 0.0..y_max,
+        }
+    }
 }
 
 /// One chart of a figure: a title, its axes, its lines.
@@ -119,13 +131,13 @@ fn draw_panel(
     legend: Option<SeriesLabelPosition>,
 ) -> DrawResult {
     let axes = panel.axes;
-    let y_step = if axes.y_max <= 1.0 { 1 } else { 0 };
+    let y_step = if axes.y.end - axes.y.start <= 1.0 { 1 } else { 0 };
     let mut chart = ChartBuilder::on(area)
         .caption(&panel.title, (FONT, font_size + 7))
         .margin(font_size)
         .x_label_area_size(font_size * 3)
         .y_label_area_size(font_size * 3 + 8)
-        .build_cartesian_2d(0.0..axes.x_max, 0.0..axes.y_max)?;
+        .build_cartesian_2d(axes.x, axes.y)?;
     chart
         .configure_mesh()
         .x_desc(axes.x_desc)
@@ -149,9 +161,12 @@ fn draw_panel(
         } else {
             chart.draw_series(LineSeries::new(line.points, style))?
         };
-        drawn
-            .label(line.label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
+        // An unlabelled line (one of several contours, say) gets no legend entry.
+        if !line.label.is_empty() {
+            drawn
+                .label(line.label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
+        }
     }
     if let Some(position) = legend {
         chart
@@ -351,12 +366,7 @@ pub fn plot_accuracy(path: &Path, evals: &[EvalRecord], title: &str) -> Result<(
             .dashed()
         },
     ];
-    let axes = Axes {
-        x_desc: "epochs",
-        y_desc: "accuracy",
-        x_max: max_epoch,
-        y_max: 1.0,
-    };
+    let axes = Axes::from_zero("epochs", "accuracy", max_epoch, 1.0);
     line_chart(path, title, axes, series, SeriesLabelPosition::LowerRight)
 }
 
@@ -393,12 +403,7 @@ pub fn plot_loss(path: &Path, losses: &[f32], title: &str) -> Result<(), TrainEr
             ..Series::new(format!("mean of {window}"), averaged, 0)
         },
     ];
-    let axes = Axes {
-        x_desc: "iteration",
-        y_desc: "loss",
-        x_max: losses.len().max(1) as f64 * 1.02,
-        y_max: max_loss * 1.05,
-    };
+    let axes = Axes::from_zero("iteration", "loss", losses.len().max(1) as f64 * 1.02, max_loss * 1.05);
     line_chart(path, title, axes, series, SeriesLabelPosition::UpperRight)
 }
 

@@ -132,7 +132,7 @@ impl<'a, T: Element> Trainer<'a, T> {
         }
         let iterations = config.iterations(train.len())?;
         let mut optimizer = config.optimizer.build()?;
-        optimizer.init(&model);
+        optimizer.init(&model.param_shapes());
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.threads)
             .build()

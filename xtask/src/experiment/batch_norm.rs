@@ -81,12 +81,7 @@ pub fn run(ctx: &Context<'_>) -> Result<Outcome> {
         };
         panels.push(Panel {
             title: format!("W: {scale:.4}"),
-            axes: Axes {
-                x_desc: "epochs",
-                y_desc: "accuracy",
-                x_max: epochs as f64,
-                y_max: 1.0,
-            },
+            axes: Axes::from_zero("epochs", "accuracy", epochs as f64, 1.0),
             series: vec![
                 Series::new("Batch Normalization", accuracy_points(with), 0),
                 Series::new("Normal (without BatchNorm)", accuracy_points(without), 1).dashed(),

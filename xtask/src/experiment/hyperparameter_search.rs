@@ -141,12 +141,7 @@ pub fn run(ctx: &Context<'_>) -> Result<Outcome> {
         let evals = &trial.curve.evals;
         panels.push(Panel {
             title: name,
-            axes: Axes {
-                x_desc: "epochs",
-                y_desc: "accuracy",
-                x_max: epochs as f64,
-                y_max: 1.0,
-            },
+            axes: Axes::from_zero("epochs", "accuracy", epochs as f64, 1.0),
             series: vec![
                 Series::new(
                     "validation",

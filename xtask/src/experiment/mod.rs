@@ -9,6 +9,7 @@
 
 mod batch_norm;
 mod hyperparameter_search;
+mod optimizer_paths;
 mod optimizers;
 mod overfit;
 mod weight_init;
@@ -23,6 +24,8 @@ use train::{EvalRecord, ImageData, Observer, Summary, TrainConfig, TrainError, T
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Name {
+    /// optimizer_compare_naive.py: the paths of four optimizers over x^2/20 + y^2 (no data).
+    OptimizerPaths,
     /// optimizer_compare_mnist.py: SGD, Momentum, AdaGrad and Adam on a 5-layer net.
     Optimizers,
     /// weight_init_compare.py and weight_init_activation_histogram.py.
@@ -38,6 +41,7 @@ pub enum Name {
 impl Name {
     fn as_str(self) -> &'static str {
         match self {
+            Name::OptimizerPaths => "optimizer-paths",
             Name::Optimizers => "optimizers",
             Name::WeightInit => "weight-init",
             Name::BatchNorm => "batch-norm",
@@ -194,9 +198,21 @@ pub fn run(args: Args) -> Result<ExitCode> {
             train::MAX_THREADS
         )));
     }
-    let (data, data_dir, _) = load_data(args.dataset, args.data_dir.clone())?;
-    let train = ImageData::new(&data.train.images, &data.train.labels, data.train.pixels())?;
-    let test = ImageData::new(&data.test.images, &data.test.labels, data.test.pixels())?;
+    // Every experiment but the optimizers' paths trains on the data set.
+    let loaded = match args.name {
+        Name::OptimizerPaths => None,
+        _ => Some(load_data(args.dataset, args.data_dir.clone())?),
+    };
+    let (train, test) = match &loaded {
+        Some((data, _, _)) => (
+            ImageData::new(&data.train.images, &data.train.labels, data.train.pixels())?,
+            ImageData::new(&data.test.images, &data.test.labels, data.test.pixels())?,
+        ),
+        None => {
+            let empty = ImageData::new(&[], &[], args.dataset.pixels())?;
+            (empty, empty)
+        }
+    };
     let name = args.name.as_str();
     let out = args.out.clone().unwrap_or_else(|| {
         project_root()
@@ -211,13 +227,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
         "backprop-rs experiment {name}{}",
         if args.quick { " (quick)" } else { "" }
     );
-    println!(
-        "  data      {} from {} ({} train, {} test images)",
-        args.dataset,
-        data_dir.display(),
-        train.len(),
-        test.len()
-    );
+    if let Some((_, data_dir, _)) = &loaded {
+        println!(
+            "  data      {} from {} ({} train, {} test images)",
+            args.dataset,
+            data_dir.display(),
+            train.len(),
+            test.len()
+        );
+    }
     println!("  seed      {}", args.seed);
     println!("  run dir   {}", out.display());
     let bar = ProgressBar::new(0);
@@ -236,6 +254,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     let started = Instant::now();
     let outcome = match args.name {
+        Name::OptimizerPaths => optimizer_paths::run(&ctx),
         Name::Optimizers => optimizers::run(&ctx),
         Name::WeightInit => weight_init::run(&ctx),
         Name::BatchNorm => batch_norm::run(&ctx),

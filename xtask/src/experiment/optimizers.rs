@@ -60,12 +60,7 @@ pub fn run(ctx: &Context<'_>) -> Result<Outcome> {
             Series::new(*name, points, index)
         })
         .collect();
-    let axes = Axes {
-        x_desc: "iterations",
-        y_desc: "loss",
-        x_max: iters as f64,
-        y_max: 1.0,
-    };
+    let axes = Axes::from_zero("iterations", "loss", iters as f64, 1.0);
     line_chart(
         &ctx.path("optimizers.png"),
         "MNIST, 5-layer ReLU net: optimizers (smoothed loss)",

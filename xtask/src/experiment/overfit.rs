@@ -78,12 +78,7 @@ pub fn run(ctx: &Context<'_>) -> Result<Outcome> {
             |accuracy: fn(&train::EvalRecord) -> f64| curve.evals.iter().map(|e| (e.epoch, accuracy(e))).collect();
         panels.push(Panel {
             title,
-            axes: Axes {
-                x_desc: "epochs",
-                y_desc: "accuracy",
-                x_max: curve.evals.last().map_or(1.0, |e| e.epoch),
-                y_max: 1.0,
-            },
+            axes: Axes::from_zero("epochs", "accuracy", curve.evals.last().map_or(1.0, |e| e.epoch), 1.0),
             series: vec![
                 Series::new("train", points(|e| e.train_accuracy), 0),
                 Series::new("test", points(|e| e.test_accuracy), 3).dashed(),

@@ -59,12 +59,7 @@ pub fn run(ctx: &Context<'_>) -> Result<Outcome> {
             Series::new(*name, points, index)
         })
         .collect();
-    let axes = Axes {
-        x_desc: "iterations",
-        y_desc: "loss",
-        x_max: iters as f64,
-        y_max: 2.5,
-    };
+    let axes = Axes::from_zero("iterations", "loss", iters as f64, 2.5);
     line_chart(
         &ctx.path("weight-init.png"),
         "MNIST, 5-layer ReLU net, SGD: initial weights (smoothed loss)",
