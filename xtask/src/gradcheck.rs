@@ -9,17 +9,21 @@
 
 use crate::common::{locate_data, parse_dataset, thread_pool, Result, XtaskError};
 use layers::gradcheck::{mean_abs_diff, numerical_gradient, relative_error};
-use layers::{Activation, Init, LayerRng, Mlp, Target};
+use layers::{Activation, Init, LayerRng, Mlp, Sequential, SimpleConvNet, Target};
 use mnist::{Dataset, Mnist, Split};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 use tensor::{Element, Tensor};
-use train::ImageData;
+use train::{ImageData, ModelKind};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// mlp (on MNIST images, the network flags below), or simple-convnet (the
+    /// book's small SimpleConvNet on random 1x10x10 inputs, as ch07/gradient_check.py).
+    #[arg(long, default_value = "mlp")]
+    model: ModelKind,
     /// Number of training images in the batch.
     #[arg(long, default_value_t = 3)]
     samples: usize,
@@ -106,6 +110,24 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // Refuse a bad network before loading anything.
     let recipe = args.recipe(1);
     recipe.validate()?;
+    let pool = thread_pool(args.threads)?;
+    let report = match args.model {
+        ModelKind::Mlp => check_mlp(&args, &pool)?,
+        ModelKind::SimpleConvNet => pool.install(|| match args.dtype.as_str() {
+            "f32" => check_convnet::<f32>(&args),
+            _ => check_convnet::<f64>(&args),
+        })?,
+        ModelKind::DeepConvNet => {
+            return Err(XtaskError::Usage(
+                "gradcheck takes --model mlp or simple-convnet; the deep net's numerical gradient (a forward pass per parameter, 2 x 200k of them) would take hours".into(),
+            ))
+        }
+    };
+    print_report(&args, &report, tolerance, &pool)
+}
+
+/// The mlp on the first `--samples` training images.
+fn check_mlp(args: &Args, pool: &rayon::ThreadPool) -> Result<Report> {
     let dir = locate_data(args.dataset, args.data_dir.clone())?;
     let train = Mnist::load_split(&dir, args.dataset, Split::Train)?;
     if args.samples > train.len() {
@@ -115,12 +137,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
             train.len()
         )));
     }
-    let pool = thread_pool(args.threads)?;
-    let report = pool.install(|| match args.dtype.as_str() {
-        "f32" => check::<f32>(&args, &train),
-        _ => check::<f64>(&args, &train),
-    })?;
+    pool.install(|| match args.dtype.as_str() {
+        "f32" => check::<f32>(args, &train),
+        _ => check::<f64>(args, &train),
+    })
+}
 
+fn print_report(args: &Args, report: &Report, tolerance: f64, pool: &rayon::ThreadPool) -> Result<ExitCode> {
     println!(
         "gradient check: {} images, {} in {}, h = {H:e}, seed {}",
         args.samples, report.summary, args.dtype, args.seed
@@ -190,8 +213,30 @@ fn check<T: Element>(args: &Args, train: &mnist::ImageSet) -> Result<Report> {
     let data = ImageData::new(&train.images, &train.labels, train.pixels())?;
     let (mut x, mut labels) = (Tensor::<T>::zeros(&[0]), Vec::new());
     data.gather_range(0, args.samples, &mut x, &mut labels);
-    let mut net = args.recipe(train.pixels()).build::<T>(args.seed)?;
-    let target = Target::Labels(&labels);
+    let net = args.recipe(train.pixels()).build::<T>(args.seed)?;
+    compare(args, net, x, &labels)
+}
+
+/// The book's `ch07/gradient_check.py`: its small SimpleConvNet (a 1x10x10
+/// input, 10 filters of 3x3, 10 hidden units) on `--samples` inputs drawn
+/// uniformly from [0, 1), with random labels, all from `--seed`.
+fn check_convnet<T: Element>(args: &Args) -> Result<Report> {
+    let net = SimpleConvNet::gradient_check().build::<T>(args.seed)?;
+    let mut rng = LayerRng::seed_from_u64(args.seed);
+    rng.set_stream(3);
+    let values = (0..args.samples * net.input_size())
+        .map(|_| T::from_f64(rng.random::<f64>()))
+        .collect();
+    let mut x =
+        Tensor::from_vec(values, &[args.samples, net.input_size()]).map_err(|e| XtaskError::Failed(e.to_string()))?;
+    net.shape_batch(&mut x)?;
+    let labels: Vec<usize> = (0..args.samples).map(|_| rng.random_range(0..10)).collect();
+    compare(args, net, x, &labels)
+}
+
+/// Backprop and the numerical gradient of `net` on `x`, timed and compared.
+fn compare<T: Element>(args: &Args, mut net: Sequential<T>, x: Tensor<T>, labels: &[usize]) -> Result<Report> {
+    let target = Target::Labels(labels);
     let stream = || LayerRng::seed_from_u64(args.seed);
 
     // Backprop takes microseconds: time enough repetitions for a stable figure.

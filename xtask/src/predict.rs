@@ -51,6 +51,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let (mut x, mut labels) = (Tensor::<f32>::zeros(&[0]), Vec::new());
     data.gather(&[args.index], &mut x, &mut labels);
     let mut net = checkpoint.model;
+    net.shape_batch(&mut x)?;
     let logits = net.predict(&x)?;
     let lse = logits.row_log_sum_exp(0);
     let probs: Vec<f32> = logits.row(0).iter().map(|&z| (z - lse).exp()).collect();

@@ -2,35 +2,40 @@
 
 use crate::common::{load_data, parse_dataset, project_root, timestamp, Result, XtaskError};
 use indicatif::{ProgressBar, ProgressStyle};
-use layers::{Activation, Init, OptimizerConfig, OptimizerKind};
+use layers::{Activation, Init, LayerSpec, OptimizerConfig, OptimizerKind};
 use mnist::Dataset;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use train::{report, save_checkpoint, EvalRecord, ImageData, Observer, Summary, TrainConfig, TrainError, Trainer};
+use train::{
+    report, save_checkpoint, EvalRecord, ImageData, ModelKind, Observer, Summary, TrainConfig, TrainError, Trainer,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Hidden layer widths, comma separated: 50 is the book's net, 100,100 a deeper one.
-    #[arg(long, value_delimiter = ',', default_value = "50")]
-    hidden: Vec<usize>,
-    /// Hidden activation: relu or sigmoid.
-    #[arg(long, default_value = "relu")]
-    activation: Activation,
-    /// Initial weights: std:S (S * N(0,1), the book's std:0.01), xavier (sqrt(1/n)) or he (sqrt(2/n)).
-    #[arg(long, default_value = "std:0.01", allow_hyphen_values = true)]
-    init: Init,
-    /// A BatchNorm layer after every hidden Affine layer.
+    /// mlp (the book's fully connected nets), simple-convnet (chapter 7) or deep-convnet (chapter 8).
+    #[arg(long, default_value = "mlp")]
+    model: ModelKind,
+    /// Hidden layer widths of the mlp, comma separated: 50 is the book's net, 100,100 a deeper one [default: 50].
+    #[arg(long, value_delimiter = ',')]
+    hidden: Option<Vec<usize>>,
+    /// Hidden activation of the mlp: relu or sigmoid [default: relu].
+    #[arg(long)]
+    activation: Option<Activation>,
+    /// Initial weights of the mlp: std:S (S * N(0,1)), xavier (sqrt(1/n)) or he (sqrt(2/n)) [default: std:0.01].
+    #[arg(long, allow_hyphen_values = true)]
+    init: Option<Init>,
+    /// A BatchNorm layer after every hidden Affine layer of the mlp.
     #[arg(long)]
     batch_norm: bool,
-    /// A Dropout layer of this ratio (in [0, 1)) after every hidden activation.
+    /// A Dropout layer of this ratio (in [0, 1)) after every hidden activation of the mlp.
     #[arg(long, allow_negative_numbers = true)]
     dropout: Option<f64>,
     /// L2 weight decay lambda: lambda/2 * sum(W^2) added to the loss.
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     weight_decay: f64,
-    /// sgd, momentum, nesterov, adagrad, rmsprop or adam.
-    #[arg(long, default_value = "sgd")]
-    optimizer: OptimizerKind,
+    /// sgd, momentum, nesterov, adagrad, rmsprop or adam [default: sgd for the mlp, adam for the convnets].
+    #[arg(long)]
+    optimizer: Option<OptimizerKind>,
     /// Learning rate [default: 0.1 for sgd (the chapter-5 recipe), else the book's: 0.01, adam 0.001].
     #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
@@ -49,10 +54,10 @@ pub struct Args {
     /// Images per mini-batch (drawn with replacement).
     #[arg(long, default_value_t = 100)]
     batch_size: usize,
-    /// Number of steps.
-    #[arg(long, default_value_t = 10_000, conflicts_with = "epochs")]
-    iters: usize,
-    /// Train for N epochs instead (N * train size / batch size steps).
+    /// Number of steps [default: 10000 for the mlp].
+    #[arg(long, conflicts_with = "epochs")]
+    iters: Option<usize>,
+    /// Train for N epochs instead (N * train size / batch size steps) [default: 20 for the convnets].
     #[arg(long)]
     epochs: Option<usize>,
     /// Train on the first N training images only.
@@ -61,6 +66,9 @@ pub struct Args {
     /// Evaluate train and test accuracy every N steps [default: one epoch, train size / batch size].
     #[arg(long)]
     eval_every: Option<usize>,
+    /// Measure training accuracy on the first N training images [default: all for the mlp, 10000 for the convnets].
+    #[arg(long)]
+    eval_train_size: Option<usize>,
     /// Seed of every random choice (weights, batches, dropout masks).
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -82,22 +90,51 @@ pub struct Args {
 }
 
 impl Args {
-    fn config(&self) -> TrainConfig {
-        let chapter5_sgd = self.optimizer == OptimizerKind::Sgd;
+    /// The run's settings: the flags given, and each model's book recipe for the rest.
+    fn config(&self) -> Result<TrainConfig> {
+        let convnet = self.model != ModelKind::Mlp;
+        if convnet {
+            let mlp_only = [
+                ("--hidden", self.hidden.is_some()),
+                ("--activation", self.activation.is_some()),
+                ("--init", self.init.is_some()),
+                ("--batch-norm", self.batch_norm),
+                ("--dropout", self.dropout.is_some()),
+            ];
+            if let Some((flag, _)) = mlp_only.iter().find(|(_, given)| *given) {
+                return Err(XtaskError::Usage(format!(
+                    "{flag} shapes the mlp; --model {} is the book's network as it is",
+                    self.model
+                )));
+            }
+        }
+        let optimizer = self.optimizer.unwrap_or(if convnet {
+            OptimizerKind::Adam
+        } else {
+            OptimizerKind::Sgd
+        });
+        let chapter5_sgd = optimizer == OptimizerKind::Sgd;
         let learning_rate = self.lr.unwrap_or(if chapter5_sgd {
             0.1
         } else {
-            self.optimizer.default_learning_rate()
+            optimizer.default_learning_rate()
         });
-        TrainConfig {
-            hidden: self.hidden.clone(),
-            activation: self.activation,
-            init: self.init,
+        // The book trains its convnets for 20 epochs, the mlp for 10000 steps.
+        let epochs = match (self.epochs, self.iters) {
+            (None, None) if convnet => Some(20),
+            (epochs, _) => epochs,
+        };
+        let defaults = TrainConfig::default();
+        Ok(TrainConfig {
+            model: self.model,
+            hidden: self.hidden.clone().unwrap_or(defaults.hidden),
+            activation: self.activation.unwrap_or(defaults.activation),
+            init: self.init.unwrap_or(defaults.init),
             batch_norm: self.batch_norm,
             dropout: self.dropout,
             weight_decay: self.weight_decay,
             optimizer: OptimizerConfig {
-                kind: self.optimizer,
+                kind: optimizer,
                 learning_rate,
                 momentum: self.momentum,
                 decay_rate: self.decay_rate,
@@ -105,13 +142,14 @@ impl Args {
                 beta2: self.beta2,
             },
             batch_size: self.batch_size,
-            iters: self.iters,
-            epochs: self.epochs,
+            iters: self.iters.unwrap_or(defaults.iters),
+            epochs,
             train_size: self.train_size,
             eval_every: self.eval_every,
+            eval_train_size: self.eval_train_size.or(convnet.then_some(10_000)),
             seed: self.seed,
             threads: self.threads,
-        }
+        })
     }
 }
 
@@ -148,7 +186,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; `cargo xtask` runs the release profile, use it for real runs");
     }
-    let config = args.config();
+    let config = args.config()?;
     // Refuse bad settings before loading anything.
     config.validate()?;
     let (data, data_dir, load_seconds) = load_data(args.dataset, args.data_dir.clone())?;
@@ -160,7 +198,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let eval_every = config.eval_interval(train_len);
     let iterations = trainer.iterations();
     let sizes = config.mlp(train_set.features(), classes).sizes;
-    let net_name = sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-");
+    let mlp = config.model == ModelKind::Mlp;
+    // "784-50-10" for the mlp, the network's name for the convnets.
+    let net_name = if mlp {
+        sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-")
+    } else {
+        config.model.to_string()
+    };
     let mut extras = Vec::new();
     if config.batch_norm {
         extras.push("batch norm".to_string());
@@ -171,20 +215,41 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if config.weight_decay > 0.0 {
         extras.push(format!("weight decay {}", config.weight_decay));
     }
+    let network = if mlp {
+        format!(
+            "{net_name} {} (f32, {} parameters, init {})",
+            config.activation,
+            trainer.model().num_params(),
+            config.init
+        )
+    } else {
+        format!(
+            "{net_name} (f32, {} parameters, the book's initial weights)",
+            trainer.model().num_params()
+        )
+    };
+    let title = if mlp {
+        format!(
+            "{} {net_name} {} {}",
+            args.dataset, config.activation, config.optimizer.kind
+        )
+    } else {
+        format!("{} {net_name} {}", args.dataset, config.optimizer.kind)
+    };
     let run_dir = args.out.clone().unwrap_or_else(|| {
-        let extras: String = [
-            (config.batch_norm, "-bn"),
-            (config.dropout.is_some(), "-dropout"),
-            (config.weight_decay > 0.0, "-wd"),
+        let tags: String = [
+            (mlp, format!("-{}", config.activation)),
+            (config.batch_norm, "-bn".into()),
+            (config.dropout.is_some(), "-dropout".into()),
+            (config.weight_decay > 0.0, "-wd".into()),
         ]
-        .iter()
+        .into_iter()
         .filter(|(on, _)| *on)
-        .map(|(_, tag)| *tag)
+        .map(|(_, tag)| tag)
         .collect();
         project_root().join("runs").join(format!(
-            "{}-{net_name}-{}{extras}-{}-seed{}-{}",
+            "{}-{net_name}{tags}-{}-seed{}-{}",
             args.dataset,
-            args.activation,
             config.optimizer.kind,
             args.seed,
             timestamp()
@@ -204,10 +269,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         test_set.len()
     );
     println!(
-        "  network   {net_name} {} (f32, {} parameters, init {}){}",
-        args.activation,
-        trainer.model().num_params(),
-        config.init,
+        "  network   {network}{}",
         if extras.is_empty() {
             String::new()
         } else {
@@ -237,6 +299,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} [{elapsed_precise}<{eta_precise}] {per_sec} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    // The first convolution's filters before training (the book's figure 7-24, left).
+    let filters = first_filters(trainer.model());
+    if let Some(w) = &filters {
+        report::plot_filters(
+            &run_dir.join("filters-before.png"),
+            "first-layer filters before training",
+            w,
+        )?;
+    }
     let mut console = Console { bar };
     let result = trainer.run(&mut console);
     console.bar.finish_and_clear();
@@ -265,15 +336,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
             ("seed", config.seed.to_string()),
         ],
     )?;
-    write_records(
-        &run_dir,
-        trainer.losses(),
-        trainer.evals(),
-        &format!(
-            "{} {net_name} {} {}",
-            args.dataset, args.activation, config.optimizer.kind
-        ),
-    )?;
+    write_records(&run_dir, trainer.losses(), trainer.evals(), &title)?;
+    if let Some(w) = first_filters(trainer.model()) {
+        report::plot_filters(
+            &run_dir.join("filters-after.png"),
+            "first-layer filters after training",
+            &w,
+        )?;
+    }
 
     let summary = match result {
         Ok(summary) => summary,
@@ -297,6 +367,21 @@ pub fn run(args: Args) -> Result<ExitCode> {
         println!("{json}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The filters `[FN, C, FH, FW]` of the model's first convolution, if it has one.
+pub fn first_filters(model: &layers::Sequential<f32>) -> Option<tensor::Tensor<f32>> {
+    let index = model
+        .layers()
+        .iter()
+        .position(|layer| matches!(layer.spec(), LayerSpec::Convolution { .. }))?;
+    let mut w = None;
+    model.layers()[index].visit_params(&mut |p| {
+        if p.kind == "W" {
+            w = Some(p.value.clone());
+        }
+    });
+    w
 }
 
 fn write_records(dir: &Path, losses: &[f32], evals: &[EvalRecord], title: &str) -> std::result::Result<(), XtaskError> {
@@ -325,7 +410,12 @@ fn print_summary(s: &Summary, run_dir: &Path) {
         "loss.csv",
         "model.safetensors",
         "config.json",
+        "filters-before.png",
+        "filters-after.png",
     ] {
-        println!("  {}", run_dir.join(file).display());
+        let path = run_dir.join(file);
+        if path.exists() {
+            println!("  {}", path.display());
+        }
     }
 }

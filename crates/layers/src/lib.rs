@@ -1,4 +1,4 @@
-//! The layers of *Deep Learning from Scratch*, chapters 5 and 6, and the
+//! The layers of *Deep Learning from Scratch*, chapters 5 to 8, and the
 //! models built from them.
 //!
 //! Every layer is a `forward` / `backward` pair (see [`Layer`]). Backward is
@@ -11,7 +11,9 @@
 //!
 //! * Scalars: [`MulLayer`], [`AddLayer`] (the apple and orange example).
 //! * Tensors: [`Relu`], [`Sigmoid`], [`Affine`], [`BatchNorm`], [`Dropout`],
-//!   [`SoftmaxWithLoss`].
+//!   [`Convolution`], [`Pooling`], [`SoftmaxWithLoss`].
+//! * Convolutional networks: [`SimpleConvNet`] (chapter 7) and
+//!   [`deep_convnet`] (chapter 8).
 //! * Optimizers ([`OptimizerConfig`]): SGD, Momentum, Nesterov, AdaGrad,
 //!   RMSprop, Adam.
 //!
@@ -38,6 +40,8 @@ mod activation;
 mod add;
 mod affine;
 mod batch_norm;
+mod convnet;
+mod convolution;
 mod dropout;
 mod error;
 pub mod gradcheck;
@@ -46,6 +50,7 @@ mod mlp;
 mod model;
 mod mul;
 mod optimizer;
+mod pooling;
 mod relu;
 mod sigmoid;
 mod softmax_with_loss;
@@ -55,6 +60,8 @@ pub use activation::Activation;
 pub use add::AddLayer;
 pub use affine::Affine;
 pub use batch_norm::{BatchNorm, BATCH_NORM_EPS, BATCH_NORM_MOMENTUM};
+pub use convnet::{deep_convnet, SimpleConvNet};
+pub use convolution::Convolution;
 pub use dropout::Dropout;
 pub use error::LayerError;
 pub use layer::{Layer, LayerRng, Param, ParamMut};
@@ -62,8 +69,9 @@ pub use mlp::{Init, Mlp};
 pub use model::{NamedParam, Sequential};
 pub use mul::MulLayer;
 pub use optimizer::{Optimizer, OptimizerConfig, OptimizerKind};
+pub use pooling::Pooling;
 pub use relu::Relu;
 pub use sigmoid::Sigmoid;
 pub use softmax_with_loss::{SoftmaxWithLoss, Target};
-pub use spec::{LayerSpec, MAX_PARAMS, MAX_WIDTH};
+pub use spec::{LayerSpec, MAX_PARAMS, MAX_WIDTH, MAX_WINDOW};
 pub use tensor::{Element, Tensor};

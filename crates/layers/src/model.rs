@@ -195,13 +195,48 @@ impl<T: Element> Sequential<T> {
                 LayerSpec::Sigmoid => "Sigmoid".into(),
                 LayerSpec::BatchNorm { .. } => "BatchNorm".into(),
                 LayerSpec::Dropout { ratio } => format!("Dropout({ratio})"),
+                LayerSpec::Convolution {
+                    filters,
+                    filter_h,
+                    filter_w,
+                    stride,
+                    pad,
+                    ..
+                } => format!("Conv({filters}x{filter_h}x{filter_w} s{stride} p{pad})"),
+                LayerSpec::Pooling {
+                    pool_h,
+                    pool_w,
+                    stride,
+                    pad,
+                } => format!("Pool({pool_h}x{pool_w} s{stride} p{pad})"),
             })
             .collect::<Vec<_>>()
             .join(" ")
     }
 
-    pub fn check_input(&self, x: &Tensor<T>) -> Result<(), LayerError> {
+    /// Gives a batch `[N, input_size]` (as [`crate::Sequential`]'s callers gather
+    /// it) the model's example shape, `[N, C, H, W]` for a convolutional net.
+    /// Never copies; a no-op for models of flat inputs.
+    pub fn shape_batch(&self, x: &mut Tensor<T>) -> Result<(), LayerError> {
         if x.shape().is_empty() || x.row_len() != self.input_size() {
+            return Err(LayerError::InputShape {
+                expected: self.input_size(),
+                got: x.shape().to_vec(),
+            });
+        }
+        let mut shape = [0usize; tensor::MAX_DIMS];
+        shape[0] = x.rows();
+        shape[1..=self.input_shape.len()].copy_from_slice(&self.input_shape);
+        x.reshape(&shape[..=self.input_shape.len()])
+            .map_err(|e| LayerError::Config(e.to_string()))
+    }
+
+    /// A batch fits when each row has the model's input size; for a model of
+    /// images (`[C, H, W]` examples) it must also have their shape (see
+    /// [`Sequential::shape_batch`]).
+    pub fn check_input(&self, x: &Tensor<T>) -> Result<(), LayerError> {
+        let shaped = self.input_shape.len() == 1 || x.shape().get(1..) == Some(&self.input_shape[..]);
+        if x.shape().is_empty() || x.row_len() != self.input_size() || !shaped {
             return Err(LayerError::InputShape {
                 expected: self.input_size(),
                 got: x.shape().to_vec(),

@@ -5,7 +5,7 @@
 //! Specs come from files, so they are untrusted: [`LayerSpec::validate`]
 //! bounds every size before [`LayerSpec::build`] allocates anything.
 
-use crate::{Affine, BatchNorm, Dropout, Layer, LayerError, Relu, Sigmoid};
+use crate::{Affine, BatchNorm, Convolution, Dropout, Layer, LayerError, Pooling, Relu, Sigmoid};
 use serde::{Deserialize, Serialize};
 use tensor::{Element, Tensor};
 
@@ -18,14 +18,40 @@ pub const MAX_WIDTH: usize = 1 << 16;
 /// f32), checked before anything is allocated.
 pub const MAX_PARAMS: usize = 1 << 28;
 
+/// The largest filter or pool side, stride and pad accepted.
+pub const MAX_WINDOW: usize = 64;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LayerSpec {
-    Affine { inputs: usize, outputs: usize },
+    Affine {
+        inputs: usize,
+        outputs: usize,
+    },
     Relu,
     Sigmoid,
-    BatchNorm { features: usize, momentum: f64, eps: f64 },
-    Dropout { ratio: f64 },
+    BatchNorm {
+        features: usize,
+        momentum: f64,
+        eps: f64,
+    },
+    Dropout {
+        ratio: f64,
+    },
+    Convolution {
+        channels: usize,
+        filters: usize,
+        filter_h: usize,
+        filter_w: usize,
+        stride: usize,
+        pad: usize,
+    },
+    Pooling {
+        pool_h: usize,
+        pool_w: usize,
+        stride: usize,
+        pad: usize,
+    },
 }
 
 impl LayerSpec {
@@ -63,6 +89,27 @@ impl LayerSpec {
                     return bad(format!("the dropout ratio must be in [0, 1), got {ratio}"));
                 }
             }
+            LayerSpec::Convolution {
+                channels,
+                filters,
+                filter_h,
+                filter_w,
+                stride,
+                pad,
+            } => {
+                if !width_ok(channels) || !width_ok(filters) {
+                    return bad(format!(
+                        "convolution of {channels} channels into {filters} filters: both must be between 1 and {MAX_WIDTH}"
+                    ));
+                }
+                window_ok("convolution", filter_h, filter_w, stride, pad)?;
+            }
+            LayerSpec::Pooling {
+                pool_h,
+                pool_w,
+                stride,
+                pad,
+            } => window_ok("pooling", pool_h, pool_w, stride, pad)?,
             LayerSpec::Relu | LayerSpec::Sigmoid => {}
         }
         Ok(())
@@ -73,6 +120,17 @@ impl LayerSpec {
         match *self {
             LayerSpec::Affine { inputs, outputs } => inputs.saturating_mul(outputs).saturating_add(outputs),
             LayerSpec::BatchNorm { features, .. } => 2 * features,
+            LayerSpec::Convolution {
+                channels,
+                filters,
+                filter_h,
+                filter_w,
+                ..
+            } => filters
+                .saturating_mul(channels)
+                .saturating_mul(filter_h)
+                .saturating_mul(filter_w)
+                .saturating_add(filters),
             _ => 0,
         }
     }
@@ -94,8 +152,38 @@ impl LayerSpec {
                 eps,
             } => Box::new(BatchNorm::new(features, momentum, eps)),
             LayerSpec::Dropout { ratio } => Box::new(Dropout::new(ratio)),
+            LayerSpec::Convolution {
+                channels,
+                filters,
+                filter_h,
+                filter_w,
+                stride,
+                pad,
+            } => Box::new(Convolution::new(
+                Tensor::zeros(&[filters, channels, filter_h, filter_w]),
+                Tensor::zeros(&[filters]),
+                stride,
+                pad,
+            )),
+            LayerSpec::Pooling {
+                pool_h,
+                pool_w,
+                stride,
+                pad,
+            } => Box::new(Pooling::new(pool_h, pool_w, stride, pad)),
         })
     }
+}
+
+/// Window sides and stride in `1..=MAX_WINDOW`, pad in `0..=MAX_WINDOW`.
+fn window_ok(what: &str, height: usize, width: usize, stride: usize, pad: usize) -> Result<(), LayerError> {
+    let side_ok = |v: usize| (1..=MAX_WINDOW).contains(&v);
+    if !side_ok(height) || !side_ok(width) || !side_ok(stride) || pad > MAX_WINDOW {
+        return Err(LayerError::Config(format!(
+            "{what} window {height}x{width}, stride {stride}, pad {pad}: sides and stride must be between 1 and {MAX_WINDOW}, pad at most {MAX_WINDOW}"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -145,6 +233,28 @@ mod tests {
             },
             LayerSpec::Dropout { ratio: 1.0 },
             LayerSpec::Dropout { ratio: f64::NAN },
+            LayerSpec::Convolution {
+                channels: 1,
+                filters: 30,
+                filter_h: 5,
+                filter_w: 5,
+                stride: 0,
+                pad: 0,
+            },
+            LayerSpec::Convolution {
+                channels: 1,
+                filters: usize::MAX,
+                filter_h: 5,
+                filter_w: 5,
+                stride: 1,
+                pad: 0,
+            },
+            LayerSpec::Pooling {
+                pool_h: 2,
+                pool_w: 1000,
+                stride: 2,
+                pad: 0,
+            },
         ] {
             assert!(matches!(spec.build::<f32>(), Err(LayerError::Config(_))), "{spec:?}");
         }

@@ -1,5 +1,8 @@
 use crate::TrainError;
-use layers::{Activation, Init, Mlp, OptimizerConfig, OptimizerKind};
+use layers::{deep_convnet, Activation, Init, Mlp, OptimizerConfig, OptimizerKind, Sequential, SimpleConvNet};
+use std::fmt;
+use std::str::FromStr;
+use tensor::Element;
 
 /// Largest batch size accepted: far beyond anything useful here, small
 /// enough that a typo cannot ask for terabytes.
@@ -12,11 +15,49 @@ pub const MAX_ITERS: usize = 10_000_000;
 /// a typo does not spawn threads for minutes.
 pub const MAX_THREADS: usize = 256;
 
+/// Which network a run trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ModelKind {
+    /// A fully connected network from the config's widths and chapter-6 options.
+    #[default]
+    Mlp,
+    /// The book's `SimpleConvNet` (chapter 7).
+    SimpleConvNet,
+    /// The book's `DeepConvNet` (chapter 8).
+    DeepConvNet,
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ModelKind::Mlp => "mlp",
+            ModelKind::SimpleConvNet => "simple-convnet",
+            ModelKind::DeepConvNet => "deep-convnet",
+        })
+    }
+}
+
+impl FromStr for ModelKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "mlp" => Ok(ModelKind::Mlp),
+            "simple-convnet" => Ok(ModelKind::SimpleConvNet),
+            "deep-convnet" => Ok(ModelKind::DeepConvNet),
+            other => Err(format!(
+                "unknown model '{other}'; use mlp, simple-convnet or deep-convnet"
+            )),
+        }
+    }
+}
+
 /// The recipe of a run. [`TrainConfig::default`] is the book's chapter 5:
 /// 784-50-10 with ReLU, `W ~ 0.01 N(0,1)`, SGD at 0.1, batches of 100 drawn
 /// with replacement, 10000 iterations, evaluation once per epoch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainConfig {
+    /// The network; the fields up to `weight_decay` shape an [`ModelKind::Mlp`] only.
+    pub model: ModelKind,
     /// Hidden layer widths; `[50]` is the book's two-layer net, `[100, 100]` is deeper.
     pub hidden: Vec<usize>,
     pub activation: Activation,
@@ -38,6 +79,9 @@ pub struct TrainConfig {
     /// Evaluate train and test accuracy every this many iterations; `None`
     /// means once per epoch, as the book does.
     pub eval_every: Option<usize>,
+    /// Measure the training accuracy on the first this-many training images
+    /// only (`None`: all of them); the test accuracy always uses the whole test set.
+    pub eval_train_size: Option<usize>,
     /// Seeds the weights (stream 0), the batch draws (stream 1) and Dropout's masks (stream 2).
     pub seed: u64,
     /// Worker threads; 0 uses every core.
@@ -47,6 +91,7 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
+            model: ModelKind::Mlp,
             hidden: vec![50],
             activation: Activation::Relu,
             init: Init::Std(0.01),
@@ -59,6 +104,7 @@ impl Default for TrainConfig {
             epochs: None,
             train_size: None,
             eval_every: None,
+            eval_train_size: None,
             seed: 42,
             threads: 0,
         }
@@ -77,6 +123,29 @@ impl TrainConfig {
             .batch_norm(self.batch_norm)
             .dropout(self.dropout)
             .weight_decay(self.weight_decay)
+    }
+
+    /// The seeded network for examples of `features` values (square images
+    /// for the convolutional nets) and `classes` classes.
+    pub fn build_model<T: Element>(&self, features: usize, classes: usize) -> Result<Sequential<T>, TrainError> {
+        let side = (features as f64).sqrt().round() as usize;
+        let square = side * side == features;
+        let model = match self.model {
+            ModelKind::Mlp => self.mlp(features, classes).build(self.seed)?,
+            ModelKind::SimpleConvNet if square => SimpleConvNet {
+                input: (1, side, side),
+                classes,
+                ..SimpleConvNet::default()
+            }
+            .build(self.seed)?,
+            ModelKind::DeepConvNet if features == 784 && classes == 10 => deep_convnet(self.seed)?,
+            kind => {
+                return Err(TrainError::InvalidConfig(format!(
+                    "{kind} does not fit images of {features} pixels and {classes} classes"
+                )))
+            }
+        };
+        Ok(model.with_weight_decay(self.weight_decay)?)
     }
 
     /// Refuses settings that cannot train, before any work starts.
@@ -115,6 +184,9 @@ impl TrainConfig {
         }
         if self.eval_every == Some(0) {
             return bad("--eval-every must be at least 1".into());
+        }
+        if self.eval_train_size == Some(0) {
+            return bad("--eval-train-size must be at least 1".into());
         }
         if self.threads > MAX_THREADS {
             return bad(format!(
@@ -155,6 +227,7 @@ impl TrainConfig {
     /// The settings as JSON, for the run folder.
     pub fn to_json(&self, train_len: usize) -> serde_json::Value {
         serde_json::json!({
+            "model": self.model.to_string(),
             "hidden": self.hidden,
             "activation": self.activation.to_string(),
             "init": self.init.to_string(),
@@ -171,6 +244,7 @@ impl TrainConfig {
             "epochs": self.epochs,
             "train_size": train_len,
             "eval_every": self.eval_interval(train_len),
+            "eval_train_size": self.eval_train_size,
             "seed": self.seed,
             "threads": self.threads,
         })

@@ -40,6 +40,8 @@ fn predictions<T: Element, R: Send + Default + std::ops::Add<Output = R>>(
             },
             |scratch, chunk| {
                 data.gather_range(chunk * EVAL_CHUNK, EVAL_CHUNK, &mut scratch.x, &mut scratch.labels);
+                net.shape_batch(&mut scratch.x)
+                    .expect("evaluation data has the network's input size (checked by the caller)");
                 let logits = net
                     .predict_with(&scratch.x, &mut scratch.activations)
                     .expect("evaluation data has the network's input size (checked by the caller)");

@@ -15,7 +15,7 @@ pub mod report;
 mod trainer;
 
 pub use checkpoint::{load_checkpoint, save_checkpoint, write_atomic, Checkpoint};
-pub use config::{TrainConfig, MAX_BATCH, MAX_ITERS, MAX_THREADS};
+pub use config::{ModelKind, TrainConfig, MAX_BATCH, MAX_ITERS, MAX_THREADS};
 pub use data::ImageData;
 pub use error::TrainError;
 pub use evaluate::{accuracy, confusion_matrix, EVAL_CHUNK};

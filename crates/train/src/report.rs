@@ -294,6 +294,57 @@ pub fn histogram_grid(
     })
 }
 
+/// Filters `[FN, C, FH, FW]` as a grid of gray squares, 8 a row, channel 0
+/// of each (the book's `filter_show`: each filter scaled to its own range,
+/// dark for large values as its `gray_r` map).
+pub fn plot_filters<T: tensor::Element>(
+    path: &Path,
+    title: &str,
+    filters: &tensor::Tensor<T>,
+) -> Result<(), TrainError> {
+    let &[count, channels, height, width] = filters.shape() else {
+        return Err(TrainError::Plot {
+            path: path.to_path_buf(),
+            detail: format!("filters must be [FN, C, FH, FW], got {:?}", filters.shape()),
+        });
+    };
+    const COLUMNS: usize = 8;
+    const CELL: usize = 10;
+    let (filter_px_w, filter_px_h) = (width * CELL, height * CELL);
+    let rows = count.div_ceil(COLUMNS).max(1);
+    let size = (
+        (COLUMNS * (filter_px_w + CELL) + CELL) as u32,
+        (rows * (filter_px_h + CELL) + CELL + 40) as u32,
+    );
+    draw_png(path, |file| {
+        let root = BitMapBackend::new(file, size).into_drawing_area();
+        root.fill(&WHITE)?;
+        let root = root.titled(title, (FONT, 18))?;
+        let plane = height * width;
+        for (f, filter) in filters.as_slice().chunks_exact(channels * plane).enumerate() {
+            let values = &filter[..plane];
+            let (lo, hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(v.to_f64()), hi.max(v.to_f64()))
+            });
+            let (left, top) = (
+                (f % COLUMNS) * (filter_px_w + CELL) + CELL,
+                (f / COLUMNS) * (filter_px_h + CELL) + CELL,
+            );
+            for (i, v) in values.iter().enumerate() {
+                let level = if hi > lo { (v.to_f64() - lo) / (hi - lo) } else { 0.5 };
+                let gray = (255.0 * (1.0 - level)).round() as u8;
+                let (x, y) = (left + (i % width) * CELL, top + (i / width) * CELL);
+                root.draw(&Rectangle::new(
+                    [(x as i32, y as i32), ((x + CELL) as i32, (y + CELL) as i32)],
+                    RGBColor(gray, gray, gray).filled(),
+                ))?;
+            }
+        }
+        root.present()?;
+        Ok(())
+    })
+}
+
 /// Writes a CSV table: a header line, then one line per row.
 pub fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) -> Result<(), TrainError> {
     let mut text = header.join(",");

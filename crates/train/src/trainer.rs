@@ -22,7 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tensor::{Element, Tensor};
 
-/// One evaluation: accuracies on the full train and test sets.
+/// One evaluation: accuracies on the training set (or its first
+/// `eval_train_size` images) and the full test set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalRecord {
     pub iteration: usize,
@@ -75,8 +76,8 @@ pub struct Trainer<'a, T: Element> {
 
 impl<'a, T: Element> Trainer<'a, T> {
     /// Validates the settings and the data, builds the seeded network of the
-    /// config (`train.features()` inputs, `classes` outputs), the optimizer
-    /// and the thread pool.
+    /// config ([`TrainConfig::build_model`]: `train.features()` inputs,
+    /// `classes` outputs), the optimizer and the thread pool.
     pub fn new(
         config: TrainConfig,
         train: ImageData<'a>,
@@ -84,7 +85,7 @@ impl<'a, T: Element> Trainer<'a, T> {
         classes: usize,
     ) -> Result<Self, TrainError> {
         config.validate()?;
-        let model = config.mlp(train.features(), classes).build(config.seed)?;
+        let model = config.build_model(train.features(), classes)?;
         Self::with_model(config, model, train, test)
     }
 
@@ -187,7 +188,11 @@ impl<'a, T: Element> Trainer<'a, T> {
         observer: &mut dyn Observer,
     ) -> Duration {
         let t0 = Instant::now();
-        let (model, train, test) = (&self.model, self.train, self.test);
+        let train = match self.config.eval_train_size {
+            Some(n) => self.train.first(n),
+            None => self.train,
+        };
+        let (model, test) = (&self.model, self.test);
         let (train_accuracy, test_accuracy) = (accuracy(model, train), accuracy(model, test));
         let record = EvalRecord {
             iteration,
@@ -241,6 +246,8 @@ impl<'a, T: Element> Trainer<'a, T> {
                 *index = rng.random_range(0..self.train.len());
             }
             self.train.gather(&indices, &mut x, &mut labels);
+            // [N, C, H, W] for a convolutional net (a reshape, never a copy).
+            self.model.shape_batch(&mut x)?;
             let loss = self
                 .model
                 .gradient_unchecked(&x, Target::Labels(&labels), &mut layer_rng)

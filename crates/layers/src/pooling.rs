@@ -1,0 +1,257 @@
+//! Max pooling (the book's `Pooling`, section 7.5).
+//!
+//! Shapes: `x` is `[N, C, H, W]`; each channel is pooled on its own with a
+//! `PH x PW` window moved by `stride` over the image padded with `pad` zeros;
+//! `y` is `[N, C, OH, OW]` with `OH = (H + 2 pad - PH) / stride + 1`.
+//! * forward: `y = max` over the window. Padding counts as 0, as in the
+//!   book (whose im2col pads with zeros); on ties the first maximum in
+//!   row-major order wins, as NumPy's `argmax`.
+//! * backward: each `dL/dy` goes to the input position that was the
+//!   maximum (nowhere if that was padding); overlapping windows add up.
+//!
+//! Training keeps the position of every maximum for backward.
+
+use crate::{Layer, LayerError, LayerRng, LayerSpec};
+use rayon::prelude::*;
+use tensor::conv::ConvGeometry;
+use tensor::{Element, Tensor};
+
+/// The argmax of a window whose maximum was a padding zero.
+const IN_PADDING: u32 = u32::MAX;
+
+#[derive(Debug, Clone)]
+pub struct Pooling {
+    pool_h: usize,
+    pool_w: usize,
+    stride: usize,
+    pad: usize,
+    /// For every output value of the last training pass, the index of the
+    /// maximum within its input channel plane (or [`IN_PADDING`]).
+    argmax: Vec<u32>,
+}
+
+impl Pooling {
+    /// # Panics
+    /// When a size or the stride is 0 ([`LayerSpec::validate`] refuses it first).
+    pub fn new(pool_h: usize, pool_w: usize, stride: usize, pad: usize) -> Self {
+        assert!(pool_h > 0 && pool_w > 0 && stride > 0, "Pooling: zero size or stride");
+        Pooling {
+            pool_h,
+            pool_w,
+            stride,
+            pad,
+            argmax: Vec::new(),
+        }
+    }
+
+    /// The window over one channel plane of an example of shape `[C, H, W]`.
+    fn geometry(&self, example: &[usize]) -> Result<ConvGeometry, LayerError> {
+        let [channels, height, width] = example[..] else {
+            return Err(LayerError::Config(format!(
+                "a Pooling layer takes [C, H, W] per example, not {example:?}"
+            )));
+        };
+        let plane = ConvGeometry::new((1, height, width), (self.pool_h, self.pool_w), self.stride, self.pad);
+        if channels == 0 || plane.is_err() {
+            return Err(LayerError::Config(format!(
+                "a {}x{} pool with pad {} does not fit a {height}x{width} input (stride {})",
+                self.pool_h, self.pool_w, self.pad, self.stride
+            )));
+        }
+        plane.map_err(|e| LayerError::Config(e.to_string()))
+    }
+
+    fn batch_geometry(&self, input: &[usize]) -> ConvGeometry {
+        self.geometry(&input[1..])
+            .unwrap_or_else(|e| panic!("Pooling on {input:?}: {e}"))
+    }
+
+    /// Pools every plane of `input` into `output`, writing the position of
+    /// each maximum into `argmax` when given.
+    fn pool<T: Element>(&self, input: &Tensor<T>, output: &mut Tensor<T>, argmax: Option<&mut Vec<u32>>) {
+        let g = self.batch_geometry(input.shape());
+        let planes = input.shape()[0] * input.shape()[1];
+        let (plane_in, plane_out) = (g.height * g.width, g.windows());
+        output.resize(&[input.shape()[0], input.shape()[1], g.out_h(), g.out_w()]);
+        let pool_plane = |x: &[T], y: &mut [T], mut positions: Option<&mut [u32]>| {
+            for oh in 0..g.out_h() {
+                for ow in 0..g.out_w() {
+                    let (mut best, mut best_at) = (T::ZERO, IN_PADDING);
+                    let mut first = true;
+                    for i in 0..g.filter_h {
+                        for j in 0..g.filter_w {
+                            let y_in = (oh * g.stride + i).checked_sub(g.pad).filter(|&r| r < g.height);
+                            let x_in = (ow * g.stride + j).checked_sub(g.pad).filter(|&c| c < g.width);
+                            let (value, at) = match (y_in, x_in) {
+                                (Some(r), Some(c)) => (x[r * g.width + c], (r * g.width + c) as u32),
+                                _ => (T::ZERO, IN_PADDING),
+                            };
+                            if first || value > best {
+                                (best, best_at, first) = (value, at, false);
+                            }
+                        }
+                    }
+                    y[oh * g.out_w() + ow] = best;
+                    if let Some(positions) = positions.as_deref_mut() {
+                        positions[oh * g.out_w() + ow] = best_at;
+                    }
+                }
+            }
+        };
+        let inputs = input.as_slice().par_chunks(plane_in);
+        let outputs = output.as_mut_slice().par_chunks_mut(plane_out);
+        match argmax {
+            Some(argmax) => {
+                argmax.clear();
+                argmax.resize(planes * plane_out, IN_PADDING);
+                inputs
+                    .zip(outputs)
+                    .zip(argmax.par_chunks_mut(plane_out))
+                    .for_each(|((x, y), at)| pool_plane(x, y, Some(at)));
+            }
+            None => inputs.zip(outputs).for_each(|(x, y)| pool_plane(x, y, None)),
+        }
+    }
+}
+
+impl<T: Element> Layer<T> for Pooling {
+    fn name(&self) -> &'static str {
+        "Pooling"
+    }
+
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::Pooling {
+            pool_h: self.pool_h,
+            pool_w: self.pool_w,
+            stride: self.stride,
+            pad: self.pad,
+        }
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
+        let g = self.geometry(input)?;
+        Ok(vec![input[0], g.out_h(), g.out_w()])
+    }
+
+    fn forward(&self, input: &Tensor<T>, output: &mut Tensor<T>) {
+        self.pool(input, output, None);
+    }
+
+    fn forward_train(&mut self, input: &Tensor<T>, output: &mut Tensor<T>, _rng: &mut LayerRng) {
+        let mut argmax = std::mem::take(&mut self.argmax);
+        self.pool(input, output, Some(&mut argmax));
+        self.argmax = argmax;
+    }
+
+    fn backward(
+        &mut self,
+        input: &Tensor<T>,
+        _output: &Tensor<T>,
+        grad_output: &Tensor<T>,
+        grad_input: Option<&mut Tensor<T>>,
+    ) {
+        let Some(grad_input) = grad_input else {
+            return;
+        };
+        let g = self.batch_geometry(input.shape());
+        let (plane_in, plane_out) = (g.height * g.width, g.windows());
+        grad_input.resize(input.shape());
+        grad_input
+            .as_mut_slice()
+            .par_chunks_mut(plane_in)
+            .zip(grad_output.as_slice().par_chunks(plane_out))
+            .zip(self.argmax.par_chunks(plane_out))
+            .for_each(|((dx, dy), at)| {
+                dx.fill(T::ZERO);
+                for (&g, &position) in dy.iter().zip(at) {
+                    if position != IN_PADDING {
+                        dx[position as usize] += g;
+                    }
+                }
+            });
+    }
+
+    fn clone_box(&self) -> Box<dyn Layer<T>> {
+        Box::new(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gradcheck::check_layer;
+    use rand::SeedableRng;
+
+    #[test]
+    fn max_of_each_window_and_ties_go_to_the_first() {
+        // One 4x4 channel, 2x2 windows, stride 2.
+        let x = Tensor::from_vec(
+            vec![
+                1.0f32, 3.0, 2.0, 2.0, //
+                0.0, -1.0, 2.0, 1.0, //
+                -5.0, -4.0, 7.0, 0.0, //
+                -3.0, -2.0, 0.0, 7.0,
+            ],
+            &[1, 1, 4, 4],
+        )
+        .unwrap();
+        let mut layer = Pooling::new(2, 2, 2, 0);
+        let mut y = Tensor::zeros(&[0]);
+        layer.forward_train(&x, &mut y, &mut LayerRng::seed_from_u64(0));
+        assert_eq!(y.shape(), &[1, 1, 2, 2]);
+        assert_eq!(y.as_slice(), &[3.0, 2.0, -2.0, 7.0]);
+        let mut dx = Tensor::zeros(&[0]);
+        let dy = Tensor::from_vec(vec![10.0f32, 20.0, 30.0, 40.0], &[1, 1, 2, 2]).unwrap();
+        layer.backward(&x, &y, &dy, Some(&mut dx));
+        // The tie 2, 2 in the top-right window goes to the first; 7, 7 likewise.
+        let mut expected = [0.0f32; 16];
+        (expected[1], expected[2], expected[13], expected[10]) = (10.0, 20.0, 30.0, 40.0);
+        assert_eq!(dx.as_slice(), &expected);
+    }
+
+    #[test]
+    fn padding_counts_as_zero() {
+        // All-negative input: with pad 1 every corner window's maximum is a padding zero.
+        let x = Tensor::full(&[1, 1, 2, 2], -1.0f64);
+        let mut layer = Pooling::new(2, 2, 2, 1);
+        let mut y = Tensor::zeros(&[0]);
+        layer.forward_train(&x, &mut y, &mut LayerRng::seed_from_u64(0));
+        assert_eq!(y.shape(), &[1, 1, 2, 2]);
+        assert_eq!(y.as_slice(), &[0.0; 4]);
+        let mut dx = Tensor::zeros(&[0]);
+        layer.backward(&x, &y, &Tensor::full(&[1, 1, 2, 2], 1.0), Some(&mut dx));
+        assert_eq!(dx.as_slice(), &[0.0; 4], "no gradient flows into padding");
+    }
+
+    #[test]
+    fn gradient_check_with_overlapping_windows() {
+        // Distinct values (a permutation, scaled) keep every window's maximum
+        // away from a tie, where the derivative jumps.
+        let mut rng = LayerRng::seed_from_u64(3);
+        let mut values: Vec<f64> = (0..2 * 3 * 6 * 5).map(|i| i as f64 * 0.1).collect();
+        use rand::seq::SliceRandom;
+        values.shuffle(&mut rng);
+        let x = Tensor::from_vec(values, &[2, 3, 6, 5]).unwrap();
+        for (pool, stride, pad) in [(2, 2, 0), (3, 2, 1), (2, 1, 0)] {
+            let mut layer = Pooling::new(pool, pool, stride, pad);
+            let report = check_layer(&mut layer, &x, 1e-5, 1);
+            assert!(report.input < 1e-9, "pool {pool} stride {stride} pad {pad}: {report:?}");
+            assert!(report.repeatable);
+        }
+    }
+
+    #[test]
+    fn a_pool_larger_than_the_input_is_refused() {
+        let layer = Pooling::new(5, 5, 2, 0);
+        let err = Layer::<f32>::output_shape(&layer, &[3, 4, 4]).unwrap_err();
+        assert!(err.to_string().contains("does not fit"), "{err}");
+        assert_eq!(
+            Layer::<f32>::output_shape(&Pooling::new(2, 2, 2, 0), &[30, 24, 24]).unwrap(),
+            vec![30, 12, 12]
+        );
+        assert_eq!(
+            Layer::<f32>::output_shape(&Pooling::new(2, 2, 2, 0), &[64, 7, 7]).unwrap(),
+            vec![64, 3, 3]
+        );
+    }
+}
