@@ -25,9 +25,8 @@ fn train_step(c: &mut Criterion) {
         let mut net = two_layer_net::<f32>();
         let mut optimizer = OptimizerConfig::new(kind)
             .with_learning_rate(learning_rate)
-            .build::<f32>()
+            .build::<f32>(&net.param_shapes())
             .unwrap();
-        optimizer.init(&net.param_shapes());
         let mut previous = net.param_buffers();
         for threads in [1, 2] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();

@@ -66,6 +66,12 @@ pub fn load_data(dataset: Dataset, data_dir: Option<PathBuf>) -> Result<(Mnist, 
 
 /// A rayon pool of `threads` workers (0: one per core).
 pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
+    if threads > train::MAX_THREADS {
+        return Err(XtaskError::Usage(format!(
+            "--threads must be at most {} (0 uses every core), got {threads}",
+            train::MAX_THREADS
+        )));
+    }
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()

@@ -1,7 +1,8 @@
 //! `cargo xtask eval`: test accuracy and confusion matrix of a saved model.
 
-use crate::common::{load_data, load_model, parse_dataset, thread_pool, Result, XtaskError};
+use crate::common::{load_model, locate_data, parse_dataset, thread_pool, Result, XtaskError};
 use mnist::Dataset;
+use mnist::{Mnist, Split};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use train::{accuracy, confusion_matrix, ImageData};
@@ -26,15 +27,17 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
+    let pool = thread_pool(args.threads)?;
     let (checkpoint, dataset) = load_model(&args.model, args.dataset)?;
-    let (data, _, _) = load_data(dataset, args.data_dir)?;
-    let test = ImageData::new(&data.test.images, &data.test.labels, data.test.pixels())?;
+    // Only the test split is scored, so only it is read.
+    let dir = locate_data(dataset, args.data_dir)?;
+    let split = Mnist::load_split(&dir, dataset, Split::Test)?;
+    let test = ImageData::new(&split.images, &split.labels, split.pixels())?;
     let net = &checkpoint.model;
     if test.is_empty() {
         return Err(XtaskError::Usage(format!("the {dataset} test split holds no images")));
     }
     let classes = net.output_size();
-    let pool = thread_pool(args.threads)?;
     let (acc, matrix) = pool.install(|| (accuracy(net, test), confusion_matrix(net, test, classes)));
     println!(
         "{}: {} images, test accuracy {:.4}",

@@ -9,7 +9,7 @@
 
 use crate::common::{locate_data, parse_dataset, thread_pool, Result, XtaskError};
 use layers::gradcheck::{mean_abs_diff, numerical_gradient, relative_error};
-use layers::{Activation, Init, LayerRng, Mlp, Sequential, SimpleConvNet, Target};
+use layers::{layer_stream, Activation, Init, LayerRng, Mlp, Sequential, SimpleConvNet, Target};
 use mnist::{Dataset, Mnist, Split};
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
@@ -108,8 +108,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         )));
     }
     // Refuse a bad network before loading anything.
-    let recipe = args.recipe(1);
+    let recipe = args.recipe(args.dataset.pixels());
     recipe.validate()?;
+    if args.batch_norm && args.samples < 2 {
+        return Err(XtaskError::Usage(
+            "--batch-norm needs --samples of 2 or more: over one image BatchNorm's output is constant and every gradient before it is 0".into(),
+        ));
+    }
     let pool = thread_pool(args.threads)?;
     let report = match args.model {
         ModelKind::Mlp => check_mlp(&args, &pool)?,
@@ -188,8 +193,13 @@ fn print_report(args: &Args, report: &Report, tolerance: f64, pool: &rayon::Thre
         Ok(ExitCode::SUCCESS)
     } else {
         Err(XtaskError::Failed(format!(
-            "gradient check failed for {} (mean difference above {tolerance:e}); backprop disagrees with the numerical gradient",
-            failed.join(", ")
+            "gradient check failed for {} (mean difference above {tolerance:e}); backprop disagrees with the numerical gradient{}",
+            failed.join(", "),
+            if args.activation == Activation::Relu && args.model == ModelKind::Mlp {
+                ". With ReLU, a step of h = 1e-4 crosses the kink at 0 wherever a unit's input is that small (as with deep nets of std:0.01 weights): try --init he or --activation sigmoid before suspecting backprop"
+            } else {
+                ""
+            }
         )))
     }
 }
@@ -237,7 +247,7 @@ fn check_convnet<T: Element>(args: &Args) -> Result<Report> {
 /// Backprop and the numerical gradient of `net` on `x`, timed and compared.
 fn compare<T: Element>(args: &Args, mut net: Sequential<T>, x: Tensor<T>, labels: &[usize]) -> Result<Report> {
     let target = Target::Labels(labels);
-    let stream = || LayerRng::seed_from_u64(args.seed);
+    let stream = || layer_stream(args.seed);
 
     // Backprop takes microseconds: time enough repetitions for a stable figure.
     net.gradient(&x, target, &mut stream())?;
@@ -248,6 +258,11 @@ fn compare<T: Element>(args: &Args, mut net: Sequential<T>, x: Tensor<T>, labels
     }
     let backprop_seconds = start.elapsed().as_secs_f64() / repeats as f64;
 
+    let params = net.num_params();
+    eprintln!(
+        "numerical gradient: {params} parameters, 2 forward passes each over {} images...",
+        x.rows()
+    );
     let start = Instant::now();
     let numerical = numerical_gradient(&net, &x, target, T::from_f64(H), args.seed)?;
     let numerical_seconds = start.elapsed().as_secs_f64();

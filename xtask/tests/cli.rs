@@ -415,12 +415,22 @@ fn every_experiment_runs_quick_and_writes_its_figure() {
 
     let (json, stdout) = run("batch-norm");
     assert_eq!(json.as_object().unwrap().len(), 8, "4 scales x with/without: {json}");
-    assert!(stdout.contains("BatchNorm ahead after"), "{stdout}");
+    let ahead = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("BatchNorm ahead after 3 epochs at "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<usize>().ok());
+    assert!(ahead >= Some(3), "BatchNorm learns faster at most scales: {stdout}");
 
     let (json, _) = run("overfit");
+    let accuracy = |curve: &str, split: &str| json[curve][split].as_f64().unwrap();
     for curve in ["plain", "weight decay", "dropout"] {
-        assert!(json[curve]["train_accuracy"].is_number(), "{curve}: {json}");
+        assert!(accuracy(curve, "train_accuracy") > 0.15, "{curve} learns: {json}");
     }
+    assert!(
+        accuracy("plain", "train_accuracy") > accuracy("plain", "test_accuracy"),
+        "300 images overfit: {json}"
+    );
 
     let (json, stdout) = run("hyperparameter-search");
     let best = &json["Best-1"];

@@ -2,7 +2,9 @@
 //!
 //! Shapes: `x` is `[N, D]` (D features) or `[N, C, H, W]` (C channels); the
 //! statistics are per feature over the batch, or per channel over the batch
-//! and the H x W positions (what convolutional networks use). Below, `M` is
+//! and the H x W positions (what convolutional networks use; the book's own
+//! layer instead flattens 4-D input to `[N, C*H*W]` and normalizes every
+//! value position on its own). Below, `M` is
 //! the number of values averaged (N, or N*H*W), and every sum runs over them.
 //!
 //! Training mode, per feature:
@@ -126,6 +128,7 @@ impl<T: Element> Layer<T> for BatchNorm<T> {
         let (batch, features, positions) = layout(input.shape());
         let inv_count = T::ONE / T::from_f64((batch * positions).max(1) as f64);
         // Batch mean, then (biased) variance, per feature: two passes.
+        // `inv_std` first sums the squared deviations, then becomes 1 / std.
         let (mean, inv_std) = (&mut self.batch_mean, &mut self.inv_std);
         mean.clear();
         mean.resize(features, T::ZERO);

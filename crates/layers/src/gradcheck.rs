@@ -9,7 +9,7 @@
 //! Dropout with a mask). Every forward pass reseeds the random stream from
 //! the same seed, so all the perturbed passes see the mask backprop saw.
 
-use crate::{Layer, LayerError, LayerRng, Sequential, Target};
+use crate::{layer_stream, Layer, LayerError, LayerRng, Sequential, Target};
 use rand::SeedableRng;
 use rayon::prelude::*;
 use tensor::{Element, Tensor};
@@ -168,7 +168,8 @@ fn set_nth_param(layer: &mut dyn Layer<f64>, n: usize, values: &[f64]) {
 /// The book's `numerical_gradient` of a whole model: for every parameter
 /// `p`, `(L(p + h) - L(p - h)) / 2h` with an honest full forward pass (in
 /// training mode, stream seeded with `seed`, weight decay included) for each
-/// of the two perturbations. Returns `(name, gradient)` in the model's
+/// of the two perturbations; the layers' stream is [`layer_stream`]`(seed)`
+/// for every pass, as backprop's must be. Returns `(name, gradient)` in the model's
 /// parameter order. Spread over rayon's current pool; each worker perturbs
 /// its own copy of the model, so nothing is shared or aliased.
 pub fn numerical_gradient<T: Element>(
@@ -192,9 +193,7 @@ pub fn numerical_gradient<T: Element>(
         .map_init(
             || model.clone(),
             |model, chunk| {
-                let loss = |model: &mut Sequential<T>| {
-                    model.loss_train_unchecked(x, target, &mut LayerRng::seed_from_u64(seed))
-                };
+                let loss = |model: &mut Sequential<T>| model.loss_train_unchecked(x, target, &mut layer_stream(seed));
                 chunk
                     .iter()
                     .map(|&(p, e)| {

@@ -6,6 +6,16 @@ use tensor::{Element, Tensor};
 /// The caller owns and seeds it, so a run is reproducible from its seed.
 pub type LayerRng = ChaCha8Rng;
 
+/// The layers' stream of `seed`: stream 2 of its ChaCha8 generator (stream 0
+/// draws the initial weights, stream 1 the training batches), so that masks
+/// never reuse the numbers the weights were drawn from.
+pub fn layer_stream(seed: u64) -> LayerRng {
+    use rand::SeedableRng;
+    let mut rng = LayerRng::seed_from_u64(seed);
+    rng.set_stream(2);
+    rng
+}
+
 /// A trainable parameter as a layer shows it: what kind it is, its value and
 /// its gradient. [`crate::Sequential`] gives it its name (`W1`, `gamma2`, ...).
 pub struct Param<'a, T> {

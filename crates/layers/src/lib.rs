@@ -26,8 +26,9 @@
 //!
 //! // The book's TwoLayerNet, smaller: 4 inputs, 8 hidden units, 3 classes.
 //! let mut model = Mlp::two_layer_net(4, 8, 3).build::<f32>(42).unwrap();
-//! let mut adam = OptimizerConfig::new(OptimizerKind::Adam).build::<f32>().unwrap();
-//! adam.init(&model.param_shapes());
+//! let mut adam = OptimizerConfig::new(OptimizerKind::Adam)
+//!     .build::<f32>(&model.param_shapes())
+//!     .unwrap();
 //! let mut previous = model.param_buffers();
 //! let x = Tensor::from_vec(vec![0.1f32; 8], &[2, 4]).unwrap();
 //! let mut rng = LayerRng::seed_from_u64(42);
@@ -64,8 +65,8 @@ pub use convnet::{deep_convnet, SimpleConvNet};
 pub use convolution::Convolution;
 pub use dropout::Dropout;
 pub use error::LayerError;
-pub use layer::{Layer, LayerRng, Param, ParamMut};
-pub use mlp::{Init, Mlp};
+pub use layer::{layer_stream, Layer, LayerRng, Param, ParamMut};
+pub use mlp::{Init, Mlp, MAX_HIDDEN_LAYERS};
 pub use model::{NamedParam, Sequential};
 pub use mul::MulLayer;
 pub use optimizer::{Optimizer, OptimizerConfig, OptimizerKind};

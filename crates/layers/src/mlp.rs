@@ -9,7 +9,10 @@
 //! start at 0, BatchNorm's scale at 1 and shift at 0.
 
 use crate::batch_norm::{BATCH_NORM_EPS, BATCH_NORM_MOMENTUM};
-use crate::{Activation, Affine, BatchNorm, Dropout, Layer, LayerError, LayerSpec, Sequential, MAX_WIDTH};
+use crate::{Activation, Affine, BatchNorm, Dropout, Layer, LayerError, LayerSpec, Sequential, MAX_PARAMS, MAX_WIDTH};
+
+/// The most hidden layers a recipe may have (the book's deepest has 6).
+pub const MAX_HIDDEN_LAYERS: usize = 100;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::fmt;
@@ -46,9 +49,10 @@ impl Init {
 
     pub fn validate(self) -> Result<(), LayerError> {
         match self {
-            Init::Std(std) if !(std.is_finite() && std > 0.0) => Err(LayerError::Config(format!(
-                "the initial weight std must be a positive number, got {std}"
-            ))),
+            // Below f32's smallest normal number the weights would all round to 0.
+            Init::Std(std) if !(std.is_finite() && std >= f32::MIN_POSITIVE as f64) => Err(LayerError::Config(
+                format!("the initial weight std must be a positive number of at least 1e-37, got {std}"),
+            )),
             _ => Ok(()),
         }
     }
@@ -155,6 +159,24 @@ impl Mlp {
                 self.sizes
             ));
         }
+        if self.sizes.len() > MAX_HIDDEN_LAYERS + 2 {
+            return bad(format!(
+                "{} hidden layers is more than {MAX_HIDDEN_LAYERS}",
+                self.sizes.len() - 2
+            ));
+        }
+        // W and b of every Affine, gamma and beta of every BatchNorm.
+        let params = self.sizes.windows(2).fold(0usize, |total, pair| {
+            let affine = pair[0].saturating_mul(pair[1]).saturating_add(pair[1]);
+            let batch_norm = if self.batch_norm { 2 * pair[1] } else { 0 };
+            total.saturating_add(affine).saturating_add(batch_norm)
+        });
+        if params > MAX_PARAMS {
+            return bad(format!(
+                "widths {:?} make {params} parameters, more than the {MAX_PARAMS} a model may have",
+                self.sizes
+            ));
+        }
         self.init.validate()?;
         if let Some(ratio) = self.dropout {
             LayerSpec::Dropout { ratio }.validate()?;
@@ -205,7 +227,7 @@ mod tests {
     fn check_model(model: &mut Sequential<f64>, x: &Tensor<f64>, labels: &[usize], tolerance: f64) {
         let seed = 77;
         model
-            .gradient(x, Target::Labels(labels), &mut LayerRng::seed_from_u64(seed))
+            .gradient(x, Target::Labels(labels), &mut crate::layer_stream(seed))
             .unwrap();
         let numerical = numerical_gradient(model, x, Target::Labels(labels), 1e-5, seed).unwrap();
         for (param, (name, num)) in model.params().iter().zip(&numerical) {
@@ -341,6 +363,9 @@ mod tests {
             Mlp::new(&[4, 2]).init(Init::Std(f64::NAN)),
             Mlp::new(&[4, 3, 2]).dropout(Some(1.0)),
             Mlp::new(&[4, 2]).weight_decay(-1.0),
+            Mlp::new(&[784, 65536, 65536, 10]),
+            Mlp::new(&[5; 103]),
+            Mlp::new(&[4, 2]).init(Init::Std(1e-50)),
         ] {
             assert!(
                 matches!(recipe.build::<f32>(0), Err(LayerError::Config(_))),

@@ -9,9 +9,9 @@
 //! own (BatchNorm) takes the number of the last one that did (`gamma1 beta1`
 //! after the first Affine), as the book's `MultiLayerNetExtend` names them.
 //! Saved non-trainable state (buffers: `running_mean1 running_var1`) is named
-//! the same way. [`Sequential::visit_params_mut`] is the one walk over the
-//! parameters that optimizers, weight decay, loading and the numerical
-//! gradient use.
+//! the same way. [`Sequential::visit_params_mut`] is the one writing walk
+//! over the parameters (optimizers, weight decay's gradient, loading, the
+//! numerical gradient), [`Sequential::params`] the reading one.
 //!
 //! **Weight decay** (L2, the book's `weight_decay_lambda`): the loss gains
 //! `lambda / 2 * sum(W^2)` over the weight matrices (not biases, not
@@ -75,9 +75,13 @@ impl<T: Element> Sequential<T> {
     /// that every layer takes the previous one's output and that the last
     /// gives one score per class, and names the parameters.
     pub fn new(input_shape: &[usize], layers: Vec<Box<dyn Layer<T>>>) -> Result<Self, LayerError> {
-        if input_shape.is_empty() || input_shape.len() > 3 || input_shape.contains(&0) {
+        if input_shape.is_empty()
+            || input_shape.len() > 3
+            || input_shape.iter().any(|&d| d == 0 || d > crate::MAX_WIDTH)
+        {
             return Err(LayerError::Config(format!(
-                "an example's shape must have 1 to 3 positive dimensions, got {input_shape:?}"
+                "an example's shape must have 1 to 3 dimensions between 1 and {}, got {input_shape:?}",
+                crate::MAX_WIDTH
             )));
         }
         if layers.is_empty() {
@@ -460,6 +464,41 @@ impl<T: Element> Sequential<T> {
         out
     }
 
+    /// Copies every buffer into `out` (same order as [`Sequential::buffers`]),
+    /// reusing `out`'s allocations: a snapshot to put back with
+    /// [`Sequential::restore_buffers`].
+    pub fn copy_buffers_into(&self, out: &mut Vec<Tensor<T>>) {
+        // An empty tensor does not allocate; `resize` only grows `out` once.
+        out.resize(self.buffer_names.len(), Tensor::zeros(&[0]));
+        let mut i = 0;
+        for layer in &self.layers {
+            layer.visit_buffers(&mut |_, tensor| {
+                out[i].assign(tensor);
+                i += 1;
+            });
+        }
+    }
+
+    /// Puts back buffers copied by [`Sequential::copy_buffers_into`].
+    ///
+    /// # Panics
+    /// When `from` does not hold one tensor of the right shape per buffer.
+    pub fn restore_buffers(&mut self, from: &[Tensor<T>]) {
+        assert_eq!(
+            from.len(),
+            self.buffer_names.len(),
+            "restore_buffers: one tensor per buffer"
+        );
+        let mut i = 0;
+        for layer in &mut self.layers {
+            layer.visit_buffers_mut(&mut |_, tensor| {
+                assert_eq!(tensor.shape(), from[i].shape(), "restore_buffers: shape mismatch");
+                tensor.assign(&from[i]);
+                i += 1;
+            });
+        }
+    }
+
     /// Writes `value` into element `element` of parameter `index` and
     /// returns what was there (numerical gradients).
     ///
@@ -691,9 +730,8 @@ mod tests {
         let labels = [0usize, 1, 2, 0, 1, 2];
         let mut optimizer = OptimizerConfig::new(OptimizerKind::Sgd)
             .with_learning_rate(0.5)
-            .build()
+            .build(&net.param_shapes())
             .unwrap();
-        optimizer.init(&net.param_shapes());
         let mut previous = net.param_buffers();
         let mut rng = LayerRng::seed_from_u64(0);
         let first = net.gradient(&x, Target::Labels(&labels), &mut rng).unwrap();

@@ -31,7 +31,8 @@ const DENOMINATOR_EPS: f64 = 1e-7;
 /// An update rule with per-parameter state.
 pub trait Optimizer<T: Element>: Send {
     /// Allocates the state (zeros) for parameters of these shapes, in the
-    /// order `update` will see them ([`crate::Sequential::param_shapes`]).
+    /// order `update` will see them ([`crate::Sequential::param_shapes`]);
+    /// [`OptimizerConfig::build`] calls it, and calling it again starts over.
     fn init(&mut self, shapes: &[Vec<usize>]);
 
     /// Called once at the start of every step, before the updates.
@@ -172,11 +173,12 @@ impl OptimizerConfig {
         }
     }
 
-    /// The optimizer, state not yet allocated (see [`Optimizer::init`]).
-    pub fn build<T: Element>(&self) -> Result<Box<dyn Optimizer<T>>, LayerError> {
+    /// The optimizer, its state allocated for parameters of these shapes
+    /// ([`crate::Sequential::param_shapes`]).
+    pub fn build<T: Element>(&self, shapes: &[Vec<usize>]) -> Result<Box<dyn Optimizer<T>>, LayerError> {
         self.validate()?;
         let lr = T::from_f64(self.learning_rate);
-        Ok(match self.kind {
+        let mut optimizer: Box<dyn Optimizer<T>> = match self.kind {
             OptimizerKind::Sgd => Box::new(Sgd { lr }),
             OptimizerKind::Momentum => Box::new(Momentum {
                 lr,
@@ -209,7 +211,9 @@ impl OptimizerConfig {
                 m: State::default(),
                 v: State::default(),
             }),
-        })
+        };
+        optimizer.init(shapes);
+        Ok(optimizer)
     }
 }
 
@@ -400,8 +404,7 @@ mod tests {
     /// Runs steps with the given W gradients (b's gradient is 0) and returns W after each.
     fn run(config: OptimizerConfig, grads: &[f64]) -> Vec<f64> {
         let mut model = scalar_model(1.0);
-        let mut optimizer = config.build::<f64>().unwrap();
-        optimizer.init(&model.param_shapes());
+        let mut optimizer = config.build::<f64>(&model.param_shapes()).unwrap();
         let mut previous = model.param_buffers();
         grads
             .iter()
@@ -486,8 +489,7 @@ mod tests {
         for kind in OptimizerKind::ALL {
             let config = OptimizerConfig::new(kind).with_learning_rate(0.1);
             let mut model = scalar_model(1.0);
-            let mut optimizer = config.build::<f64>().unwrap();
-            optimizer.init(&model.param_shapes());
+            let mut optimizer = config.build::<f64>(&model.param_shapes()).unwrap();
             let mut previous = model.param_buffers();
             let set_grad = |model: &mut Sequential<f64>, g: f64| {
                 model.visit_params_mut(&mut |_, p| p.grad.fill(g));
@@ -518,10 +520,10 @@ mod tests {
             beta2: 1.0,
             ..OptimizerConfig::new(OptimizerKind::Adam)
         };
-        assert!(bad.build::<f32>().is_err());
+        assert!(bad.build::<f32>(&[]).is_err());
         assert!(OptimizerConfig::new(OptimizerKind::Sgd)
             .with_learning_rate(f64::NAN)
-            .build::<f32>()
+            .build::<f32>(&[])
             .is_err());
         assert_eq!(
             OptimizerConfig::new(OptimizerKind::Adam).describe(),

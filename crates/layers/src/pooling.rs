@@ -75,22 +75,45 @@ impl Pooling {
         output.resize(&[input.shape()[0], input.shape()[1], g.out_h(), g.out_w()]);
         let pool_plane = |x: &[T], y: &mut [T], mut positions: Option<&mut [u32]>| {
             for oh in 0..g.out_h() {
+                let top = (oh * g.stride) as isize - g.pad as isize;
                 for ow in 0..g.out_w() {
-                    let (mut best, mut best_at) = (T::ZERO, IN_PADDING);
-                    let mut first = true;
-                    for i in 0..g.filter_h {
-                        for j in 0..g.filter_w {
-                            let y_in = (oh * g.stride + i).checked_sub(g.pad).filter(|&r| r < g.height);
-                            let x_in = (ow * g.stride + j).checked_sub(g.pad).filter(|&c| c < g.width);
-                            let (value, at) = match (y_in, x_in) {
-                                (Some(r), Some(c)) => (x[r * g.width + c], (r * g.width + c) as u32),
-                                _ => (T::ZERO, IN_PADDING),
-                            };
-                            if first || value > best {
-                                (best, best_at, first) = (value, at, false);
+                    let left = (ow * g.stride) as isize - g.pad as isize;
+                    let inside = top >= 0
+                        && left >= 0
+                        && top as usize + g.filter_h <= g.height
+                        && left as usize + g.filter_w <= g.width;
+                    let (best, best_at) = if inside {
+                        // The common case: no padding in the window, plain indexing.
+                        let (top, left) = (top as usize, left as usize);
+                        let mut best_at = top * g.width + left;
+                        let mut best = x[best_at];
+                        for row in (top..top + g.filter_h).map(|r| r * g.width + left) {
+                            for (at, &value) in (row..).zip(&x[row..row + g.filter_w]) {
+                                if value > best {
+                                    (best, best_at) = (value, at);
+                                }
                             }
                         }
-                    }
+                        (best, best_at as u32)
+                    } else {
+                        let (mut best, mut best_at, mut first) = (T::ZERO, IN_PADDING, true);
+                        for i in 0..g.filter_h {
+                            for j in 0..g.filter_w {
+                                let (r, c) = (top + i as isize, left + j as isize);
+                                let real = r >= 0 && c >= 0 && (r as usize) < g.height && (c as usize) < g.width;
+                                let (value, at) = if real {
+                                    let at = r as usize * g.width + c as usize;
+                                    (x[at], at as u32)
+                                } else {
+                                    (T::ZERO, IN_PADDING)
+                                };
+                                if first || value > best {
+                                    (best, best_at, first) = (value, at, false);
+                                }
+                            }
+                        }
+                        (best, best_at)
+                    };
                     y[oh * g.out_w() + ow] = best;
                     if let Some(positions) = positions.as_deref_mut() {
                         positions[oh * g.out_w() + ow] = best_at;

@@ -1,7 +1,9 @@
 //! Rectified linear unit: `y = max(0, x)`.
 //!
 //! Backward: `dx = dout * [x > 0]`. The derivative at exactly 0 is taken as 0
-//! (the book's `mask = (x <= 0)`), for forward and backward alike.
+//! (the book's `mask = (x <= 0)`), for forward and backward alike. Written as
+//! that mask, so a NaN input stays NaN (as in the book) instead of being
+//! silently turned into 0, and a diverging network shows in its loss.
 
 use crate::layer::same_shape;
 use crate::{Layer, LayerError, LayerSpec};
@@ -32,7 +34,7 @@ impl<T: Element> Layer<T> for Relu {
     fn forward(&self, input: &Tensor<T>, output: &mut Tensor<T>) {
         output.resize(input.shape());
         for (y, &x) in output.as_mut_slice().iter_mut().zip(input.as_slice()) {
-            *y = if x > T::ZERO { x } else { T::ZERO };
+            *y = if x <= T::ZERO { T::ZERO } else { x };
         }
     }
 
@@ -44,7 +46,7 @@ impl<T: Element> Layer<T> for Relu {
         grad_input: Option<&mut Tensor<T>>,
     ) {
         if let Some(grad_input) = grad_input {
-            grad_input.zip_from(input, grad_output, |x, dout| if x > T::ZERO { dout } else { T::ZERO });
+            grad_input.zip_from(input, grad_output, |x, dout| if x <= T::ZERO { T::ZERO } else { dout });
         }
     }
 
@@ -69,6 +71,10 @@ mod tests {
         Relu.backward(&x, &y, &dout, Some(&mut dx));
         assert_eq!(dx.as_slice(), &[2.0, 0.0, 0.0, 2.0]);
         assert_eq!(dout.as_slice(), &[2.0; 4], "upstream gradient untouched");
+        let nan = Tensor::from_vec(vec![f32::NAN, -0.0, 0.0, 1.0], &[1, 4]).unwrap();
+        Relu.forward(&nan, &mut y);
+        assert!(y.as_slice()[0].is_nan(), "NaN is not hidden");
+        assert_eq!(&y.as_slice()[1..], &[0.0, 0.0, 1.0]);
     }
 
     #[test]

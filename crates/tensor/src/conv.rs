@@ -85,13 +85,37 @@ impl ConvGeometry {
         self.out_h() * self.out_w()
     }
 
-    /// The image row and column of window `(oh, ow)`'s tap `(i, j)`, or
-    /// `None` when it falls in the padding.
+    /// For the taps of window row `i` of output row `oh`: the image row they
+    /// read (`None` in the padding), and for output column `ow` the first
+    /// image column (may be negative: padding) of the `FW` taps.
     #[inline(always)]
-    fn source(&self, oh: usize, ow: usize, i: usize, j: usize) -> Option<(usize, usize)> {
-        let y = (oh * self.stride + i).checked_sub(self.pad)?;
-        let x = (ow * self.stride + j).checked_sub(self.pad)?;
-        (y < self.height && x < self.width).then_some((y, x))
+    fn tap_row(&self, oh: usize, i: usize) -> Option<usize> {
+        (oh * self.stride + i)
+            .checked_sub(self.pad)
+            .filter(|&y| y < self.height)
+    }
+
+    #[inline(always)]
+    fn tap_col(&self, ow: usize) -> isize {
+        (ow * self.stride) as isize - self.pad as isize
+    }
+
+    /// Calls `f(tap, image_index)` for the `FW` taps of one window row that
+    /// starts at column `x0` of image row `row` (`row_start = row * W`), with
+    /// `None` for taps in the padding. The common case, a row fully inside
+    /// the image, is one contiguous run.
+    #[inline(always)]
+    fn for_row_taps(&self, row_start: usize, x0: isize, mut f: impl FnMut(usize, Option<usize>)) {
+        if x0 >= 0 && x0 as usize + self.filter_w <= self.width {
+            let start = row_start + x0 as usize;
+            (0..self.filter_w).for_each(|j| f(j, Some(start + j)));
+        } else {
+            for j in 0..self.filter_w {
+                let x = x0 + j as isize;
+                let inside = x >= 0 && (x as usize) < self.width;
+                f(j, inside.then(|| row_start + x as usize));
+            }
+        }
     }
 }
 
@@ -117,18 +141,17 @@ pub fn im2col<T: Element>(x: &[T], geometry: &ConvGeometry, col: &mut [T]) {
             for oh in 0..oh_count {
                 for ow in 0..ow_count {
                     let row = rows.next().expect("one row per window");
-                    let mut values = row.iter_mut();
-                    for c in 0..g.channels {
-                        let plane = &image[c * g.height * g.width..(c + 1) * g.height * g.width];
-                        for i in 0..g.filter_h {
-                            for j in 0..g.filter_w {
-                                let value = values.next().expect("one value per tap");
-                                *value = match g.source(oh, ow, i, j) {
-                                    Some((y, x)) => plane[y * g.width + x],
-                                    None => T::ZERO,
-                                };
-                            }
-                        }
+                    // Row layout: (c, i, j), one run of FW taps per (c, i).
+                    for (run, taps) in row.chunks_exact_mut(g.filter_w).enumerate() {
+                        let (c, i) = (run / g.filter_h, run % g.filter_h);
+                        let Some(y) = g.tap_row(oh, i) else {
+                            taps.fill(T::ZERO);
+                            continue;
+                        };
+                        let row_start = (c * g.height + y) * g.width;
+                        g.for_row_taps(row_start, g.tap_col(ow), |j, at| {
+                            taps[j] = at.map_or(T::ZERO, |at| image[at]);
+                        });
                     }
                 }
             }
@@ -154,17 +177,18 @@ pub fn col2im<T: Element>(col: &[T], geometry: &ConvGeometry, x: &mut [T]) {
             let mut rows = col.chunks_exact(g.window_len());
             for oh in 0..oh_count {
                 for ow in 0..ow_count {
-                    let mut values = rows.next().expect("one row per window").iter();
-                    for c in 0..g.channels {
-                        let plane = &mut image[c * g.height * g.width..(c + 1) * g.height * g.width];
-                        for i in 0..g.filter_h {
-                            for j in 0..g.filter_w {
-                                let &value = values.next().expect("one value per tap");
-                                if let Some((y, x)) = g.source(oh, ow, i, j) {
-                                    plane[y * g.width + x] += value;
-                                }
+                    let row = rows.next().expect("one row per window");
+                    for (run, taps) in row.chunks_exact(g.filter_w).enumerate() {
+                        let (c, i) = (run / g.filter_h, run % g.filter_h);
+                        let Some(y) = g.tap_row(oh, i) else {
+                            continue;
+                        };
+                        let row_start = (c * g.height + y) * g.width;
+                        g.for_row_taps(row_start, g.tap_col(ow), |j, at| {
+                            if let Some(at) = at {
+                                image[at] += taps[j];
                             }
-                        }
+                        });
                     }
                 }
             }

@@ -237,6 +237,7 @@ impl TrainConfig {
             "optimizer": self.optimizer.kind.to_string(),
             "learning_rate": self.optimizer.learning_rate,
             "momentum": self.optimizer.momentum,
+            "decay_rate": self.optimizer.decay_rate,
             "beta1": self.optimizer.beta1,
             "beta2": self.optimizer.beta2,
             "batch_size": self.batch_size,

@@ -7,13 +7,17 @@ pub enum TrainError {
     #[error("invalid setting: {0}")]
     InvalidConfig(String),
     #[error("the loss became {loss} at iteration {iteration} (learning rate {learning_rate}); {}", match last_good {
-        Some(good) => format!("training diverged: try a lower --lr. The weights kept are those of iteration {good}"),
+        Some(good) => format!(
+            "training diverged: try a lower --lr{}. The weights kept are those of iteration {good}",
+            if *weight_decay > 0.0 { " or a lower --weight-decay" } else { "" }
+        ),
         None => "the initial weights already give a non-finite loss: try a smaller --init std".to_string(),
     })]
     NonFiniteLoss {
         iteration: usize,
         loss: f64,
         learning_rate: f64,
+        weight_decay: f64,
         /// The iteration whose parameters were kept; `None` when the first loss was already non-finite.
         last_good: Option<usize>,
     },

@@ -131,7 +131,7 @@ fn draw_panel(
     legend: Option<SeriesLabelPosition>,
 ) -> DrawResult {
     let axes = panel.axes;
-    let y_step = if axes.y.end - axes.y.start <= 1.0 { 1 } else { 0 };
+    let y_decimals = if axes.y.end - axes.y.start <= 1.0 { 1 } else { 0 };
     let mut chart = ChartBuilder::on(area)
         .caption(&panel.title, (FONT, font_size + 7))
         .margin(font_size)
@@ -149,7 +149,7 @@ fn draw_panel(
                 format!("{x:.1}")
             }
         })
-        .y_label_formatter(&|y| format!("{y:.y_step$}"))
+        .y_label_formatter(&|y| format!("{y:.y_decimals$}"))
         .label_style((FONT, font_size))
         // Major grid lines only: the minor ones add noise (and megabytes to a grid of panels).
         .max_light_lines(0)
@@ -180,7 +180,7 @@ fn draw_panel(
     Ok(())
 }
 
-/// An 800x560 line chart with a title, labelled axes from 0, and a legend.
+/// An 800x560 line chart with a title, labelled axes over the given ranges, and a legend.
 pub fn line_chart(
     path: &Path,
     title: &str,

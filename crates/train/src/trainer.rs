@@ -15,7 +15,7 @@
 //! swapped in, which also keeps the previous ones for the divergence guard.
 
 use crate::{accuracy, ImageData, TrainConfig, TrainError};
-use layers::{LayerRng, Optimizer, Sequential, Target};
+use layers::{layer_stream, Optimizer, Sequential, Target};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
@@ -132,8 +132,7 @@ impl<'a, T: Element> Trainer<'a, T> {
             )));
         }
         let iterations = config.iterations(train.len())?;
-        let mut optimizer = config.optimizer.build()?;
-        optimizer.init(&model.param_shapes());
+        let optimizer = config.optimizer.build(&model.param_shapes())?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.threads)
             .build()
@@ -226,12 +225,15 @@ impl<'a, T: Element> Trainer<'a, T> {
         // Dropout's masks stream 2.
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         rng.set_stream(1);
-        let mut layer_rng = LayerRng::seed_from_u64(config.seed);
-        layer_rng.set_stream(2);
+        let mut layer_rng = layer_stream(config.seed);
         let mut indices = vec![0usize; config.batch_size];
         let mut x = Tensor::<T>::zeros(&[config.batch_size, self.train.features()]);
         let mut labels = Vec::with_capacity(config.batch_size);
         let mut previous = self.model.param_buffers();
+        // Training passes also move non-trainable state (BatchNorm's running
+        // statistics): `saved[i % 2]` holds it as it was before iteration i,
+        // so that a divergence can put back what went with the kept weights.
+        let mut saved = [Vec::new(), Vec::new()];
         let started = Instant::now();
         let mut eval_time = Duration::ZERO;
         let (mut window_sum, mut window_len) = (0.0f64, 0usize);
@@ -248,6 +250,7 @@ impl<'a, T: Element> Trainer<'a, T> {
             self.train.gather(&indices, &mut x, &mut labels);
             // [N, C, H, W] for a convolutional net (a reshape, never a copy).
             self.model.shape_batch(&mut x)?;
+            self.model.copy_buffers_into(&mut saved[iteration % 2]);
             let loss = self
                 .model
                 .gradient_unchecked(&x, Target::Labels(&labels), &mut layer_rng)
@@ -257,10 +260,14 @@ impl<'a, T: Element> Trainer<'a, T> {
                     // `previous` holds the parameters of iteration - 1, whose loss was finite.
                     self.model.undo_step(self.optimizer.as_mut(), &mut previous);
                 }
+                // The state from before iteration - 1 (or before this first
+                // one): what a run stopped after iteration - 1 steps has.
+                self.model.restore_buffers(&saved[iteration.saturating_sub(1) % 2]);
                 return Err(TrainError::NonFiniteLoss {
                     iteration,
                     loss,
                     learning_rate: config.optimizer.learning_rate,
+                    weight_decay: config.weight_decay,
                     last_good: iteration.checked_sub(1),
                 });
             }

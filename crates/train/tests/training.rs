@@ -105,12 +105,21 @@ fn divergence_stops_the_run_and_keeps_the_last_good_weights() {
     let (px, lb) = toy_set(500, 5);
     let data = ImageData::new(&px, &lb, 64).unwrap();
     // Plain SGD and Adam (whose state must be put back with the parameters).
-    for optimizer in [
-        OptimizerConfig::new(OptimizerKind::Sgd).with_learning_rate(1e30),
-        OptimizerConfig::new(OptimizerKind::Adam).with_learning_rate(1e18),
+    // (BatchNorm: its running statistics must be put back too.)
+    for (optimizer, batch_norm) in [
+        (OptimizerConfig::new(OptimizerKind::Sgd).with_learning_rate(1e30), false),
+        (
+            OptimizerConfig::new(OptimizerKind::Adam).with_learning_rate(1e18),
+            false,
+        ),
+        (
+            OptimizerConfig::new(OptimizerKind::Momentum).with_learning_rate(1e16),
+            true,
+        ),
     ] {
         let huge_lr = TrainConfig {
             optimizer,
+            batch_norm,
             hidden: vec![32],
             ..config(1)
         };
@@ -123,7 +132,6 @@ fn divergence_stops_the_run_and_keeps_the_last_good_weights() {
             panic!("{err}")
         };
         assert!(iteration >= 1, "{optimizer:?} diverged before any step");
-        println!("{:?} diverged at iteration {iteration}", optimizer.kind);
         assert!(err.to_string().contains("lower --lr"), "{err}");
         assert_eq!(last_good, Some(iteration - 1));
         assert_eq!(trainer.losses().len(), iteration, "every finite loss was recorded");
@@ -147,6 +155,15 @@ fn divergence_stops_the_run_and_keeps_the_last_good_weights() {
             shorter.model().param_buffers(),
             "{optimizer:?}"
         );
+        let buffers = |t: &Trainer<f32>| -> Vec<Vec<f32>> {
+            t.model().buffers().iter().map(|(_, b)| b.as_slice().to_vec()).collect()
+        };
+        assert_eq!(
+            buffers(&trainer),
+            buffers(&shorter),
+            "running statistics, BatchNorm {batch_norm}"
+        );
+        assert!(buffers(&trainer).iter().flatten().all(|v| v.is_finite()));
     }
     // A loss that is not finite from the start blames the initial weights.
     let wild = TrainConfig {

@@ -47,12 +47,20 @@ pub fn run(ctx: &Context<'_>) -> Result<Outcome> {
             pair.push(ctx.train_curve(config, train, test)?);
         }
         let (with, without) = (&pair[0], &pair[1]);
-        for (e, (a, b)) in with.evals.iter().zip(&without.evals).enumerate() {
+        // A diverged curve stops early: its later cells stay empty.
+        let cell = |curve: &super::Curve, epoch: usize| {
+            curve
+                .evals
+                .get(epoch)
+                .map(|e| e.train_accuracy.to_string())
+                .unwrap_or_default()
+        };
+        for epoch in 0..with.evals.len().max(without.evals.len()) {
             rows.push(vec![
                 format!("{scale}"),
-                e.to_string(),
-                a.train_accuracy.to_string(),
-                b.train_accuracy.to_string(),
+                epoch.to_string(),
+                cell(with, epoch),
+                cell(without, epoch),
             ]);
         }
         let early = EARLY_EPOCH.min(epochs);

@@ -1,7 +1,8 @@
 //! `cargo xtask experiment NAME`: the book's chapter-6 scripts as commands.
 //!
-//! Each experiment trains its curves with the same [`Trainer`] as `cargo
-//! xtask train`, writes a CSV and the book's figure as PNG into a run
+//! Each network experiment trains its curves with the same [`Trainer`] as
+//! `cargo xtask train` (`optimizer-paths` runs the optimizers on a 2-D
+//! function instead), writes a CSV and the book's figure as PNG into a run
 //! folder, prints one summary line per curve, and with `--json` ends with one
 //! object mapping each curve's name to its final figures. Everything is
 //! seeded by `--seed`; `--quick` runs a shortened version (for tests and a

@@ -26,7 +26,6 @@ fn gradient(x: f64, y: f64) -> (f64, f64) {
 /// The positions visited, the start first: the book records the position
 /// before each of its 30 updates.
 fn path(optimizer: &mut dyn Optimizer<f64>) -> Vec<(f64, f64)> {
-    optimizer.init(&[vec![1], vec![1]]);
     let mut position = [Tensor::full(&[1], -7.0), Tensor::full(&[1], 2.0)];
     let mut next = [Tensor::zeros(&[1]), Tensor::zeros(&[1])];
     let mut visited = Vec::with_capacity(STEPS);
@@ -65,9 +64,10 @@ pub fn run(ctx: &Context<'_>) -> Result<Outcome> {
     let (mut panels, mut rows, mut lines) = (Vec::new(), Vec::new(), Vec::new());
     let mut json = serde_json::Map::new();
     for (kind, learning_rate) in settings {
+        // Two parameters of one element: x and y.
         let mut optimizer = OptimizerConfig::new(kind)
             .with_learning_rate(learning_rate)
-            .build::<f64>()?;
+            .build::<f64>(&[vec![1], vec![1]])?;
         let visited = path(optimizer.as_mut());
         let name = kind.book_name();
         for (step, &(x, y)) in visited.iter().enumerate() {
