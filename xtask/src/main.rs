@@ -6,6 +6,7 @@ mod common;
 mod eval;
 mod experiment;
 mod fetch;
+mod filters;
 mod gradcheck;
 mod predict;
 mod train;
@@ -40,6 +41,8 @@ enum Task {
     Experiment(experiment::Args),
     /// Test accuracy and confusion matrix of a saved model.
     Eval(eval::Args),
+    /// Draw the first convolution's filters of a saved model as a PNG grid.
+    Filters(filters::Args),
     /// Classify one image with a saved model and draw it in the terminal.
     Predict(predict::Args),
     /// Run the criterion benchmarks and print a summary table.
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Task::Gradcheck(args) => gradcheck::run(args),
         Task::Experiment(args) => experiment::run(args),
         Task::Eval(args) => eval::run(args),
+        Task::Filters(args) => filters::run(args),
         Task::Predict(args) => predict::run(args),
         Task::Bench(args) => bench::run(args),
     };

@@ -34,7 +34,16 @@ fn no_arguments_lists_the_tasks_and_every_task_has_help() {
     let out = xtask(&[]);
     assert!(!out.status.success());
     let help = text(&out.stderr);
-    for task in ["fetch", "train", "gradcheck", "eval", "predict", "bench", "experiment"] {
+    for task in [
+        "fetch",
+        "train",
+        "gradcheck",
+        "eval",
+        "predict",
+        "bench",
+        "experiment",
+        "filters",
+    ] {
         assert!(help.contains(task), "{help}");
         let out = xtask(&[task, "--help"]);
         assert!(out.status.success(), "{task} --help");
@@ -465,4 +474,99 @@ fn optimizer_paths_reach_the_minimum_without_data() {
     assert_eq!(csv.lines().count(), 1 + 4 * 30);
     assert!(csv.contains("SGD,0,-7,2,6.45"), "{csv}");
     assert_eq!(&std::fs::read(dir.join("optimizer-paths.png")).unwrap()[1..4], b"PNG");
+}
+
+#[test]
+#[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
+fn a_simple_convnet_trains_reloads_and_draws_its_filters() {
+    let real = mnist::test_data_dir("MNIST_DIR");
+    let runs = tempfile::tempdir().unwrap();
+    let run_dir = runs.path().join("cnn");
+    let out = xtask_with_data(
+        &[
+            "train",
+            "--model",
+            "simple-convnet",
+            "--iters",
+            "40",
+            "--eval-train-size",
+            "500",
+            "--json",
+            "--out",
+            run_dir.to_str().unwrap(),
+        ],
+        &real,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("Conv(30x5x5 s1 p0) Relu Pool(2x2 s2 p0) Affine(4320x100)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("adam lr 0.001"), "the book's recipe: {stdout}");
+    let json = last_json(&out);
+    assert!(
+        json["test_accuracy"].as_f64().unwrap() > 0.6,
+        "40 Adam steps learn: {json}"
+    );
+    for png in ["filters-before.png", "filters-after.png"] {
+        assert_eq!(&std::fs::read(run_dir.join(png)).unwrap()[1..4], b"PNG", "{png}");
+    }
+    let model = run_dir.join("model.safetensors");
+    let out = xtask_with_data(&["eval", "--model", model.to_str().unwrap(), "--json"], &real);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(last_json(&out)["test_accuracy"], json["test_accuracy"]);
+    let out = xtask_with_data(&["predict", "--model", model.to_str().unwrap(), "--index", "0"], &real);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let drawn = runs.path().join("grid.png");
+    let out = xtask(&[
+        "filters",
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        drawn.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("30 filters of 1x5x5"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(&std::fs::read(&drawn).unwrap()[1..4], b"PNG");
+}
+
+#[test]
+fn convnet_gradient_check_and_refusals() {
+    // The book's small SimpleConvNet on random inputs: no data set needed.
+    let out = xtask(&["gradcheck", "--model", "simple-convnet", "--samples", "2", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json = last_json(&out);
+    for name in ["W1", "b1", "W2", "b2", "W3", "b3"] {
+        let diff = json["params"][name]["mean_abs_diff"].as_f64().unwrap();
+        assert!(diff < 1e-9, "{name}: {diff}");
+    }
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["train", "--model", "simple-convnet", "--hidden", "50"],
+            "--hidden shapes the mlp",
+        ),
+        (
+            &["train", "--model", "deep-convnet", "--batch-norm"],
+            "--batch-norm shapes the mlp",
+        ),
+        (&["train", "--model", "lenet"], "mlp, simple-convnet or deep-convnet"),
+        (&["gradcheck", "--model", "deep-convnet"], "mlp or simple-convnet"),
+    ];
+    for (args, needle) in cases {
+        let out = xtask(args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(text(&out.stderr).contains(needle), "{args:?}: {}", text(&out.stderr));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mlp = dir.path().join("mlp.safetensors");
+    let model = layers::Mlp::two_layer_net(4, 3, 2).build::<f32>(0).unwrap();
+    train::save_checkpoint(&mlp, &model, &[]).unwrap();
+    let out = xtask(&["filters", "--model", mlp.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("no convolution"), "{}", text(&out.stderr));
 }

@@ -349,6 +349,20 @@ mod tests {
     }
 
     #[test]
+    fn a_convnet_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("convnet.safetensors");
+        let mut model = layers::SimpleConvNet::gradient_check().build::<f32>(5).unwrap();
+        save_checkpoint(&path, &model, &[]).unwrap();
+        let mut loaded = load_checkpoint::<f32>(&path).unwrap().model;
+        assert_eq!(loaded.specs(), model.specs());
+        assert_eq!(loaded.input_shape(), &[1, 10, 10]);
+        let mut x = tensor::Tensor::from_vec((0..300).map(|i| (i as f32 * 0.1).cos()).collect(), &[3, 100]).unwrap();
+        model.shape_batch(&mut x).unwrap();
+        assert_eq!(loaded.predict(&x).unwrap(), model.predict(&x).unwrap());
+    }
+
+    #[test]
     fn first_format_checkpoints_still_load() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.safetensors");

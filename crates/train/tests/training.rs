@@ -78,6 +78,12 @@ fn same_seed_same_everything_for_any_thread_count() {
             ..config(1)
         });
     }
+    // The convolutional net on the 8x8 toy images (conv 5x5, pool, affine).
+    recipes.push(TrainConfig {
+        model: train::ModelKind::SimpleConvNet,
+        optimizer: OptimizerConfig::new(OptimizerKind::Adam),
+        ..config(1)
+    });
     recipes.push(TrainConfig {
         dropout: Some(0.2),
         batch_norm: true,
