@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 use tensor::{Element, Tensor};
-use train::{ImageData, ModelKind};
+use train::{ImageData, ModelKind, TrainConfig};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -227,17 +227,18 @@ impl Args {
         })
     }
 
-    /// The network: `pixels` inputs, the hidden widths, 10 classes.
+    /// The network: `pixels` inputs, the hidden widths, 10 classes, as `train` builds it.
     fn recipe(&self, pixels: usize) -> Mlp {
-        let mut sizes = vec![pixels];
-        sizes.extend_from_slice(&self.hidden);
-        sizes.push(10);
-        Mlp::new(&sizes)
-            .activation(self.activation)
-            .init(self.init)
-            .batch_norm(self.batch_norm)
-            .dropout(self.dropout)
-            .weight_decay(self.weight_decay)
+        let config = TrainConfig {
+            hidden: self.hidden.clone(),
+            activation: self.activation,
+            init: self.init,
+            batch_norm: self.batch_norm,
+            dropout: self.dropout,
+            weight_decay: self.weight_decay,
+            ..TrainConfig::default()
+        };
+        config.mlp(pixels, 10)
     }
 }
 

@@ -16,6 +16,7 @@
 //! slices of [`INFERENCE_SLICE`] images, so that evaluating thousands of
 //! images at once never holds their whole `col`.
 
+use crate::layer::{visit_weight_and_bias, visit_weight_and_bias_mut};
 use crate::{Layer, LayerError, LayerRng, LayerSpec, Param, ParamMut};
 use tensor::conv::{col2im, im2col, images_to_rows, rows_to_images, ConvGeometry};
 use tensor::{gemm_par, Element, MatMut, MatRef, Tensor, Transpose};
@@ -233,33 +234,11 @@ impl<T: Element> Layer<T> for Convolution<T> {
     }
 
     fn visit_params<'a>(&'a self, f: &mut dyn FnMut(Param<'a, T>)) {
-        f(Param {
-            kind: "W",
-            value: &self.w,
-            grad: &self.grad_w,
-            decays: true,
-        });
-        f(Param {
-            kind: "b",
-            value: &self.b,
-            grad: &self.grad_b,
-            decays: false,
-        });
+        visit_weight_and_bias((&self.w, &self.grad_w), (&self.b, &self.grad_b), f);
     }
 
     fn visit_params_mut(&mut self, f: &mut dyn FnMut(ParamMut<'_, T>)) {
-        f(ParamMut {
-            kind: "W",
-            value: &mut self.w,
-            grad: &mut self.grad_w,
-            decays: true,
-        });
-        f(ParamMut {
-            kind: "b",
-            value: &mut self.b,
-            grad: &mut self.grad_b,
-            decays: false,
-        });
+        visit_weight_and_bias_mut((&mut self.w, &mut self.grad_w), (&mut self.b, &mut self.grad_b), f);
     }
 
     fn clone_box(&self) -> Box<dyn Layer<T>> {

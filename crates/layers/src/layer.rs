@@ -119,6 +119,47 @@ impl<T: Element> Clone for Box<dyn Layer<T>> {
     }
 }
 
+/// Shows a weight `W` (decayed) and a bias `b` (not): Affine's and
+/// Convolution's parameters, in that order.
+pub(crate) fn visit_weight_and_bias<'a, T>(
+    (w, grad_w): (&'a Tensor<T>, &'a Tensor<T>),
+    (b, grad_b): (&'a Tensor<T>, &'a Tensor<T>),
+    f: &mut dyn FnMut(Param<'a, T>),
+) {
+    f(Param {
+        kind: "W",
+        value: w,
+        grad: grad_w,
+        decays: true,
+    });
+    f(Param {
+        kind: "b",
+        value: b,
+        grad: grad_b,
+        decays: false,
+    });
+}
+
+/// [`visit_weight_and_bias`] with the values and gradients writable.
+pub(crate) fn visit_weight_and_bias_mut<T>(
+    (w, grad_w): (&mut Tensor<T>, &mut Tensor<T>),
+    (b, grad_b): (&mut Tensor<T>, &mut Tensor<T>),
+    f: &mut dyn FnMut(ParamMut<'_, T>),
+) {
+    f(ParamMut {
+        kind: "W",
+        value: w,
+        grad: grad_w,
+        decays: true,
+    });
+    f(ParamMut {
+        kind: "b",
+        value: b,
+        grad: grad_b,
+        decays: false,
+    });
+}
+
 /// For layers that keep the shape of their input.
 pub(crate) fn same_shape(input: &[usize]) -> Result<Vec<usize>, LayerError> {
     Ok(input.to_vec())

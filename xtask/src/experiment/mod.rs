@@ -21,6 +21,7 @@ use mnist::Dataset;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
+use train::report::{line_chart, smooth_curve, write_csv, Axes, Series, SeriesLabelPosition};
 use train::{EvalRecord, ImageData, Observer, Summary, TrainConfig, TrainError, Trainer};
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -140,6 +141,67 @@ impl Observer for Ticker<'_> {
     fn on_step(&mut self, _iteration: usize, _loss: f64) {
         self.0.inc(1);
     }
+}
+
+/// The loss curves of a comparison (optimizers, initial weights): the CSV
+/// `iteration,<name>...`, the book's figure of the smoothed losses clipped at
+/// `y_max`, and one summary line and JSON entry per curve.
+pub fn loss_curves(
+    ctx: &Context<'_>,
+    file: &str,
+    title: &str,
+    y_max: f64,
+    curves: &[(&str, Curve)],
+) -> Result<(Vec<String>, serde_json::Map<String, serde_json::Value>)> {
+    let iters = curves.iter().map(|(_, c)| c.losses.len()).max().unwrap_or(0);
+    let rows: Vec<Vec<String>> = (0..iters)
+        .map(|i| {
+            let mut row = vec![i.to_string()];
+            row.extend(
+                curves
+                    .iter()
+                    .map(|(_, c)| c.losses.get(i).map(|l| l.to_string()).unwrap_or_default()),
+            );
+            row
+        })
+        .collect();
+    let mut header = vec!["iteration"];
+    header.extend(curves.iter().map(|(name, _)| *name));
+    write_csv(&ctx.path(&format!("{file}.csv")), &header, &rows)?;
+    let series = curves
+        .iter()
+        .enumerate()
+        .map(|(index, (name, curve))| {
+            let losses: Vec<f64> = curve.losses.iter().map(|&l| l as f64).collect();
+            let points = smooth_curve(&losses)
+                .into_iter()
+                .enumerate()
+                .map(|(i, l)| (i as f64, l.min(y_max)))
+                .collect();
+            Series::new(*name, points, index)
+        })
+        .collect();
+    let axes = Axes::from_zero("iterations", "loss", iters as f64, y_max);
+    line_chart(
+        &ctx.path(&format!("{file}.png")),
+        title,
+        axes,
+        series,
+        SeriesLabelPosition::UpperRight,
+    )?;
+    let mut lines = Vec::new();
+    let mut json = serde_json::Map::new();
+    for (name, curve) in curves {
+        lines.push(format!(
+            "{name:<9} mean loss of the last 100 iterations {:.4}   train acc {:.4}   test acc {:.4}{}",
+            curve.summary.final_loss,
+            curve.summary.train_accuracy,
+            curve.summary.test_accuracy,
+            curve.note()
+        ));
+        json.insert(name.to_string(), curve.figures());
+    }
+    Ok((lines, json))
 }
 
 impl Context<'_> {

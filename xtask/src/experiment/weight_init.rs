@@ -9,8 +9,7 @@ use crate::common::Result;
 use layers::{Activation, Init, Layer, LayerRng, OptimizerConfig, OptimizerKind, Relu, Sigmoid};
 use rand::SeedableRng;
 use tensor::{Tensor, Transpose};
-use train::report::SeriesLabelPosition;
-use train::report::{histogram_grid, line_chart, smooth_curve, write_csv, Axes, Histogram, Series};
+use train::report::{histogram_grid, Histogram};
 use train::TrainConfig;
 
 pub fn run(ctx: &Context<'_>) -> Result<Outcome> {
@@ -36,36 +35,12 @@ pub fn run(ctx: &Context<'_>) -> Result<Outcome> {
         curves.push((name, ctx.train_curve(config, ctx.train, ctx.test)?));
     }
 
-    let rows: Vec<Vec<String>> = (0..iters)
-        .map(|i| {
-            let mut row = vec![i.to_string()];
-            row.extend(curves.iter().map(|(_, c)| c.losses[i].to_string()));
-            row
-        })
-        .collect();
-    let mut header = vec!["iteration"];
-    header.extend(curves.iter().map(|(name, _)| *name));
-    write_csv(&ctx.path("weight-init.csv"), &header, &rows)?;
-    let series = curves
-        .iter()
-        .enumerate()
-        .map(|(index, (name, curve))| {
-            let losses: Vec<f64> = curve.losses.iter().map(|&l| l as f64).collect();
-            let points = smooth_curve(&losses)
-                .into_iter()
-                .enumerate()
-                .map(|(i, l)| (i as f64, l.min(2.5)))
-                .collect();
-            Series::new(*name, points, index)
-        })
-        .collect();
-    let axes = Axes::from_zero("iterations", "loss", iters as f64, 2.5);
-    line_chart(
-        &ctx.path("weight-init.png"),
+    let (lines, json) = super::loss_curves(
+        ctx,
+        "weight-init",
         "MNIST, 5-layer ReLU net, SGD: initial weights (smoothed loss)",
-        axes,
-        series,
-        SeriesLabelPosition::UpperRight,
+        2.5,
+        &curves,
     )?;
 
     let histograms = activation_histograms(ctx.seed);
@@ -79,18 +54,6 @@ pub fn run(ctx: &Context<'_>) -> Result<Outcome> {
         histograms,
     )?;
 
-    let mut lines = Vec::new();
-    let mut json = serde_json::Map::new();
-    for (name, curve) in &curves {
-        lines.push(format!(
-            "{name:<9} mean loss of the last 100 iterations {:.4}   train acc {:.4}   test acc {:.4}{}",
-            curve.summary.final_loss,
-            curve.summary.train_accuracy,
-            curve.summary.test_accuracy,
-            curve.note()
-        ));
-        json.insert(name.to_string(), curve.figures());
-    }
     Ok(Outcome {
         lines,
         json,
