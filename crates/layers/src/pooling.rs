@@ -73,7 +73,37 @@ impl Pooling {
         let planes = input.shape()[0] * input.shape()[1];
         let (plane_in, plane_out) = (g.height * g.width, g.windows());
         output.resize(&[input.shape()[0], input.shape()[1], g.out_h(), g.out_w()]);
+        // Windows that tile the image (no pad, stride = window, as the
+        // book's 2x2 pools): row by row, each output the max of its
+        // `pool_w` taps in `pool_h` rows, a loop the compiler vectorizes;
+        // then, in training, the first tap equal to it.
+        let tiles = g.pad == 0 && g.stride == g.filter_w && g.stride == g.filter_h;
+        let pool_tiles = |x: &[T], y: &mut [T], positions: Option<&mut [u32]>| {
+            let (pool_h, pool_w, width) = (g.filter_h, g.filter_w, g.width);
+            for (oh, y_row) in y.chunks_exact_mut(g.out_w()).enumerate() {
+                for i in 0..pool_h {
+                    let row = &x[(oh * pool_h + i) * width..][..g.out_w() * pool_w];
+                    for (out, taps) in y_row.iter_mut().zip(row.chunks_exact(pool_w)) {
+                        let first = if i == 0 { taps[0] } else { *out };
+                        *out = taps.iter().fold(first, |m, &v| if v > m { v } else { m });
+                    }
+                }
+            }
+            if let Some(positions) = positions {
+                for (o, (at, &best)) in positions.iter_mut().zip(y.iter()).enumerate() {
+                    let (oh, ow) = (o / g.out_w(), o % g.out_w());
+                    let top_left = oh * pool_h * width + ow * pool_w;
+                    *at = (0..pool_h)
+                        .flat_map(|i| (0..pool_w).map(move |j| top_left + i * width + j))
+                        .find(|&p| x[p] == best)
+                        .unwrap_or(top_left) as u32;
+                }
+            }
+        };
         let pool_plane = |x: &[T], y: &mut [T], mut positions: Option<&mut [u32]>| {
+            if tiles {
+                return pool_tiles(x, y, positions);
+            }
             for oh in 0..g.out_h() {
                 let top = (oh * g.stride) as isize - g.pad as isize;
                 for ow in 0..g.out_w() {
