@@ -9,6 +9,7 @@ epoch); then the test accuracy over the 10000 test images in batches of
 Images are float32 in [0, 1], weights float64, as the book's.
 
 Prints one JSON object: seconds_epoch, seconds_eval, test_accuracy.
+An optional second argument sets the number of steps (a smoke test).
 """
 
 import json
@@ -138,8 +139,9 @@ def main():
     m = [np.zeros_like(getattr(layer, name)) for layer, name, _ in params]
     v = [np.zeros_like(getattr(layer, name)) for layer, name, _ in params]
 
+    steps = int(sys.argv[2]) if len(sys.argv) > 2 else 600
     start = time.perf_counter()
-    for step in range(1, 601):
+    for step in range(1, steps + 1):
         batch = rng.choice(x_train.shape[0], 100)
         out = x_train[batch]
         for layer in layers:
