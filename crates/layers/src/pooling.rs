@@ -100,7 +100,41 @@ impl Pooling {
                 }
             }
         };
+        // The book's 2x2 pool of stride 2, written out: the same result as
+        // the loops above, without their per-tap bookkeeping.
+        let pool_2x2 = |x: &[T], y: &mut [T], positions: Option<&mut [u32]>| {
+            let (width, out_w) = (g.width, g.out_w());
+            let max = |a: T, b: T| if b > a { b } else { a };
+            for (oh, y_row) in y.chunks_exact_mut(out_w).enumerate() {
+                let top = &x[2 * oh * width..][..2 * out_w];
+                let bottom = &x[(2 * oh + 1) * width..][..2 * out_w];
+                for ((out, t), b) in y_row
+                    .iter_mut()
+                    .zip(top.as_chunks::<2>().0)
+                    .zip(bottom.as_chunks::<2>().0)
+                {
+                    *out = max(max(t[0], t[1]), max(b[0], b[1]));
+                }
+            }
+            if let Some(positions) = positions {
+                for (oh, (at_row, y_row)) in positions.chunks_exact_mut(out_w).zip(y.chunks_exact(out_w)).enumerate() {
+                    for (ow, (at, &best)) in at_row.iter_mut().zip(y_row).enumerate() {
+                        let top_left = 2 * oh * width + 2 * ow;
+                        // The first of the four (row-major) that holds the maximum.
+                        let offset = [0, 1, width, width + 1]
+                            .into_iter()
+                            .find(|&d| x[top_left + d] == best)
+                            .unwrap_or(0);
+                        *at = (top_left + offset) as u32;
+                    }
+                }
+            }
+        };
+        let two_by_two = tiles && g.filter_h == 2 && g.filter_w == 2;
         let pool_plane = |x: &[T], y: &mut [T], mut positions: Option<&mut [u32]>| {
+            if two_by_two {
+                return pool_2x2(x, y, positions);
+            }
             if tiles {
                 return pool_tiles(x, y, positions);
             }
@@ -290,6 +324,52 @@ mod tests {
             let report = check_layer(&mut layer, &x, 1e-5, 1);
             assert!(report.input < 1e-9, "pool {pool} stride {stride} pad {pad}: {report:?}");
             assert!(report.repeatable);
+        }
+    }
+
+    #[test]
+    fn every_path_matches_a_direct_max() {
+        // 2x2 stride 2 (its own path), 3x3 stride 3 (tiling), 3x2 stride 1
+        // pad 1 (the general loop), on an odd-sized random input.
+        let mut rng = LayerRng::seed_from_u64(9);
+        let x = Tensor::<f64>::randn(&[2, 3, 7, 8], 1.0, &mut rng);
+        for (ph, pw, stride, pad) in [(2, 2, 2, 0), (3, 3, 3, 0), (3, 2, 1, 1)] {
+            let mut layer = Pooling::new(ph, pw, stride, pad);
+            let (mut y, mut y_train) = (Tensor::zeros(&[0]), Tensor::zeros(&[0]));
+            layer.forward(&x, &mut y);
+            layer.forward_train(&x, &mut y_train, &mut rng);
+            assert_eq!(y, y_train);
+            let (oh, ow) = ((7 + 2 * pad - ph) / stride + 1, (8 + 2 * pad - pw) / stride + 1);
+            assert_eq!(y.shape(), &[2, 3, oh, ow]);
+            for plane in 0..6 {
+                let input = &x.as_slice()[plane * 56..(plane + 1) * 56];
+                for r in 0..oh {
+                    for c in 0..ow {
+                        let mut best = f64::NEG_INFINITY;
+                        for i in 0..ph {
+                            for j in 0..pw {
+                                let (yy, xx) = (
+                                    (r * stride + i) as isize - pad as isize,
+                                    (c * stride + j) as isize - pad as isize,
+                                );
+                                let inside = yy >= 0 && xx >= 0 && yy < 7 && xx < 8;
+                                best = best.max(if inside {
+                                    input[yy as usize * 8 + xx as usize]
+                                } else {
+                                    0.0
+                                });
+                            }
+                        }
+                        let at = plane * oh * ow + r * ow + c;
+                        assert_eq!(y.as_slice()[at], best, "{ph}x{pw} s{stride} p{pad}");
+                        // The recorded argmax points at that maximum (or at padding, for a 0).
+                        let position = layer.argmax[at];
+                        if position != IN_PADDING {
+                            assert_eq!(input[position as usize], best);
+                        }
+                    }
+                }
+            }
         }
     }
 
