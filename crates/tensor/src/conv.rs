@@ -102,19 +102,14 @@ impl ConvGeometry {
 
     /// Calls `f(tap, image_index)` for the `FW` taps of one window row that
     /// starts at column `x0` of image row `row` (`row_start = row * W`), with
-    /// `None` for taps in the padding. The common case, a row fully inside
-    /// the image, is one contiguous run.
+    /// `None` for taps in the padding: the slow path, for windows that
+    /// overlap the padding.
     #[inline(always)]
     fn for_row_taps(&self, row_start: usize, x0: isize, mut f: impl FnMut(usize, Option<usize>)) {
-        if x0 >= 0 && x0 as usize + self.filter_w <= self.width {
-            let start = row_start + x0 as usize;
-            (0..self.filter_w).for_each(|j| f(j, Some(start + j)));
-        } else {
-            for j in 0..self.filter_w {
-                let x = x0 + j as isize;
-                let inside = x >= 0 && (x as usize) < self.width;
-                f(j, inside.then(|| row_start + x as usize));
-            }
+        for j in 0..self.filter_w {
+            let x = x0 + j as isize;
+            let inside = x >= 0 && (x as usize) < self.width;
+            f(j, inside.then(|| row_start + x as usize));
         }
     }
 }
@@ -149,9 +144,16 @@ pub fn im2col<T: Element>(x: &[T], geometry: &ConvGeometry, col: &mut [T]) {
                             continue;
                         };
                         let row_start = (c * g.height + y) * g.width;
-                        g.for_row_taps(row_start, g.tap_col(ow), |j, at| {
-                            taps[j] = at.map_or(T::ZERO, |at| image[at]);
-                        });
+                        let x0 = g.tap_col(ow);
+                        if x0 >= 0 && x0 as usize + g.filter_w <= g.width {
+                            // The common case, a run inside the image: one copy.
+                            let start = row_start + x0 as usize;
+                            taps.copy_from_slice(&image[start..start + g.filter_w]);
+                        } else {
+                            g.for_row_taps(row_start, x0, |j, at| {
+                                taps[j] = at.map_or(T::ZERO, |at| image[at]);
+                            });
+                        }
                     }
                 }
             }
@@ -184,11 +186,19 @@ pub fn col2im<T: Element>(col: &[T], geometry: &ConvGeometry, x: &mut [T]) {
                             continue;
                         };
                         let row_start = (c * g.height + y) * g.width;
-                        g.for_row_taps(row_start, g.tap_col(ow), |j, at| {
-                            if let Some(at) = at {
-                                image[at] += taps[j];
+                        let x0 = g.tap_col(ow);
+                        if x0 >= 0 && x0 as usize + g.filter_w <= g.width {
+                            let start = row_start + x0 as usize;
+                            for (pixel, &value) in image[start..start + g.filter_w].iter_mut().zip(taps) {
+                                *pixel += value;
                             }
-                        });
+                        } else {
+                            g.for_row_taps(row_start, x0, |j, at| {
+                                if let Some(at) = at {
+                                    image[at] += taps[j];
+                                }
+                            });
+                        }
                     }
                 }
             }
