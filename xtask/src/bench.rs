@@ -47,20 +47,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
         )));
     }
     rows.sort_by(|a, b| a.id.cmp(&b.id));
-    println!("{:<62} {:>12} {:>10}", "benchmark", "mean", "GFLOP/s");
+    say!("{:<62} {:>12} {:>10}", "benchmark", "mean", "GFLOP/s");
     for row in &rows {
         let rate = row
             .elements
             .map(|e| format!("{:.1}", e / row.mean_seconds / 1e9))
             .unwrap_or_default();
-        println!("{:<62} {:>12} {:>10}", row.id, human(row.mean_seconds), rate);
+        say!("{:<62} {:>12} {:>10}", row.id, human(row.mean_seconds), rate);
     }
     let find = |id: &str| rows.iter().find(|r| r.id == id).map(|r| r.mean_seconds);
     if let (Some(numerical), Some(backprop)) = (
         find("gradient/numerical f64 batch 3"),
         find("gradient/backprop f64 batch 3"),
     ) {
-        println!(
+        say!(
             "backprop is {:.0}x faster than the numerical gradient (f64, 3 images, same network)",
             numerical / backprop
         );

@@ -39,31 +39,31 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let classes = net.output_size();
     let (acc, matrix) = pool.install(|| (accuracy(net, test), confusion_matrix(net, test, classes)));
-    println!(
+    say!(
         "{}: {} images, test accuracy {:.4}",
         args.model.display(),
         test.len(),
         acc
     );
-    println!("confusion matrix (rows: true label, columns: predicted)");
-    print!("      ");
+    say!("confusion matrix (rows: true label, columns: predicted)");
+    say_inline!("      ");
     for j in 0..classes {
-        print!("{j:>6}");
+        say_inline!("{j:>6}");
     }
-    println!();
+    say!();
     for (i, row) in matrix.iter().enumerate() {
-        print!("{i:>4}  ");
+        say_inline!("{i:>4}  ");
         for count in row {
-            print!("{count:>6}");
+            say_inline!("{count:>6}");
         }
         let total: usize = row.iter().sum();
-        println!(
+        say!(
             "   {:.3} recall",
             if total == 0 { 0.0 } else { row[i] as f64 / total as f64 }
         );
     }
     if args.json {
-        println!(
+        say!(
             "{}",
             serde_json::json!({"test_accuracy": acc, "confusion_matrix": matrix})
         );

@@ -25,13 +25,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
     for outcome in outcomes {
         match outcome {
             FetchOutcome::AlreadyValid(path) => {
-                println!("ok       {} (already there, checksum verified)", path.display())
+                say!("ok       {} (already there, checksum verified)", path.display())
             }
             FetchOutcome::Fetched { path, source } => {
-                println!("fetched  {} from {source} (checksum verified)", path.display())
+                say!("fetched  {} from {source} (checksum verified)", path.display())
             }
         }
     }
-    println!("{} is ready in {}", args.dataset, dir.display());
+    say!("{} is ready in {}", args.dataset, dir.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -33,7 +33,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         &format!("{} filters of {}x{} (channel 0)", shape[0], shape[2], shape[3]),
         &filters,
     )?;
-    println!(
+    say!(
         "{} filters of {}x{}x{} drawn to {}",
         shape[0],
         shape[1],

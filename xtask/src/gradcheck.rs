@@ -153,7 +153,7 @@ fn check_mlp(args: &Args, pool: &rayon::ThreadPool) -> Result<Report> {
 }
 
 fn print_report(args: &Args, report: &Report, tolerance: f64, pool: &rayon::ThreadPool) -> Result<ExitCode> {
-    println!(
+    say!(
         "gradient check: {} images, {} in {}, h = {:e}, seed {}",
         args.samples,
         report.summary,
@@ -161,12 +161,12 @@ fn print_report(args: &Args, report: &Report, tolerance: f64, pool: &rayon::Thre
         args.step(),
         args.seed
     );
-    println!("  {:<7} {:>16} {:>14}", "", "mean |bp - num|", "max rel err");
+    say!("  {:<7} {:>16} {:>14}", "", "mean |bp - num|", "max rel err");
     for p in &report.params {
-        println!("  {:<7} {:>16.3e} {:>14.3e}", p.name, p.mean_abs_diff, p.max_rel_err);
+        say!("  {:<7} {:>16.3e} {:>14.3e}", p.name, p.mean_abs_diff, p.max_rel_err);
     }
     let speedup = report.numerical_seconds / report.backprop_seconds;
-    println!(
+    say!(
         "  numerical {:.3} s, backprop {:.1} us: backprop is {speedup:.0}x faster ({} threads for the numerical gradient)",
         report.numerical_seconds,
         report.backprop_seconds * 1e6,
@@ -195,7 +195,7 @@ fn print_report(args: &Args, report: &Report, tolerance: f64, pool: &rayon::Thre
             "backprop_seconds": report.backprop_seconds,
             "speedup": speedup,
         });
-        println!("{json}");
+        say!("{json}");
     }
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)

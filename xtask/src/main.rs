@@ -1,6 +1,24 @@
 //! `cargo xtask <task>`: the project's commands. This file only parses flags
 //! and dispatches; each task lives in its own module.
 
+/// `println!` that never panics: when stdout is closed (`cargo xtask train |
+/// head`), what would have been printed is dropped and the work goes on, so a
+/// run still finishes and keeps its files.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` that never panics; see `say!`.
+macro_rules! say_inline {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod bench;
 mod common;
 mod eval;

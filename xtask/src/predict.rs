@@ -63,11 +63,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .map(|&b| SHADES[b as usize * (SHADES.len() - 1) / 255] as char)
             .flat_map(|c| [c, c])
             .collect();
-        println!("  |{line}|");
+        say!("  |{line}|");
     }
     let names = dataset.class_names();
     let label = set.labels[args.index] as usize;
-    println!(
+    say!(
         "{} image {}: predicted {} ({:.1}%), true label {}{}",
         args.split,
         args.index,
@@ -78,7 +78,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     );
     for (class, p) in probs.iter().enumerate() {
         let bar = "#".repeat((p * 40.0).round() as usize);
-        println!("  {:>11} {:>6.2}% {bar}", names.get(class).unwrap_or(&"?"), p * 100.0);
+        say!("  {:>11} {:>6.2}% {bar}", names.get(class).unwrap_or(&"?"), p * 100.0);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,8 +4,11 @@ use crate::common::{load_data, parse_dataset, project_root, timestamp, Result, X
 use indicatif::{ProgressBar, ProgressStyle};
 use layers::{Activation, Init, LayerSpec, OptimizerConfig, OptimizerKind};
 use mnist::Dataset;
+use signal_hook::consts::SIGINT;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use train::{
     report, save_checkpoint, EvalRecord, ImageData, ModelKind, Observer, Summary, TrainConfig, TrainError, Trainer,
 };
@@ -157,6 +160,8 @@ impl Args {
 /// printed line per evaluation.
 struct Console {
     bar: ProgressBar,
+    /// Set by the first Ctrl-C: the run stops after the current step.
+    interrupted: Arc<AtomicBool>,
 }
 
 impl Observer for Console {
@@ -169,6 +174,10 @@ impl Observer for Console {
         self.bar.set_position(iteration as u64 + 1);
     }
 
+    fn should_stop(&self) -> bool {
+        self.interrupted.load(Ordering::Relaxed)
+    }
+
     fn on_eval(&mut self, e: &EvalRecord) {
         let loss = e.loss.map(|l| format!("{l:.4}")).unwrap_or_else(|| "-".into());
         let line = format!(
@@ -176,9 +185,9 @@ impl Observer for Console {
             e.iteration, e.epoch, e.train_accuracy, e.test_accuracy, e.elapsed_seconds
         );
         if self.bar.is_hidden() {
-            println!("{line}");
+            say!("{line}");
         } else {
-            self.bar.suspend(|| println!("{line}"));
+            self.bar.suspend(|| say!("{line}"));
         }
     }
 }
@@ -261,15 +270,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
         source: e,
     })?;
 
-    println!("backprop-rs train");
-    println!(
+    say!("backprop-rs train");
+    say!(
         "  data      {} from {} ({} train, {} test images; loaded in {load_seconds:.2}s)",
         args.dataset,
         data_dir.display(),
         train_len,
         test_set.len()
     );
-    println!(
+    say!(
         "  network   {network}{}",
         if extras.is_empty() {
             String::new()
@@ -277,14 +286,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
             format!(", {}", extras.join(", "))
         }
     );
-    println!("  layers    {}", trainer.model().summary());
-    println!(
+    say!("  layers    {}", trainer.model().summary());
+    say!(
         "  optimizer {}  batch {} (with replacement)  iters {iterations} ({:.2} epochs)  eval every {eval_every}",
         config.optimizer.describe(),
         config.batch_size,
         iterations as f64 / config.iters_per_epoch(train_len) as f64
     );
-    println!(
+    say!(
         "  seed      {}  threads {}",
         config.seed,
         if config.threads == 0 {
@@ -293,7 +302,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             config.threads
         }
     );
-    println!("  run dir   {}", run_dir.display());
+    say!("  run dir   {}", run_dir.display());
 
     let bar = ProgressBar::new(iterations as u64);
     bar.set_style(
@@ -309,7 +318,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
             w,
         )?;
     }
-    let mut console = Console { bar };
+    // The first Ctrl-C asks the run to stop after the current step (and keep
+    // everything); a second one ends the process at once, exit status 130.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for register in [
+        signal_hook::flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(&interrupted)),
+        signal_hook::flag::register(SIGINT, Arc::clone(&interrupted)),
+    ] {
+        register.map_err(|e| XtaskError::Failed(format!("cannot handle Ctrl-C: {e}")))?;
+    }
+    let mut console = Console { bar, interrupted };
     let result = trainer.run(&mut console);
     console.bar.finish_and_clear();
 
@@ -352,6 +370,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
             eprintln!("saved the last good weights to {}", model_path.display());
             return Err(e.into());
         }
+        Err(TrainError::Interrupted { iterations }) => {
+            eprintln!(
+                "interrupted at iteration {iterations}: the weights, records and plots so far are in {}",
+                run_dir.display()
+            );
+            return Ok(ExitCode::from(130));
+        }
         Err(e) => return Err(e.into()),
     };
     print_summary(&summary, &run_dir);
@@ -365,7 +390,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             "seconds_train": summary.seconds_train,
             "run_dir": run_dir.display().to_string(),
         });
-        println!("{json}");
+        say!("{json}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -394,7 +419,7 @@ fn write_records(dir: &Path, losses: &[f32], evals: &[EvalRecord], title: &str) 
 }
 
 fn print_summary(s: &Summary, run_dir: &Path) {
-    println!(
+    say!(
         "done: test acc {:.4}  train acc {:.4}  final loss {:.4}  {} iters in {:.2}s ({:.2}s training, {:.2}s evaluating)",
         s.test_accuracy,
         s.train_accuracy,
@@ -416,7 +441,7 @@ fn print_summary(s: &Summary, run_dir: &Path) {
     ] {
         let path = run_dir.join(file);
         if path.exists() {
-            println!("  {}", path.display());
+            say!("  {}", path.display());
         }
     }
 }

@@ -570,3 +570,83 @@ fn convnet_gradient_check_and_refusals() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("no convolution"), "{}", text(&out.stderr));
 }
+
+/// Starts `xtask train` with the given flags, stdout piped, reading MNIST from `real`.
+fn spawn_train(real: &Path, run_dir: &Path, extra: &[&str]) -> std::process::Child {
+    let mut args = vec!["train", "--out", run_dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(&args)
+        .env("MNIST_DIR", real)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("xtask starts")
+}
+
+/// Reads stdout lines until one starts with `prefix`; returns the reader.
+fn read_until(child: &mut std::process::Child, prefix: &str) -> std::io::BufReader<std::process::ChildStdout> {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    let mut line = String::new();
+    while reader.read_line(&mut line).expect("stdout readable") > 0 {
+        if line.trim_start().starts_with(prefix) {
+            return reader;
+        }
+        line.clear();
+    }
+    panic!("no line starting with {prefix:?}");
+}
+
+#[test]
+#[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
+fn a_closed_stdout_does_not_lose_the_run() {
+    let real = mnist::test_data_dir("MNIST_DIR");
+    let runs = tempfile::tempdir().unwrap();
+    let run_dir = runs.path().join("piped");
+    let mut child = spawn_train(&real, &run_dir, &["--iters", "300", "--eval-every", "100"]);
+    // As `| head -1`: read one line, then close the pipe.
+    drop(read_until(&mut child, "backprop-rs train"));
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for file in [
+        "model.safetensors",
+        "loss.csv",
+        "accuracy.csv",
+        "accuracy.png",
+        "config.json",
+    ] {
+        assert!(run_dir.join(file).is_file(), "{file} missing");
+    }
+    let losses = std::fs::read_to_string(run_dir.join("loss.csv")).unwrap();
+    assert_eq!(losses.lines().count(), 301, "the whole run was kept");
+}
+
+#[test]
+#[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
+fn ctrl_c_stops_after_the_step_and_keeps_the_run() {
+    let real = mnist::test_data_dir("MNIST_DIR");
+    let runs = tempfile::tempdir().unwrap();
+    let run_dir = runs.path().join("interrupted");
+    let mut child = spawn_train(&real, &run_dir, &["--iters", "5000000", "--eval-every", "2000000"]);
+    // The first evaluation is printed once training is under way.
+    let reader = read_until(&mut child, "iter ");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    drop(reader);
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted at iteration"), "{stderr}");
+    let losses = std::fs::read_to_string(run_dir.join("loss.csv")).unwrap();
+    assert!(losses.lines().count() > 2, "the steps so far are recorded");
+    let checkpoint = train::load_checkpoint::<f32>(&run_dir.join("model.safetensors")).unwrap();
+    assert_eq!(checkpoint.model.param_names().len(), 4);
+    assert!(run_dir.join("accuracy.png").is_file());
+}

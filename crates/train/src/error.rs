@@ -21,6 +21,8 @@ pub enum TrainError {
         /// The iteration whose parameters were kept; `None` when the first loss was already non-finite.
         last_good: Option<usize>,
     },
+    #[error("interrupted after {iterations} iterations; the weights and records so far are kept")]
+    Interrupted { iterations: usize },
     #[error(transparent)]
     Layer(#[from] layers::LayerError),
     #[error("{}: {source}; check that the folder exists and is writable", path.display())]

@@ -56,6 +56,11 @@ pub struct Summary {
 pub trait Observer: Send {
     fn on_step(&mut self, _iteration: usize, _loss: f64) {}
     fn on_eval(&mut self, _record: &EvalRecord) {}
+    /// Asked after every step: `true` ends the run there with
+    /// [`TrainError::Interrupted`] (Ctrl-C, say), keeping what was learned.
+    fn should_stop(&self) -> bool {
+        false
+    }
 }
 
 /// An observer that ignores everything.
@@ -276,6 +281,11 @@ impl<'a, T: Element> Trainer<'a, T> {
             window_sum += loss;
             window_len += 1;
             observer.on_step(iteration, loss);
+            if observer.should_stop() {
+                return Err(TrainError::Interrupted {
+                    iterations: iteration + 1,
+                });
+            }
         }
         let loss = (window_len > 0).then(|| window_sum / window_len as f64);
         eval_time += self.evaluate(self.iterations, loss, started, observer);

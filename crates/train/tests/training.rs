@@ -217,6 +217,31 @@ fn bad_settings_and_data_are_refused_before_work() {
     ));
 }
 
+/// Asks the run to stop after a given number of steps, as Ctrl-C does.
+struct StopAfter(usize, usize);
+impl Observer for StopAfter {
+    fn on_step(&mut self, _: usize, _: f64) {
+        self.1 += 1;
+    }
+    fn should_stop(&self) -> bool {
+        self.1 >= self.0
+    }
+}
+
+#[test]
+fn a_stop_request_ends_the_run_after_that_step_keeping_it() {
+    let (px, lb) = toy_set(600, 9);
+    let data = ImageData::new(&px, &lb, 64).unwrap();
+    let mut trainer = Trainer::<f32>::new(config(1), data, data, 10).unwrap();
+    let err = trainer.run(&mut StopAfter(37, 0)).unwrap_err();
+    assert!(matches!(err, TrainError::Interrupted { iterations: 37 }), "{err}");
+    assert_eq!(trainer.losses().len(), 37);
+    // The kept model is exactly that of a 37-step run.
+    let mut shorter = Trainer::<f32>::new(TrainConfig { iters: 37, ..config(1) }, data, data, 10).unwrap();
+    shorter.run(&mut ()).unwrap();
+    assert_eq!(trainer.model().param_buffers(), shorter.model().param_buffers());
+}
+
 struct Recorder(Vec<EvalRecord>, usize);
 impl Observer for Recorder {
     fn on_step(&mut self, _: usize, _: f64) {

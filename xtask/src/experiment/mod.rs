@@ -286,12 +286,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         path: out.clone(),
         source: e,
     })?;
-    println!(
+    say!(
         "backprop-rs experiment {name}{}",
         if args.quick { " (quick)" } else { "" }
     );
     if let Some((_, data_dir, _)) = &loaded {
-        println!(
+        say!(
             "  data      {} from {} ({} train, {} test images)",
             args.dataset,
             data_dir.display(),
@@ -299,8 +299,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             test.len()
         );
     }
-    println!("  seed      {}", args.seed);
-    println!("  run dir   {}", out.display());
+    say!("  seed      {}", args.seed);
+    say!("  run dir   {}", out.display());
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}")
@@ -327,14 +327,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
     ctx.bar.finish_and_clear();
     let outcome = outcome?;
     for line in &outcome.lines {
-        println!("{line}");
+        say!("{line}");
     }
-    println!("done in {:.1}s", started.elapsed().as_secs_f64());
+    say!("done in {:.1}s", started.elapsed().as_secs_f64());
     for file in &outcome.files {
-        println!("  {}", ctx.path(file).display());
+        say!("  {}", ctx.path(file).display());
     }
     if args.json {
-        println!("{}", serde_json::Value::Object(outcome.json));
+        say!("{}", serde_json::Value::Object(outcome.json));
     }
     Ok(ExitCode::SUCCESS)
 }
