@@ -64,6 +64,24 @@ pub fn load_data(dataset: Dataset, data_dir: Option<PathBuf>) -> Result<(Mnist, 
     Ok((data, dir, start.elapsed().as_secs_f64()))
 }
 
+/// Refuses an `--out` folder that already holds files (another run's,
+/// probably) unless `overwrite` is set, so that runs never mix.
+pub fn check_out_dir(out: Option<&Path>, overwrite: bool) -> Result<()> {
+    let Some(out) = out else {
+        return Ok(());
+    };
+    let holds_files = std::fs::read_dir(out)
+        .map(|mut entries| entries.next().is_some())
+        .unwrap_or(false);
+    if holds_files && !overwrite {
+        return Err(XtaskError::Usage(format!(
+            "{} already holds files (another run?); give a new --out, or --overwrite to write over them",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
 /// A rayon pool of `threads` workers (0: one per core).
 pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
     if threads > train::MAX_THREADS {

@@ -1,6 +1,6 @@
 //! `cargo xtask train`: the book's run, watchable and reproducible.
 
-use crate::common::{load_data, parse_dataset, project_root, timestamp, Result, XtaskError};
+use crate::common::{check_out_dir, load_data, parse_dataset, project_root, timestamp, Result, XtaskError};
 use indicatif::{ProgressBar, ProgressStyle};
 use layers::{Activation, Init, LayerSpec, OptimizerConfig, OptimizerKind};
 use mnist::Dataset;
@@ -87,6 +87,9 @@ pub struct Args {
     /// Run folder for records, plots and weights [default: runs/<dataset>-<net>-<optimizer>-seed<seed>-<time>].
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Write into an --out folder that already holds files (they are replaced).
+    #[arg(long)]
+    overwrite: bool,
     /// Print a JSON summary as the last line of stdout.
     #[arg(long)]
     json: bool,
@@ -199,6 +202,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let config = args.config()?;
     // Refuse bad settings before loading anything.
     config.validate()?;
+    check_out_dir(args.out.as_deref(), args.overwrite)?;
     let (data, data_dir, load_seconds) = load_data(args.dataset, args.data_dir.clone())?;
     let train_set = ImageData::new(&data.train.images, &data.train.labels, data.train.pixels())?;
     let test_set = ImageData::new(&data.test.images, &data.test.labels, data.test.pixels())?;
@@ -269,6 +273,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         path: run_dir.clone(),
         source: e,
     })?;
+    train::remove_stale_temp_files(&run_dir);
 
     say!("backprop-rs train");
     say!(

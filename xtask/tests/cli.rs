@@ -87,6 +87,25 @@ fn bad_flag_values_are_refused_before_any_work() {
         (&["gradcheck", "--samples", "0"], "samples"),
         (&["gradcheck", "--dtype", "f16"], "f16"),
     ];
+    // An --out that holds another run's files is refused, before any work.
+    let used = dir.path().join("used");
+    std::fs::create_dir_all(&used).unwrap();
+    std::fs::write(used.join("model.safetensors"), b"another run").unwrap();
+    for task in ["train", "experiment"] {
+        let mut args = vec![task];
+        if task == "experiment" {
+            args.push("optimizers");
+        }
+        args.extend_from_slice(&["--out", used.to_str().unwrap(), "--data-dir", "/nonexistent"]);
+        let out = xtask(&args);
+        assert!(!out.status.success(), "{task}");
+        assert!(
+            text(&out.stderr).contains("--overwrite"),
+            "{task}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(std::fs::read(used.join("model.safetensors")).unwrap(), b"another run");
     for (args, needle) in cases {
         let mut full = args.to_vec();
         full.extend_from_slice(&["--data-dir", "/nonexistent"]);

@@ -99,11 +99,37 @@ pub fn fetch(
         sources
     };
     std::fs::create_dir_all(target).map_err(|e| MnistError::io(target, e))?;
+    remove_stale_parts(target);
     dataset
         .files()
         .iter()
         .map(|file| fetch_file(file, target, sources, progress))
         .collect()
+}
+
+/// Deletes the `.NAME.part-PID` files that fetches killed before their
+/// rename left behind: those whose process is gone. Only where `/proc` tells
+/// which processes live (Linux); elsewhere nothing is deleted.
+fn remove_stale_parts(target: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(target) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .starts_with('.')
+            .then(|| name.rsplit_once(".part-"))
+            .flatten()
+            .and_then(|(_, pid)| pid.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 fn fetch_file(
@@ -245,4 +271,23 @@ fn copy_to(mut reader: Box<dyn Read>, path: &Path, progress: &mut dyn FetchProgr
     }
     out.sync_all().map_err(|e| MnistError::io(path, e))?;
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod stale_parts_tests {
+    use super::*;
+
+    #[test]
+    fn parts_of_dead_fetches_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(".t10k-images-idx3-ubyte.gz.part-999999999");
+        let ours = dir.path().join(format!(".x.gz.part-{}", std::process::id()));
+        let kept = dir.path().join("t10k-images-idx3-ubyte.gz");
+        for path in [&stale, &ours, &kept] {
+            std::fs::write(path, b"x").unwrap();
+        }
+        remove_stale_parts(dir.path());
+        assert_eq!(stale.exists(), !Path::new("/proc/self").exists());
+        assert!(ours.exists() && kept.exists());
+    }
 }

@@ -37,6 +37,30 @@ pub(crate) fn temp_beside(path: &Path) -> Result<std::path::PathBuf, TrainError>
     Ok(dir.join(format!(".tmp-{}-{name}", std::process::id())))
 }
 
+/// Deletes the `.tmp-PID-NAME` files that runs killed before a rename left
+/// in `dir`: those whose process is gone. Only where `/proc` tells which
+/// processes live (Linux); elsewhere nothing is deleted.
+pub fn remove_stale_temp_files(dir: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix(".tmp-")
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
 /// Writes `bytes` to `path` through a temporary file in the same folder,
 /// synced and then renamed, so `path` is either the old file or the new one,
 /// never a torn mix.
@@ -384,6 +408,25 @@ mod tests {
         let loaded = load_checkpoint::<f32>(&path).unwrap();
         assert_eq!(loaded.model.summary(), "Affine(4x3) Sigmoid Affine(3x2)");
         assert_eq!(loaded.model.params()[0].value.as_slice(), &w1[..]);
+    }
+
+    #[test]
+    fn temporary_files_of_dead_processes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        // No process has pid 999999999 (Linux pids stop at 2^22).
+        let stale = dir.path().join(".tmp-999999999-model.safetensors");
+        let ours = dir.path().join(format!(".tmp-{}-loss.csv", std::process::id()));
+        let kept = dir.path().join("model.safetensors");
+        for path in [&stale, &ours, &kept] {
+            std::fs::write(path, b"x").unwrap();
+        }
+        remove_stale_temp_files(dir.path());
+        assert_eq!(
+            stale.exists(),
+            !Path::new("/proc/self").exists(),
+            "removed where /proc tells"
+        );
+        assert!(ours.exists() && kept.exists());
     }
 
     #[test]

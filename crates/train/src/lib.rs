@@ -14,7 +14,7 @@ mod evaluate;
 pub mod report;
 mod trainer;
 
-pub use checkpoint::{load_checkpoint, save_checkpoint, write_atomic, Checkpoint};
+pub use checkpoint::{load_checkpoint, remove_stale_temp_files, save_checkpoint, write_atomic, Checkpoint};
 pub use config::{ModelKind, TrainConfig, MAX_BATCH, MAX_ITERS, MAX_THREADS};
 pub use data::ImageData;
 pub use error::TrainError;

@@ -15,7 +15,7 @@ mod optimizers;
 mod overfit;
 mod weight_init;
 
-use crate::common::{load_data, parse_dataset, project_root, timestamp, Result, XtaskError};
+use crate::common::{check_out_dir, load_data, parse_dataset, project_root, timestamp, Result, XtaskError};
 use indicatif::{ProgressBar, ProgressStyle};
 use mnist::Dataset;
 use std::path::PathBuf;
@@ -76,6 +76,9 @@ pub struct Args {
     /// Run folder for the CSV and the figure [default: runs/experiment-<name>-seed<seed>-<time>].
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Write into an --out folder that already holds files (they are replaced).
+    #[arg(long)]
+    overwrite: bool,
     /// Print a JSON object (curve name -> final figures) as the last line of stdout.
     #[arg(long)]
     json: bool,
@@ -262,6 +265,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         )));
     }
     // Every experiment but the optimizers' paths trains on the data set.
+    check_out_dir(args.out.as_deref(), args.overwrite)?;
     let loaded = match args.name {
         Name::OptimizerPaths => None,
         _ => Some(load_data(args.dataset, args.data_dir.clone())?),
@@ -286,6 +290,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         path: out.clone(),
         source: e,
     })?;
+    train::remove_stale_temp_files(&out);
     say!(
         "backprop-rs experiment {name}{}",
         if args.quick { " (quick)" } else { "" }
