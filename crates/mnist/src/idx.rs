@@ -14,7 +14,7 @@
 
 use crate::MnistError;
 use byteorder::{BigEndian, ReadBytesExt};
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use std::io::Read;
 use std::path::Path;
 
@@ -62,7 +62,9 @@ pub struct Idx {
 }
 
 /// Reads a file's bytes, gunzipping when it starts with the gzip signature.
-/// The gzip trailer (CRC and length) is checked by reading to the end.
+/// Every member of the stream is read (RFC 1952 allows several, `cat a.gz
+/// b.gz` makes them) and each trailer (CRC and length) checked; bytes after
+/// the last member that do not start another one are an error.
 pub(crate) fn read_decompressed(path: &Path) -> Result<Vec<u8>, MnistError> {
     let raw = std::fs::read(path).map_err(|e| MnistError::io(path, e))?;
     decompress(path, raw)
@@ -73,7 +75,7 @@ pub(crate) fn decompress(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>, MnistErro
         return Ok(raw);
     }
     let mut out = Vec::new();
-    let mut decoder = GzDecoder::new(&raw[..]).take(MAX_DECOMPRESSED + 1);
+    let mut decoder = MultiGzDecoder::new(&raw[..]).take(MAX_DECOMPRESSED + 1);
     decoder.read_to_end(&mut out).map_err(|source| MnistError::Gzip {
         path: path.to_path_buf(),
         source,
@@ -167,6 +169,31 @@ mod tests {
         }
         out.extend_from_slice(payload);
         out
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn multi_member_gzip_is_read_whole_and_trailing_junk_refused() {
+        let data = idx_bytes(2049, &[6], &[1, 2, 3, 4, 5, 6]);
+        // Two members, as `cat a.gz b.gz` makes: the file is their concatenation.
+        let mut two = gzip(&data[..7]);
+        two.extend_from_slice(&gzip(&data[7..]));
+        assert_eq!(decompress(&p(), two.clone()).unwrap(), data);
+        // A valid stream followed by bytes that are not another member.
+        for junk in [&b"<html>not gzip</html>"[..], &[0x1f, 0x8b, 0x00][..], &[0u8; 16][..]] {
+            let mut damaged = gzip(&data);
+            damaged.extend_from_slice(junk);
+            assert!(
+                matches!(decompress(&p(), damaged), Err(MnistError::Gzip { .. })),
+                "{junk:?} after the stream"
+            );
+        }
     }
 
     #[test]
