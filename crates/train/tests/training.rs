@@ -171,6 +171,13 @@ fn divergence_stops_the_run_and_keeps_the_last_good_weights() {
         );
         assert!(buffers(&trainer).iter().flatten().all(|v| v.is_finite()));
     }
+    // Initial weights that are not finite in f32 are refused before any step.
+    let overflowing = TrainConfig {
+        init: Init::Std(1e300),
+        ..config(1)
+    };
+    let err = Trainer::<f32>::new(overflowing, data, data, 10).err().expect("refused");
+    assert!(err.to_string().contains("--init std"), "{err}");
     // A loss that is not finite from the start blames the initial weights.
     let wild = TrainConfig {
         init: Init::Std(1e30),
