@@ -82,6 +82,15 @@ pub fn check_out_dir(out: Option<&Path>, overwrite: bool) -> Result<()> {
     Ok(())
 }
 
+/// The memory the system can give a new process (MemAvailable), where
+/// `/proc/meminfo` tells it.
+pub fn available_memory() -> Option<f64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024.0)
+}
+
 /// A rayon pool of `threads` workers (0: one per core).
 pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
     if threads > train::MAX_THREADS {

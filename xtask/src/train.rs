@@ -1,6 +1,8 @@
 //! `cargo xtask train`: the book's run, watchable and reproducible.
 
-use crate::common::{check_out_dir, load_data, parse_dataset, project_root, timestamp, Result, XtaskError};
+use crate::common::{
+    available_memory, check_out_dir, load_data, parse_dataset, project_root, timestamp, Result, XtaskError,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use layers::{Activation, Init, LayerSpec, OptimizerConfig, OptimizerKind};
 use mnist::Dataset;
@@ -203,6 +205,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // Refuse bad settings before loading anything.
     config.validate()?;
     check_out_dir(args.out.as_deref(), args.overwrite)?;
+    let threads = if config.threads == 0 {
+        rayon::current_num_threads()
+    } else {
+        config.threads
+    };
+    let needed = config.memory_estimate(args.dataset.pixels(), 10, threads);
+    if let Some(available) = available_memory().filter(|&a| needed > a) {
+        let gib = |bytes: f64| bytes / f64::from(1u32 << 30);
+        return Err(XtaskError::Usage(format!(
+            "this run would need about {:.1} GiB for the network, its optimizer and its batches, more than the {:.1} GiB this machine has available; use smaller --hidden widths or --batch-size",
+            gib(needed),
+            gib(available)
+        )));
+    }
     let (data, data_dir, load_seconds) = load_data(args.dataset, args.data_dir.clone())?;
     let train_set = ImageData::new(&data.train.images, &data.train.labels, data.train.pixels())?;
     let test_set = ImageData::new(&data.test.images, &data.test.labels, data.test.pixels())?;

@@ -80,6 +80,8 @@ fn bad_flag_values_are_refused_before_any_work() {
         (&["train", "--iters", "18446744073709551615"], "iterations"),
         (&["train", "--threads", "100000"], "threads"),
         (&["gradcheck", "--hidden", "100000000"], "between 1 and"),
+        (&["train", "--hidden", "65536", "--batch-size", "65536"], "GiB"),
+        (&["train", "--hidden", "65536,65536"], "parameters"),
         (&["gradcheck", "--dropout", "2"], "dropout ratio"),
         (&["train", "--dataset", "cifar"], "mnist or fashion-mnist"),
         (&["train", "--batch-size", "many"], "invalid"),

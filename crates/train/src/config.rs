@@ -148,6 +148,32 @@ impl TrainConfig {
         Ok(model.with_weight_decay(self.weight_decay)?)
     }
 
+    /// Roughly how many bytes an mlp run needs for its model and buffers
+    /// (the data set not counted): every parameter as value, gradient, spare
+    /// and optimizer state (two tensors for Momentum-like optimizers, four for
+    /// Adam: double-buffered), and every layer's output and gradient for a
+    /// batch, plus one evaluation chunk of outputs per thread. The
+    /// convolutional nets are the book's, of fixed size (under 1 GiB); this
+    /// counts their flag-independent part as 0.
+    pub fn memory_estimate(&self, features: usize, classes: usize, threads: usize) -> f64 {
+        if self.model != ModelKind::Mlp {
+            return 0.0;
+        }
+        let sizes = self.mlp(features, classes).sizes;
+        let params: f64 = sizes.windows(2).map(|w| (w[0] * w[1] + w[1]) as f64).sum();
+        let state = match self.optimizer.kind {
+            OptimizerKind::Sgd => 0.0,
+            OptimizerKind::Adam => 4.0,
+            _ => 2.0,
+        };
+        // Affine, BatchNorm, activation, Dropout outputs per hidden width.
+        let per_width = 2.0 + f64::from(u8::from(self.batch_norm)) + f64::from(u8::from(self.dropout.is_some()));
+        let widths: f64 = sizes[1..].iter().map(|&w| w as f64 * per_width).sum();
+        let rows = self.batch_size as f64 * 2.0 + crate::EVAL_CHUNK as f64 * threads.max(1) as f64;
+        let element = 4.0;
+        element * (params * (3.0 + state) + rows * widths)
+    }
+
     /// Refuses settings that cannot train, before any work starts.
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |msg: String| Err(TrainError::InvalidConfig(msg));
@@ -267,6 +293,34 @@ mod tests {
         // The book's overfitting run: 300 images, batches of 100, 3 steps an epoch.
         assert_eq!(by_epochs.iterations(300).unwrap(), 603);
         assert_eq!(by_epochs.iters_per_epoch(50), 1);
+    }
+
+    #[test]
+    fn memory_estimate_counts_parameters_state_and_batches() {
+        let book = TrainConfig::default();
+        let params = (784 * 50 + 50 + 50 * 10 + 10) as f64;
+        // SGD: value, gradient, spare; outputs of Affine and ReLU (and the
+        // last Affine's) for a batch and its gradient, and one chunk per thread.
+        let rows = (100 * 2 + 500) as f64;
+        let widths = (50 * 2 + 10 * 2) as f64;
+        assert_eq!(book.memory_estimate(784, 10, 1), 4.0 * (params * 3.0 + rows * widths));
+        let adam = TrainConfig {
+            optimizer: OptimizerConfig::new(OptimizerKind::Adam),
+            ..TrainConfig::default()
+        };
+        assert_eq!(
+            adam.memory_estimate(784, 10, 1) - book.memory_estimate(784, 10, 1),
+            4.0 * params * 4.0
+        );
+        let huge = TrainConfig {
+            hidden: vec![65536],
+            batch_size: 65536,
+            ..TrainConfig::default()
+        };
+        assert!(
+            huge.memory_estimate(784, 10, 2) > 30e9,
+            "the batch of 65536 x 65536 outputs"
+        );
     }
 
     #[test]

@@ -136,7 +136,11 @@ impl<'a, T: Element> Trainer<'a, T> {
                 model.output_size()
             )));
         }
-        if let Some(param) = model.params().iter().find(|p| p.value.as_slice().iter().any(|v| !v.is_finite())) {
+        if let Some(param) = model
+            .params()
+            .iter()
+            .find(|p| p.value.as_slice().iter().any(|v| !v.is_finite()))
+        {
             return Err(TrainError::InvalidConfig(format!(
                 "the initial {} holds values that are not finite in {}; the initial weights are too large (try a smaller --init std)",
                 param.name,

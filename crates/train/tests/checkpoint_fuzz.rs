@@ -10,7 +10,11 @@ use train::{load_checkpoint, save_checkpoint};
 
 fn valid_checkpoints() -> Vec<Vec<u8>> {
     let dir = tempfile::tempdir().unwrap();
-    let mlp = Mlp::new(&[6, 5, 4, 3]).batch_norm(true).dropout(Some(0.5)).build::<f32>(1).unwrap();
+    let mlp = Mlp::new(&[6, 5, 4, 3])
+        .batch_norm(true)
+        .dropout(Some(0.5))
+        .build::<f32>(1)
+        .unwrap();
     let convnet = SimpleConvNet::gradient_check().build::<f32>(2).unwrap();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     save_checkpoint(&a, &mlp, &[("dataset", "mnist".into())]).unwrap();
