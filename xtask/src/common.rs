@@ -36,18 +36,10 @@ pub fn default_data_dir(dataset: Dataset) -> PathBuf {
     project_root().join("data").join(dataset.name())
 }
 
-/// The environment variable that points at a folder holding the files.
-pub fn env_var(dataset: Dataset) -> &'static str {
-    match dataset {
-        Dataset::Mnist => "MNIST_DIR",
-        Dataset::FashionMnist => "FASHION_MNIST_DIR",
-    }
-}
-
 /// Where to read a data set from: `--data-dir`, else `$MNIST_DIR` (or
 /// `$FASHION_MNIST_DIR`), else the default folder, fetched on first use.
 pub fn locate_data(dataset: Dataset, data_dir: Option<PathBuf>) -> Result<PathBuf> {
-    if let Some(dir) = data_dir.or_else(|| std::env::var_os(env_var(dataset)).map(PathBuf::from)) {
+    if let Some(dir) = data_dir.or_else(|| std::env::var_os(dataset.env_var()).map(PathBuf::from)) {
         return Ok(dir);
     }
     let dir = default_data_dir(dataset);
@@ -60,7 +52,8 @@ pub fn locate_data(dataset: Dataset, data_dir: Option<PathBuf>) -> Result<PathBu
 pub fn load_data(dataset: Dataset, data_dir: Option<PathBuf>) -> Result<(Mnist, PathBuf, f64)> {
     let dir = locate_data(dataset, data_dir)?;
     let start = Instant::now();
-    let data = Mnist::load(&dir, dataset)?;
+    // Folders are untrusted too: every file must be the data set's own.
+    let data = Mnist::load_verified(&dir, dataset)?;
     Ok((data, dir, start.elapsed().as_secs_f64()))
 }
 

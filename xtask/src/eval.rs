@@ -31,7 +31,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let (checkpoint, dataset) = load_model(&args.model, args.dataset)?;
     // Only the test split is scored, so only it is read.
     let dir = locate_data(dataset, args.data_dir)?;
-    let split = Mnist::load_split(&dir, dataset, Split::Test)?;
+    let split = Mnist::load_split_verified(&dir, dataset, Split::Test)?;
     let test = ImageData::new(&split.images, &split.labels, split.pixels())?;
     let net = &checkpoint.model;
     if test.is_empty() {

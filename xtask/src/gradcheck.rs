@@ -138,7 +138,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 /// The mlp on the first `--samples` training images.
 fn check_mlp(args: &Args, pool: &rayon::ThreadPool) -> Result<Report> {
     let dir = locate_data(args.dataset, args.data_dir.clone())?;
-    let train = Mnist::load_split(&dir, args.dataset, Split::Train)?;
+    let train = Mnist::load_split_verified(&dir, args.dataset, Split::Train)?;
     if args.samples > train.len() {
         return Err(XtaskError::Usage(format!(
             "--samples {} exceeds the {} training images",

@@ -37,7 +37,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     } else {
         Split::Test
     };
-    let set = Mnist::load_split(&dir, dataset, split)?;
+    let set = Mnist::load_split_verified(&dir, dataset, split)?;
     if args.index >= set.len() {
         return Err(XtaskError::Usage(format!(
             "--index {} is outside the {} {} images",

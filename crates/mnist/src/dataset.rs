@@ -1,6 +1,6 @@
 //! The data sets, their files and pinned checksums, and the loaded images.
 
-use crate::idx::{read_idx, IdxKind};
+use crate::idx::{parse_idx, read_decompressed, IdxKind};
 use crate::MnistError;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -88,6 +88,22 @@ impl Dataset {
         match self {
             Dataset::Mnist => "mnist",
             Dataset::FashionMnist => "fashion-mnist",
+        }
+    }
+
+    /// The name people write: "MNIST", "Fashion-MNIST".
+    pub fn title(self) -> &'static str {
+        match self {
+            Dataset::Mnist => "MNIST",
+            Dataset::FashionMnist => "Fashion-MNIST",
+        }
+    }
+
+    /// The environment variable that names a folder holding the files.
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Dataset::Mnist => "MNIST_DIR",
+            Dataset::FashionMnist => "FASHION_MNIST_DIR",
         }
     }
 
@@ -190,11 +206,55 @@ pub struct ImageSet {
 /// Number of classes every MNIST-format set has.
 pub const CLASSES: u8 = 10;
 
+/// Checks decompressed IDX bytes against the pinned SHA-256 of `file` of
+/// `dataset`; on a mismatch, says which pinned file they are, if any.
+fn verify_idx(path: &Path, bytes: &[u8], dataset: Dataset, file: &DatasetFile) -> Result<(), MnistError> {
+    use sha2::{Digest, Sha256};
+    let actual = crate::hex(&Sha256::digest(bytes));
+    if actual == file.idx_sha256 {
+        return Ok(());
+    }
+    let looks_like = [Dataset::Mnist, Dataset::FashionMnist].into_iter().find_map(|other| {
+        other
+            .files()
+            .iter()
+            .find(|f| f.idx_sha256 == actual)
+            .map(|f| format!("{}'s {}", other.title(), f.name))
+    });
+    Err(MnistError::NotTheDataset(Box::new(crate::error::NotTheDataset {
+        path: path.to_path_buf(),
+        dataset: dataset.title(),
+        cli_name: dataset.name(),
+        name: file.name,
+        var: dataset.env_var(),
+        expected: file.idx_sha256,
+        actual,
+        looks_like,
+    })))
+}
+
 impl ImageSet {
     /// Loads and cross-checks an image file and a label file.
     pub fn load(images_path: &Path, labels_path: &Path) -> Result<Self, MnistError> {
-        let images = read_idx(images_path, IdxKind::Images)?;
-        let labels = read_idx(labels_path, IdxKind::Labels)?;
+        Self::load_checked(images_path, labels_path, None)
+    }
+
+    /// [`ImageSet::load`] that also checks each file's decompressed bytes
+    /// against the pinned checksums of the given files of `dataset`.
+    fn load_checked(
+        images_path: &Path,
+        labels_path: &Path,
+        pinned: Option<(Dataset, &DatasetFile, &DatasetFile)>,
+    ) -> Result<Self, MnistError> {
+        let read = |path: &Path, kind: IdxKind, file: Option<(Dataset, &DatasetFile)>| {
+            let bytes = read_decompressed(path)?;
+            if let Some((dataset, file)) = file {
+                verify_idx(path, &bytes, dataset, file)?;
+            }
+            parse_idx(path, bytes, kind)
+        };
+        let images = read(images_path, IdxKind::Images, pinned.map(|(d, images, _)| (d, images)))?;
+        let labels = read(labels_path, IdxKind::Labels, pinned.map(|(d, _, labels)| (d, labels)))?;
         if images.dims[0] != labels.dims[0] {
             return Err(MnistError::CountMismatch {
                 images_path: images_path.to_path_buf(),
@@ -272,11 +332,41 @@ impl Mnist {
     }
 
     pub fn load_split(dir: &Path, dataset: Dataset, split: Split) -> Result<ImageSet, MnistError> {
+        Self::load_split_checked(dir, dataset, split, false)
+    }
+
+    /// [`Mnist::load`] that also checks every file's decompressed bytes
+    /// against the data set's pinned SHA-256, so that altered or mixed-up
+    /// files in a folder are refused, naming the file (and what it is
+    /// instead, when it is another pinned file).
+    pub fn load_verified(dir: &Path, dataset: Dataset) -> Result<Self, MnistError> {
+        std::thread::scope(|scope| {
+            let test = scope.spawn(|| Self::load_split_checked(dir, dataset, Split::Test, true));
+            let train = Self::load_split_checked(dir, dataset, Split::Train, true);
+            // A panic on the other thread (a bug, not bad input) stays a panic.
+            let test = test.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            Ok(Mnist {
+                train: train?,
+                test: test?,
+            })
+        })
+    }
+
+    /// [`Mnist::load_split`] with the checksums checked, as [`Mnist::load_verified`].
+    pub fn load_split_verified(dir: &Path, dataset: Dataset, split: Split) -> Result<ImageSet, MnistError> {
+        Self::load_split_checked(dir, dataset, split, true)
+    }
+
+    fn load_split_checked(dir: &Path, dataset: Dataset, split: Split, verify: bool) -> Result<ImageSet, MnistError> {
         let files = dataset.files();
         let (images, labels) = match split {
-            Split::Train => (files[0].name, files[1].name),
-            Split::Test => (files[2].name, files[3].name),
+            Split::Train => (&files[0], &files[1]),
+            Split::Test => (&files[2], &files[3]),
         };
-        ImageSet::load(&find_file(dir, images)?, &find_file(dir, labels)?)
+        ImageSet::load_checked(
+            &find_file(dir, images.name)?,
+            &find_file(dir, labels.name)?,
+            verify.then_some((dataset, images, labels)),
+        )
     }
 }

@@ -53,6 +53,8 @@ pub enum MnistError {
         expected: String,
         actual: String,
     },
+    #[error(transparent)]
+    NotTheDataset(Box<NotTheDataset>),
     #[error("{}: no {name}[.gz] here; run `cargo xtask fetch`, or set MNIST_DIR (or --data-dir) to a folder with the four files", dir.display())]
     MissingFile { dir: PathBuf, name: &'static str },
     #[error("could not get {file} from any source:\n{}\nto continue offline, copy the four files from a machine that has them and run `cargo xtask fetch --from DIR`, or set MNIST_DIR to that folder", attempts.iter().map(|(s, r)| format!("  - {s}: {r}")).collect::<Vec<_>>().join("\n"))]
@@ -71,4 +73,21 @@ impl MnistError {
             source,
         }
     }
+}
+
+/// A file whose bytes are not the pinned ones of the data set it stands for.
+#[derive(Debug, Error)]
+#[error("{}: not {dataset}'s {name}: its decompressed SHA-256 is {actual}, not the pinned {expected}{}; point {var} (or --data-dir) at a folder with the real files, or run `cargo xtask fetch --dataset {cli_name}`", path.display(), looks_like.as_ref().map(|other| format!(" (it is {other})")).unwrap_or_default())]
+pub struct NotTheDataset {
+    pub path: PathBuf,
+    /// "MNIST", "Fashion-MNIST".
+    pub dataset: &'static str,
+    /// "mnist", "fashion-mnist".
+    pub cli_name: &'static str,
+    pub name: &'static str,
+    pub var: &'static str,
+    pub expected: &'static str,
+    pub actual: String,
+    /// The pinned file it matches instead, as "Fashion-MNIST's t10k-images-idx3-ubyte".
+    pub looks_like: Option<String>,
 }

@@ -23,7 +23,7 @@ mod idx;
 
 pub use book::{load_mnist, BookArrays, LoadOptions};
 pub use dataset::{Dataset, DatasetFile, ImageSet, Mnist, Split, CLASSES};
-pub use error::MnistError;
+pub use error::{MnistError, NotTheDataset};
 pub use fetch::{fetch, FetchOutcome, FetchProgress, NoProgress, Source};
 pub use idx::{read_idx, IdxKind};
 

@@ -1,4 +1,4 @@
-//! The real files, from MNIST_DIR (and FASHION_MNIST_DIR). Skipped when unset;
+//! The real files, from MNIST_DIR (and FASHION_MNIST_DIR). Ignored when unset;
 //! a failure, never a skip, when set to a folder without the files.
 
 use mnist::{load_mnist, Dataset, LoadOptions, Mnist};
@@ -7,7 +7,7 @@ use mnist::{load_mnist, Dataset, LoadOptions, Mnist};
 #[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
 fn mnist_has_the_published_shape_and_statistics() {
     let dir = mnist::test_data_dir("MNIST_DIR");
-    let data = Mnist::load(&dir, Dataset::Mnist).unwrap();
+    let data = Mnist::load_verified(&dir, Dataset::Mnist).unwrap();
     assert_eq!((data.train.len(), data.train.rows, data.train.cols), (60000, 28, 28));
     assert_eq!((data.test.len(), data.test.rows, data.test.cols), (10000, 28, 28));
     let mut counts = [0usize; 10];
@@ -51,4 +51,52 @@ fn fashion_mnist_loads_through_the_same_code() {
         counts[l as usize] += 1;
     }
     assert_eq!(counts, [6000; 10], "Fashion-MNIST is balanced");
+}
+
+#[test]
+#[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
+fn verified_loading_refuses_altered_and_mixed_up_files() {
+    let real = mnist::test_data_dir("MNIST_DIR");
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ] {
+        std::fs::copy(real.join(format!("{name}.gz")), dir.path().join(format!("{name}.gz"))).unwrap();
+    }
+    // The test labels in place of the training labels: another pinned file.
+    std::fs::copy(
+        real.join("t10k-labels-idx1-ubyte.gz"),
+        dir.path().join("train-labels-idx1-ubyte.gz"),
+    )
+    .unwrap();
+    let err = Mnist::load_verified(dir.path(), Dataset::Mnist)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("train-labels-idx1-ubyte.gz: not MNIST's train-labels-idx1-ubyte"),
+        "{err}"
+    );
+    assert!(
+        err.contains("it is MNIST's t10k-labels-idx1-ubyte") && err.contains("MNIST_DIR"),
+        "{err}"
+    );
+    // One label changed: the structure is fine, the checksum is not.
+    let labels = mnist::read_idx(&real.join("t10k-labels-idx1-ubyte.gz"), mnist::IdxKind::Labels).unwrap();
+    let mut raw = vec![0, 0, 8, 1, 0, 0, 0x27, 0x10];
+    raw.extend_from_slice(&labels.data);
+    raw[100] = (raw[100] + 1) % 10;
+    std::fs::remove_file(dir.path().join("t10k-labels-idx1-ubyte.gz")).unwrap();
+    std::fs::write(dir.path().join("t10k-labels-idx1-ubyte"), &raw).unwrap();
+    let err = Mnist::load_split_verified(dir.path(), Dataset::Mnist, mnist::Split::Test)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not MNIST's t10k-labels-idx1-ubyte") && !err.contains("(it is"),
+        "{err}"
+    );
+    // Structure alone (the unverified loader) accepts it.
+    assert!(Mnist::load_split(dir.path(), Dataset::Mnist, mnist::Split::Test).is_ok());
 }
