@@ -178,18 +178,47 @@ impl FromStr for Dataset {
 }
 
 /// The path of `name` in `dir`: `name.gz` if present, else the raw `name`.
-pub(crate) fn find_file(dir: &Path, name: &'static str) -> Result<PathBuf, MnistError> {
-    let gz = dir.join(format!("{name}.gz"));
-    if gz.is_file() {
-        return Ok(gz);
+/// Says what is wrong when the folder is not one, or when something other
+/// than a regular file stands where a file should be; `var` is the data
+/// set's environment variable, for the advice.
+pub(crate) fn find_file(dir: &Path, name: &'static str, var: &'static str) -> Result<PathBuf, MnistError> {
+    if !dir.is_dir() {
+        let what = match std::fs::metadata(dir) {
+            Ok(_) => "not a folder",
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist",
+            Err(_) => "cannot be read",
+        };
+        return Err(MnistError::NotAFolder {
+            dir: dir.to_path_buf(),
+            what,
+            var,
+        });
     }
-    let raw = dir.join(name);
-    if raw.is_file() {
-        return Ok(raw);
+    for path in [dir.join(format!("{name}.gz")), dir.join(name)] {
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => return Ok(path),
+            Ok(meta) => {
+                let what = if meta.is_dir() {
+                    "a folder"
+                } else {
+                    "a device or other special file"
+                };
+                return Err(MnistError::NotAFile { path, what });
+            }
+            // ELOOP: a symbolic link that leads back to itself.
+            Err(e) if e.raw_os_error() == Some(40) => {
+                return Err(MnistError::NotAFile {
+                    path,
+                    what: "a symbolic link loop",
+                })
+            }
+            Err(_) => {}
+        }
     }
     Err(MnistError::MissingFile {
         dir: dir.to_path_buf(),
         name,
+        var,
     })
 }
 
@@ -254,6 +283,11 @@ impl ImageSet {
             parse_idx(path, bytes, kind)
         };
         let images = read(images_path, IdxKind::Images, pinned.map(|(d, images, _)| (d, images)))?;
+        if images.dims[0] == 0 {
+            return Err(MnistError::EmptySplit {
+                path: images_path.to_path_buf(),
+            });
+        }
         let labels = read(labels_path, IdxKind::Labels, pinned.map(|(d, _, labels)| (d, labels)))?;
         if images.dims[0] != labels.dims[0] {
             return Err(MnistError::CountMismatch {
@@ -364,8 +398,8 @@ impl Mnist {
             Split::Test => (&files[2], &files[3]),
         };
         ImageSet::load_checked(
-            &find_file(dir, images.name)?,
-            &find_file(dir, labels.name)?,
+            &find_file(dir, images.name, dataset.env_var())?,
+            &find_file(dir, labels.name, dataset.env_var())?,
             verify.then_some((dataset, images, labels)),
         )
     }

@@ -46,7 +46,7 @@ pub enum MnistError {
         images: usize,
         labels: usize,
     },
-    #[error("{}: SHA-256 {actual} does not match the pinned {expected} ({what}); the download is damaged or not the real file (an HTML error page?): delete it and fetch again", path.display())]
+    #[error("{}: SHA-256 {actual} does not match the pinned {expected} ({what}): a damaged copy or not the real file (an HTML error page?); nothing was kept, fetch it from another source", path.display())]
     Checksum {
         path: PathBuf,
         what: &'static str,
@@ -55,8 +55,22 @@ pub enum MnistError {
     },
     #[error(transparent)]
     NotTheDataset(Box<NotTheDataset>),
-    #[error("{}: no {name}[.gz] here; run `cargo xtask fetch`, or set MNIST_DIR (or --data-dir) to a folder with the four files", dir.display())]
-    MissingFile { dir: PathBuf, name: &'static str },
+    #[error("{}: no {name}[.gz] here; run `cargo xtask fetch`, or set {var} (or --data-dir) to a folder with the four files", dir.display())]
+    MissingFile {
+        dir: PathBuf,
+        name: &'static str,
+        var: &'static str,
+    },
+    #[error("{}: {what}; set {var} (or --data-dir) to a folder with the four files, or run `cargo xtask fetch`", dir.display())]
+    NotAFolder {
+        dir: PathBuf,
+        what: &'static str,
+        var: &'static str,
+    },
+    #[error("{}: {what} where a data file should be; put the file there, or run `cargo xtask fetch`", path.display())]
+    NotAFile { path: PathBuf, what: &'static str },
+    #[error("{}: holds no images; a data set's split cannot be empty: fetch the files again", path.display())]
+    EmptySplit { path: PathBuf },
     #[error("could not get {file} from any source:\n{}\nto continue offline, copy the four files from a machine that has them and run `cargo xtask fetch --from DIR`, or set MNIST_DIR to that folder", attempts.iter().map(|(s, r)| format!("  - {s}: {r}")).collect::<Vec<_>>().join("\n"))]
     AllSourcesFailed {
         file: String,

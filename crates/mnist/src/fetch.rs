@@ -103,7 +103,7 @@ pub fn fetch(
     dataset
         .files()
         .iter()
-        .map(|file| fetch_file(file, target, sources, progress))
+        .map(|file| fetch_file(file, target, sources, dataset.env_var(), progress))
         .collect()
 }
 
@@ -136,9 +136,10 @@ fn fetch_file(
     file: &DatasetFile,
     target: &Path,
     sources: &[Source],
+    var: &'static str,
     progress: &mut dyn FetchProgress,
 ) -> Result<FetchOutcome, MnistError> {
-    let existing = find_file(target, file.name).ok();
+    let existing = find_file(target, file.name, var).ok();
     if let Some(path) = &existing {
         match verify_local(path, file) {
             Ok(()) => return Ok(FetchOutcome::AlreadyValid(path.clone())),
@@ -147,7 +148,7 @@ fn fetch_file(
     }
     let mut attempts = Vec::new();
     for (i, source) in sources.iter().enumerate() {
-        match fetch_from(file, target, source, progress) {
+        match fetch_from(file, target, source, var, progress) {
             Ok(path) => {
                 // A stale file under the other container name must not shadow the new one.
                 if let Some(old) = existing.filter(|old| *old != path) {
@@ -211,41 +212,50 @@ fn fetch_from(
     file: &DatasetFile,
     target: &Path,
     source: &Source,
+    var: &'static str,
     progress: &mut dyn FetchProgress,
 ) -> Result<PathBuf, MnistError> {
-    let (reader, total, final_name, downloaded): (Box<dyn Read>, Option<u64>, String, bool) = match source {
-        Source::Dir(dir) => {
-            let path = find_file(dir, file.name)?;
-            let handle = File::open(&path).map_err(|e| MnistError::io(&path, e))?;
-            let total = handle.metadata().ok().map(|m| m.len());
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            (Box::new(handle), total, name, false)
-        }
-        Source::Url(base) => {
-            let url = format!("{base}{}.gz", file.name);
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .timeout_connect(Some(Duration::from_secs(15)))
-                .timeout_recv_body(Some(Duration::from_secs(300)))
-                .build()
-                .into();
-            let response = agent.get(&url).call().map_err(|e| MnistError::Download {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
-            let total = response.body().content_length();
-            // Four times the largest known file: enough for any honest mirror.
-            let reader = response.into_body().into_with_config().limit(128 << 20).reader();
-            (Box::new(reader), total, format!("{}.gz", file.name), true)
-        }
-    };
+    // `origin`: where the bytes came from, which errors name (never the temporary file).
+    let (reader, total, final_name, downloaded, origin): (Box<dyn Read>, Option<u64>, String, bool, PathBuf) =
+        match source {
+            Source::Dir(dir) => {
+                let path = find_file(dir, file.name, var)?;
+                let handle = File::open(&path).map_err(|e| MnistError::io(&path, e))?;
+                let total = handle.metadata().ok().map(|m| m.len());
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (Box::new(handle), total, name, false, path)
+            }
+            Source::Url(base) => {
+                let url = format!("{base}{}.gz", file.name);
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .timeout_connect(Some(Duration::from_secs(15)))
+                    .timeout_recv_body(Some(Duration::from_secs(300)))
+                    .build()
+                    .into();
+                let response = agent.get(&url).call().map_err(|e| MnistError::Download {
+                    url: url.clone(),
+                    reason: e.to_string(),
+                })?;
+                let total = response.body().content_length();
+                // Four times the largest known file: enough for any honest mirror.
+                let reader = response.into_body().into_with_config().limit(128 << 20).reader();
+                (
+                    Box::new(reader),
+                    total,
+                    format!("{}.gz", file.name),
+                    true,
+                    PathBuf::from(url),
+                )
+            }
+        };
     let final_path = target.join(&final_name);
     let temp_path = target.join(format!(".{final_name}.part-{}", std::process::id()));
     progress.start(&final_name, &source.describe(), total);
     let result = copy_to(reader, &temp_path, progress)
-        .and_then(|bytes| verify_bytes(&temp_path, file, bytes, downloaded))
+        .and_then(|bytes| verify_bytes(&origin, file, bytes, downloaded))
         .and_then(|()| std::fs::rename(&temp_path, &final_path).map_err(|e| MnistError::io(&final_path, e)));
     progress.finish();
     if let Err(e) = result {

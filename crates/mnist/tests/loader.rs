@@ -84,6 +84,40 @@ fn each_defect_gets_its_own_error_naming_the_file() {
 }
 
 #[test]
+fn the_path_itself_is_diagnosed() {
+    let dir = tempfile::tempdir().unwrap();
+    write_synthetic_dataset(dir.path());
+    // The data set's own variable is suggested.
+    let empty = tempfile::tempdir().unwrap();
+    let err = Mnist::load(empty.path(), Dataset::FashionMnist).unwrap_err().to_string();
+    assert!(err.contains("FASHION_MNIST_DIR"), "{err}");
+    // A folder where a file belongs.
+    let labels = dir.path().join("t10k-labels-idx1-ubyte.gz");
+    std::fs::remove_file(&labels).unwrap();
+    std::fs::create_dir(&labels).unwrap();
+    let err = Mnist::load(dir.path(), Dataset::Mnist).unwrap_err();
+    assert!(matches!(err, MnistError::NotAFile { what: "a folder", .. }), "{err}");
+    std::fs::remove_dir(&labels).unwrap();
+    // A symbolic link to itself.
+    #[cfg(target_os = "linux")]
+    {
+        std::os::unix::fs::symlink(&labels, &labels).unwrap();
+        let err = Mnist::load(dir.path(), Dataset::Mnist).unwrap_err();
+        assert!(err.to_string().contains("symbolic link loop"), "{err}");
+        std::fs::remove_file(&labels).unwrap();
+    }
+    // A folder that is not there, or a file in its place.
+    let err = Mnist::load(&dir.path().join("nowhere"), Dataset::Mnist).unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    let err = Mnist::load(&dir.path().join("train-images-idx3-ubyte.gz"), Dataset::Mnist).unwrap_err();
+    assert!(err.to_string().contains("not a folder"), "{err}");
+    // An empty split is an error, not a set of zero images.
+    let (images, labels_bytes) = synthetic_pair(0, 2, 2);
+    let err = load_pair(&images, &labels_bytes).unwrap_err();
+    assert!(matches!(err, MnistError::EmptySplit { .. }), "{err}");
+}
+
+#[test]
 fn a_header_claiming_gigabytes_fails_fast() {
     let images = idx_bytes(2051, &[1_000_000, 28, 28], &[0; 100]);
     let (_, labels) = synthetic_pair(1, 2, 2);
