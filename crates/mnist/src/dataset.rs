@@ -1,6 +1,6 @@
 //! The data sets, their files and pinned checksums, and the loaded images.
 
-use crate::idx::{parse_idx, read_decompressed, IdxKind};
+use crate::idx::{parse_idx, read_decompressed, IdxKind, LoadBudget};
 use crate::MnistError;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -265,7 +265,7 @@ fn verify_idx(path: &Path, bytes: &[u8], dataset: Dataset, file: &DatasetFile) -
 impl ImageSet {
     /// Loads and cross-checks an image file and a label file.
     pub fn load(images_path: &Path, labels_path: &Path) -> Result<Self, MnistError> {
-        Self::load_checked(images_path, labels_path, None)
+        Self::load_checked(images_path, labels_path, None, &LoadBudget::new())
     }
 
     /// [`ImageSet::load`] that also checks each file's decompressed bytes
@@ -274,9 +274,10 @@ impl ImageSet {
         images_path: &Path,
         labels_path: &Path,
         pinned: Option<(Dataset, &DatasetFile, &DatasetFile)>,
+        budget: &LoadBudget,
     ) -> Result<Self, MnistError> {
         let read = |path: &Path, kind: IdxKind, file: Option<(Dataset, &DatasetFile)>| {
-            let bytes = read_decompressed(path)?;
+            let bytes = read_decompressed(path, budget)?;
             if let Some((dataset, file)) = file {
                 verify_idx(path, &bytes, dataset, file)?;
             }
@@ -348,14 +349,28 @@ pub struct Mnist {
 
 impl Mnist {
     /// Loads the four files of `dataset` from `dir` (each as `name.gz` or raw `name`).
-    /// Structure is validated; checksums are [`crate::fetch()`]'s business.
-    /// The test split is read on a second thread while the training split
-    /// is read on this one: decompressing is the whole cost, and it is serial
-    /// within a gzip stream.
+    /// Structure is validated; checksums are [`crate::fetch()`]'s business,
+    /// or [`Mnist::load_verified`]'s.
     pub fn load(dir: &Path, dataset: Dataset) -> Result<Self, MnistError> {
+        Self::load_both(dir, dataset, false)
+    }
+
+    /// [`Mnist::load`] that also checks every file's decompressed bytes
+    /// against the data set's pinned SHA-256, so that altered or mixed-up
+    /// files in a folder are refused, naming the file (and what it is
+    /// instead, when it is another pinned file).
+    pub fn load_verified(dir: &Path, dataset: Dataset) -> Result<Self, MnistError> {
+        Self::load_both(dir, dataset, true)
+    }
+
+    /// The test split is read on a second thread while the training split
+    /// is read on this one (decompressing is the whole cost, and it is
+    /// serial within a gzip stream); both draw on one [`LoadBudget`].
+    fn load_both(dir: &Path, dataset: Dataset, verify: bool) -> Result<Self, MnistError> {
+        let budget = LoadBudget::new();
         std::thread::scope(|scope| {
-            let test = scope.spawn(|| Self::load_split(dir, dataset, Split::Test));
-            let train = Self::load_split(dir, dataset, Split::Train);
+            let test = scope.spawn(|| Self::load_split_checked(dir, dataset, Split::Test, verify, &budget));
+            let train = Self::load_split_checked(dir, dataset, Split::Train, verify, &budget);
             // A panic on the other thread (a bug, not bad input) stays a panic.
             let test = test.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             Ok(Mnist {
@@ -366,32 +381,21 @@ impl Mnist {
     }
 
     pub fn load_split(dir: &Path, dataset: Dataset, split: Split) -> Result<ImageSet, MnistError> {
-        Self::load_split_checked(dir, dataset, split, false)
-    }
-
-    /// [`Mnist::load`] that also checks every file's decompressed bytes
-    /// against the data set's pinned SHA-256, so that altered or mixed-up
-    /// files in a folder are refused, naming the file (and what it is
-    /// instead, when it is another pinned file).
-    pub fn load_verified(dir: &Path, dataset: Dataset) -> Result<Self, MnistError> {
-        std::thread::scope(|scope| {
-            let test = scope.spawn(|| Self::load_split_checked(dir, dataset, Split::Test, true));
-            let train = Self::load_split_checked(dir, dataset, Split::Train, true);
-            // A panic on the other thread (a bug, not bad input) stays a panic.
-            let test = test.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            Ok(Mnist {
-                train: train?,
-                test: test?,
-            })
-        })
+        Self::load_split_checked(dir, dataset, split, false, &LoadBudget::new())
     }
 
     /// [`Mnist::load_split`] with the checksums checked, as [`Mnist::load_verified`].
     pub fn load_split_verified(dir: &Path, dataset: Dataset, split: Split) -> Result<ImageSet, MnistError> {
-        Self::load_split_checked(dir, dataset, split, true)
+        Self::load_split_checked(dir, dataset, split, true, &LoadBudget::new())
     }
 
-    fn load_split_checked(dir: &Path, dataset: Dataset, split: Split, verify: bool) -> Result<ImageSet, MnistError> {
+    fn load_split_checked(
+        dir: &Path,
+        dataset: Dataset,
+        split: Split,
+        verify: bool,
+        budget: &LoadBudget,
+    ) -> Result<ImageSet, MnistError> {
         let files = dataset.files();
         let (images, labels) = match split {
             Split::Train => (&files[0], &files[1]),
@@ -401,6 +405,7 @@ impl Mnist {
             &find_file(dir, images.name, dataset.env_var())?,
             &find_file(dir, labels.name, dataset.env_var())?,
             verify.then_some((dataset, images, labels)),
+            budget,
         )
     }
 }

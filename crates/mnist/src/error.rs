@@ -71,9 +71,10 @@ pub enum MnistError {
     NotAFile { path: PathBuf, what: &'static str },
     #[error("{}: holds no images; a data set's split cannot be empty: fetch the files again", path.display())]
     EmptySplit { path: PathBuf },
-    #[error("could not get {file} from any source:\n{}\nto continue offline, copy the four files from a machine that has them and run `cargo xtask fetch --from DIR`, or set MNIST_DIR to that folder", attempts.iter().map(|(s, r)| format!("  - {s}: {r}")).collect::<Vec<_>>().join("\n"))]
+    #[error("could not get {file} from any source:\n{}\nto continue offline, copy the four files from a machine that has them and run `cargo xtask fetch --from DIR`, or set {var} to that folder", attempts.iter().map(|(s, r)| format!("  - {s}: {r}")).collect::<Vec<_>>().join("\n"))]
     AllSourcesFailed {
         file: String,
+        var: &'static str,
         attempts: Vec<(String, String)>,
     },
     #[error("unsupported source '{0}': give a directory, a file:// URL or an https:// URL")]

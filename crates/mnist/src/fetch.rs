@@ -170,6 +170,7 @@ fn fetch_file(
     }
     Err(MnistError::AllSourcesFailed {
         file: format!("{}.gz", file.name),
+        var,
         attempts,
     })
 }

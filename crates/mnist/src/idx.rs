@@ -18,9 +18,41 @@ use flate2::read::MultiGzDecoder;
 use std::io::Read;
 use std::path::Path;
 
-/// Refuse to decompress past this: 10x the largest MNIST-format file, far
-/// below what would hurt the machine, so a gzip bomb fails fast.
-const MAX_DECOMPRESSED: u64 = 512 << 20;
+/// The most bytes one load (both splits of a data set, on two threads) may
+/// hold: ten times the four MNIST files decompressed, far below what would
+/// hurt the machine, so a gzip bomb or a huge raw file fails fast whatever
+/// the number of files loaded at once.
+pub const MAX_LOADED: u64 = 512 << 20;
+
+/// What is left of [`MAX_LOADED`] for one load, shared by its threads: every
+/// file's bytes (as read, then decompressed) are taken from it before they
+/// are held.
+#[derive(Debug)]
+pub(crate) struct LoadBudget(std::sync::atomic::AtomicU64);
+
+impl LoadBudget {
+    pub(crate) fn new() -> Self {
+        LoadBudget(std::sync::atomic::AtomicU64::new(MAX_LOADED))
+    }
+
+    fn remaining(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Takes `bytes` from the budget, or says how much was left.
+    fn take(&self, path: &Path, bytes: u64, what: &str) -> Result<(), MnistError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.0
+            .fetch_update(SeqCst, SeqCst, |left| left.checked_sub(bytes))
+            .map(|_| ())
+            .map_err(|left| MnistError::BadHeader {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "{what} {bytes} bytes, more than the {left} left of the {MAX_LOADED} bytes a load may hold; this is no MNIST-format file"
+                ),
+            })
+    }
+}
 
 /// Which of the two IDX layouts a file must have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,25 +97,39 @@ pub struct Idx {
 /// Every member of the stream is read (RFC 1952 allows several, `cat a.gz
 /// b.gz` makes them) and each trailer (CRC and length) checked; bytes after
 /// the last member that do not start another one are an error.
-pub(crate) fn read_decompressed(path: &Path) -> Result<Vec<u8>, MnistError> {
+pub(crate) fn read_decompressed(path: &Path, budget: &LoadBudget) -> Result<Vec<u8>, MnistError> {
+    // The file's size is checked before a byte of it is read.
+    let size = std::fs::metadata(path).map_err(|e| MnistError::io(path, e))?.len();
+    budget.take(path, size, "the file holds")?;
     let raw = std::fs::read(path).map_err(|e| MnistError::io(path, e))?;
-    decompress(path, raw)
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw);
+    }
+    let out = decompress_within(path, &raw, budget.remaining())?;
+    budget.take(path, out.len() as u64, "it decompresses to")?;
+    Ok(out)
 }
 
+/// Gunzips `raw` (as [`read_decompressed`]) if it is gzip, within a fresh budget.
 pub(crate) fn decompress(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>, MnistError> {
     if !raw.starts_with(&[0x1f, 0x8b]) {
         return Ok(raw);
     }
+    decompress_within(path, &raw, MAX_LOADED)
+}
+
+/// Gunzips every member of `raw`, refusing to produce more than `limit` bytes.
+fn decompress_within(path: &Path, raw: &[u8], limit: u64) -> Result<Vec<u8>, MnistError> {
     let mut out = Vec::new();
-    let mut decoder = MultiGzDecoder::new(&raw[..]).take(MAX_DECOMPRESSED + 1);
+    let mut decoder = MultiGzDecoder::new(raw).take(limit + 1);
     decoder.read_to_end(&mut out).map_err(|source| MnistError::Gzip {
         path: path.to_path_buf(),
         source,
     })?;
-    if out.len() as u64 > MAX_DECOMPRESSED {
+    if out.len() as u64 > limit {
         return Err(MnistError::BadHeader {
             path: path.to_path_buf(),
-            detail: format!("decompresses to more than {MAX_DECOMPRESSED} bytes"),
+            detail: format!("decompresses to more than the {limit} bytes a load may still hold"),
         });
     }
     Ok(out)
@@ -91,7 +137,7 @@ pub(crate) fn decompress(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>, MnistErro
 
 /// Reads and validates an IDX file of the given kind.
 pub fn read_idx(path: &Path, kind: IdxKind) -> Result<Idx, MnistError> {
-    parse_idx(path, read_decompressed(path)?, kind)
+    parse_idx(path, read_decompressed(path, &LoadBudget::new())?, kind)
 }
 
 /// Validates decompressed IDX bytes: magic, dimensions, exact payload length.

@@ -25,7 +25,7 @@ pub use book::{load_mnist, BookArrays, LoadOptions};
 pub use dataset::{Dataset, DatasetFile, ImageSet, Mnist, Split, CLASSES};
 pub use error::{MnistError, NotTheDataset};
 pub use fetch::{fetch, FetchOutcome, FetchProgress, NoProgress, Source};
-pub use idx::{read_idx, IdxKind};
+pub use idx::{read_idx, IdxKind, MAX_LOADED};
 
 /// The SHA-256 of `bytes`, as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {

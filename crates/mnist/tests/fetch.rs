@@ -97,7 +97,7 @@ fn a_checksum_mismatch_is_refused_and_leaves_nothing() {
     )
     .unwrap_err();
     match &err {
-        MnistError::AllSourcesFailed { file, attempts } => {
+        MnistError::AllSourcesFailed { file, attempts, .. } => {
             assert_eq!(file, "train-images-idx3-ubyte.gz");
             assert_eq!(attempts.len(), 1);
             assert!(attempts[0].1.contains("SHA-256"), "{err}");

@@ -89,7 +89,9 @@ fn the_path_itself_is_diagnosed() {
     write_synthetic_dataset(dir.path());
     // The data set's own variable is suggested.
     let empty = tempfile::tempdir().unwrap();
-    let err = Mnist::load(empty.path(), Dataset::FashionMnist).unwrap_err().to_string();
+    let err = Mnist::load(empty.path(), Dataset::FashionMnist)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("FASHION_MNIST_DIR"), "{err}");
     // A folder where a file belongs.
     let labels = dir.path().join("t10k-labels-idx1-ubyte.gz");
@@ -115,6 +117,21 @@ fn the_path_itself_is_diagnosed() {
     let (images, labels_bytes) = synthetic_pair(0, 2, 2);
     let err = load_pair(&images, &labels_bytes).unwrap_err();
     assert!(matches!(err, MnistError::EmptySplit { .. }), "{err}");
+}
+
+#[test]
+fn a_huge_raw_file_is_refused_before_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    write_synthetic_dataset(dir.path());
+    // A sparse 2 GiB file takes no disk space: only its size says what it is.
+    std::fs::remove_file(dir.path().join("train-images-idx3-ubyte.gz")).unwrap();
+    let huge = std::fs::File::create(dir.path().join("train-images-idx3-ubyte")).unwrap();
+    huge.set_len(2 << 30).unwrap();
+    let err = Mnist::load(dir.path(), Dataset::Mnist).unwrap_err().to_string();
+    assert!(
+        err.contains("2147483648 bytes") && err.contains(&mnist::MAX_LOADED.to_string()),
+        "{err}"
+    );
 }
 
 #[test]
