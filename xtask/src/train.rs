@@ -92,6 +92,11 @@ pub struct Args {
     /// Write into an --out folder that already holds files (they are replaced).
     #[arg(long)]
     overwrite: bool,
+    /// Also write the initial weights (initial.safetensors) and the first N
+    /// batches with their losses (golden.json), for an independent check of
+    /// the first steps (benches/numpy/golden_check.py; CI runs it).
+    #[arg(long, value_name = "N")]
+    export_golden: Option<usize>,
     /// Print a JSON summary as the last line of stdout.
     #[arg(long)]
     json: bool,
@@ -165,11 +170,19 @@ impl Args {
 /// printed line per evaluation.
 struct Console {
     bar: ProgressBar,
+    /// The batches recorded for `--export-golden`, and how many to record.
+    golden: (usize, Vec<Vec<usize>>),
     /// Set by the first Ctrl-C: the run stops after the current step.
     interrupted: Arc<AtomicBool>,
 }
 
 impl Observer for Console {
+    fn on_batch(&mut self, iteration: usize, indices: &[usize]) {
+        if iteration < self.golden.0 {
+            self.golden.1.push(indices.to_vec());
+        }
+    }
+
     fn on_step(&mut self, iteration: usize, loss: f64) {
         // The bar's message is a new String: made every 50 steps only. (The
         // trainer allocates nothing per step; this observer does, that rarely.)
@@ -348,7 +361,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
     ] {
         register.map_err(|e| XtaskError::Failed(format!("cannot handle Ctrl-C: {e}")))?;
     }
-    let mut console = Console { bar, interrupted };
+    if args.export_golden.is_some() {
+        save_checkpoint(&run_dir.join("initial.safetensors"), trainer.model(), &[])?;
+    }
+    let golden_len = args.export_golden.unwrap_or(0).min(iterations);
+    let mut console = Console {
+        bar,
+        golden: (golden_len, Vec::with_capacity(golden_len)),
+        interrupted,
+    };
     let result = trainer.run(&mut console);
     console.bar.finish_and_clear();
 
@@ -377,6 +398,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
         ],
     )?;
     write_records(&run_dir, trainer.losses(), trainer.evals(), &title)?;
+    if args.export_golden.is_some() {
+        let batches = &console.golden.1;
+        let json = serde_json::json!({
+            "batches": batches,
+            "losses": &trainer.losses()[..batches.len().min(trainer.losses().len())],
+            "learning_rate": config.optimizer.learning_rate,
+            "optimizer": config.optimizer.kind.to_string(),
+        });
+        train::write_atomic(&run_dir.join("golden.json"), json.to_string().as_bytes())?;
+    }
     if let Some(w) = first_filters(trainer.model()) {
         report::plot_filters(
             &run_dir.join("filters-after.png"),

@@ -54,6 +54,8 @@ pub struct Summary {
 /// What a person watching sees. Called from the loop: `on_step` should be
 /// cheap and should not allocate every call.
 pub trait Observer: Send {
+    /// The training images of the batch about to be stepped on (indices into the training set).
+    fn on_batch(&mut self, _iteration: usize, _indices: &[usize]) {}
     fn on_step(&mut self, _iteration: usize, _loss: f64) {}
     fn on_eval(&mut self, _record: &EvalRecord) {}
     /// Asked after every step: `true` ends the run there with
@@ -263,6 +265,7 @@ impl<'a, T: Element> Trainer<'a, T> {
             for index in &mut indices {
                 *index = rng.random_range(0..self.train.len());
             }
+            observer.on_batch(iteration, &indices);
             self.train.gather(&indices, &mut x, &mut labels);
             // [N, C, H, W] for a convolutional net (a reshape, never a copy).
             self.model.shape_batch(&mut x)?;
