@@ -183,8 +183,9 @@ impl TrainConfig {
         if self.hidden.contains(&0) {
             return bad(format!("hidden widths must be positive, got {:?}", self.hidden));
         }
-        // Widths, init, dropout and weight decay, as the network checks them.
-        self.mlp(1, 1)
+        // Widths, init, dropout and weight decay, as the network checks them,
+        // for MNIST-sized data (the trainer checks again with the data's sizes).
+        self.mlp(784, 10)
             .validate()
             .map_err(|e| TrainError::InvalidConfig(e.to_string()))?;
         self.optimizer
