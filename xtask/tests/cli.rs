@@ -675,3 +675,164 @@ fn ctrl_c_stops_after_the_step_and_keeps_the_run() {
     assert_eq!(checkpoint.model.param_names().len(), 4);
     assert!(run_dir.join("accuracy.png").is_file());
 }
+
+/// A tensor of a crafted checkpoint: name, shape, the value of every element.
+type Filled = (&'static str, Vec<usize>, f32);
+
+/// A safetensors file of F32 tensors, each filled with one value, and metadata.
+fn write_checkpoint(path: &Path, tensors: &[Filled], metadata: &[(&str, &str)]) {
+    let mut header = serde_json::Map::new();
+    header.insert(
+        "__metadata__".into(),
+        metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+            .collect(),
+    );
+    let mut body = Vec::new();
+    for (name, shape, value) in tensors {
+        let count: usize = shape.iter().product();
+        let start = body.len();
+        for _ in 0..count {
+            body.extend_from_slice(&value.to_le_bytes());
+        }
+        header.insert(
+            name.to_string(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, body.len()]}),
+        );
+    }
+    let header = serde_json::Value::Object(header).to_string();
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&body);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn hostile_checkpoints_end_in_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mlp = |outputs: usize, value: f32| {
+        vec![
+            ("W1", vec![784, 2], value),
+            ("b1", vec![2], 0.0),
+            ("W2", vec![2, outputs], 0.0),
+            ("b2", vec![outputs], 0.0),
+        ]
+    };
+    let mut extra = mlp(10, 0.0);
+    extra.push(("W9", vec![1], 0.0));
+    // (file, tensors, metadata, what the message must say)
+    type Case = (&'static str, Vec<Filled>, Vec<(&'static str, &'static str)>, &'static str);
+    let cases: Vec<Case> = vec![
+        (
+            "huge",
+            mlp(10, 0.0),
+            vec![("sizes", "18446744073709551615,2,10")],
+            "widths must be between",
+        ),
+        (
+            "terabytes",
+            mlp(10, 0.0),
+            vec![("sizes", "784,100000000,10")],
+            "widths must be between",
+        ),
+        (
+            "nan",
+            mlp(10, f32::NAN),
+            vec![("sizes", "784,2,10")],
+            "W1 holds a non-finite value",
+        ),
+        (
+            "three-classes",
+            mlp(3, 0.0),
+            vec![("sizes", "784,2,3")],
+            "scores 3 classes",
+        ),
+        (
+            "extra",
+            extra,
+            vec![("sizes", "784,2,10")],
+            "'W9' is not part of the architecture",
+        ),
+    ];
+    for (name, tensors, metadata, needle) in cases {
+        let path = dir.path().join(format!("{name}.safetensors"));
+        write_checkpoint(&path, &tensors, &metadata);
+        // Both commands refuse the model before they look for any data.
+        for command in ["eval", "predict"] {
+            let mut args = vec![command, "--model", path.to_str().unwrap(), "--data-dir", "/nonexistent"];
+            if command == "predict" {
+                args.extend_from_slice(&["--index", "0"]);
+            }
+            let out = xtask(&args);
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{name} {command}: {stderr}");
+            assert!(
+                stderr.contains(needle) && stderr.contains(name),
+                "{name} {command}: {stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+    }
+    let out = xtask(&["eval", "--model", dir.path().to_str().unwrap()]);
+    assert!(
+        text(&out.stderr).contains("not a regular file"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 5, "nothing written");
+}
+
+#[test]
+#[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
+fn unverified_or_impossible_data_folders_are_refused() {
+    let real = mnist::test_data_dir("MNIST_DIR");
+    let names = [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ];
+    let copy = || {
+        let dir = tempfile::tempdir().unwrap();
+        for name in names {
+            std::fs::copy(real.join(format!("{name}.gz")), dir.path().join(format!("{name}.gz"))).unwrap();
+        }
+        dir
+    };
+    let junk = copy();
+    let labels = junk.path().join("t10k-labels-idx1-ubyte.gz");
+    let mut bytes = std::fs::read(&labels).unwrap();
+    bytes.extend_from_slice(b"<html>");
+    std::fs::write(&labels, bytes).unwrap();
+    let folder = copy();
+    let images = folder.path().join("t10k-images-idx3-ubyte.gz");
+    std::fs::remove_file(&images).unwrap();
+    std::fs::create_dir(&images).unwrap();
+    let huge = copy();
+    std::fs::remove_file(huge.path().join("train-images-idx3-ubyte.gz")).unwrap();
+    let raw = std::fs::File::create(huge.path().join("train-images-idx3-ubyte")).unwrap();
+    raw.set_len(2 << 30).unwrap();
+    for (dir, needle) in [
+        (&junk, "not a valid gzip stream"),
+        (&folder, "a folder where a data file should be"),
+        (&huge, "2147483648 bytes"),
+    ] {
+        let runs = tempfile::tempdir().unwrap();
+        let run_dir = runs.path().join("run");
+        let out = xtask(&[
+            "train",
+            "--iters",
+            "1",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--out",
+            run_dir.to_str().unwrap(),
+        ]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(needle), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!run_dir.exists(), "nothing written: {stderr}");
+    }
+}
