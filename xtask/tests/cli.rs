@@ -722,7 +722,12 @@ fn hostile_checkpoints_end_in_one_line_errors() {
     let mut extra = mlp(10, 0.0);
     extra.push(("W9", vec![1], 0.0));
     // (file, tensors, metadata, what the message must say)
-    type Case = (&'static str, Vec<Filled>, Vec<(&'static str, &'static str)>, &'static str);
+    type Case = (
+        &'static str,
+        Vec<Filled>,
+        Vec<(&'static str, &'static str)>,
+        &'static str,
+    );
     let cases: Vec<Case> = vec![
         (
             "huge",
