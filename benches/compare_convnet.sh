@@ -11,11 +11,7 @@ cd "$(dirname "$0")/.."
 : "${MNIST_DIR:?set MNIST_DIR to a folder with the four MNIST .gz files}"
 MNIST_DIR="$(cd "$MNIST_DIR" && pwd)"
 
-venv=target/numpy-venv
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet numpy
-fi
+. benches/numpy/venv.sh
 
 echo "NumPy (the book's SimpleConvNet), one epoch ..." >&2
 numpy_json=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 \

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from book_two_layer_net import load_mnist
+from book_two_layer_net import Relu, load_mnist
 
 
 def im2col(x, fh, fw, stride, pad):
@@ -84,19 +84,6 @@ class Pooling:
         dmax[np.arange(self.arg_max.size), self.arg_max.flatten()] = dout.flatten()
         dcol = dmax.reshape(dout.shape + (size,)).reshape(dout.shape[0] * dout.shape[1] * dout.shape[2], -1)
         return col2im(dcol, self.x.shape, self.ph, self.pw, self.stride, 0)
-
-
-class Relu:
-    def forward(self, x):
-        self.mask = x <= 0
-        out = x.copy()
-        out[self.mask] = 0
-        return out
-
-    def backward(self, dout):
-        dout = dout.copy()
-        dout[self.mask] = 0
-        return dout
 
 
 class Affine:
