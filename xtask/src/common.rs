@@ -84,14 +84,20 @@ pub fn available_memory() -> Option<f64> {
     Some(kib * 1024.0)
 }
 
-/// A rayon pool of `threads` workers (0: one per core).
-pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
+/// Refuses a `--threads` beyond [`train::MAX_THREADS`].
+pub fn check_threads(threads: usize) -> Result<()> {
     if threads > train::MAX_THREADS {
         return Err(XtaskError::Usage(format!(
             "--threads must be at most {} (0 uses every core), got {threads}",
             train::MAX_THREADS
         )));
     }
+    Ok(())
+}
+
+/// A rayon pool of `threads` workers (0: one per core), after [`check_threads`].
+pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
+    check_threads(threads)?;
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()

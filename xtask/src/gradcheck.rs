@@ -105,13 +105,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if !(h.is_finite() && h > 0.0 && h < 1.0) {
         return Err(XtaskError::Usage(format!("--h must be a number in (0, 1), got {h}")));
     }
-    if args.threads > train::MAX_THREADS {
-        return Err(XtaskError::Usage(format!(
-            "--threads must be at most {} (0 uses every core)",
-            train::MAX_THREADS
-        )));
-    }
-    // Refuse a bad network before loading anything.
+    // Refuse a bad network before loading anything (the thread count is
+    // checked by `thread_pool`, also before).
     let recipe = args.recipe(args.dataset.pixels());
     recipe.validate()?;
     if args.batch_norm && args.samples < 2 {

@@ -15,7 +15,7 @@ mod optimizers;
 mod overfit;
 mod weight_init;
 
-use crate::common::{check_out_dir, load_data, parse_dataset, project_root, timestamp, Result, XtaskError};
+use crate::common::{check_out_dir, check_threads, load_data, parse_dataset, project_root, timestamp, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use mnist::Dataset;
 use std::path::PathBuf;
@@ -258,12 +258,7 @@ impl Context<'_> {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    if args.threads > train::MAX_THREADS {
-        return Err(XtaskError::Usage(format!(
-            "--threads must be at most {} (0 uses every core)",
-            train::MAX_THREADS
-        )));
-    }
+    check_threads(args.threads)?;
     // Every experiment but the optimizers' paths trains on the data set.
     check_out_dir(args.out.as_deref(), args.overwrite)?;
     let loaded = match args.name {
