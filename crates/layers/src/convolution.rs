@@ -1,28 +1,33 @@
-//! Convolution (the book's `Convolution`, section 7.4), as im2col and one GEMM.
+//! Convolution (the book's `Convolution`, section 7.4), as im2col and GEMMs.
 //!
 //! Shapes: `x` is `[N, C, H, W]`; the filters `W` are `[FN, C, FH, FW]`
 //! (seen as an `FN x K` matrix, `K = C * FH * FW`); `b` is `[FN]`; `y` is
 //! `[N, FN, OH, OW]` with `OH = (H + 2 pad - FH) / stride + 1` (and `OW`
-//! likewise). With `col = im2col(x)` (`[M, K]`, `M = N * OH * OW`, one row per
-//! output position; see [`tensor::conv`]):
-//! * forward: `rows = col W^T` (`[M, FN]`), then `y = permute(rows) + b`;
-//! * backward, with `G = permute(dL/dy)` (`[M, FN]`):
-//!   `dL/dW = G^T col`, `dL/db = sum over the rows of G`,
-//!   `dL/dx = col2im(G W)`.
+//! likewise). Per image `n`, with `col_n = im2col(x_n)` (`[K, OH * OW]`, one
+//! column per output position; see [`tensor::conv`]) and `G_n = dL/dy_n`
+//! seen as `[FN, OH * OW]`:
+//! * forward: `y_n = W col_n + b` (one GEMM, already in image layout);
+//! * backward: `dL/dW = sum_n G_n col_n^T`, `dL/db = sum_n` (row sums of
+//!   `G_n`), `dL/dx_n = col2im(W^T G_n)`.
 //!
-//! The products run through the crate's GEMM (split by rows over rayon,
-//! the same result for any thread count). Training keeps `col` for backward
-//! in buffers reused from step to step; inference works through the batch in
-//! slices of [`INFERENCE_SLICE`] images, so that evaluating thousands of
-//! images at once never holds their whole `col`.
+//! The work is split over rayon by images, in tasks of a fixed
+//! [`IMAGES_PER_TASK`]: each image's products run whole on one thread, where
+//! its `col` (a few tens of KB) stays in cache between im2col and the GEMM.
+//! Each task sums its images' share of `dL/dW` and `dL/db`, and the shares
+//! are added in task order, so the result is the same for any thread count.
+//! Training keeps every image's `col` for backward, in buffers reused from
+//! step to step.
 
 use crate::layer::{visit_weight_and_bias, visit_weight_and_bias_mut};
 use crate::{Layer, LayerError, LayerRng, LayerSpec, Param, ParamMut};
-use tensor::conv::{col2im, im2col, images_to_rows, rows_to_images, ConvGeometry};
-use tensor::{gemm_par, Element, MatMut, MatRef, Tensor, Transpose};
+use rayon::prelude::*;
+use tensor::conv::{col2im_image, im2col_image, ConvGeometry};
+use tensor::{gemm, Element, MatMut, MatRef, Tensor};
 
-/// Images per slice of the inference forward pass.
-pub const INFERENCE_SLICE: usize = 50;
+/// Images per parallel task: enough work per task to pay for its
+/// scheduling, and enough tasks (20 for a batch of 100) to keep the threads
+/// evenly busy. Fixed, because it sets the order of the sums over the batch.
+pub const IMAGES_PER_TASK: usize = 5;
 
 #[derive(Debug, Clone)]
 pub struct Convolution<T> {
@@ -34,11 +39,11 @@ pub struct Convolution<T> {
     pub grad_b: Tensor<T>,
     stride: usize,
     pad: usize,
-    /// `im2col` of the last training input, `[M, K]`.
+    /// `im2col` of the last training input, `[N, K, OH * OW]`.
     col: Tensor<T>,
-    /// `[M, FN]`: the GEMM's output in forward, the permuted upstream gradient in backward.
-    rows: Tensor<T>,
-    /// `dL/d col`, `[M, K]`.
+    /// Per task, its images' share of `dL/dW` (`FN * K` values) then of `dL/db` (`FN`).
+    partials: Tensor<T>,
+    /// Per task, `dL/d col` of the image it is working on, `[K, OH * OW]`.
     grad_col: Tensor<T>,
 }
 
@@ -73,7 +78,7 @@ impl<T: Element> Convolution<T> {
             stride,
             pad,
             col: Tensor::zeros(&[0]),
-            rows: Tensor::zeros(&[0]),
+            partials: Tensor::zeros(&[0]),
             grad_col: Tensor::zeros(&[0]),
         }
     }
@@ -113,28 +118,27 @@ impl<T: Element> Convolution<T> {
         self.geometry(&input.shape()[1..])
             .unwrap_or_else(|e| panic!("Convolution on {:?}: {e}", input.shape()))
     }
-}
 
-/// `y = permute(im2col(x) w^T) + b` for the images in `x`, through the given buffers.
-fn forward_images<T: Element>(
-    (w, b): (&Tensor<T>, &Tensor<T>),
-    x: &[T],
-    g: &ConvGeometry,
-    col: &mut [T],
-    rows: &mut [T],
-    y: &mut [T],
-) {
-    let (filters, positions) = (b.numel(), col.len() / g.window_len());
-    im2col(x, g, col);
-    gemm_par(
-        T::ONE,
-        MatRef::row_major(col, positions, g.window_len()),
-        MatRef::row_major(w.as_slice(), filters, g.window_len()).t(),
-        T::ZERO,
-        MatMut::row_major(rows, positions, filters),
-    )
-    .expect("buffers sized from the geometry");
-    rows_to_images(rows, filters, g.windows(), Some(b.as_slice()), y);
+    /// `W` as the `[FN, K]` matrix of the GEMMs.
+    fn w_matrix(&self, g: &ConvGeometry) -> MatRef<'_, T> {
+        MatRef::row_major(self.w.as_slice(), self.filters(), g.window_len())
+    }
+
+    /// One image: `col = im2col(x)`, then `y = W col + b` (`[FN, OH * OW]`).
+    fn forward_image(&self, g: &ConvGeometry, x: &[T], col: &mut [T], y: &mut [T]) {
+        im2col_image(x, g, col);
+        for (plane, &bias) in y.chunks_exact_mut(g.windows()).zip(self.b.as_slice()) {
+            plane.fill(bias);
+        }
+        gemm(
+            T::ONE,
+            self.w_matrix(g),
+            MatRef::row_major(col, g.window_len(), g.windows()),
+            T::ONE,
+            MatMut::row_major(y, self.filters(), g.windows()),
+        )
+        .expect("buffers sized from the geometry");
+    }
 }
 
 impl<T: Element> Layer<T> for Convolution<T> {
@@ -164,43 +168,38 @@ impl<T: Element> Layer<T> for Convolution<T> {
 
     fn forward(&self, input: &Tensor<T>, output: &mut Tensor<T>) {
         let g = self.batch_geometry(input);
-        let images = input.rows();
-        output.resize(&[images, self.filters(), g.out_h(), g.out_w()]);
-        let slice = INFERENCE_SLICE.min(images.max(1));
-        let mut col = vec![T::ZERO; slice * g.windows() * g.window_len()];
-        let mut rows = vec![T::ZERO; slice * g.windows() * self.filters()];
         let out_len = self.filters() * g.windows();
-        for (x, y) in input
+        output.resize(&[input.rows(), self.filters(), g.out_h(), g.out_w()]);
+        // Inference keeps no `col`: one image's at a time per task.
+        input
             .as_slice()
-            .chunks(slice * g.image_len())
-            .zip(output.as_mut_slice().chunks_mut(slice * out_len))
-        {
-            let count = x.len() / g.image_len();
-            forward_images(
-                (&self.w, &self.b),
-                x,
-                &g,
-                &mut col[..count * g.windows() * g.window_len()],
-                &mut rows[..count * g.windows() * self.filters()],
-                y,
+            .par_chunks(IMAGES_PER_TASK * g.image_len())
+            .zip(output.as_mut_slice().par_chunks_mut(IMAGES_PER_TASK * out_len))
+            .for_each_init(
+                || vec![T::ZERO; g.col_len()],
+                |col, (x, y)| {
+                    for (x, y) in x.chunks_exact(g.image_len()).zip(y.chunks_exact_mut(out_len)) {
+                        self.forward_image(&g, x, col, y);
+                    }
+                },
             );
-        }
     }
 
     fn forward_train(&mut self, input: &Tensor<T>, output: &mut Tensor<T>, _rng: &mut LayerRng) {
         let g = self.batch_geometry(input);
-        let positions = input.rows() * g.windows();
+        let out_len = self.filters() * g.windows();
         output.resize(&[input.rows(), self.filters(), g.out_h(), g.out_w()]);
-        self.col.resize(&[positions, g.window_len()]);
-        self.rows.resize(&[positions, self.filters()]);
-        forward_images(
-            (&self.w, &self.b),
-            input.as_slice(),
-            &g,
-            self.col.as_mut_slice(),
-            self.rows.as_mut_slice(),
-            output.as_mut_slice(),
-        );
+        let mut col = std::mem::replace(&mut self.col, Tensor::zeros(&[0]));
+        col.resize(&[input.rows(), g.window_len(), g.windows()]);
+        let layer = &*self;
+        input
+            .as_slice()
+            .par_chunks(g.image_len())
+            .zip(col.as_mut_slice().par_chunks_mut(g.col_len()))
+            .zip(output.as_mut_slice().par_chunks_mut(out_len))
+            .with_min_len(IMAGES_PER_TASK)
+            .for_each(|((x, col), y)| layer.forward_image(&g, x, col, y));
+        self.col = col;
     }
 
     fn backward(
@@ -211,26 +210,73 @@ impl<T: Element> Layer<T> for Convolution<T> {
         grad_input: Option<&mut Tensor<T>>,
     ) {
         let g = self.batch_geometry(input);
-        let positions = input.rows() * g.windows();
-        // G: the upstream gradient with one row per output position.
-        self.rows.resize(&[positions, self.filters()]);
-        images_to_rows(
-            grad_output.as_slice(),
-            self.filters(),
-            g.windows(),
-            self.rows.as_mut_slice(),
-        );
-        self.rows.sum_rows_into(&mut self.grad_b);
-        // dW = G^T col, written as the [FN, K] matrix view of [FN, C, FH, FW].
-        self.grad_w
-            .matmul(Transpose::Yes, &self.rows, Transpose::No, &self.col, T::ONE, T::ZERO);
-        if let Some(grad_input) = grad_input {
-            self.grad_col.resize(&[positions, g.window_len()]);
-            self.grad_col
-                .matmul(Transpose::No, &self.rows, Transpose::No, &self.w, T::ONE, T::ZERO);
-            grad_input.resize(input.shape());
-            col2im(self.grad_col.as_slice(), &g, grad_input.as_mut_slice());
+        let (filters, window_len, windows) = (self.filters(), g.window_len(), g.windows());
+        let out_len = filters * windows;
+        let weights_len = filters * window_len;
+        let tasks = input.rows().div_ceil(IMAGES_PER_TASK);
+        self.partials.resize(&[tasks, weights_len + filters]);
+        // Each task: its images' sum of G_n col_n^T and of G_n's row sums.
+        grad_output
+            .as_slice()
+            .par_chunks(IMAGES_PER_TASK * out_len)
+            .zip(self.col.as_slice().par_chunks(IMAGES_PER_TASK * g.col_len()))
+            .zip(self.partials.as_mut_slice().par_chunks_mut(weights_len + filters))
+            .for_each(|((grad_y, col), partial)| {
+                let (grad_w, grad_b) = partial.split_at_mut(weights_len);
+                grad_b.fill(T::ZERO);
+                let images = grad_y.chunks_exact(out_len).zip(col.chunks_exact(g.col_len()));
+                for (n, (grad_y, col)) in images.enumerate() {
+                    gemm(
+                        T::ONE,
+                        MatRef::row_major(grad_y, filters, windows),
+                        MatRef::row_major(col, window_len, windows).t(),
+                        if n == 0 { T::ZERO } else { T::ONE },
+                        MatMut::row_major(grad_w, filters, window_len),
+                    )
+                    .expect("buffers sized from the geometry");
+                    for (sum, plane) in grad_b.iter_mut().zip(grad_y.chunks_exact(windows)) {
+                        *sum += plane.iter().fold(T::ZERO, |acc, &v| acc + v);
+                    }
+                }
+            });
+        // The tasks' shares added in task order, element by element.
+        let partials = self.partials.as_slice();
+        let grads = self.grad_w.as_mut_slice().iter_mut().chain(self.grad_b.as_mut_slice());
+        for (i, grad) in grads.enumerate() {
+            *grad = partials
+                .iter()
+                .skip(i)
+                .step_by(weights_len + filters)
+                .fold(T::ZERO, |acc, &v| acc + v);
         }
+        let Some(grad_input) = grad_input else {
+            return;
+        };
+        grad_input.resize(input.shape());
+        self.grad_col.resize(&[tasks, g.col_len()]);
+        let w = MatRef::row_major(self.w.as_slice(), filters, window_len);
+        grad_output
+            .as_slice()
+            .par_chunks(IMAGES_PER_TASK * out_len)
+            .zip(
+                grad_input
+                    .as_mut_slice()
+                    .par_chunks_mut(IMAGES_PER_TASK * g.image_len()),
+            )
+            .zip(self.grad_col.as_mut_slice().par_chunks_mut(g.col_len()))
+            .for_each(|((grad_y, grad_x), grad_col)| {
+                for (grad_y, grad_x) in grad_y.chunks_exact(out_len).zip(grad_x.chunks_exact_mut(g.image_len())) {
+                    gemm(
+                        T::ONE,
+                        w.t(),
+                        MatRef::row_major(grad_y, filters, windows),
+                        T::ZERO,
+                        MatMut::row_major(grad_col, window_len, windows),
+                    )
+                    .expect("buffers sized from the geometry");
+                    col2im_image(grad_col, &g, grad_x);
+                }
+            });
     }
 
     fn visit_params<'a>(&'a self, f: &mut dyn FnMut(Param<'a, T>)) {
@@ -265,16 +311,16 @@ mod tests {
     #[test]
     fn forward_matches_the_direct_convolution_in_both_modes() {
         let mut rng = LayerRng::seed_from_u64(1);
-        // Stride 2, pad 1, a non-square filter, 3 channels; 120 images so that
-        // inference goes through several slices, the last one partial.
+        // Stride 2, pad 1, a non-square filter, 3 channels; 12 images so that
+        // the work goes through several tasks, the last one partial.
         let mut layer = random_layer([4, 3, 3, 2], 2, 1, &mut rng);
-        let x = Tensor::<f64>::randn(&[120, 3, 7, 6], 1.0, &mut rng);
+        let x = Tensor::<f64>::randn(&[12, 3, 7, 6], 1.0, &mut rng);
         let g = ConvGeometry::new((3, 7, 6), (3, 2), 2, 1).unwrap();
         let expected = conv_naive(x.as_slice(), &g, layer.w.as_slice(), layer.b.as_slice());
         let (mut y, mut y_train) = (Tensor::zeros(&[0]), Tensor::zeros(&[0]));
         layer.forward(&x, &mut y);
         layer.forward_train(&x, &mut y_train, &mut rng);
-        assert_eq!(y.shape(), &[120, 4, 4, 4]);
+        assert_eq!(y.shape(), &[12, 4, 4, 4]);
         assert_eq!(layer.output_shape(&[3, 7, 6]).unwrap(), vec![4, 4, 4]);
         for (got, want) in y.as_slice().iter().zip(&expected) {
             assert!((got - want).abs() < 1e-12);

@@ -1,20 +1,25 @@
-//! What convolution needs around the GEMM: `im2col`, `col2im` and the axis
-//! permutes between image layout and row layout (the book's
-//! `common/util.py`), each with its shape contract.
+//! What convolution needs around the GEMM: `im2col` and `col2im` (the
+//! book's `common/util.py`), with their shape contract and a direct
+//! convolution as the tests' reference.
 //!
 //! Shapes (`S = stride`, `P = pad`):
 //! * images `x` are `[N, C, H, W]` row-major;
 //! * filters are `FH x FW`; the output is `OH x OW` with
 //!   `OH = (H + 2P - FH) / S + 1`, `OW = (W + 2P - FW) / S + 1`;
-//! * `col` is `[N * OH * OW, C * FH * FW]`: row `(n, oh, ow)` holds the
-//!   `C x FH x FW` window of image `n` whose top-left corner is at
-//!   `(oh * S - P, ow * S - P)`, values outside the image being 0.
+//! * `col` is `[N, C * FH * FW, OH * OW]`: for each image, row `(c, i, j)`
+//!   holds tap `(i, j)` of channel `c` for every output position `(oh, ow)`,
+//!   that is `x[c, oh * S - P + i, ow * S - P + j]`, 0 outside the image.
 //!
-//! With filters `W` as a `[FN, C * FH * FW]` matrix, the convolution is one
-//! GEMM, `out_rows = col W^T` (`[N * OH * OW, FN]`), permuted to `[N, FN, OH, OW]`.
-//! Every function splits its work by image over rayon's current pool; each
-//! image's result depends on that image only, so results are the same for
-//! any thread count.
+//! This is Caffe's layout, the transpose of the book's (which has one row
+//! per output position). With filters `W` as a `[FN, C * FH * FW]` matrix,
+//! one image's convolution is one GEMM, `y_n = W col_n` (`[FN, OH * OW]`),
+//! already in image layout `[FN, OH, OW]`: no permute of the output, nor of
+//! the upstream gradient in backward. And with stride 1 every run of `col`
+//! is a contiguous run of an image row, so `im2col` is a sequence of copies.
+//!
+//! The batch functions split their work by image over rayon's current pool;
+//! each image's result depends on that image only, so results are the same
+//! for any thread count.
 
 use crate::{Element, TensorError};
 use rayon::prelude::*;
@@ -70,7 +75,7 @@ impl ConvGeometry {
         (self.width + 2 * self.pad - self.filter_w) / self.stride + 1
     }
 
-    /// `C * FH * FW`: values in one window, one row of `col`.
+    /// `C * FH * FW`: values in one window, one row of `col` per value.
     pub fn window_len(&self) -> usize {
         self.channels * self.filter_h * self.filter_w
     }
@@ -80,14 +85,17 @@ impl ConvGeometry {
         self.channels * self.height * self.width
     }
 
-    /// `OH * OW`: windows per image.
+    /// `OH * OW`: windows per image, one column of `col` per window.
     pub fn windows(&self) -> usize {
         self.out_h() * self.out_w()
     }
 
-    /// For the taps of window row `i` of output row `oh`: the image row they
-    /// read (`None` in the padding), and for output column `ow` the first
-    /// image column (may be negative: padding) of the `FW` taps.
+    /// `C * FH * FW * OH * OW`: the length of one image's `col`.
+    pub fn col_len(&self) -> usize {
+        self.window_len() * self.windows()
+    }
+
+    /// The image row read by tap row `i` for output row `oh` (`None` in the padding).
     #[inline(always)]
     fn tap_row(&self, oh: usize, i: usize) -> Option<usize> {
         (oh * self.stride + i)
@@ -95,22 +103,23 @@ impl ConvGeometry {
             .filter(|&y| y < self.height)
     }
 
+    /// For tap column `j`: the output columns `ow_first..ow_end` whose tap
+    /// falls inside the image (the others read padding), and the image column
+    /// read by `ow_first`.
     #[inline(always)]
-    fn tap_col(&self, ow: usize) -> isize {
-        (ow * self.stride) as isize - self.pad as isize
-    }
-
-    /// Calls `f(tap, image_index)` for the `FW` taps of one window row that
-    /// starts at column `x0` of image row `row` (`row_start = row * W`), with
-    /// `None` for taps in the padding: the slow path, for windows that
-    /// overlap the padding.
-    #[inline(always)]
-    fn for_row_taps(&self, row_start: usize, x0: isize, mut f: impl FnMut(usize, Option<usize>)) {
-        for j in 0..self.filter_w {
-            let x = x0 + j as isize;
-            let inside = x >= 0 && (x as usize) < self.width;
-            f(j, inside.then(|| row_start + x as usize));
+    fn inside_columns(&self, j: usize) -> (usize, usize, usize) {
+        let (s, p) = (self.stride, self.pad);
+        // Column of output ow: ow * S + j - P, inside when in 0..W.
+        let ow_first = p.saturating_sub(j).div_ceil(s);
+        let ow_end = if self.width + p <= j {
+            0
+        } else {
+            (self.width + p - j).div_ceil(s).min(self.out_w())
+        };
+        if ow_first >= ow_end {
+            return (0, 0, 0);
         }
+        (ow_first, ow_end, ow_first * s + j - p)
     }
 }
 
@@ -118,8 +127,78 @@ fn check_len(op: &'static str, len: usize, expected: usize) {
     assert_eq!(len, expected, "{op}: buffer of {len} elements, {expected} expected");
 }
 
-/// `x` (`[N, C, H, W]`, `N = x.len() / image_len`) into `col`
-/// (`[N * OH * OW, C * FH * FW]`, resized by the caller).
+/// One image `x` (`[C, H, W]`) into its `col` (`[C * FH * FW, OH * OW]`).
+///
+/// # Panics
+/// When the buffer lengths do not fit the geometry.
+pub fn im2col_image<T: Element>(image: &[T], geometry: &ConvGeometry, col: &mut [T]) {
+    let g = geometry;
+    check_len("im2col image", image.len(), g.image_len());
+    check_len("im2col col", col.len(), g.col_len());
+    let (out_w, stride) = (g.out_w(), g.stride);
+    let mut rows = col.chunks_exact_mut(g.windows());
+    for c in 0..g.channels {
+        for i in 0..g.filter_h {
+            for j in 0..g.filter_w {
+                let row = rows.next().expect("one row per tap");
+                let (ow_first, ow_end, x_first) = g.inside_columns(j);
+                for (oh, run) in row.chunks_exact_mut(out_w).enumerate() {
+                    let Some(y) = g.tap_row(oh, i) else {
+                        run.fill(T::ZERO);
+                        continue;
+                    };
+                    let source = &image[(c * g.height + y) * g.width..][..g.width];
+                    run[..ow_first].fill(T::ZERO);
+                    run[ow_end..].fill(T::ZERO);
+                    let inside = &mut run[ow_first..ow_end];
+                    if stride == 1 {
+                        inside.copy_from_slice(&source[x_first..x_first + inside.len()]);
+                    } else {
+                        for (value, &pixel) in inside.iter_mut().zip(source[x_first..].iter().step_by(stride)) {
+                            *value = pixel;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col_image`]: every value of `col` added back to the
+/// pixel it was copied from (padding positions dropped), so `dx = col2im(dcol)`
+/// is the gradient of the input. `image` is overwritten.
+///
+/// # Panics
+/// When the buffer lengths do not fit the geometry.
+pub fn col2im_image<T: Element>(col: &[T], geometry: &ConvGeometry, image: &mut [T]) {
+    let g = geometry;
+    check_len("col2im image", image.len(), g.image_len());
+    check_len("col2im col", col.len(), g.col_len());
+    let (out_w, stride) = (g.out_w(), g.stride);
+    image.fill(T::ZERO);
+    let mut rows = col.chunks_exact(g.windows());
+    for c in 0..g.channels {
+        for i in 0..g.filter_h {
+            for j in 0..g.filter_w {
+                let row = rows.next().expect("one row per tap");
+                let (ow_first, ow_end, x_first) = g.inside_columns(j);
+                for (oh, run) in row.chunks_exact(out_w).enumerate() {
+                    let Some(y) = g.tap_row(oh, i) else {
+                        continue;
+                    };
+                    let target = &mut image[(c * g.height + y) * g.width..][..g.width];
+                    let inside = &run[ow_first..ow_end];
+                    for (pixel, &value) in target[x_first..].iter_mut().step_by(stride).zip(inside) {
+                        *pixel += value;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`im2col_image`] for every image of `x` (`[N, C, H, W]`, `N = x.len() /
+/// image_len`) into `col` (`[N, C * FH * FW, OH * OW]`), in parallel.
 ///
 /// # Panics
 /// When the buffer lengths do not fit the geometry.
@@ -127,42 +206,13 @@ pub fn im2col<T: Element>(x: &[T], geometry: &ConvGeometry, col: &mut [T]) {
     let g = geometry;
     let images = x.len() / g.image_len();
     check_len("im2col x", x.len(), images * g.image_len());
-    check_len("im2col col", col.len(), images * g.windows() * g.window_len());
-    let (oh_count, ow_count) = (g.out_h(), g.out_w());
-    col.par_chunks_mut(g.windows() * g.window_len())
+    check_len("im2col col", col.len(), images * g.col_len());
+    col.par_chunks_mut(g.col_len())
         .zip(x.par_chunks(g.image_len()))
-        .for_each(|(col, image)| {
-            let mut rows = col.chunks_exact_mut(g.window_len());
-            for oh in 0..oh_count {
-                for ow in 0..ow_count {
-                    let row = rows.next().expect("one row per window");
-                    // Row layout: (c, i, j), one run of FW taps per (c, i).
-                    for (run, taps) in row.chunks_exact_mut(g.filter_w).enumerate() {
-                        let (c, i) = (run / g.filter_h, run % g.filter_h);
-                        let Some(y) = g.tap_row(oh, i) else {
-                            taps.fill(T::ZERO);
-                            continue;
-                        };
-                        let row_start = (c * g.height + y) * g.width;
-                        let x0 = g.tap_col(ow);
-                        if x0 >= 0 && x0 as usize + g.filter_w <= g.width {
-                            // The common case, a run inside the image: one copy.
-                            let start = row_start + x0 as usize;
-                            taps.copy_from_slice(&image[start..start + g.filter_w]);
-                        } else {
-                            g.for_row_taps(row_start, x0, |j, at| {
-                                taps[j] = at.map_or(T::ZERO, |at| image[at]);
-                            });
-                        }
-                    }
-                }
-            }
-        });
+        .for_each(|(col, image)| im2col_image(image, g, col));
 }
 
-/// The adjoint of [`im2col`]: every value of `col` added back to the image
-/// position it was copied from (padding positions dropped), so
-/// `dx = col2im(dcol)` is the gradient of the input. `x` is overwritten.
+/// [`col2im_image`] for every image, in parallel; `x` is overwritten.
 ///
 /// # Panics
 /// When the buffer lengths do not fit the geometry.
@@ -170,83 +220,10 @@ pub fn col2im<T: Element>(col: &[T], geometry: &ConvGeometry, x: &mut [T]) {
     let g = geometry;
     let images = x.len() / g.image_len();
     check_len("col2im x", x.len(), images * g.image_len());
-    check_len("col2im col", col.len(), images * g.windows() * g.window_len());
-    let (oh_count, ow_count) = (g.out_h(), g.out_w());
+    check_len("col2im col", col.len(), images * g.col_len());
     x.par_chunks_mut(g.image_len())
-        .zip(col.par_chunks(g.windows() * g.window_len()))
-        .for_each(|(image, col)| {
-            image.fill(T::ZERO);
-            let mut rows = col.chunks_exact(g.window_len());
-            for oh in 0..oh_count {
-                for ow in 0..ow_count {
-                    let row = rows.next().expect("one row per window");
-                    for (run, taps) in row.chunks_exact(g.filter_w).enumerate() {
-                        let (c, i) = (run / g.filter_h, run % g.filter_h);
-                        let Some(y) = g.tap_row(oh, i) else {
-                            continue;
-                        };
-                        let row_start = (c * g.height + y) * g.width;
-                        let x0 = g.tap_col(ow);
-                        if x0 >= 0 && x0 as usize + g.filter_w <= g.width {
-                            let start = row_start + x0 as usize;
-                            for (pixel, &value) in image[start..start + g.filter_w].iter_mut().zip(taps) {
-                                *pixel += value;
-                            }
-                        } else {
-                            g.for_row_taps(row_start, x0, |j, at| {
-                                if let Some(at) = at {
-                                    image[at] += taps[j];
-                                }
-                            });
-                        }
-                    }
-                }
-            }
-        });
-}
-
-/// `rows` (`[N * S, C]`: one row per position, `S` positions per image) into
-/// `images` (`[N, C, S]`), adding `bias[c]` to channel `c` when given: the
-/// GEMM's output back to image layout.
-///
-/// # Panics
-/// When the lengths do not fit `channels` and `positions`.
-pub fn rows_to_images<T: Element>(rows: &[T], channels: usize, positions: usize, bias: Option<&[T]>, images: &mut [T]) {
-    check_len("rows_to_images", rows.len(), images.len());
-    check_len("rows_to_images", images.len() % (channels * positions).max(1), 0);
-    if let Some(bias) = bias {
-        check_len("rows_to_images bias", bias.len(), channels);
-    }
-    images
-        .par_chunks_mut(channels * positions)
-        .zip(rows.par_chunks(channels * positions))
-        .for_each(|(image, rows)| {
-            for (c, plane) in image.chunks_exact_mut(positions).enumerate() {
-                let b = bias.map_or(T::ZERO, |bias| bias[c]);
-                for (s, value) in plane.iter_mut().enumerate() {
-                    *value = rows[s * channels + c] + b;
-                }
-            }
-        });
-}
-
-/// The inverse permute: `images` (`[N, C, S]`) into `rows` (`[N * S, C]`),
-/// as the GEMMs of the backward pass read the upstream gradient.
-///
-/// # Panics
-/// When the lengths do not fit `channels` and `positions`.
-pub fn images_to_rows<T: Element>(images: &[T], channels: usize, positions: usize, rows: &mut [T]) {
-    check_len("images_to_rows", rows.len(), images.len());
-    check_len("images_to_rows", images.len() % (channels * positions).max(1), 0);
-    rows.par_chunks_mut(channels * positions)
-        .zip(images.par_chunks(channels * positions))
-        .for_each(|(rows, image)| {
-            for (c, plane) in image.chunks_exact(positions).enumerate() {
-                for (s, &value) in plane.iter().enumerate() {
-                    rows[s * channels + c] = value;
-                }
-            }
-        });
+        .zip(col.par_chunks(g.col_len()))
+        .for_each(|(image, col)| col2im_image(col, g, image));
 }
 
 /// The reference the tests compare against: a direct convolution,
@@ -286,7 +263,7 @@ pub fn conv_naive<T: Element>(x: &[T], geometry: &ConvGeometry, w: &[T], b: &[T]
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Tensor, Transpose};
+    use crate::{gemm, MatMut, MatRef, Tensor};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
@@ -304,7 +281,7 @@ mod tests {
     ];
 
     #[test]
-    fn im2col_gemm_permute_equals_the_direct_convolution() {
+    fn im2col_and_one_gemm_per_image_equal_the_direct_convolution() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         for (image, filter, stride, pad) in CASES {
             let g = ConvGeometry::new(image, filter, stride, pad).unwrap();
@@ -312,12 +289,25 @@ mod tests {
             let x = Tensor::<f64>::randn(&[images, g.image_len()], 1.0, &mut rng);
             let w = Tensor::<f64>::randn(&[filters, g.window_len()], 1.0, &mut rng);
             let b = Tensor::<f64>::randn(&[filters], 1.0, &mut rng);
-            let mut col = Tensor::zeros(&[images * g.windows(), g.window_len()]);
-            im2col(x.as_slice(), &g, col.as_mut_slice());
-            let mut rows = Tensor::zeros(&[images * g.windows(), filters]);
-            rows.matmul(Transpose::No, &col, Transpose::Yes, &w, 1.0, 0.0);
+            let mut col = vec![f64::NAN; images * g.col_len()];
+            im2col(x.as_slice(), &g, &mut col);
             let mut out = vec![0.0; images * filters * g.windows()];
-            rows_to_images(rows.as_slice(), filters, g.windows(), Some(b.as_slice()), &mut out);
+            for (y, col) in out
+                .chunks_exact_mut(filters * g.windows())
+                .zip(col.chunks_exact(g.col_len()))
+            {
+                for (plane, &bias) in y.chunks_exact_mut(g.windows()).zip(b.as_slice()) {
+                    plane.fill(bias);
+                }
+                gemm(
+                    1.0,
+                    MatRef::row_major(w.as_slice(), filters, g.window_len()),
+                    MatRef::row_major(col, g.window_len(), g.windows()),
+                    1.0,
+                    MatMut::row_major(y, filters, g.windows()),
+                )
+                .unwrap();
+            }
             let expected = conv_naive(x.as_slice(), &g, w.as_slice(), b.as_slice());
             for (got, want) in out.iter().zip(&expected) {
                 assert!(
@@ -325,15 +315,6 @@ mod tests {
                     "{image:?} {filter:?} s{stride} p{pad}: {got} vs {want}"
                 );
             }
-            // The permute back is its inverse.
-            let mut back = vec![0.0; rows.numel()];
-            let unbiased: Vec<f64> = {
-                let mut u = vec![0.0; out.len()];
-                rows_to_images(rows.as_slice(), filters, g.windows(), None, &mut u);
-                u
-            };
-            images_to_rows(&unbiased, filters, g.windows(), &mut back);
-            assert_eq!(back, rows.as_slice());
         }
     }
 
@@ -346,8 +327,8 @@ mod tests {
             let g = ConvGeometry::new(image, filter, stride, pad).unwrap();
             let images = 2;
             let x = Tensor::<f64>::randn(&[images, g.image_len()], 1.0, &mut rng);
-            let c = Tensor::<f64>::randn(&[images * g.windows(), g.window_len()], 1.0, &mut rng);
-            let mut col = vec![0.0; c.numel()];
+            let c = Tensor::<f64>::randn(&[images * g.col_len()], 1.0, &mut rng);
+            let mut col = vec![f64::NAN; c.numel()];
             im2col(x.as_slice(), &g, &mut col);
             let mut back = vec![7.0; x.numel()];
             col2im(c.as_slice(), &g, &mut back);
@@ -386,7 +367,7 @@ mod tests {
         let run = |threads| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
-                let mut col = vec![0.0f32; 7 * g.windows() * g.window_len()];
+                let mut col = vec![0.0f32; 7 * g.col_len()];
                 im2col(x.as_slice(), &g, &mut col);
                 let mut back = vec![0.0f32; x.numel()];
                 col2im(&col, &g, &mut back);

@@ -9,8 +9,8 @@
 //!   never a copy. It checks every shape and bound, then runs the crate's own
 //!   packed kernel (allocation-free), or `matrixmultiply` on request.
 //! * [`Element`] is implemented for `f32` (training) and `f64` (gradient checks).
-//! * [`conv`]: `im2col`, `col2im` and the permutes that turn a convolution
-//!   over `[N, C, H, W]` images into one GEMM.
+//! * [`conv`]: `im2col` and `col2im`, which turn a convolution over
+//!   `[N, C, H, W]` images into one GEMM per image.
 //!
 //! ```
 //! use tensor::{Tensor, Transpose};
