@@ -25,6 +25,8 @@ use crate::Element;
 const KC: usize = 1024;
 /// Most rows of A per packed block (a multiple of every MR used).
 const MC: usize = 144;
+/// At most this many rows of a row-major B are read in place, not packed.
+const SHORT_K: usize = 32;
 /// Columns of B per packed block (a multiple of the usual NR; a block of
 /// 4-row products, whose tiles are 24 or 12 wide, just ends in a tail).
 const NC: usize = 2048;
@@ -60,7 +62,10 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
     // (the numerical gradient's 3-image batches): a row-major B is then read
     // in place. (Blocking k so that B's rows stay in L1 across the panels
     // was tried: 64 or 128 rows a block, 20-40% slower for the tile stores.)
-    let direct_b = b.col_stride == 1 && b.row_stride >= b.cols && m <= MR;
+    // So is a B of few rows (a convolution's `col` of 5x5 taps): a panel's
+    // `k` rows of `NR` values stay in L1 while every panel of A reads them,
+    // and copying them first would cost as much as the product.
+    let direct_b = b.col_stride == 1 && b.row_stride >= b.cols && (m <= MR || k <= SHORT_K);
     let kc_even = even_block(k, KC);
     let mc_even = even_block(m, MC).next_multiple_of(MR);
     for jc in (0..n).step_by(NC) {
