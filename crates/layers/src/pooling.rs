@@ -101,31 +101,45 @@ impl Pooling {
             }
         };
         // The book's 2x2 pool of stride 2, written out: the same result as
-        // the loops above, without their per-tap bookkeeping.
+        // the loops above in one pass, without their per-tap bookkeeping. A
+        // tap replaces the best so far only when greater, so the first
+        // maximum in row-major order wins.
         let pool_2x2 = |x: &[T], y: &mut [T], positions: Option<&mut [u32]>| {
             let (width, out_w) = (g.width, g.out_w());
-            let max = |a: T, b: T| if b > a { b } else { a };
-            for (oh, y_row) in y.chunks_exact_mut(out_w).enumerate() {
-                let top = &x[2 * oh * width..][..2 * out_w];
-                let bottom = &x[(2 * oh + 1) * width..][..2 * out_w];
-                for ((out, t), b) in y_row
-                    .iter_mut()
-                    .zip(top.as_chunks::<2>().0)
-                    .zip(bottom.as_chunks::<2>().0)
-                {
-                    *out = max(max(t[0], t[1]), max(b[0], b[1]));
+            let window = |top: &[T; 2], bottom: &[T; 2]| {
+                let (mut best, mut offset) = (top[0], 0);
+                if top[1] > best {
+                    (best, offset) = (top[1], 1);
                 }
-            }
-            if let Some(positions) = positions {
-                for (oh, (at_row, y_row)) in positions.chunks_exact_mut(out_w).zip(y.chunks_exact(out_w)).enumerate() {
-                    for (ow, (at, &best)) in at_row.iter_mut().zip(y_row).enumerate() {
-                        let top_left = 2 * oh * width + 2 * ow;
-                        // The first of the four (row-major) that holds the maximum.
-                        let offset = [0, 1, width, width + 1]
-                            .into_iter()
-                            .find(|&d| x[top_left + d] == best)
-                            .unwrap_or(0);
-                        *at = (top_left + offset) as u32;
+                if bottom[0] > best {
+                    (best, offset) = (bottom[0], width);
+                }
+                if bottom[1] > best {
+                    (best, offset) = (bottom[1], width + 1);
+                }
+                (best, offset)
+            };
+            let rows = |oh: usize| {
+                let top = x[2 * oh * width..][..2 * out_w].as_chunks::<2>().0;
+                let bottom = x[(2 * oh + 1) * width..][..2 * out_w].as_chunks::<2>().0;
+                top.iter().zip(bottom)
+            };
+            match positions {
+                Some(positions) => {
+                    let out_rows = y.chunks_exact_mut(out_w).zip(positions.chunks_exact_mut(out_w));
+                    for (oh, (y_row, at_row)) in out_rows.enumerate() {
+                        for (ow, ((out, at), (top, bottom))) in y_row.iter_mut().zip(at_row).zip(rows(oh)).enumerate() {
+                            let (best, offset) = window(top, bottom);
+                            *out = best;
+                            *at = (2 * oh * width + 2 * ow + offset) as u32;
+                        }
+                    }
+                }
+                None => {
+                    for (oh, y_row) in y.chunks_exact_mut(out_w).enumerate() {
+                        for (out, (top, bottom)) in y_row.iter_mut().zip(rows(oh)) {
+                            *out = window(top, bottom).0;
+                        }
                     }
                 }
             }
