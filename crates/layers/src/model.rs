@@ -179,6 +179,18 @@ impl<T: Element> Sequential<T> {
         self.input_shape.iter().product()
     }
 
+    /// Values per example in the largest of the input and the layer
+    /// outputs: what one example takes in a forward pass's buffers.
+    pub fn widest_activation(&self) -> usize {
+        let mut shape = self.input_shape.clone();
+        let mut widest = self.input_size();
+        for layer in &self.layers {
+            shape = layer.output_shape(&shape).expect("checked when the model was built");
+            widest = widest.max(shape.iter().product());
+        }
+        widest
+    }
+
     /// Number of classes scored.
     pub fn output_size(&self) -> usize {
         self.output_size
