@@ -32,6 +32,9 @@ pub trait Element:
 {
     const ZERO: Self;
     const ONE: Self;
+    /// The smallest positive normal number (1.2e-38 in f32): below it,
+    /// floats are subnormal.
+    const MIN_POSITIVE: Self;
     /// `"f32"` or `"f64"`, for headers, reports and checkpoints.
     const NAME: &'static str;
 
@@ -63,6 +66,7 @@ macro_rules! impl_element {
         impl Element for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
+            const MIN_POSITIVE: Self = <$t>::MIN_POSITIVE;
             const NAME: &'static str = $name;
 
             #[inline]
