@@ -188,8 +188,15 @@ pub fn col2im_image<T: Element>(col: &[T], geometry: &ConvGeometry, image: &mut 
                     };
                     let target = &mut image[(c * g.height + y) * g.width..][..g.width];
                     let inside = &run[ow_first..ow_end];
-                    for (pixel, &value) in target[x_first..].iter_mut().step_by(stride).zip(inside) {
-                        *pixel += value;
+                    if stride == 1 {
+                        // Contiguous, so the adds vectorize.
+                        for (pixel, &value) in target[x_first..x_first + inside.len()].iter_mut().zip(inside) {
+                            *pixel += value;
+                        }
+                    } else {
+                        for (pixel, &value) in target[x_first..].iter_mut().step_by(stride).zip(inside) {
+                            *pixel += value;
+                        }
                     }
                 }
             }
