@@ -22,19 +22,19 @@
 //! assert_eq!(c.as_slice(), &[26.0, 30.0, 38.0, 44.0]);
 //! ```
 
-#[cfg(target_arch = "x86_64")]
-mod avx2;
 pub mod conv;
 mod element;
 mod error;
 mod gemm;
-mod packed;
+mod kernel;
 mod shape;
 #[allow(clippy::module_inception)]
 mod tensor;
+mod view;
 
 pub use element::Element;
 pub use error::TensorError;
-pub use gemm::{gemm, gemm_naive, gemm_par, gemm_with, GemmBackend, MatMut, MatRef, Transpose};
+pub use gemm::{gemm, gemm_naive, gemm_par, gemm_with, GemmBackend};
 pub use shape::{Shape, MAX_DIMS};
 pub use tensor::Tensor;
+pub use view::{MatMut, MatRef, Transpose};

@@ -1,4 +1,5 @@
-use crate::gemm::{gemm_par, MatMut, MatRef, Transpose};
+use crate::gemm::gemm_par;
+use crate::view::{MatMut, MatRef, Transpose};
 use crate::{Element, Shape, TensorError};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};

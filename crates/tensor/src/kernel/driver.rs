@@ -1,23 +1,27 @@
-//! A packed, register-blocked GEMM in safe Rust (the GotoBLAS / BLIS scheme).
+//! The driver of the packed GEMM: the five loops of the GotoBLAS / BLIS
+//! scheme around a micro-kernel, the packing and the edges.
 //!
-//! C is computed in `MR x NR` tiles held in registers. For each block of
-//! `KC` steps along k, a `KC x NC` block of B is copied into panels of `NR`
-//! columns and an `MC x KC` block of A into panels of `MR` rows, both laid out
-//! in the order the micro-kernel reads them, zero-padded at the edges, so
-//! the inner loop is `MR * NR` multiply-adds over two contiguous streams.
+//! ```text
+//! 5th loop  jc: NC columns of B and C
+//!   4th loop  pc: KC steps along k          pack B[pc.., jc..] into panels of NR columns
+//!     3rd loop  ic: MC rows of A and C      pack A[ic.., pc..] into panels of MR rows
+//!       2nd loop  jr: one NR-column panel of B
+//!         1st loop  ir: one MR-row panel of A
+//!           micro-kernel: the MR x NR tile of C, `kc` rank-1 updates in registers
+//! ```
+//!
+//! Packed panels are laid out in the order the micro-kernel reads them,
+//! zero-padded at the edges, so its inner loop is `MR * NR` multiply-adds over
+//! two contiguous streams. A row-major B is read in place instead when A has
+//! no more rows than one tile (the gradient check's 3 images) or B has few
+//! rows (a convolution's 25 taps): packing would cost as much as the product.
 //!
 //! Why not only `matrixmultiply`: it allocates its packing buffers on every
 //! call, and the training loop must not allocate. Here the buffers belong to
 //! the caller (a thread-local in `gemm.rs`) and are reused.
-//!
-//! This file is the driver (blocking, packing, edges) and the portable tile,
-//! which LLVM vectorizes for whatever the target has. On CPUs with AVX2 and
-//! FMA, `gemm.rs` runs the same driver with the explicit tiles of `avx2.rs`.
-//! With no more rows of A than one tile (the gradient check's 3 images) B is
-//! not packed: the tiles read it in place.
 
-use crate::gemm::{MatMut, MatRef};
-use crate::Element;
+use super::{Steps, TileAt};
+use crate::{Element, MatMut, MatRef};
 
 /// Most steps along k per packed block. k = 784 (an MNIST row) fits in one
 /// block, so each tile of C is stored once; on the machines measured this
@@ -25,15 +29,15 @@ use crate::Element;
 const KC: usize = 1024;
 /// Most rows of A per packed block (a multiple of every MR used).
 const MC: usize = 144;
-/// At most this many rows of a row-major B are read in place, not packed.
-const SHORT_K: usize = 32;
 /// Columns of B per packed block (a multiple of the usual NR; a block of
 /// 4-row products, whose tiles are 24 or 12 wide, just ends in a tail).
 const NC: usize = 2048;
+/// At most this many rows of a row-major B are read in place, not packed.
+const SHORT_K: usize = 32;
 
 /// `C = alpha * A * B + beta * C`; shapes and bounds already checked by the caller.
 /// `full_tile` and `half_tile` compute one `MR x NR` (`MR x NH`) tile and
-/// merge it into C ([`portable_tile`], or the explicit AVX2 kernels of `avx2.rs`).
+/// merge it into C: a tile set's micro-kernels (`portable.rs`, `avx2.rs`).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize>(
@@ -55,9 +59,9 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
         scale_c(c, beta);
         return;
     }
-    // Equal blocks rather than full blocks plus a sliver: k = 784 is two
-    // blocks of 392, not 512 + 272, so no block is too short to pay for its
-    // tile stores.
+    // Equal blocks rather than full blocks plus a sliver (k = 1500 is two
+    // blocks of 750, not 1024 + 476), so no block is too short to pay for
+    // its tile stores.
     // With a row or so of A, packing B would cost as much as the product
     // (the numerical gradient's 3-image batches): a row-major B is then read
     // in place. (Blocking k so that B's rows stay in L1 across the panels
@@ -68,8 +72,12 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
     let direct_b = b.col_stride == 1 && b.row_stride >= b.cols && (m <= MR || k <= SHORT_K);
     let kc_even = even_block(k, KC);
     let mc_even = even_block(m, MC).next_multiple_of(MR);
+    // 5th loop (BLIS): blocks of NC columns of B and C.
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
+        // 4th loop: blocks of KC steps along k. B's `kc x nc` block is
+        // packed once here into panels of NR columns, and then read by every
+        // block of A.
         for pc in (0..k).step_by(kc_even) {
             let kc = kc_even.min(k - pc);
             // After the first k block, C already holds the partial product.
@@ -108,6 +116,8 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
                 _ => pack_panels::<T, NR>(&mut pack_b[tail_offset..], kc, tail, b_block(full_panels * NR)),
             }
             let pack_b: &[T] = pack_b;
+            // 3rd loop: blocks of MC rows of A and C. A's `mc x kc` block is
+            // packed into panels of MR rows.
             for ic in (0..m).step_by(mc_even) {
                 let mc = mc_even.min(m - ic);
                 let pack_a = grown(pack_a, mc.div_ceil(MR) * kc * MR);
@@ -134,6 +144,7 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
                     alpha,
                     beta: beta_block,
                 };
+                // 2nd loop: the NR-column panels of B's block (jr in BLIS).
                 for q in 0..full_panels {
                     let col0 = jc + q * NR;
                     let b_steps = if direct_b {
@@ -149,6 +160,8 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
                             stride: NR,
                         }
                     };
+                    // 1st loop: the MR-row panels of A's block (ir); each
+                    // panel and B panel make one micro-kernel call, one tile of C.
                     for (p, a_panel) in pack_a.chunks_exact(kc * MR).enumerate() {
                         full_tile(a_panel, b_steps, c, at(p, col0, NR));
                     }
@@ -273,161 +286,6 @@ fn pack_panels<T: Element, const W: usize>(buf: &mut [T], kc: usize, len: usize,
                 for (l, slot) in step.iter_mut().enumerate().take(lanes) {
                     *slot = block.data[panel_start + kk * block.k_stride + l * block.lane_stride];
                 }
-            }
-        }
-    }
-}
-
-/// Where a micro-kernel reads B: step `kk` is the `NR` elements at
-/// `data[start + kk * stride..]` (a packed panel has `stride == NR`).
-#[derive(Clone, Copy)]
-pub(crate) struct Steps<'a, T> {
-    pub(crate) data: &'a [T],
-    pub(crate) start: usize,
-    pub(crate) stride: usize,
-}
-
-impl<'a, T> Steps<'a, T> {
-    /// The `(steps - 1) * stride + width` elements a kernel reads, checked
-    /// once here so that the kernel's loop has no bounds check left.
-    #[inline(always)]
-    pub(crate) fn run(&self, steps: usize, width: usize) -> &'a [T] {
-        &self.data[self.start..self.start + (steps - 1) * self.stride + width]
-    }
-}
-
-/// Where a tile of C goes: `rows x cols` of it are real (the rest is
-/// padding), merged as `C = alpha * tile + beta * C`, except its first
-/// `skip` columns (another tile's, when a tail tile overlaps a full one).
-#[derive(Clone, Copy)]
-pub(crate) struct TileAt<T> {
-    pub(crate) row0: usize,
-    pub(crate) col0: usize,
-    pub(crate) rows: usize,
-    pub(crate) cols: usize,
-    pub(crate) skip: usize,
-    pub(crate) alpha: T,
-    pub(crate) beta: T,
-}
-
-impl<T> TileAt<T> {
-    /// Every one of the tile's `width` columns is stored, into a row-major C:
-    /// each row of the tile is one contiguous run of C.
-    #[inline(always)]
-    pub(crate) fn fills_rows_of(&self, c: &MatMut<'_, T>, width: usize) -> bool {
-        self.cols == width && self.skip == 0 && c.col_stride == 1
-    }
-}
-
-/// One tile through the portable kernel: LLVM vectorizes `micro_kernel`,
-/// with fused multiply-adds when `FMA` (only where compiled with that feature).
-#[inline(always)]
-pub(crate) fn portable_tile<T: Element, const MR: usize, const NR: usize, const FMA: bool>(
-    a_panel: &[T],
-    b: Steps<'_, T>,
-    c: &mut MatMut<'_, T>,
-    at: TileAt<T>,
-) {
-    let tile = micro_kernel::<T, MR, NR, FMA>(a_panel, b);
-    store_tile(c, &tile, at);
-}
-
-/// The `MR x NR` product of one A panel and `kc` steps of B, in registers.
-#[inline(always)]
-fn micro_kernel<T: Element, const MR: usize, const NR: usize, const FMA: bool>(
-    a_panel: &[T],
-    b: Steps<'_, T>,
-) -> [[T; NR]; MR] {
-    let mut acc = [[T::ZERO; NR]; MR];
-    let steps = a_panel.len() / MR;
-    if steps == 0 {
-        return acc;
-    }
-    // One bounds check for the whole run of B; inside the loop no path may
-    // panic, or LLVM keeps the sums in memory instead of registers.
-    let b_run = b.run(steps, NR);
-    let madd = |x: T, y: T, z: T| if FMA { x.mul_add(y, z) } else { z + x * y };
-    // The same body twice: over a packed panel (contiguous steps) and over a
-    // row-major B read in place (steps `stride` apart). Each iterator yields
-    // exactly NR elements per step, which is what keeps the loop panic-free.
-    if b.stride == NR {
-        for (a_step, b_step) in a_panel.chunks_exact(MR).zip(b_run.chunks_exact(NR)) {
-            for i in 0..MR {
-                for j in 0..NR {
-                    acc[i][j] = madd(a_step[i], b_step[j], acc[i][j]);
-                }
-            }
-        }
-    } else {
-        for (a_step, b_step) in a_panel.chunks_exact(MR).zip(b_run.windows(NR).step_by(b.stride)) {
-            for i in 0..MR {
-                for j in 0..NR {
-                    acc[i][j] = madd(a_step[i], b_step[j], acc[i][j]);
-                }
-            }
-        }
-    }
-    acc
-}
-
-/// `C[tile] = alpha * tile + beta * C[tile]`, reading C only when `beta != 0` (BLAS).
-#[inline(always)]
-pub(crate) fn store_tile<T: Element, const MR: usize, const NR: usize>(
-    c: &mut MatMut<T>,
-    tile: &[[T; NR]; MR],
-    at: TileAt<T>,
-) {
-    let TileAt {
-        row0,
-        col0,
-        rows,
-        cols,
-        skip,
-        alpha,
-        beta,
-    } = at;
-    if at.fills_rows_of(c, NR) {
-        // Full-width rows: fixed-size copies, which compile to vector stores.
-        for (i, tile_row) in tile.iter().enumerate().take(rows) {
-            let start = (row0 + i) * c.row_stride + col0;
-            let out: &mut [T; NR] = (&mut c.data[start..start + NR]).try_into().expect("NR elements");
-            if beta == T::ZERO {
-                for j in 0..NR {
-                    out[j] = alpha * tile_row[j];
-                }
-            } else {
-                for j in 0..NR {
-                    out[j] = alpha * tile_row[j] + beta * out[j];
-                }
-            }
-        }
-        return;
-    }
-    for (i, tile_row) in tile.iter().enumerate().take(rows) {
-        let tile_row = &tile_row[skip..cols];
-        let col0 = col0 + skip;
-        let cols = cols - skip;
-        if c.col_stride == 1 {
-            // Row-major C: the tile row is one contiguous run.
-            let start = (row0 + i) * c.row_stride + col0;
-            let out = &mut c.data[start..start + cols];
-            if beta == T::ZERO {
-                for (slot, &value) in out.iter_mut().zip(tile_row) {
-                    *slot = alpha * value;
-                }
-            } else {
-                for (slot, &value) in out.iter_mut().zip(tile_row) {
-                    *slot = alpha * value + beta * *slot;
-                }
-            }
-        } else {
-            for (j, &value) in tile_row.iter().enumerate() {
-                let slot = c.get_mut(row0 + i, col0 + j);
-                *slot = if beta == T::ZERO {
-                    alpha * value
-                } else {
-                    alpha * value + beta * *slot
-                };
             }
         }
     }

@@ -1,25 +1,66 @@
-//! The register-tile kernels for x86-64 CPUs with AVX2 and FMA, written with
-//! explicit vector intrinsics.
+//! The AVX2 + FMA tile set: register tiles for x86-64 CPUs with AVX2 and
+//! FMA, written with explicit vector intrinsics.
 //!
-//! Why not leave it to LLVM's vectorizer (as `packed::micro_kernel` does):
-//! for a 6 x 16 f32 tile it does well, but for the short, wide tiles that
-//! small batches need (3 rows: the gradient check and the numerical
-//! gradient) it mixes scalar, 128-bit and 256-bit lanes and runs at a
-//! quarter of the speed. Here every tile is `MR` rows of `NR / LANES` vector
-//! accumulators: per step of k, `NR / LANES` loads of B, `MR` broadcasts of A
-//! and `MR * NR / LANES` fused multiply-adds, nothing else (tiles with fewer
-//! than 8 sums keep a second set for odd steps, to hide the FMA latency).
+//! Why not leave it to LLVM's vectorizer (as the portable tiles do): for a
+//! 6 x 16 f32 tile it does well, but for the short, wide tiles that small
+//! batches need (3 rows: the gradient check and the numerical gradient) it
+//! mixes scalar, 128-bit and 256-bit lanes and runs at a quarter of the
+//! speed. Here every tile is `MR` rows of `NR / LANES` vector accumulators:
+//! per step of k, `NR / LANES` loads of B, `MR` broadcasts of A and
+//! `MR * NR / LANES` fused multiply-adds, nothing else (tiles with fewer than
+//! 8 sums keep a second set for odd steps, to hide the FMA latency).
 //!
-//! All of it is safe code: since Rust 1.87 the value intrinsics are safe to
+//! The tiles are safe code: since Rust 1.87 the value intrinsics are safe to
 //! call from functions compiled with the features they need, and loads and
 //! stores go through fixed-size arrays (`_mm256_setr_*` from consecutive
 //! elements compiles to one unaligned vector load, lane extracts written to
-//! consecutive elements to one vector store). The one `unsafe` is the caller's
-//! promise, in `gemm.rs`, that the CPU has AVX2 and FMA.
+//! consecutive elements to one vector store). The one `unsafe` is the entry
+//! from code compiled without those features, in [`TileSet::gemm`] for
+//! [`Avx2`], a value that exists only where the CPU has both.
 
-use crate::gemm::{MatMut, MatRef};
-use crate::packed::{self, store_tile, Steps, TileAt};
+use super::{driver, store_tile, Steps, TileAt, TileSet};
+use crate::{MatMut, MatRef};
 use std::arch::x86_64::*;
+
+/// The AVX2 + FMA tiles. Holding one is the proof that the CPU has both
+/// features: [`Avx2::detect`] is the only way to make one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Avx2 {
+    _detected: (),
+}
+
+impl Avx2 {
+    /// The tile set, where this CPU has AVX2 and FMA (checked once by the
+    /// standard library, then a load of a cached flag).
+    pub(crate) fn detect() -> Option<Avx2> {
+        let present = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        present.then_some(Avx2 { _detected: () })
+    }
+}
+
+macro_rules! impl_tile_set {
+    ($t:ty, $gemm:ident) => {
+        impl TileSet<$t> for Avx2 {
+            fn gemm<const MR: usize, const NR: usize, const NH: usize>(
+                &self,
+                alpha: $t,
+                a: &MatRef<$t>,
+                b: &MatRef<$t>,
+                beta: $t,
+                c: &mut MatMut<$t>,
+                pack_a: &mut Vec<$t>,
+                pack_b: &mut Vec<$t>,
+            ) {
+                // SAFETY: `self` exists only when `Avx2::detect` found AVX2 and
+                // FMA on this CPU, the two features `$gemm` is compiled with.
+                unsafe { $gemm::<MR, NR, NH>(alpha, a, b, beta, c, pack_a, pack_b) }
+            }
+        }
+    };
+}
+
+impl_tile_set!(f32, gemm_f32);
+impl_tile_set!(f64, gemm_f64);
 
 /// Most vector accumulators in a tile row: 4 vectors x 3 rows = 12 sums, which
 /// with 3 broadcasts of A and one vector of B fill the 16 ymm registers.
@@ -30,10 +71,10 @@ macro_rules! avx2_kernels {
         $gemm:ident, $tile:ident, $t:ty, $v:ty, $lanes:literal,
         $zero:ident, $splat:ident, $fmadd:ident, $mul:ident, $add:ident, $load:ident, $store:ident
     ) => {
-        /// `packed::gemm` with this file's tiles, compiled for AVX2 and FMA.
+        /// The driver with this file's tiles, compiled for AVX2 and FMA.
         #[target_feature(enable = "avx2,fma")]
         #[allow(clippy::too_many_arguments)]
-        pub(crate) fn $gemm<const MR: usize, const NR: usize, const NH: usize>(
+        fn $gemm<const MR: usize, const NR: usize, const NH: usize>(
             alpha: $t,
             a: &MatRef<$t>,
             b: &MatRef<$t>,
@@ -42,7 +83,7 @@ macro_rules! avx2_kernels {
             pack_a: &mut Vec<$t>,
             pack_b: &mut Vec<$t>,
         ) {
-            packed::gemm::<$t, MR, NR, NH>(
+            driver::gemm::<$t, MR, NR, NH>(
                 alpha,
                 a,
                 b,

@@ -1,0 +1,133 @@
+//! The packed GEMM kernel: the driver (`driver.rs`, the BLIS loops and the
+//! packing) and its register tiles, one file per tile set behind the
+//! [`TileSet`] trait: `portable.rs` (plain Rust that LLVM vectorizes, any CPU)
+//! and `avx2.rs` (explicit AVX2 + FMA intrinsics, chosen at run time).
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;
+pub(crate) mod driver;
+pub(crate) mod portable;
+
+use crate::{Element, MatMut, MatRef};
+
+/// A set of register tiles the driver can run with.
+pub(crate) trait TileSet<T: Element> {
+    /// `C = alpha * A * B + beta * C` through [`driver::gemm`] with this set's
+    /// `MR x NR` tiles (and `MR x NH` ones for a narrow last panel), with the
+    /// caller's packing buffers. Views are already checked.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm<const MR: usize, const NR: usize, const NH: usize>(
+        &self,
+        alpha: T,
+        a: &MatRef<T>,
+        b: &MatRef<T>,
+        beta: T,
+        c: &mut MatMut<T>,
+        pack_a: &mut Vec<T>,
+        pack_b: &mut Vec<T>,
+    );
+}
+
+/// Where a micro-kernel reads B: step `kk` is the `NR` elements at
+/// `data[start + kk * stride..]` (a packed panel has `stride == NR`).
+#[derive(Clone, Copy)]
+pub(crate) struct Steps<'a, T> {
+    pub(crate) data: &'a [T],
+    pub(crate) start: usize,
+    pub(crate) stride: usize,
+}
+
+impl<'a, T> Steps<'a, T> {
+    /// The `(steps - 1) * stride + width` elements a kernel reads, checked
+    /// once here so that the kernel's loop has no bounds check left.
+    #[inline(always)]
+    pub(crate) fn run(&self, steps: usize, width: usize) -> &'a [T] {
+        &self.data[self.start..self.start + (steps - 1) * self.stride + width]
+    }
+}
+
+/// Where a tile of C goes: `rows x cols` of it are real (the rest is
+/// padding), merged as `C = alpha * tile + beta * C`, except its first
+/// `skip` columns (another tile's, when a tail tile overlaps a full one).
+#[derive(Clone, Copy)]
+pub(crate) struct TileAt<T> {
+    pub(crate) row0: usize,
+    pub(crate) col0: usize,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) skip: usize,
+    pub(crate) alpha: T,
+    pub(crate) beta: T,
+}
+
+impl<T> TileAt<T> {
+    /// Every one of the tile's `width` columns is stored, into a row-major C:
+    /// each row of the tile is one contiguous run of C.
+    #[inline(always)]
+    pub(crate) fn fills_rows_of(&self, c: &MatMut<'_, T>, width: usize) -> bool {
+        self.cols == width && self.skip == 0 && c.col_stride == 1
+    }
+}
+
+/// `C[tile] = alpha * tile + beta * C[tile]`, reading C only when `beta != 0` (BLAS).
+#[inline(always)]
+pub(crate) fn store_tile<T: Element, const MR: usize, const NR: usize>(
+    c: &mut MatMut<T>,
+    tile: &[[T; NR]; MR],
+    at: TileAt<T>,
+) {
+    let TileAt {
+        row0,
+        col0,
+        rows,
+        cols,
+        skip,
+        alpha,
+        beta,
+    } = at;
+    if at.fills_rows_of(c, NR) {
+        // Full-width rows: fixed-size copies, which compile to vector stores.
+        for (i, tile_row) in tile.iter().enumerate().take(rows) {
+            let start = (row0 + i) * c.row_stride + col0;
+            let out: &mut [T; NR] = (&mut c.data[start..start + NR]).try_into().expect("NR elements");
+            if beta == T::ZERO {
+                for j in 0..NR {
+                    out[j] = alpha * tile_row[j];
+                }
+            } else {
+                for j in 0..NR {
+                    out[j] = alpha * tile_row[j] + beta * out[j];
+                }
+            }
+        }
+        return;
+    }
+    for (i, tile_row) in tile.iter().enumerate().take(rows) {
+        let tile_row = &tile_row[skip..cols];
+        let col0 = col0 + skip;
+        let cols = cols - skip;
+        if c.col_stride == 1 {
+            // Row-major C: the tile row is one contiguous run.
+            let start = (row0 + i) * c.row_stride + col0;
+            let out = &mut c.data[start..start + cols];
+            if beta == T::ZERO {
+                for (slot, &value) in out.iter_mut().zip(tile_row) {
+                    *slot = alpha * value;
+                }
+            } else {
+                for (slot, &value) in out.iter_mut().zip(tile_row) {
+                    *slot = alpha * value + beta * *slot;
+                }
+            }
+        } else {
+            for (j, &value) in tile_row.iter().enumerate() {
+                let slot = c.get_mut(row0 + i, col0 + j);
+                *slot = if beta == T::ZERO {
+                    alpha * value
+                } else {
+                    alpha * value + beta * *slot
+                };
+            }
+        }
+    }
+}
