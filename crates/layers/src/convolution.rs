@@ -10,13 +10,13 @@
 //! * backward: `dL/dW = sum_n G_n col_n^T`, `dL/db = sum_n` (row sums of
 //!   `G_n`), `dL/dx_n = col2im(W^T G_n)`.
 //!
-//! The work is split over rayon by images, in tasks of a fixed
-//! [`IMAGES_PER_TASK`]: each image's products run whole on one thread, where
-//! its `col` (a few tens of KB) stays in cache between im2col and the GEMM.
-//! Each task sums its images' share of `dL/dW` and `dL/db`, and the shares
-//! are added in task order, so the result is the same for any thread count.
-//! Training keeps every image's `col` for backward, in buffers reused from
-//! step to step.
+//! The work is split over rayon by images: each image's products run whole
+//! on one thread, where its `col` (a few tens of KB) stays in cache between
+//! im2col and the GEMM. Backward sums `dL/dW` and `dL/db` in tasks of a fixed
+//! [`IMAGES_PER_TASK`] images, whose shares are added in task order, so the
+//! result is the same for any thread count. Training keeps every image's
+//! `col` for backward, in buffers reused from step to step; inference keeps
+//! one image's `col` per thread, allocated per call.
 
 use crate::layer::{visit_weight_and_bias, visit_weight_and_bias_mut};
 use crate::{Layer, LayerError, LayerRng, LayerSpec, Param, ParamMut};
@@ -229,6 +229,16 @@ impl<T: Element> Layer<T> for Convolution<T> {
         let (filters, window_len, windows) = (self.filters(), g.window_len(), g.windows());
         let out_len = filters * windows;
         let weights_len = filters * window_len;
+        assert_eq!(
+            grad_output.shape(),
+            [input.rows(), filters, g.out_h(), g.out_w()],
+            "Convolution backward: dL/dy does not fit the output"
+        );
+        assert_eq!(
+            self.col.numel(),
+            input.rows() * g.col_len(),
+            "Convolution backward without forward_train on this batch"
+        );
         let tasks = input.rows().div_ceil(IMAGES_PER_TASK);
         self.partials.resize(&[tasks, weights_len + filters]);
         // Each task: its images' sum of G_n col_n^T and of G_n's row sums.
@@ -255,15 +265,18 @@ impl<T: Element> Layer<T> for Convolution<T> {
                     }
                 }
             });
-        // The tasks' shares added in task order, element by element.
-        let partials = self.partials.as_slice();
-        let grads = self.grad_w.as_mut_slice().iter_mut().chain(self.grad_b.as_mut_slice());
-        for (i, grad) in grads.enumerate() {
-            *grad = partials
-                .iter()
-                .skip(i)
-                .step_by(weights_len + filters)
-                .fold(T::ZERO, |acc, &v| acc + v);
+        // The tasks' shares added in task order.
+        let (grad_w, grad_b) = (self.grad_w.as_mut_slice(), self.grad_b.as_mut_slice());
+        grad_w.fill(T::ZERO);
+        grad_b.fill(T::ZERO);
+        for share in self.partials.as_slice().chunks_exact(weights_len + filters) {
+            let (share_w, share_b) = share.split_at(weights_len);
+            for (grad, &value) in grad_w.iter_mut().zip(share_w) {
+                *grad += value;
+            }
+            for (grad, &value) in grad_b.iter_mut().zip(share_b) {
+                *grad += value;
+            }
         }
         let Some(grad_input) = grad_input else {
             return;
@@ -364,6 +377,38 @@ mod tests {
         let report = check_layer(&mut layer, &x, 1e-5, 5);
         assert!(report.worst() < 1e-8, "{report:?}");
         assert!(report.repeatable);
+    }
+
+    #[test]
+    fn gradient_check_across_tasks() {
+        // More images than one task holds, the last task partial: the shares
+        // of dW and db are summed across tasks.
+        let images = IMAGES_PER_TASK + 2;
+        let mut rng = LayerRng::seed_from_u64(6);
+        let x = Tensor::<f64>::randn(&[images, 2, 5, 5], 1.0, &mut rng);
+        let mut layer = random_layer([3, 2, 3, 3], 1, 1, &mut rng);
+        let report = check_layer(&mut layer, &x, 1e-5, 7);
+        assert!(report.worst() < 1e-8, "{report:?}");
+        assert!(report.repeatable);
+    }
+
+    #[test]
+    fn an_empty_batch_gives_zero_gradients() {
+        let mut rng = LayerRng::seed_from_u64(8);
+        let mut layer = random_layer([3, 1, 3, 3], 1, 0, &mut rng);
+        layer.grad_w.fill(7.0);
+        let x = Tensor::<f64>::zeros(&[0, 1, 6, 6]);
+        let (mut y, mut dx) = (Tensor::zeros(&[0]), Tensor::zeros(&[0]));
+        layer.forward_train(&x, &mut y, &mut rng);
+        assert_eq!(y.shape(), &[0, 3, 4, 4]);
+        layer.backward(&x, &y, &y, Some(&mut dx));
+        assert_eq!(dx.shape(), x.shape());
+        assert!(layer
+            .grad_w
+            .as_slice()
+            .iter()
+            .chain(layer.grad_b.as_slice())
+            .all(|&g| g == 0.0));
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //! `y` is `[N, C, OH, OW]` with `OH = (H + 2 pad - PH) / stride + 1`.
 //! * forward: `y = max` over the window. Padding counts as 0, as in the
 //!   book (whose im2col pads with zeros); on ties the first maximum in
-//!   row-major order wins, as NumPy's `argmax`.
+//!   row-major order wins, as NumPy's `argmax`. A tap replaces the best so
+//!   far only when greater, so a NaN is kept only as a window's first tap
+//!   (NumPy would keep any); a diverging network still shows in its loss,
+//!   since its weights, and so every tap, turn NaN.
 //! * backward: each `dL/dy` goes to the input position that was the
 //!   maximum (nowhere if that was padding); overlapping windows add up.
 //!
@@ -383,6 +386,34 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn ties_go_to_the_first_maximum_in_the_2x2_pool() {
+        // Values rounded to -1, 0 or 1: most windows hold ties, in every arrangement.
+        let mut rng = LayerRng::seed_from_u64(10);
+        let mut x = Tensor::<f64>::randn(&[2, 3, 8, 8], 1.0, &mut rng);
+        x.as_mut_slice()
+            .iter_mut()
+            .for_each(|v| *v = v.round().clamp(-1.0, 1.0));
+        let mut layer = Pooling::new(2, 2, 2, 0);
+        let mut y = Tensor::zeros(&[0]);
+        layer.forward_train(&x, &mut y, &mut rng);
+        for plane in 0..6 {
+            let input = &x.as_slice()[plane * 64..][..64];
+            for (r, c) in (0..4).flat_map(|r| (0..4).map(move |c| (r, c))) {
+                let top_left = 2 * r * 8 + 2 * c;
+                let taps = [top_left, top_left + 1, top_left + 8, top_left + 9];
+                let best = taps.iter().map(|&t| input[t]).fold(f64::NEG_INFINITY, f64::max);
+                let first = taps.into_iter().find(|&t| input[t] == best).unwrap();
+                let at = plane * 16 + r * 4 + c;
+                assert_eq!(y.as_slice()[at], best);
+                assert_eq!(
+                    layer.argmax[at], first as u32,
+                    "plane {plane} window ({r}, {c}): {taps:?}"
+                );
             }
         }
     }

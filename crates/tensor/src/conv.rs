@@ -37,8 +37,8 @@ pub struct ConvGeometry {
 }
 
 impl ConvGeometry {
-    /// Checks that the window fits the padded image and the stride is
-    /// positive. (The book's formula floors `(H + 2P - FH) / S`, so a stride
+    /// Checks that the image is not empty, the window fits the padded image
+    /// and the stride is positive. (The book's formula floors `(H + 2P - FH) / S`, so a stride
     /// that does not tile the image drops the last partial window, as there.)
     pub fn new(
         (channels, height, width): (usize, usize, usize),
@@ -57,7 +57,8 @@ impl ConvGeometry {
         };
         let padded = |size: usize| size.checked_add(pad.checked_mul(2)?);
         let fits = |size: usize, filter: usize| padded(size).is_some_and(|p| filter >= 1 && filter <= p);
-        if channels == 0 || stride == 0 || !fits(height, filter_h) || !fits(width, filter_w) {
+        let empty = channels == 0 || height == 0 || width == 0;
+        if empty || stride == 0 || !fits(height, filter_h) || !fits(width, filter_w) {
             return Err(TensorError::ShapeMismatch {
                 op: "convolution window (filter must fit the padded image, stride >= 1)",
                 lhs: vec![channels, height, width, pad, stride],
@@ -360,6 +361,10 @@ mod tests {
         );
         assert!(ConvGeometry::new((1, 4, 4), (3, 3), 0, 0).is_err(), "stride 0");
         assert!(ConvGeometry::new((0, 4, 4), (3, 3), 1, 0).is_err(), "no channels");
+        assert!(
+            ConvGeometry::new((1, 0, 4), (1, 1), 1, 1).is_err(),
+            "no rows, even padded"
+        );
         assert!(
             ConvGeometry::new((1, 4, 4), (3, 3), 1, usize::MAX).is_err(),
             "overflowing pad"

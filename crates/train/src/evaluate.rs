@@ -19,8 +19,8 @@ pub const EVAL_CHUNK: usize = 500;
 /// Most values in a chunk's widest layer output (8 MiB in f32). A chunk of
 /// 500 SimpleConvNet images would hold 35 MB in each convolution output,
 /// streamed through memory by every layer after it; at about 120 images the
-/// outputs stay in the caches, and evaluation of the test set took 0.19 s
-/// instead of 0.44 s (2 threads).
+/// outputs stay in the last-level cache, and evaluation of the test set took
+/// 0.18 s instead of 0.44 s (2 threads).
 const CHUNK_VALUES: usize = 1 << 21;
 
 /// Images per evaluation chunk for `net`: [`EVAL_CHUNK`], or fewer so that
