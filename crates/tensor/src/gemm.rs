@@ -7,15 +7,17 @@
 //!
 //! [`gemm()`] checks the shapes, that each view stays inside its buffer and
 //! that no two elements of C share an address, and only then runs the crate's
-//! packed kernel (`kernel/`: the BLIS-style driver with the explicit AVX2 + FMA
-//! tiles where the CPU has them, chosen at run time, or the portable tiles)
+//! packed kernel (`kernel/`: the BLIS-style driver with the explicit AVX-512
+//! or AVX2 + FMA tiles where the CPU has them, chosen at run time, or the
+//! portable tiles)
 //! or, with [`GemmBackend::MatrixMultiply`], hands raw pointers to
 //! `matrixmultiply`. [`gemm_par`] splits large products by rows over rayon.
 //! The library's `unsafe` is here (the `matrixmultiply` call) and in
-//! `kernel/avx2.rs` (the call into code compiled for AVX2), both after the checks.
+//! `kernel/avx2.rs`, `kernel/avx512.rs` (the calls into code compiled for
+//! those instruction sets), all after the checks.
 
 #[cfg(target_arch = "x86_64")]
-use crate::kernel::avx2::Avx2;
+use crate::kernel::{avx2::Avx2, avx512::Avx512};
 use crate::kernel::{portable::Portable, TileSet};
 use crate::view::check_gemm;
 use crate::{Element, MatMut, MatRef, TensorError};
@@ -24,9 +26,13 @@ use std::cell::RefCell;
 /// Which implementation computes a product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GemmBackend {
-    /// The crate's own packed kernel, with packing buffers reused per thread
-    /// (explicit AVX2 + FMA tiles where the CPU has them). What [`gemm()`] runs.
+    /// The crate's own packed kernel, with packing buffers reused per thread,
+    /// on the widest tiles the CPU has (AVX-512 for products of more than 4
+    /// rows, else AVX2 + FMA, else portable). What [`gemm()`] runs.
     Packed,
+    /// The packed kernel with its AVX2 + FMA tiles (portable ones on CPUs
+    /// without them), so that tests cover them on AVX-512 CPUs too.
+    PackedAvx2,
     /// The packed kernel with its portable tiles (what CPUs without AVX2
     /// run), selectable on any CPU so that tests cover it.
     PackedPortable,
@@ -58,6 +64,7 @@ pub fn gemm_with<T: Element>(
     }
     match backend {
         GemmBackend::Packed => T::gemm_packed(alpha, &a, &b, beta, &mut c),
+        GemmBackend::PackedAvx2 => T::gemm_packed_avx2(alpha, &a, &b, beta, &mut c),
         GemmBackend::PackedPortable => T::gemm_packed_portable(alpha, &a, &b, beta, &mut c),
         GemmBackend::MatrixMultiply => T::gemm_matrixmultiply(alpha, &a, &b, beta, &mut c),
     }
@@ -150,6 +157,10 @@ pub trait GemmKernel: sealed::Sealed + Sized {
     #[doc(hidden)]
     fn gemm_packed(alpha: Self, a: &MatRef<Self>, b: &MatRef<Self>, beta: Self, c: &mut MatMut<Self>);
 
+    /// The packed kernel with AVX2 tiles at most.
+    #[doc(hidden)]
+    fn gemm_packed_avx2(alpha: Self, a: &MatRef<Self>, b: &MatRef<Self>, beta: Self, c: &mut MatMut<Self>);
+
     /// The packed kernel with its portable tiles, whatever the CPU.
     #[doc(hidden)]
     fn gemm_packed_portable(alpha: Self, a: &MatRef<Self>, b: &MatRef<Self>, beta: Self, c: &mut MatMut<Self>);
@@ -166,9 +177,23 @@ mod sealed {
 }
 
 macro_rules! impl_kernel {
-    ($t:ty, $module:ident, $gemm:path, $mr:literal, $nr:literal, $nh:literal) => {
+    (
+        $t:ty, $module:ident, $gemm:path,
+        ($mr:literal, $nr:literal, $nh:literal),
+        ($mr_wide:literal, $nr_wide:literal, $nh_wide:literal)
+    ) => {
         impl GemmKernel for $t {
             fn gemm_packed(alpha: Self, a: &MatRef<Self>, b: &MatRef<Self>, beta: Self, c: &mut MatMut<Self>) {
+                #[cfg(target_arch = "x86_64")]
+                if let (true, Some(avx512)) = (a.rows > 4, Avx512::detect()) {
+                    return $module::with_buffers(|pack_a, pack_b| {
+                        avx512.gemm::<$mr_wide, $nr_wide, $nh_wide>(alpha, a, b, beta, c, pack_a, pack_b)
+                    });
+                }
+                Self::gemm_packed_avx2(alpha, a, b, beta, c)
+            }
+
+            fn gemm_packed_avx2(alpha: Self, a: &MatRef<Self>, b: &MatRef<Self>, beta: Self, c: &mut MatMut<Self>) {
                 #[cfg(target_arch = "x86_64")]
                 if let Some(avx2) = Avx2::detect() {
                     return $module::packed_on(&avx2, alpha, a, b, beta, c);
@@ -193,6 +218,14 @@ macro_rules! impl_kernel {
                 static BUFFERS: RefCell<(Vec<$t>, Vec<$t>)> = const { RefCell::new((Vec::new(), Vec::new())) };
             }
 
+            /// `f` with this thread's packing buffers.
+            pub(super) fn with_buffers(f: impl FnOnce(&mut Vec<$t>, &mut Vec<$t>)) {
+                BUFFERS.with(|buffers| {
+                    let (pack_a, pack_b) = &mut *buffers.borrow_mut();
+                    f(pack_a, pack_b)
+                })
+            }
+
             /// The packed kernel with this thread's buffers on the tile set `tiles`,
             /// its register tile chosen for the shape.
             pub(super) fn packed_on(
@@ -203,8 +236,7 @@ macro_rules! impl_kernel {
                 beta: $t,
                 c: &mut MatMut<$t>,
             ) {
-                BUFFERS.with(|buffers| {
-                    let (pack_a, pack_b) = &mut *buffers.borrow_mut();
+                with_buffers(|pack_a, pack_b| {
                     // With fewer rows than a tile, a tile exactly as tall as A
                     // wastes no multiply-adds on padding (the gradient check's
                     // 3 images), and a wider one keeps enough sums in flight
@@ -252,7 +284,9 @@ macro_rules! impl_kernel {
     };
 }
 
-// Register tiles: 6 rows x 2 AVX vectors of C (12 of the 16 ymm registers),
-// and half that width for a narrow last panel.
-impl_kernel!(f32, kernel_f32, matrixmultiply::sgemm, 6, 16, 8);
-impl_kernel!(f64, kernel_f64, matrixmultiply::dgemm, 6, 8, 4);
+// Register tiles (rows, columns, columns of a narrow last panel): for AVX2,
+// 6 rows x 2 vectors of C (12 of the 16 ymm registers); for AVX-512, 8 rows x
+// 2 vectors (16 of the 32 zmm registers), which keeps the multiply-adds
+// ahead of the loads of A's broadcasts.
+impl_kernel!(f32, kernel_f32, matrixmultiply::sgemm, (6, 16, 8), (8, 32, 16));
+impl_kernel!(f64, kernel_f64, matrixmultiply::dgemm, (6, 8, 4), (8, 16, 8));

@@ -78,6 +78,7 @@ fn check_case<T: Element>(
     let slow = run(None);
     for backend in [
         GemmBackend::Packed,
+        GemmBackend::PackedAvx2,
         GemmBackend::PackedPortable,
         GemmBackend::MatrixMultiply,
     ] {
@@ -118,8 +119,10 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (3, 5, 12),
     (4, 20, 37),
     (4, 7, 5),
-    (100, 300, 50),  // crosses the KC block boundary
-    (130, 20, 2100), // crosses the MC and NC block boundaries
+    (100, 300, 50),  // the training batch's shape class
+    (7, 2100, 19),   // two blocks of k (KC): the second adds to C
+    (3, 1500, 50),   // two blocks of k with B read in place
+    (130, 20, 2100), // crosses the NC block boundary (the 200- and 784-row cases cross MC)
 ];
 const TRANSPOSES: [(Transpose, Transpose); 4] = [
     (Transpose::No, Transpose::No),

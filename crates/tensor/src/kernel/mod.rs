@@ -1,12 +1,17 @@
 //! The packed GEMM kernel: the driver (`driver.rs`, the BLIS loops and the
 //! packing) and its register tiles, one file per tile set behind the
-//! [`TileSet`] trait: `portable.rs` (plain Rust that LLVM vectorizes, any CPU)
-//! and `avx2.rs` (explicit AVX2 + FMA intrinsics, chosen at run time).
+//! [`TileSet`] trait: `portable.rs` (plain Rust that LLVM vectorizes, any
+//! CPU), `avx2.rs` and `avx512.rs` (explicit intrinsics, the same tiles of
+//! `simd.rs` at two vector widths, chosen at run time).
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512;
 pub(crate) mod driver;
 pub(crate) mod portable;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 
 use crate::{Element, MatMut, MatRef};
 
