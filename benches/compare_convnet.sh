@@ -19,7 +19,7 @@ numpy_json=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=2 OPEN
 echo "backprop-rs, one epoch ..." >&2
 # Evaluations only before and after the epoch; the training accuracy on 100 images.
 ours_json=$(MNIST_DIR="$MNIST_DIR" cargo xtask train --model simple-convnet --epochs 1 \
-  --eval-every 100000 --eval-train-size 100 --json --out target/compare-convnet | tail -n 1)
+  --eval-every 100000 --eval-train-size 100 --json --overwrite --out target/compare-convnet | tail -n 1)
 
 NUMPY="$numpy_json" OURS="$ours_json" "$venv/bin/python" - <<'PY'
 import json, os

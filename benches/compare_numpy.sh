@@ -19,7 +19,7 @@ echo "NumPy (the book's code), float64 ..." >&2
 numpy_json=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 \
   "$venv/bin/python" benches/numpy/book_two_layer_net.py "$MNIST_DIR")
 echo "backprop-rs (f32 training, f64 gradient check) ..." >&2
-train_json=$(MNIST_DIR="$MNIST_DIR" cargo xtask train --json --out target/compare-run | tail -n 1)
+train_json=$(MNIST_DIR="$MNIST_DIR" cargo xtask train --json --overwrite --out target/compare-run | tail -n 1)
 grad_json=$(MNIST_DIR="$MNIST_DIR" cargo xtask gradcheck --json | tail -n 1)
 
 NUMPY="$numpy_json" TRAIN="$train_json" GRAD="$grad_json" "$venv/bin/python" - <<'PY'
