@@ -12,9 +12,9 @@
 //! portable tiles)
 //! or, with [`GemmBackend::MatrixMultiply`], hands raw pointers to
 //! `matrixmultiply`. [`gemm_par`] splits large products by rows over rayon.
-//! The library's `unsafe` is here (the `matrixmultiply` call) and in
-//! `kernel/avx2.rs`, `kernel/avx512.rs` (the calls into code compiled for
-//! those instruction sets), all after the checks.
+//! The library's `unsafe` is here (the `matrixmultiply` call) and in the
+//! tile sets' `TileSet` impl (`kernel/simd.rs`: the call into code compiled
+//! for AVX2 or AVX-512), all after the checks.
 
 #[cfg(target_arch = "x86_64")]
 use crate::kernel::{avx2::Avx2, avx512::Avx512};

@@ -12,8 +12,9 @@
 //! stores go through fixed-size arrays (`_mm256_setr_*` from consecutive
 //! elements compiles to one unaligned vector load, lane extracts written to
 //! consecutive elements to one vector store). The one `unsafe` is the entry
-//! from code compiled without those features, in [`TileSet::gemm`] for
-//! [`Avx2`], a value that exists only where the CPU has both.
+//! from code compiled without those features, in the [`TileSet`] impl that
+//! `simd_tiles!` writes for [`Avx2`], a value that exists only where the CPU
+//! has both.
 
 use super::simd::{simd_tiles, MAX_VECTORS};
 use super::{driver, store_tile, Steps, TileAt, TileSet};
@@ -35,30 +36,6 @@ impl Avx2 {
         present.then_some(Avx2 { _detected: () })
     }
 }
-
-macro_rules! impl_tile_set {
-    ($t:ty, $gemm:ident) => {
-        impl TileSet<$t> for Avx2 {
-            fn gemm<const MR: usize, const NR: usize, const NH: usize>(
-                &self,
-                alpha: $t,
-                a: &MatRef<$t>,
-                b: &MatRef<$t>,
-                beta: $t,
-                c: &mut MatMut<$t>,
-                pack_a: &mut Vec<$t>,
-                pack_b: &mut Vec<$t>,
-            ) {
-                // SAFETY: `self` exists only when `Avx2::detect` found AVX2 and
-                // FMA on this CPU, the two features `$gemm` is compiled with.
-                unsafe { $gemm::<MR, NR, NH>(alpha, a, b, beta, c, pack_a, pack_b) }
-            }
-        }
-    };
-}
-
-impl_tile_set!(f32, gemm_f32);
-impl_tile_set!(f64, gemm_f64);
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
@@ -104,6 +81,7 @@ pub(crate) fn store_f64(v: __m256d, out: &mut [f64; 4]) {
 }
 
 simd_tiles!(
+    Avx2,
     "avx2,fma",
     gemm_f32,
     tile_f32,
@@ -119,6 +97,7 @@ simd_tiles!(
     store_f32
 );
 simd_tiles!(
+    Avx2,
     "avx2,fma",
     gemm_f64,
     tile_f64,

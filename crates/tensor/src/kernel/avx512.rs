@@ -6,8 +6,8 @@
 //! Safe code as the AVX2 tiles are (the value intrinsics are safe inside
 //! functions compiled with their features, since Rust 1.89 for AVX-512); the
 //! one `unsafe` is the entry from code compiled without those features, in
-//! [`TileSet::gemm`] for [`Avx512`], a value that exists only where the CPU
-//! has them.
+//! the [`TileSet`] impl that `simd_tiles!` writes for [`Avx512`], a value that
+//! exists only where the CPU has them.
 
 use super::avx2::{store_f32, store_f64};
 use super::simd::{simd_tiles, MAX_VECTORS};
@@ -33,30 +33,6 @@ impl Avx512 {
         present.then_some(Avx512 { _detected: () })
     }
 }
-
-macro_rules! impl_tile_set {
-    ($t:ty, $gemm:ident) => {
-        impl TileSet<$t> for Avx512 {
-            fn gemm<const MR: usize, const NR: usize, const NH: usize>(
-                &self,
-                alpha: $t,
-                a: &MatRef<$t>,
-                b: &MatRef<$t>,
-                beta: $t,
-                c: &mut MatMut<$t>,
-                pack_a: &mut Vec<$t>,
-                pack_b: &mut Vec<$t>,
-            ) {
-                // SAFETY: `self` exists only when `Avx512::detect` found every
-                // feature `$gemm` is compiled with on this CPU.
-                unsafe { $gemm::<MR, NR, NH>(alpha, a, b, beta, c, pack_a, pack_b) }
-            }
-        }
-    };
-}
-
-impl_tile_set!(f32, gemm_f32);
-impl_tile_set!(f64, gemm_f64);
 
 #[inline]
 #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
@@ -90,6 +66,7 @@ fn store_f64x8(v: __m512d, out: &mut [f64; 8]) {
 }
 
 simd_tiles!(
+    Avx512,
     "avx512f,avx512dq,avx2,fma",
     gemm_f32,
     tile_f32,
@@ -105,6 +82,7 @@ simd_tiles!(
     store_f32x16
 );
 simd_tiles!(
+    Avx512,
     "avx512f,avx512dq,avx2,fma",
     gemm_f64,
     tile_f64,

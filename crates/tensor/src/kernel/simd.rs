@@ -1,6 +1,9 @@
 //! The register tiles written with explicit vector intrinsics, as one macro
 //! over the vector type and its operations, so that the AVX2 (`avx2.rs`) and
-//! AVX-512 (`avx512.rs`) tile sets are the same code at two widths.
+//! AVX-512 (`avx512.rs`) tile sets are the same code at two widths. The macro
+//! also gives each set its `TileSet` impl: the one `unsafe` of the tiles, the
+//! entry from code compiled without the set's features, behind the proof
+//! that the set's value holds (it is made only by its `detect`).
 //!
 //! Every tile is `MR` rows of `NR / LANES` vector accumulators: per step of
 //! k, `NR / LANES` loads of B, `MR` broadcasts of A and `MR * NR / LANES`
@@ -13,9 +16,26 @@ pub(crate) const MAX_VECTORS: usize = 4;
 
 macro_rules! simd_tiles {
     (
-        $features:literal, $gemm:ident, $tile:ident, $t:ty, $v:ty, $lanes:literal,
+        $set:ident, $features:literal, $gemm:ident, $tile:ident, $t:ty, $v:ty, $lanes:literal,
         $zero:ident, $splat:ident, $fmadd:ident, $mul:ident, $add:ident, $load:ident, $store:ident
     ) => {
+        impl TileSet<$t> for $set {
+            fn gemm<const MR: usize, const NR: usize, const NH: usize>(
+                &self,
+                alpha: $t,
+                a: &MatRef<$t>,
+                b: &MatRef<$t>,
+                beta: $t,
+                c: &mut MatMut<$t>,
+                pack_a: &mut Vec<$t>,
+                pack_b: &mut Vec<$t>,
+            ) {
+                // SAFETY: a `$set` exists only where its `detect` found on this
+                // CPU every feature `$gemm` is compiled with (`$features`).
+                unsafe { $gemm::<MR, NR, NH>(alpha, a, b, beta, c, pack_a, pack_b) }
+            }
+        }
+
         /// The driver with these tiles, compiled for `$features`.
         #[target_feature(enable = $features)]
         #[allow(clippy::too_many_arguments)]
