@@ -12,6 +12,10 @@ cd "$(dirname "$0")/.."
 : "${MNIST_DIR:?set MNIST_DIR to a folder with the four MNIST .gz files}"
 MNIST_DIR="$(cd "$MNIST_DIR" && pwd)"
 runs="${1:-3}"
+case "$runs" in
+  [1-9] | [1-9][0-9]) ;;
+  *) echo "error: RUNS must be a whole number from 1 to 99, got '$runs'" >&2; exit 2 ;;
+esac
 
 . benches/jax/venv.sh
 cargo build --quiet --release -p xtask
