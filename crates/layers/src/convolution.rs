@@ -118,27 +118,28 @@ impl<T: Element> Convolution<T> {
         self.geometry(&input.shape()[1..])
             .unwrap_or_else(|e| panic!("Convolution on {:?}: {e}", input.shape()))
     }
+}
 
-    /// `W` as the `[FN, K]` matrix of the GEMMs.
-    fn w_matrix(&self, g: &ConvGeometry) -> MatRef<'_, T> {
-        MatRef::row_major(self.w.as_slice(), self.filters(), g.window_len())
-    }
+/// The filters `[FN, C, FH, FW]` as the `[FN, K]` matrix of the GEMMs.
+fn filter_matrix<T: Element>(w: &Tensor<T>) -> MatRef<'_, T> {
+    let filters = w.shape()[0];
+    MatRef::row_major(w.as_slice(), filters, w.numel() / filters)
+}
 
-    /// One image: `col = im2col(x)`, then `y = W col + b` (`[FN, OH * OW]`).
-    fn forward_image(&self, g: &ConvGeometry, x: &[T], col: &mut [T], y: &mut [T]) {
-        im2col_image(x, g, col);
-        for (plane, &bias) in y.chunks_exact_mut(g.windows()).zip(self.b.as_slice()) {
-            plane.fill(bias);
-        }
-        gemm(
-            T::ONE,
-            self.w_matrix(g),
-            MatRef::row_major(col, g.window_len(), g.windows()),
-            T::ONE,
-            MatMut::row_major(y, self.filters(), g.windows()),
-        )
-        .expect("buffers sized from the geometry");
+/// One image: `col = im2col(x)`, then `y = W col + b` (`[FN, OH * OW]`).
+fn forward_image<T: Element>((w, b): (&Tensor<T>, &Tensor<T>), g: &ConvGeometry, x: &[T], col: &mut [T], y: &mut [T]) {
+    im2col_image(x, g, col);
+    for (plane, &bias) in y.chunks_exact_mut(g.windows()).zip(b.as_slice()) {
+        plane.fill(bias);
     }
+    gemm(
+        T::ONE,
+        filter_matrix(w),
+        MatRef::row_major(col, g.window_len(), g.windows()),
+        T::ONE,
+        MatMut::row_major(y, b.numel(), g.windows()),
+    )
+    .expect("buffers sized from the geometry");
 }
 
 /// The sum of `values`, kept in 8 interleaved partial sums: one running sum
@@ -195,7 +196,7 @@ impl<T: Element> Layer<T> for Convolution<T> {
                 || vec![T::ZERO; g.col_len()],
                 |col, (x, y)| {
                     for (x, y) in x.chunks_exact(g.image_len()).zip(y.chunks_exact_mut(out_len)) {
-                        self.forward_image(&g, x, col, y);
+                        forward_image((&self.w, &self.b), &g, x, col, y);
                     }
                 },
             );
@@ -205,17 +206,15 @@ impl<T: Element> Layer<T> for Convolution<T> {
         let g = self.batch_geometry(input);
         let out_len = self.filters() * g.windows();
         output.resize(&[input.rows(), self.filters(), g.out_h(), g.out_w()]);
-        let mut col = std::mem::replace(&mut self.col, Tensor::zeros(&[0]));
-        col.resize(&[input.rows(), g.window_len(), g.windows()]);
-        let layer = &*self;
+        self.col.resize(&[input.rows(), g.window_len(), g.windows()]);
+        let weights = (&self.w, &self.b);
         input
             .as_slice()
             .par_chunks(g.image_len())
-            .zip(col.as_mut_slice().par_chunks_mut(g.col_len()))
+            .zip(self.col.as_mut_slice().par_chunks_mut(g.col_len()))
             .zip(output.as_mut_slice().par_chunks_mut(out_len))
             .with_min_len(IMAGES_PER_TASK)
-            .for_each(|((x, col), y)| layer.forward_image(&g, x, col, y));
-        self.col = col;
+            .for_each(|((x, col), y)| forward_image(weights, &g, x, col, y));
     }
 
     fn backward(
@@ -283,7 +282,7 @@ impl<T: Element> Layer<T> for Convolution<T> {
         };
         grad_input.resize(input.shape());
         self.grad_col.resize(&[tasks, g.col_len()]);
-        let w = MatRef::row_major(self.w.as_slice(), filters, window_len);
+        let w = filter_matrix(&self.w);
         grad_output
             .as_slice()
             .par_chunks(IMAGES_PER_TASK * out_len)
