@@ -6,6 +6,7 @@
 //! this crate does not depend on where it was loaded from; mini-batches are
 //! normalized to `[0, 1]` while they are gathered into a reused buffer.
 
+mod busy;
 mod checkpoint;
 mod config;
 mod data;
@@ -14,6 +15,7 @@ mod evaluate;
 pub mod report;
 mod trainer;
 
+pub use busy::with_busy_workers;
 pub use checkpoint::{load_checkpoint, remove_stale_temp_files, save_checkpoint, write_atomic, Checkpoint};
 pub use config::{ModelKind, TrainConfig, MAX_BATCH, MAX_ITERS, MAX_THREADS};
 pub use data::ImageData;

@@ -14,7 +14,7 @@
 //! optimizer writes into a spare set of parameters (and state) that is then
 //! swapped in, which also keeps the previous ones for the divergence guard.
 
-use crate::{accuracy, ImageData, TrainConfig, TrainError};
+use crate::{accuracy, with_busy_workers, ImageData, TrainConfig, TrainError};
 use layers::{layer_stream, Optimizer, Sequential, Target};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -231,9 +231,10 @@ impl<'a, T: Element> Trainer<'a, T> {
     pub fn run(&mut self, observer: &mut dyn Observer) -> Result<Summary, TrainError> {
         // The whole loop runs on a worker of the run's pool: large products
         // and evaluations split over its threads, and (being on a worker)
-        // rayon's joins need no allocation.
+        // rayon's joins need no allocation. The other workers spin between
+        // the pieces of a step rather than sleep (see `busy`).
         let pool = Arc::clone(&self.pool);
-        pool.install(|| self.run_on_pool(observer))
+        pool.install(|| with_busy_workers(|| self.run_on_pool(observer)))
     }
 
     fn run_on_pool(&mut self, observer: &mut dyn Observer) -> Result<Summary, TrainError> {

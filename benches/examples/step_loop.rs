@@ -1,0 +1,60 @@
+//! The book's training step (784-50-10, batch 100, SGD) in a loop, run as
+//! the trainer runs it (on a pool, its other workers kept busy), for
+//! profilers: `cargo run --release -p benches --example step_loop -- THREADS STEPS`,
+//! then e.g. `perf record -g target/release/examples/step_loop 2 20000`.
+
+use benches::{images, two_layer_net};
+use layers::{LayerRng, OptimizerConfig, OptimizerKind, Target};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::time::Instant;
+use tensor::Tensor;
+use train::{with_busy_workers, ImageData};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let number = |i: usize, default: usize| match args.get(i) {
+        None => default,
+        Some(text) => text.parse().unwrap_or_else(|_| {
+            eprintln!("usage: step_loop [THREADS 1-64] [STEPS]; got {text:?}");
+            std::process::exit(2)
+        }),
+    };
+    let threads = number(0, 2).clamp(1, 64);
+    let steps = number(1, 20000).max(1);
+    let (pixels, labels, _) = images(60000);
+    let data = ImageData::new(&pixels, &labels, 784).expect("images and labels of one length");
+    let mut rng = ChaCha8Rng::seed_from_u64(42);
+    let mut layer_rng = LayerRng::seed_from_u64(42);
+    let mut x = Tensor::<f32>::zeros(&[100, 784]);
+    let mut batch_labels = Vec::with_capacity(100);
+    let mut indices = vec![0usize; 100];
+    let mut net = two_layer_net::<f32>();
+    let mut optimizer = OptimizerConfig::new(OptimizerKind::Sgd)
+        .with_learning_rate(0.1)
+        .build::<f32>(&net.param_shapes())
+        .expect("SGD has no state to refuse");
+    let mut previous = net.param_buffers();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a pool of at most 64 threads");
+    let seconds = pool.install(|| {
+        with_busy_workers(|| {
+            let start = Instant::now();
+            for _ in 0..steps {
+                for index in indices.iter_mut() {
+                    *index = rng.random_range(0..data.len());
+                }
+                data.gather(&indices, &mut x, &mut batch_labels);
+                net.gradient_unchecked(&x, Target::Labels(&batch_labels), &mut layer_rng);
+                net.step(optimizer.as_mut(), &mut previous);
+            }
+            start.elapsed().as_secs_f64()
+        })
+    });
+    println!(
+        "{threads} threads: {:.1} us a step over {steps} steps",
+        seconds * 1e6 / steps as f64
+    );
+}
