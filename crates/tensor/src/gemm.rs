@@ -184,8 +184,11 @@ macro_rules! impl_kernel {
     ) => {
         impl GemmKernel for $t {
             fn gemm_packed(alpha: Self, a: &MatRef<Self>, b: &MatRef<Self>, beta: Self, c: &mut MatMut<Self>) {
+                // AVX-512 for products taller than 4 rows and at least half
+                // its tile wide: narrower ones (an output layer's 10
+                // columns) waste less padding in AVX2's narrower tiles.
                 #[cfg(target_arch = "x86_64")]
-                if let (true, Some(avx512)) = (a.rows > 4, Avx512::detect()) {
+                if let (true, Some(avx512)) = (a.rows > 4 && 2 * b.cols >= $nr_wide, Avx512::detect()) {
                     return $module::with_buffers(|pack_a, pack_b| {
                         avx512.gemm::<$mr_wide, $nr_wide, $nh_wide>(alpha, a, b, beta, c, pack_a, pack_b)
                     });
@@ -286,7 +289,9 @@ macro_rules! impl_kernel {
 
 // Register tiles (rows, columns, columns of a narrow last panel): for AVX2,
 // 6 rows x 2 vectors of C (12 of the 16 ymm registers); for AVX-512, 8 rows x
-// 2 vectors (16 of the 32 zmm registers), which keeps the multiply-adds
-// ahead of the loads of A's broadcasts.
-impl_kernel!(f32, kernel_f32, matrixmultiply::sgemm, (6, 16, 8), (8, 32, 16));
+// 3 vectors (24 of the 32 zmm registers), which keeps the multiply-adds
+// ahead of the loads of A's broadcasts. AVX-512's f32 tail is AVX2's 8-wide
+// tile: a layer of 50 outputs is 48 + 8 columns of work, where 2 panels of
+// 32 (or 16-wide vectors at all) make it 64.
+impl_kernel!(f32, kernel_f32, matrixmultiply::sgemm, (6, 16, 8), (8, 48, 8));
 impl_kernel!(f64, kernel_f64, matrixmultiply::dgemm, (6, 8, 4), (8, 16, 8));

@@ -1,7 +1,8 @@
 //! The AVX-512 tile set: `simd.rs`'s register tiles over 512-bit vectors, for
 //! x86-64 CPUs with AVX-512 (F and DQ), where a fused multiply-add does twice
 //! the work of an AVX2 one. Used for products of more than 4 rows; the
-//! short, wide tiles of smaller products stay AVX2's (`gemm.rs` chooses).
+//! short, wide tiles of smaller products stay AVX2's (`gemm.rs` chooses), and
+//! so does the f32 tail tile: 8 columns wide, where one 512-bit vector is 16.
 //!
 //! Safe code as the AVX2 tiles are (the value intrinsics are safe inside
 //! functions compiled with their features, since Rust 1.89 for AVX-512); the
@@ -9,7 +10,7 @@
 //! the [`TileSet`] impl that `simd_tiles!` writes for [`Avx512`], a value that
 //! exists only where the CPU has them.
 
-use super::avx2::{store_f32, store_f64};
+use super::avx2::{store_f32, store_f64, tile_f32 as avx2_tile_f32};
 use super::simd::{simd_tiles, MAX_VECTORS};
 use super::{driver, store_tile, Steps, TileAt, TileSet};
 use crate::{MatMut, MatRef};
@@ -70,6 +71,7 @@ simd_tiles!(
     "avx512f,avx512dq,avx2,fma",
     gemm_f32,
     tile_f32,
+    avx2_tile_f32,
     f32,
     __m512,
     16,
@@ -85,6 +87,7 @@ simd_tiles!(
     Avx512,
     "avx512f,avx512dq,avx2,fma",
     gemm_f64,
+    tile_f64,
     tile_f64,
     f64,
     __m512d,

@@ -36,7 +36,7 @@ const NC: usize = 2048;
 const SHORT_K: usize = 32;
 
 /// `C = alpha * A * B + beta * C`; shapes and bounds already checked by the caller.
-/// `full_tile` and `half_tile` compute one `MR x NR` (`MR x NH`) tile and
+/// `full_tile` and `tail_tile` compute one `MR x NR` (`MR x NH`) tile and
 /// merge it into C: a tile set's micro-kernels (`portable.rs`, `avx2.rs`).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -49,7 +49,7 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
     pack_a: &mut Vec<T>,
     pack_b: &mut Vec<T>,
     full_tile: impl Fn(&[T], Steps<'_, T>, &mut MatMut<'_, T>, TileAt<T>),
-    half_tile: impl Fn(&[T], Steps<'_, T>, &mut MatMut<'_, T>, TileAt<T>),
+    tail_tile: impl Fn(&[T], Steps<'_, T>, &mut MatMut<'_, T>, TileAt<T>),
 ) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if m == 0 || n == 0 {
@@ -83,8 +83,8 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
             // After the first k block, C already holds the partial product.
             let beta_block = if pc == 0 { beta } else { T::ONE };
             // B is cut into full panels of NR columns and a tail; a tail of
-            // at most NH columns gets a half-width tile (n = 50 is 3 x 16 +
-            // 8, not 4 x 16), so fewer multiply-adds are spent on padding.
+            // at most NH columns gets a narrow tile (with AVX-512, n = 50 is
+            // 48 + 8, not 48 + 48), so fewer multiply-adds are spent on padding.
             let full_panels = nc / NR;
             let tail = nc % NR;
             let tail_width = if tail == 0 {
@@ -194,7 +194,7 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
                         ..at(p, tail_col0, skip + tail)
                     };
                     if tail_width == NH {
-                        half_tile(a_panel, tail_steps, c, at);
+                        tail_tile(a_panel, tail_steps, c, at);
                     } else {
                         full_tile(a_panel, tail_steps, c, at);
                     }

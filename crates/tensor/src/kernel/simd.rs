@@ -16,7 +16,7 @@ pub(crate) const MAX_VECTORS: usize = 4;
 
 macro_rules! simd_tiles {
     (
-        $set:ident, $features:literal, $gemm:ident, $tile:ident, $t:ty, $v:ty, $lanes:literal,
+        $set:ident, $features:literal, $gemm:ident, $tile:ident, $tail_tile:ident, $t:ty, $v:ty, $lanes:literal,
         $zero:ident, $splat:ident, $fmadd:ident, $mul:ident, $add:ident, $load:ident, $store:ident
     ) => {
         impl TileSet<$t> for $set {
@@ -57,14 +57,14 @@ macro_rules! simd_tiles {
                 pack_a,
                 pack_b,
                 |panel, steps, c, at| $tile::<MR, NR>(panel, steps, c, at),
-                |panel, steps, c, at| $tile::<MR, NH>(panel, steps, c, at),
+                |panel, steps, c, at| $tail_tile::<MR, NH>(panel, steps, c, at),
             )
         }
 
         /// One `MR x NR` tile: `sum_k A[.., k] B[k, ..]` in registers, then
         /// merged into C.
         #[target_feature(enable = $features)]
-        fn $tile<const MR: usize, const NR: usize>(
+        pub(crate) fn $tile<const MR: usize, const NR: usize>(
             a_panel: &[$t],
             b: Steps<'_, $t>,
             c: &mut MatMut<'_, $t>,
