@@ -1,7 +1,7 @@
 //! The data sets, their files and pinned checksums, and the loaded images.
 
-use crate::idx::{parse_idx, read_decompressed, IdxKind, LoadBudget};
-use crate::MnistError;
+use crate::idx::{parse_idx, read_decompressed, read_images_in_place, IdxKind, LoadBudget};
+use crate::{MnistError, Pixels};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -226,7 +226,7 @@ pub(crate) fn find_file(dir: &Path, name: &'static str, var: &'static str) -> Re
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageSet {
     /// `len * rows * cols` pixels, row-major, 0 (background) to 255 (ink).
-    pub images: Vec<u8>,
+    pub images: Pixels,
     pub labels: Vec<u8>,
     pub rows: usize,
     pub cols: usize,
@@ -238,8 +238,11 @@ pub const CLASSES: u8 = 10;
 /// Checks decompressed IDX bytes against the pinned SHA-256 of `file` of
 /// `dataset`; on a mismatch, says which pinned file they are, if any.
 fn verify_idx(path: &Path, bytes: &[u8], dataset: Dataset, file: &DatasetFile) -> Result<(), MnistError> {
-    use sha2::{Digest, Sha256};
-    let actual = crate::hex(&Sha256::digest(bytes));
+    verify_digest(path, crate::sha256_hex(bytes), dataset, file)
+}
+
+/// [`verify_idx`] for bytes whose SHA-256 (hex) is `actual`.
+fn verify_digest(path: &Path, actual: String, dataset: Dataset, file: &DatasetFile) -> Result<(), MnistError> {
     if actual == file.idx_sha256 {
         return Ok(());
     }
@@ -283,18 +286,34 @@ impl ImageSet {
             }
             parse_idx(path, bytes, kind)
         };
-        let images = read(images_path, IdxKind::Images, pinned.map(|(d, images, _)| (d, images)))?;
-        if images.dims[0] == 0 {
+        let pinned_images = pinned.map(|(d, images, _)| (d, images));
+        // The usual case reads the pixels in place (into huge pages); a
+        // file that is not well formed goes the careful way, which names
+        // what is wrong.
+        let images = match read_images_in_place(images_path, budget)? {
+            Some(streamed) => {
+                if let Some((dataset, file)) = pinned_images {
+                    verify_digest(images_path, streamed.sha256, dataset, file)?;
+                }
+                (streamed.dims, streamed.pixels)
+            }
+            None => {
+                let idx = read(images_path, IdxKind::Images, pinned_images)?;
+                (idx.dims, Pixels::from(idx.data))
+            }
+        };
+        let (images_dims, images) = images;
+        if images_dims[0] == 0 {
             return Err(MnistError::EmptySplit {
                 path: images_path.to_path_buf(),
             });
         }
         let labels = read(labels_path, IdxKind::Labels, pinned.map(|(d, _, labels)| (d, labels)))?;
-        if images.dims[0] != labels.dims[0] {
+        if images_dims[0] != labels.dims[0] {
             return Err(MnistError::CountMismatch {
                 images_path: images_path.to_path_buf(),
                 labels_path: labels_path.to_path_buf(),
-                images: images.dims[0],
+                images: images_dims[0],
                 labels: labels.dims[0],
             });
         }
@@ -307,10 +326,10 @@ impl ImageSet {
             });
         }
         Ok(ImageSet {
-            images: images.data,
+            images,
             labels: labels.data,
-            rows: images.dims[1],
-            cols: images.dims[2],
+            rows: images_dims[1],
+            cols: images_dims[2],
         })
     }
 

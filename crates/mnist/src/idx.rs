@@ -13,9 +13,10 @@
 //! claims more data than the file holds never causes a large allocation.
 
 use crate::MnistError;
+use crate::Pixels;
 use byteorder::{BigEndian, ReadBytesExt};
 use flate2::read::MultiGzDecoder;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::Path;
 
 /// The most bytes one load (both splits of a data set, on two threads) may
@@ -76,6 +77,11 @@ impl IdxKind {
             IdxKind::Images => 3,
             IdxKind::Labels => 1,
         }
+    }
+
+    /// The magic number and one u32 per dimension.
+    fn header_len(self) -> usize {
+        4 + 4 * self.ndim()
     }
 
     fn what(self) -> &'static str {
@@ -140,10 +146,11 @@ pub fn read_idx(path: &Path, kind: IdxKind) -> Result<Idx, MnistError> {
     parse_idx(path, read_decompressed(path, &LoadBudget::new())?, kind)
 }
 
-/// Validates decompressed IDX bytes: magic, dimensions, exact payload length.
-pub(crate) fn parse_idx(path: &Path, mut bytes: Vec<u8>, kind: IdxKind) -> Result<Idx, MnistError> {
-    let header_len = 4 + 4 * kind.ndim();
-    let mut header = &bytes[..];
+/// Checks the header at the start of `bytes` (magic and dimensions) and
+/// returns the dimensions and the payload length they announce.
+fn parse_header(path: &Path, bytes: &[u8], kind: IdxKind) -> Result<(Vec<usize>, u64), MnistError> {
+    let header_len = kind.header_len();
+    let mut header = bytes;
     let short = |found: usize| MnistError::Truncated {
         path: path.to_path_buf(),
         expected: header_len as u64,
@@ -169,34 +176,107 @@ pub(crate) fn parse_idx(path: &Path, mut bytes: Vec<u8>, kind: IdxKind) -> Resul
             detail: format!("image size {}x{} is empty", dims[1], dims[2]),
         });
     }
-    let expected = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+    match dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64)) {
+        Some(payload) => Ok((dims, payload)),
+        None => Err(MnistError::BadHeader {
+            path: path.to_path_buf(),
+            detail: format!("dimensions {dims:?} overflow"),
+        }),
+    }
+}
+
+/// Validates decompressed IDX bytes: magic, dimensions, exact payload length.
+pub(crate) fn parse_idx(path: &Path, mut bytes: Vec<u8>, kind: IdxKind) -> Result<Idx, MnistError> {
+    let (dims, expected) = parse_header(path, &bytes, kind)?;
+    let header_len = kind.header_len();
     let found = (bytes.len() - header_len) as u64;
-    match expected {
-        None => {
-            return Err(MnistError::BadHeader {
-                path: path.to_path_buf(),
-                detail: format!("dimensions {dims:?} overflow"),
-            })
-        }
-        Some(expected) if found < expected => {
-            return Err(MnistError::Truncated {
-                path: path.to_path_buf(),
-                expected,
-                found,
-            })
-        }
-        Some(expected) if found > expected => {
-            return Err(MnistError::TrailingBytes {
-                path: path.to_path_buf(),
-                expected,
-                extra: found - expected,
-            })
-        }
-        Some(_) => {}
+    if found < expected {
+        return Err(MnistError::Truncated {
+            path: path.to_path_buf(),
+            expected,
+            found,
+        });
+    }
+    if found > expected {
+        return Err(MnistError::TrailingBytes {
+            path: path.to_path_buf(),
+            expected,
+            extra: found - expected,
+        });
     }
     // Drop the header in place rather than copying the payload.
     bytes.drain(..header_len);
     Ok(Idx { dims, data: bytes })
+}
+
+/// A well-formed image file, read by [`read_images_in_place`].
+pub(crate) struct StreamedImages {
+    pub(crate) dims: Vec<usize>,
+    pub(crate) pixels: Pixels,
+    /// The SHA-256 of the decompressed file (header and pixels), as hex.
+    pub(crate) sha256: String,
+}
+
+/// Reads a well-formed image file straight into [`Pixels`]: the header
+/// first, then exactly the payload it announces (bounded by the budget
+/// before anything is allocated), hashed on the way. The pixels are written
+/// once and held once, with no copy of the file beside them.
+///
+/// `None` for a file that is not well formed: [`read_decompressed`] and
+/// [`parse_idx`], which hold the whole file, then say what is wrong with it.
+pub(crate) fn read_images_in_place(path: &Path, budget: &LoadBudget) -> Result<Option<StreamedImages>, MnistError> {
+    use sha2::{Digest, Sha256};
+    let file = std::fs::File::open(path).map_err(|e| MnistError::io(path, e))?;
+    let size = file.metadata().map_err(|e| MnistError::io(path, e))?.len();
+    let mut file = std::io::BufReader::new(file);
+    let gzip = file
+        .fill_buf()
+        .map_err(|e| MnistError::io(path, e))?
+        .starts_with(&[0x1f, 0x8b]);
+    let mut reader: Box<dyn Read> = if gzip {
+        Box::new(MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut header = [0u8; 16];
+    let header = &mut header[..IdxKind::Images.header_len()];
+    if reader.read_exact(header).is_err() {
+        return Ok(None);
+    }
+    let Ok((dims, payload)) = parse_header(path, header, IdxKind::Images) else {
+        return Ok(None);
+    };
+    // What the careful path takes from the budget: the file, and (when
+    // gzip) what it decompresses to. A raw file must be exactly header and
+    // payload; a gzip one is bounded by the budget before the allocation.
+    let decompressed = (header.len() as u64).saturating_add(payload);
+    let needed = if gzip { size.saturating_add(decompressed) } else { size };
+    let Ok(payload_len) = usize::try_from(payload) else {
+        return Ok(None);
+    };
+    if needed > budget.remaining() || (!gzip && decompressed != size) {
+        return Ok(None);
+    }
+    let mut pixels = Pixels::zeroed(payload_len);
+    if reader.read_exact(&mut pixels).is_err() {
+        return Ok(None);
+    }
+    // Nothing may follow the payload.
+    if !matches!(reader.read(&mut [0u8; 1]), Ok(0)) {
+        return Ok(None);
+    }
+    budget.take(path, size, "the file holds")?;
+    if gzip {
+        budget.take(path, decompressed, "it decompresses to")?;
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(&*header);
+    hasher.update(&*pixels);
+    Ok(Some(StreamedImages {
+        dims,
+        pixels,
+        sha256: crate::hex(&hasher.finalize()),
+    }))
 }
 
 #[cfg(test)]
@@ -304,6 +384,44 @@ mod tests {
         assert!(matches!(
             decompress(&p(), gz[..gz.len() / 2].to_vec()),
             Err(MnistError::Gzip { .. })
+        ));
+    }
+
+    #[test]
+    fn images_read_in_place_only_when_well_formed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("images");
+        let payload: Vec<u8> = (0..2 * 3 * 4).map(|i| i as u8 * 7).collect();
+        let good = idx_bytes(2051, &[2, 3, 4], &payload);
+        let read = |bytes: &[u8]| {
+            std::fs::write(&path, bytes).unwrap();
+            read_images_in_place(&path, &LoadBudget::new()).unwrap()
+        };
+        for file in [good.clone(), gzip(&good)] {
+            let streamed = read(&file).expect("a well-formed file");
+            assert_eq!(streamed.dims, vec![2, 3, 4]);
+            assert_eq!(&*streamed.pixels, &payload[..]);
+            assert_eq!(streamed.sha256, crate::sha256_hex(&good));
+        }
+        let mut trailing = good.clone();
+        trailing.push(0);
+        let huge_claim = idx_bytes(2051, &[u32::MAX, 28, 28], &payload);
+        let defects = [
+            good[..good.len() - 1].to_vec(),
+            trailing.clone(),
+            idx_bytes(2049, &[2, 3, 4], &payload),
+            huge_claim.clone(),
+            good[..10].to_vec(),
+        ];
+        for file in defects {
+            assert!(read(&file).is_none(), "{} bytes", file.len());
+            assert!(read(&gzip(&file)).is_none(), "gzip of {} bytes", file.len());
+        }
+        // The careful path then names the defect.
+        std::fs::write(&path, &trailing).unwrap();
+        assert!(matches!(
+            read_idx(&path, IdxKind::Images),
+            Err(MnistError::TrailingBytes { extra: 1, .. })
         ));
     }
 }

@@ -20,12 +20,14 @@ mod dataset;
 mod error;
 mod fetch;
 mod idx;
+mod pixels;
 
 pub use book::{load_mnist, BookArrays, LoadOptions};
 pub use dataset::{Dataset, DatasetFile, ImageSet, Mnist, Split, CLASSES};
 pub use error::{MnistError, NotTheDataset};
 pub use fetch::{fetch, FetchOutcome, FetchProgress, NoProgress, Source};
 pub use idx::{read_idx, IdxKind, MAX_LOADED};
+pub use pixels::Pixels;
 
 /// The SHA-256 of `bytes`, as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
