@@ -112,21 +112,28 @@ impl<T: Element> GemmCase<T> {
 
 /// `count` images of 784 pixels and their labels: the first `count` MNIST
 /// training images when `MNIST_DIR` is set, seeded random bytes otherwise.
-pub fn images(count: usize) -> (Vec<u8>, Vec<u8>, &'static str) {
+pub fn images(count: usize) -> (mnist::Pixels, Vec<u8>, &'static str) {
+    // In `Pixels`, as the trainer holds them (huge pages), so that the
+    // gather's cache and TLB misses are the trainer's.
+    let in_pixels = |bytes: &[u8]| {
+        let mut pixels = mnist::Pixels::zeroed(bytes.len());
+        pixels.copy_from_slice(bytes);
+        pixels
+    };
     if let Some(dir) = std::env::var_os("MNIST_DIR") {
         if let Ok(data) = mnist::Mnist::load(std::path::Path::new(&dir), mnist::Dataset::Mnist) {
             let n = count.min(data.train.len());
             return (
-                data.train.images[..n * 784].to_vec(),
+                in_pixels(&data.train.images[..n * 784]),
                 data.train.labels[..n].to_vec(),
                 "MNIST",
             );
         }
     }
     let mut rng = ChaCha8Rng::seed_from_u64(2);
-    let pixels = (0..count * 784).map(|_| rng.random_range(0..=255u8)).collect();
+    let pixels: Vec<u8> = (0..count * 784).map(|_| rng.random_range(0..=255u8)).collect();
     let labels = (0..count).map(|_| rng.random_range(0..10u8)).collect();
-    (pixels, labels, "random")
+    (in_pixels(&pixels), labels, "random")
 }
 
 /// The first `count` images as a `[count, 784]` tensor in `[0, 1]`, with labels.
