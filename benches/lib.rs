@@ -115,11 +115,7 @@ impl<T: Element> GemmCase<T> {
 pub fn images(count: usize) -> (mnist::Pixels, Vec<u8>, &'static str) {
     // In `Pixels`, as the trainer holds them (huge pages), so that the
     // gather's cache and TLB misses are the trainer's.
-    let in_pixels = |bytes: &[u8]| {
-        let mut pixels = mnist::Pixels::zeroed(bytes.len());
-        pixels.copy_from_slice(bytes);
-        pixels
-    };
+    let in_pixels = mnist::Pixels::copy_of;
     if let Some(dir) = std::env::var_os("MNIST_DIR") {
         if let Ok(data) = mnist::Mnist::load(std::path::Path::new(&dir), mnist::Dataset::Mnist) {
             let n = count.min(data.train.len());
@@ -150,4 +146,28 @@ pub fn two_layer_net<T: Element>() -> layers::Sequential<T> {
     layers::Mlp::two_layer_net(784, 50, 10)
         .build(42)
         .expect("the book's network is valid")
+}
+
+/// The numbers an example takes on its command line, each with its default
+/// and its range; anything else ends the process with `usage` (exit 2).
+pub fn example_args(usage: &str, specs: &[(usize, std::ops::RangeInclusive<usize>)]) -> Vec<usize> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() > specs.len() {
+        eprintln!("usage: {usage}");
+        std::process::exit(2);
+    }
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, (default, range))| match args.get(i) {
+            None => *default,
+            Some(text) => match text.parse() {
+                Ok(value) if range.contains(&value) => value,
+                _ => {
+                    eprintln!("usage: {usage}; got {text:?}");
+                    std::process::exit(2)
+                }
+            },
+        })
+        .collect()
 }

@@ -1,23 +1,18 @@
 //! Evaluations of the 784-50-10 net (f32) over 60000 images in a loop, as
-//! the trainer evaluates, for profilers:
+//! `train::accuracy` evaluates, for profilers:
 //! `cargo run --release -p benches --example eval_loop -- THREADS ROUNDS`,
 //! then e.g. `perf record -g target/release/examples/eval_loop 2 100`.
 
-use benches::{images, two_layer_net};
+use benches::{example_args, images, two_layer_net};
 use std::time::Instant;
 use train::{accuracy, ImageData};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let number = |i: usize, default: usize| match args.get(i) {
-        None => default,
-        Some(text) => text.parse().unwrap_or_else(|_| {
-            eprintln!("usage: eval_loop [THREADS 1-64] [ROUNDS]; got {text:?}");
-            std::process::exit(2)
-        }),
-    };
-    let threads = number(0, 2).clamp(1, 64);
-    let rounds = number(1, 100).max(1);
+    let numbers = example_args(
+        "eval_loop [THREADS 1-64] [ROUNDS 1-100000]",
+        &[(2, 1..=64), (100, 1..=100_000)],
+    );
+    let (threads, rounds) = (numbers[0], numbers[1]);
     let (pixels, labels, _) = images(60000);
     let data = ImageData::new(&pixels, &labels, 784).expect("images and labels of one length");
     let net = two_layer_net::<f32>();

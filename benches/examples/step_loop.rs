@@ -3,7 +3,7 @@
 //! profilers: `cargo run --release -p benches --example step_loop -- THREADS STEPS`,
 //! then e.g. `perf record -g target/release/examples/step_loop 2 20000`.
 
-use benches::{images, two_layer_net};
+use benches::{example_args, images, two_layer_net};
 use layers::{LayerRng, OptimizerConfig, OptimizerKind, Target};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -12,16 +12,11 @@ use tensor::Tensor;
 use train::{with_busy_workers, ImageData};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let number = |i: usize, default: usize| match args.get(i) {
-        None => default,
-        Some(text) => text.parse().unwrap_or_else(|_| {
-            eprintln!("usage: step_loop [THREADS 1-64] [STEPS]; got {text:?}");
-            std::process::exit(2)
-        }),
-    };
-    let threads = number(0, 2).clamp(1, 64);
-    let steps = number(1, 20000).max(1);
+    let numbers = example_args(
+        "step_loop [THREADS 1-64] [STEPS 1-10000000]",
+        &[(2, 1..=64), (20000, 1..=10_000_000)],
+    );
+    let (threads, steps) = (numbers[0], numbers[1]);
     let (pixels, labels, _) = images(60000);
     let data = ImageData::new(&pixels, &labels, 784).expect("images and labels of one length");
     let mut rng = ChaCha8Rng::seed_from_u64(42);

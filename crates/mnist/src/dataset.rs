@@ -290,7 +290,7 @@ impl ImageSet {
         // The usual case reads the pixels in place (into huge pages); a
         // file that is not well formed goes the careful way, which names
         // what is wrong.
-        let images = match read_images_in_place(images_path, budget)? {
+        let (images_dims, images) = match read_images_in_place(images_path, budget)? {
             Some(streamed) => {
                 if let Some((dataset, file)) = pinned_images {
                     verify_digest(images_path, streamed.sha256, dataset, file)?;
@@ -302,7 +302,6 @@ impl ImageSet {
                 (idx.dims, Pixels::from(idx.data))
             }
         };
-        let (images_dims, images) = images;
         if images_dims[0] == 0 {
             return Err(MnistError::EmptySplit {
                 path: images_path.to_path_buf(),

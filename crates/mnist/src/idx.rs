@@ -8,9 +8,12 @@
 //! ```
 //!
 //! Files may be gzip-compressed (detected by the `1f 8b` signature) or raw.
-//! The whole payload is decompressed first, with a hard cap, and the header
-//! is then checked against the bytes that really exist, so a header that
-//! claims more data than the file holds never causes a large allocation.
+//! The careful path decompresses the whole file first, with a hard cap, and
+//! then checks the header against the bytes that really exist, so a header
+//! that claims more data than the file holds never causes a large
+//! allocation. Image files that are well formed take a faster path
+//! ([`read_images_in_place`]): the header first, then the payload read
+//! straight into its final place, within the same bounds.
 
 use crate::MnistError;
 use crate::Pixels;
@@ -38,6 +41,11 @@ impl LoadBudget {
 
     fn remaining(&self) -> u64 {
         self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Returns `bytes` taken for a read that did not keep them.
+    fn give_back(&self, bytes: u64) {
+        self.0.fetch_add(bytes, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Takes `bytes` from the budget, or says how much was left.
@@ -72,7 +80,7 @@ impl IdxKind {
         }
     }
 
-    fn ndim(self) -> usize {
+    const fn ndim(self) -> usize {
         match self {
             IdxKind::Images => 3,
             IdxKind::Labels => 1,
@@ -80,7 +88,7 @@ impl IdxKind {
     }
 
     /// The magic number and one u32 per dimension.
-    fn header_len(self) -> usize {
+    const fn header_len(self) -> usize {
         4 + 4 * self.ndim()
     }
 
@@ -218,9 +226,11 @@ pub(crate) struct StreamedImages {
 }
 
 /// Reads a well-formed image file straight into [`Pixels`]: the header
-/// first, then exactly the payload it announces (bounded by the budget
-/// before anything is allocated), hashed on the way. The pixels are written
-/// once and held once, with no copy of the file beside them.
+/// first, then exactly the payload it announces, then hashes them. The
+/// pixels are written once and held once, with no copy of the file beside
+/// them. The budget is taken as the careful path takes it (the file, and for
+/// gzip what it decompresses to), before the pixels are allocated, and is
+/// given back when the file turns out not to be well formed.
 ///
 /// `None` for a file that is not well formed: [`read_decompressed`] and
 /// [`parse_idx`], which hold the whole file, then say what is wrong with it.
@@ -238,39 +248,44 @@ pub(crate) fn read_images_in_place(path: &Path, budget: &LoadBudget) -> Result<O
     } else {
         Box::new(file)
     };
-    let mut header = [0u8; 16];
-    let header = &mut header[..IdxKind::Images.header_len()];
-    if reader.read_exact(header).is_err() {
+    let mut header = [0u8; IdxKind::Images.header_len()];
+    if reader.read_exact(&mut header).is_err() {
         return Ok(None);
     }
-    let Ok((dims, payload)) = parse_header(path, header, IdxKind::Images) else {
+    let Ok((dims, payload)) = parse_header(path, &header, IdxKind::Images) else {
         return Ok(None);
     };
-    // What the careful path takes from the budget: the file, and (when
-    // gzip) what it decompresses to. A raw file must be exactly header and
-    // payload; a gzip one is bounded by the budget before the allocation.
     let decompressed = (header.len() as u64).saturating_add(payload);
-    let needed = if gzip { size.saturating_add(decompressed) } else { size };
-    let Ok(payload_len) = usize::try_from(payload) else {
+    // A raw file is exactly header and payload. Deflate shrinks data at most
+    // 1032 times, so a gzip file cannot hold more than that: a small file
+    // claiming a large payload is not read into a large allocation.
+    let plausible = if gzip {
+        decompressed <= size.saturating_mul(1032).saturating_add(1024)
+    } else {
+        decompressed == size
+    };
+    let (Ok(payload_len), true) = (usize::try_from(payload), plausible) else {
         return Ok(None);
     };
-    if needed > budget.remaining() || (!gzip && decompressed != size) {
+    let taken = if gzip { size.saturating_add(decompressed) } else { size };
+    if budget
+        .take(path, taken, "the file and what it decompresses to hold")
+        .is_err()
+    {
         return Ok(None);
     }
-    let mut pixels = Pixels::zeroed(payload_len);
-    if reader.read_exact(&mut pixels).is_err() {
+    let mut read = || -> Option<Pixels> {
+        let mut pixels = Pixels::try_zeroed(payload_len)?;
+        reader.read_exact(&mut pixels).ok()?;
+        // Nothing may follow the payload.
+        matches!(reader.read(&mut [0u8; 1]), Ok(0)).then_some(pixels)
+    };
+    let Some(pixels) = read() else {
+        budget.give_back(taken);
         return Ok(None);
-    }
-    // Nothing may follow the payload.
-    if !matches!(reader.read(&mut [0u8; 1]), Ok(0)) {
-        return Ok(None);
-    }
-    budget.take(path, size, "the file holds")?;
-    if gzip {
-        budget.take(path, decompressed, "it decompresses to")?;
-    }
+    };
     let mut hasher = Sha256::new();
-    hasher.update(&*header);
+    hasher.update(header);
     hasher.update(&*pixels);
     Ok(Some(StreamedImages {
         dims,
@@ -416,6 +431,26 @@ mod tests {
         for file in defects {
             assert!(read(&file).is_none(), "{} bytes", file.len());
             assert!(read(&gzip(&file)).is_none(), "gzip of {} bytes", file.len());
+        }
+        // A gzip file with a wrong CRC, and one followed by junk.
+        let mut bad_crc = gzip(&good);
+        let crc_at = bad_crc.len() - 8;
+        bad_crc[crc_at] ^= 1;
+        let mut junk_after = gzip(&good);
+        junk_after.extend_from_slice(b"junk");
+        for file in [bad_crc, junk_after] {
+            assert!(read(&file).is_none());
+        }
+        // The budget is left as the careful path leaves it: taken for a
+        // file read, untouched by one refused.
+        for file in [good.clone(), gzip(&good), trailing.clone()] {
+            std::fs::write(&path, &file).unwrap();
+            let (in_place, careful) = (LoadBudget::new(), LoadBudget::new());
+            let kept = read_images_in_place(&path, &in_place).unwrap().is_some();
+            if kept {
+                read_decompressed(&path, &careful).unwrap();
+            }
+            assert_eq!(in_place.remaining(), careful.remaining(), "{} bytes", file.len());
         }
         // The careful path then names the defect.
         std::fs::write(&path, &trailing).unwrap();

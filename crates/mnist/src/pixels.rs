@@ -24,10 +24,11 @@ enum Backing {
 }
 
 impl Pixels {
-    /// `len` zero bytes, in huge pages where the system gives them.
-    pub fn zeroed(len: usize) -> Pixels {
+    /// `len` zero bytes, in huge pages where the system gives them; `None`
+    /// where the memory cannot be had at all.
+    pub fn try_zeroed(len: usize) -> Option<Pixels> {
         if len == 0 {
-            return Pixels(Backing::Heap(Vec::new()));
+            return Some(Pixels(Backing::Heap(Vec::new())));
         }
         match memmap2::MmapOptions::new().len(len).map_anon() {
             Ok(map) => {
@@ -35,10 +36,25 @@ impl Pixels {
                 // map still works in 4 KiB pages.
                 #[cfg(target_os = "linux")]
                 let _ = map.advise(memmap2::Advice::HugePage);
-                Pixels(Backing::Mapped(map))
+                Some(Pixels(Backing::Mapped(map)))
             }
-            Err(_) => Pixels(Backing::Heap(vec![0; len])),
+            Err(_) => {
+                let mut bytes = Vec::new();
+                bytes.try_reserve_exact(len).ok()?;
+                bytes.resize(len, 0);
+                Some(Pixels(Backing::Heap(bytes)))
+            }
         }
+    }
+
+    /// A copy of `bytes`, in huge pages where the system gives them.
+    ///
+    /// # Panics
+    /// When the memory cannot be had (as `Vec` would).
+    pub fn copy_of(bytes: &[u8]) -> Pixels {
+        let mut pixels = Pixels::try_zeroed(bytes.len()).expect("memory for a copy of bytes already held");
+        pixels.copy_from_slice(bytes);
+        pixels
     }
 }
 
@@ -70,9 +86,7 @@ impl DerefMut for Pixels {
 
 impl Clone for Pixels {
     fn clone(&self) -> Self {
-        let mut copy = Pixels::zeroed(self.len());
-        copy.copy_from_slice(self);
-        copy
+        Pixels::copy_of(self)
     }
 }
 
@@ -97,7 +111,7 @@ mod tests {
     #[test]
     fn reads_writes_clones_and_compares_as_bytes() {
         for len in [0, 1, 4096, 3 << 20] {
-            let mut pixels = Pixels::zeroed(len);
+            let mut pixels = Pixels::try_zeroed(len).unwrap();
             assert_eq!(pixels.len(), len);
             assert!(pixels.iter().all(|&b| b == 0));
             for (i, byte) in pixels.iter_mut().enumerate() {

@@ -28,7 +28,8 @@ use std::cell::RefCell;
 pub enum GemmBackend {
     /// The crate's own packed kernel, with packing buffers reused per thread,
     /// on the widest tiles the CPU has (AVX-512 for products of more than 4
-    /// rows, else AVX2 + FMA, else portable). What [`gemm()`] runs.
+    /// rows and at least half an AVX-512 tile wide, else AVX2 + FMA, else
+    /// portable). What [`gemm()`] runs.
     Packed,
     /// The packed kernel with its AVX2 + FMA tiles (portable ones on CPUs
     /// without them), so that tests cover them on AVX-512 CPUs too.
@@ -289,9 +290,9 @@ macro_rules! impl_kernel {
 
 // Register tiles (rows, columns, columns of a narrow last panel): for AVX2,
 // 6 rows x 2 vectors of C (12 of the 16 ymm registers); for AVX-512, 8 rows x
-// 3 vectors (24 of the 32 zmm registers), which keeps the multiply-adds
-// ahead of the loads of A's broadcasts. AVX-512's f32 tail is AVX2's 8-wide
-// tile: a layer of 50 outputs is 48 + 8 columns of work, where 2 panels of
-// 32 (or 16-wide vectors at all) make it 64.
+// 3 vectors in f32 (24 of the 32 zmm registers) and 8 rows x 2 vectors in
+// f64, which keep the multiply-adds ahead of the loads of A's broadcasts.
+// AVX-512's f32 tail tile is AVX2's, 8 wide: a layer of 50 outputs is 48 + 8
+// columns of work, where any tail of 16-wide vectors makes it 64.
 impl_kernel!(f32, kernel_f32, matrixmultiply::sgemm, (6, 16, 8), (8, 48, 8));
 impl_kernel!(f64, kernel_f64, matrixmultiply::dgemm, (6, 8, 4), (8, 16, 8));

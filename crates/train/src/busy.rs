@@ -21,15 +21,19 @@ use std::time::{Duration, Instant};
 /// returns (or panics). Which thread runs a job does not change what it
 /// computes, so results are the same as without spinning.
 ///
-/// Called outside a pool, or in a pool of one thread, it just runs `f`.
+/// Called outside a pool, in a pool of one thread, or in a pool of more
+/// threads than the machine has cores (spinners would then take turns on the
+/// cores with the threads doing the work), it just runs `f`.
 pub fn with_busy_workers<R>(f: impl FnOnce() -> R) -> R {
     let Some(owner) = rayon::current_thread_index() else {
         return f();
     };
-    let others = rayon::current_num_threads() - 1;
-    if others == 0 {
+    let threads = rayon::current_num_threads();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || threads > cores {
         return f();
     }
+    let others = threads - 1;
     let spinners = Spinners {
         owner,
         others,
@@ -46,20 +50,26 @@ pub fn with_busy_workers<R>(f: impl FnOnce() -> R) -> R {
         let _stop = SetOnDrop(&spinners.done);
         // Until every spinner is on its own worker, this worker must not
         // wait on a join: it would take the spinners left in its own queue.
-        // The bound only guards against workers busy elsewhere.
         let waiting = Instant::now();
-        while spinners.started.load(Ordering::Acquire) < others && waiting.elapsed() < Duration::from_secs(1) {
+        while spinners.started.load(Ordering::Acquire) < others && waiting.elapsed() < START_WAIT {
             std::hint::spin_loop();
         }
         f()
     })
 }
 
+/// How long the owner waits for the spinners to start before running `f`
+/// anyway: only a worker held elsewhere (another job in the pool) takes
+/// longer than microseconds, and then the run goes on without its help.
+const START_WAIT: Duration = Duration::from_secs(1);
+
 struct Spinners {
     /// The index of the worker that runs `f`.
     owner: usize,
     /// How many spinners there are: the pool's other workers.
     others: usize,
+    /// Spinners started on a worker, or (after [`START_WAIT`]) returned at
+    /// once by the owner: when it reaches `others`, the spinners look for work.
     started: AtomicUsize,
     /// Set when `f` has returned or panicked.
     done: AtomicBool,
@@ -70,11 +80,12 @@ impl Spinners {
     fn spin(&self) {
         // The owner only takes a spinner from its queue after giving up
         // waiting for them; it must return at once, as `done` is set only
-        // when `f` returns on that same thread.
+        // when `f` returns on that same thread. It still counts as started,
+        // so that the spinners that did start go on to look for work.
+        self.started.fetch_add(1, Ordering::AcqRel);
         if rayon::current_thread_index() == Some(self.owner) {
             return;
         }
-        self.started.fetch_add(1, Ordering::AcqRel);
         // Wait for the other spinners to start before looking for work, so
         // that no spinner takes another one's job and leaves a worker asleep.
         while self.started.load(Ordering::Acquire) < self.others && !self.done.load(Ordering::Acquire) {
@@ -130,7 +141,8 @@ mod tests {
     fn a_spinning_worker_takes_the_job_the_owner_leaves() {
         // The owner pushes `right` and then waits for another worker to take
         // it. A spinner that spun without looking for work would leave it
-        // there; after 10 s the owner would run it itself, and fail.
+        // there; the owner would then (after 10 s, a guard against hanging,
+        // not a measure of speed) run it itself, and fail.
         pool(2).install(|| {
             with_busy_workers(|| {
                 let owner = rayon::current_thread_index();
@@ -158,7 +170,7 @@ mod tests {
         let pool = pool(2);
         let result = pool.install(|| std::panic::catch_unwind(|| with_busy_workers(|| panic!("inside"))));
         assert!(result.is_err());
-        // The pool is still usable: no spinner was left running.
+        // The scope waited for the spinners to stop, and the pool still works.
         assert_eq!(pool.install(|| with_busy_workers(|| join_sum(&[1, 2, 3, 4, 5, 6]))), 21);
     }
 }

@@ -45,8 +45,13 @@ fn predictions<T: Element, R: Send + Default + std::ops::Add<Output = R>>(
 ) -> R {
     let chunk_len = chunk_images(net);
     let chunks = data.len().div_ceil(chunk_len);
+    // Each piece of work rayon splits off builds its own scratch, several MB
+    // of fresh pages (zeroed by the kernel) for the mlp: two pieces a thread
+    // keep that cost small and still balance the threads.
+    let pieces = 2 * rayon::current_num_threads();
     let results: Vec<R> = (0..chunks)
         .into_par_iter()
+        .with_min_len(chunks.div_ceil(pieces).max(1))
         .map_init(
             || Scratch {
                 x: Tensor::zeros(&[chunk_len, data.features()]),

@@ -1,8 +1,9 @@
 //! The AVX-512 tile set: `simd.rs`'s register tiles over 512-bit vectors, for
 //! x86-64 CPUs with AVX-512 (F and DQ), where a fused multiply-add does twice
-//! the work of an AVX2 one. Used for products of more than 4 rows; the
-//! short, wide tiles of smaller products stay AVX2's (`gemm.rs` chooses), and
-//! so does the f32 tail tile: 8 columns wide, where one 512-bit vector is 16.
+//! the work of an AVX2 one. Used for products of more than 4 rows and at
+//! least half a tile wide; the tiles of shorter or narrower products stay
+//! AVX2's (`gemm.rs` chooses), and so does the f32 tail tile: 8 columns
+//! wide, where one 512-bit vector is 16.
 //!
 //! Safe code as the AVX2 tiles are (the value intrinsics are safe inside
 //! functions compiled with their features, since Rust 1.89 for AVX-512); the

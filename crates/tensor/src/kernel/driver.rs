@@ -29,9 +29,9 @@ use crate::{Element, MatMut, MatRef};
 const KC: usize = 1024;
 /// Most rows of A per packed block (a multiple of every MR used).
 const MC: usize = 144;
-/// Columns of B per packed block (a multiple of the usual NR; a block of
-/// 4-row products, whose tiles are 24 or 12 wide, just ends in a tail).
-const NC: usize = 2048;
+/// Columns of B per packed block (a multiple of the usual NR, 16 and 48; a
+/// block of 4-row products, whose tiles are 24 or 12 wide, just ends in a tail).
+const NC: usize = 2016;
 /// At most this many rows of a row-major B are read in place, not packed.
 const SHORT_K: usize = 32;
 
