@@ -3,6 +3,11 @@ use crate::view::{MatMut, MatRef, Transpose};
 use crate::{Element, Shape, TensorError};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
+
+/// Elementwise work from this many elements on is split over the threads
+/// (below it, the split costs more than it saves).
+const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
 
 /// A dense tensor: contiguous row-major storage plus a [`Shape`].
 ///
@@ -189,14 +194,34 @@ impl<T: Element> Tensor<T> {
 
     /// `self = f(a, b)` elementwise, taking the shape of `a` and `b`.
     ///
+    /// From [`PARALLEL_MIN_ELEMENTS`] on, the elements are cut into one
+    /// contiguous piece per thread of the current pool, the first piece on
+    /// the calling thread. That is how `gemm_par` cuts a product's rows, so
+    /// an SGD step on a weight matrix updates each half on the core that
+    /// computed its gradient, instead of pulling it across. Each element is
+    /// the same `f(x, y)` whichever thread computes it.
+    ///
     /// # Panics
     /// When `a` and `b` differ in shape.
-    pub fn zip_from(&mut self, a: &Tensor<T>, b: &Tensor<T>, f: impl Fn(T, T) -> T) {
+    pub fn zip_from(&mut self, a: &Tensor<T>, b: &Tensor<T>, f: impl Fn(T, T) -> T + Sync) {
         a.assert_same_shape(b, "zip_from");
         self.resize(a.shape());
-        for ((out, &x), &y) in self.data.iter_mut().zip(&a.data).zip(&b.data) {
-            *out = f(x, y);
+        let zip = |out: &mut [T], a: &[T], b: &[T]| {
+            for ((out, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                *out = f(x, y);
+            }
+        };
+        let threads = rayon::current_num_threads();
+        if threads < 2 || self.data.len() < PARALLEL_MIN_ELEMENTS {
+            zip(&mut self.data, &a.data, &b.data);
+            return;
         }
+        let piece = self.data.len().div_ceil(threads);
+        self.data
+            .par_chunks_mut(piece)
+            .zip(a.data.par_chunks(piece))
+            .zip(b.data.par_chunks(piece))
+            .for_each(|((out, a), b)| zip(out, a, b));
     }
 
     /// `self *= alpha`.
@@ -405,6 +430,32 @@ mod tests {
         x.resize(&[7, 10]);
         x.resize(&[100, 10]);
         assert_eq!(x.as_slice().as_ptr(), before);
+    }
+
+    #[test]
+    fn zip_from_split_over_threads_gives_every_element_its_own_value() {
+        // Odd lengths around the threshold, so the pieces are unequal.
+        for len in [
+            PARALLEL_MIN_ELEMENTS - 1,
+            PARALLEL_MIN_ELEMENTS,
+            3 * PARALLEL_MIN_ELEMENTS + 7,
+        ] {
+            let a = Tensor::from_vec((0..len).map(|i| i as f64).collect(), &[len]).unwrap();
+            let b = Tensor::from_vec((0..len).map(|i| (i % 7) as f64).collect(), &[len]).unwrap();
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let mut out = Tensor::zeros(&[0]);
+                pool.install(|| out.zip_from(&a, &b, |x, y| x * 2.0 - y));
+                assert_eq!(out.shape(), &[len]);
+                for (i, &v) in out.as_slice().iter().enumerate() {
+                    assert_eq!(
+                        v,
+                        i as f64 * 2.0 - (i % 7) as f64,
+                        "element {i} of {len}, {threads} threads"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
