@@ -171,3 +171,19 @@ pub fn example_args(usage: &str, specs: &[(usize, std::ops::RangeInclusive<usize
         })
         .collect()
 }
+
+/// Seconds that `work` takes on a pool of `threads`, run as the trainer runs
+/// (on a worker, the others kept busy: `train::with_busy_workers`).
+pub fn seconds_on_busy_pool(threads: usize, work: impl FnOnce() + Send) -> f64 {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a pool of a sane number of threads");
+    pool.install(|| {
+        train::with_busy_workers(|| {
+            let start = std::time::Instant::now();
+            work();
+            start.elapsed().as_secs_f64()
+        })
+    })
+}

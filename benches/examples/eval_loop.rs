@@ -3,9 +3,8 @@
 //! `cargo run --release -p benches --example eval_loop -- THREADS ROUNDS`,
 //! then e.g. `perf record -g target/release/examples/eval_loop 2 100`.
 
-use benches::{example_args, images, two_layer_net};
-use std::time::Instant;
-use train::{accuracy, with_busy_workers, ImageData};
+use benches::{example_args, images, seconds_on_busy_pool, two_layer_net};
+use train::{accuracy, ImageData};
 
 fn main() {
     let numbers = example_args(
@@ -16,18 +15,10 @@ fn main() {
     let (pixels, labels, _) = images(60000);
     let data = ImageData::new(&pixels, &labels, 784).expect("images and labels of one length");
     let net = two_layer_net::<f32>();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("a pool of at most 64 threads");
-    let seconds = pool.install(|| {
-        with_busy_workers(|| {
-            let start = Instant::now();
-            for _ in 0..rounds {
-                std::hint::black_box(accuracy(&net, data));
-            }
-            start.elapsed().as_secs_f64()
-        })
+    let seconds = seconds_on_busy_pool(threads, || {
+        for _ in 0..rounds {
+            std::hint::black_box(accuracy(&net, data));
+        }
     });
     println!(
         "{threads} threads: {:.1} ms an evaluation of {} images",

@@ -3,13 +3,12 @@
 //! profilers: `cargo run --release -p benches --example step_loop -- THREADS STEPS`,
 //! then e.g. `perf record -g target/release/examples/step_loop 2 20000`.
 
-use benches::{example_args, images, two_layer_net};
+use benches::{example_args, images, seconds_on_busy_pool, two_layer_net};
 use layers::{LayerRng, OptimizerConfig, OptimizerKind, Target};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::time::Instant;
 use tensor::Tensor;
-use train::{with_busy_workers, ImageData};
+use train::ImageData;
 
 fn main() {
     let numbers = example_args(
@@ -30,23 +29,15 @@ fn main() {
         .build::<f32>(&net.param_shapes())
         .expect("SGD has no state to refuse");
     let mut previous = net.param_buffers();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("a pool of at most 64 threads");
-    let seconds = pool.install(|| {
-        with_busy_workers(|| {
-            let start = Instant::now();
-            for _ in 0..steps {
-                for index in indices.iter_mut() {
-                    *index = rng.random_range(0..data.len());
-                }
-                data.gather(&indices, &mut x, &mut batch_labels);
-                net.gradient_unchecked(&x, Target::Labels(&batch_labels), &mut layer_rng);
-                net.step(optimizer.as_mut(), &mut previous);
+    let seconds = seconds_on_busy_pool(threads, || {
+        for _ in 0..steps {
+            for index in indices.iter_mut() {
+                *index = rng.random_range(0..data.len());
             }
-            start.elapsed().as_secs_f64()
-        })
+            data.gather(&indices, &mut x, &mut batch_labels);
+            net.gradient_unchecked(&x, Target::Labels(&batch_labels), &mut layer_rng);
+            net.step(optimizer.as_mut(), &mut previous);
+        }
     });
     println!(
         "{threads} threads: {:.1} us a step over {steps} steps",
