@@ -18,7 +18,7 @@
 
 #[cfg(target_arch = "x86_64")]
 use crate::kernel::{avx2::Avx2, avx512::Avx512};
-use crate::kernel::{portable::Portable, TileSet};
+use crate::kernel::{portable::Portable, Product, TileSet};
 use crate::view::check_gemm;
 use crate::{Element, MatMut, MatRef, TensorError};
 use std::cell::RefCell;
@@ -191,7 +191,15 @@ macro_rules! impl_kernel {
                 #[cfg(target_arch = "x86_64")]
                 if let (true, Some(avx512)) = (a.rows > 4 && 2 * b.cols >= $nr_wide, Avx512::detect()) {
                     return $module::with_buffers(|pack_a, pack_b| {
-                        avx512.gemm::<$mr_wide, $nr_wide, $nh_wide>(alpha, a, b, beta, c, pack_a, pack_b)
+                        avx512.gemm::<$mr_wide, $nr_wide, $nh_wide>(Product {
+                            alpha,
+                            a,
+                            b,
+                            beta,
+                            c,
+                            pack_a,
+                            pack_b,
+                        })
                     });
                 }
                 Self::gemm_packed_avx2(alpha, a, b, beta, c)
@@ -241,16 +249,25 @@ macro_rules! impl_kernel {
                 c: &mut MatMut<$t>,
             ) {
                 with_buffers(|pack_a, pack_b| {
+                    let product = Product {
+                        alpha,
+                        a,
+                        b,
+                        beta,
+                        c,
+                        pack_a,
+                        pack_b,
+                    };
                     // With fewer rows than a tile, a tile exactly as tall as A
                     // wastes no multiply-adds on padding (the gradient check's
                     // 3 images), and a wider one keeps enough sums in flight
                     // to hide the latency of the multiply-add.
                     match a.rows {
-                        1 => tiles.gemm::<1, { 4 * $nr / 2 }, $nh>(alpha, a, b, beta, c, pack_a, pack_b),
-                        2 => tiles.gemm::<2, { 4 * $nr / 2 }, $nh>(alpha, a, b, beta, c, pack_a, pack_b),
-                        3 => tiles.gemm::<3, { 4 * $nr / 2 }, $nh>(alpha, a, b, beta, c, pack_a, pack_b),
-                        4 => tiles.gemm::<4, { 3 * $nr / 2 }, $nh>(alpha, a, b, beta, c, pack_a, pack_b),
-                        _ => tiles.gemm::<$mr, $nr, $nh>(alpha, a, b, beta, c, pack_a, pack_b),
+                        1 => tiles.gemm::<1, { 4 * $nr / 2 }, $nh>(product),
+                        2 => tiles.gemm::<2, { 4 * $nr / 2 }, $nh>(product),
+                        3 => tiles.gemm::<3, { 4 * $nr / 2 }, $nh>(product),
+                        4 => tiles.gemm::<4, { 3 * $nr / 2 }, $nh>(product),
+                        _ => tiles.gemm::<$mr, $nr, $nh>(product),
                     }
                 })
             }

@@ -17,8 +17,8 @@
 //! has both.
 
 use super::simd::{simd_tiles, MAX_VECTORS};
-use super::{driver, store_tile, Steps, TileAt, TileSet};
-use crate::{MatMut, MatRef};
+use super::{driver, store_tile, Product, Steps, TileAt, TileSet};
+use crate::MatMut;
 use std::arch::x86_64::*;
 
 /// The AVX2 + FMA tiles. Holding one is the proof that the CPU has both

@@ -13,8 +13,8 @@
 
 use super::avx2::{store_f32, store_f64, tile_f32 as avx2_tile_f32};
 use super::simd::{simd_tiles, MAX_VECTORS};
-use super::{driver, store_tile, Steps, TileAt, TileSet};
-use crate::{MatMut, MatRef};
+use super::{driver, store_tile, Product, Steps, TileAt, TileSet};
+use crate::MatMut;
 use std::arch::x86_64::*;
 
 /// The AVX-512 tiles. Holding one is the proof that the CPU has AVX-512 F

@@ -20,8 +20,8 @@
 //! call, and the training loop must not allocate. Here the buffers belong to
 //! the caller (a thread-local in `gemm.rs`) and are reused.
 
-use super::{Steps, TileAt};
-use crate::{Element, MatMut, MatRef};
+use super::{Product, Steps, TileAt};
+use crate::{Element, MatMut};
 
 /// Most steps along k per packed block. k = 784 (an MNIST row) fits in one
 /// block, so each tile of C is stored once; on the machines measured this
@@ -35,22 +35,24 @@ const NC: usize = 2016;
 /// At most this many rows of a row-major B are read in place, not packed.
 const SHORT_K: usize = 32;
 
-/// `C = alpha * A * B + beta * C`; shapes and bounds already checked by the caller.
+/// `C = alpha * A * B + beta * C` (a [`Product`], views already checked).
 /// `full_tile` and `tail_tile` compute one `MR x NR` (`MR x NH`) tile and
 /// merge it into C: a tile set's micro-kernels (`portable.rs`, `avx2.rs`).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize>(
-    alpha: T,
-    a: &MatRef<T>,
-    b: &MatRef<T>,
-    beta: T,
-    c: &mut MatMut<T>,
-    pack_a: &mut Vec<T>,
-    pack_b: &mut Vec<T>,
+    product: Product<'_, '_, T>,
     full_tile: impl Fn(&[T], Steps<'_, T>, &mut MatMut<'_, T>, TileAt<T>),
     tail_tile: impl Fn(&[T], Steps<'_, T>, &mut MatMut<'_, T>, TileAt<T>),
 ) {
+    let Product {
+        alpha,
+        a,
+        b,
+        beta,
+        c,
+        pack_a,
+        pack_b,
+    } = product;
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if m == 0 || n == 0 {
         return;

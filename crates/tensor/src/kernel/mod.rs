@@ -15,22 +15,23 @@ mod simd;
 
 use crate::{Element, MatMut, MatRef};
 
+/// One product for a tile set: `C = alpha * A * B + beta * C` on views
+/// already checked, with the caller's packing buffers for A and B.
+pub(crate) struct Product<'p, 'c, T> {
+    pub(crate) alpha: T,
+    pub(crate) a: &'p MatRef<'p, T>,
+    pub(crate) b: &'p MatRef<'p, T>,
+    pub(crate) beta: T,
+    pub(crate) c: &'p mut MatMut<'c, T>,
+    pub(crate) pack_a: &'p mut Vec<T>,
+    pub(crate) pack_b: &'p mut Vec<T>,
+}
+
 /// A set of register tiles the driver can run with.
 pub(crate) trait TileSet<T: Element> {
-    /// `C = alpha * A * B + beta * C` through [`driver::gemm`] with this set's
-    /// `MR x NR` tiles (and `MR x NH` ones for a narrow last panel), with the
-    /// caller's packing buffers. Views are already checked.
-    #[allow(clippy::too_many_arguments)]
-    fn gemm<const MR: usize, const NR: usize, const NH: usize>(
-        &self,
-        alpha: T,
-        a: &MatRef<T>,
-        b: &MatRef<T>,
-        beta: T,
-        c: &mut MatMut<T>,
-        pack_a: &mut Vec<T>,
-        pack_b: &mut Vec<T>,
-    );
+    /// `product` through [`driver::gemm`] with this set's `MR x NR` tiles
+    /// (and `MR x NH` ones for a narrow last panel).
+    fn gemm<const MR: usize, const NR: usize, const NH: usize>(&self, product: Product<'_, '_, T>);
 }
 
 /// Where a micro-kernel reads B: step `kk` is the `NR` elements at

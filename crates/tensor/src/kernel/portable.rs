@@ -2,34 +2,15 @@
 //! LLVM vectorizes for whatever the target has (CPUs without AVX2, and the
 //! tests' cross-check of the AVX2 tiles).
 
-use super::{driver, store_tile, Steps, TileAt, TileSet};
-use crate::{Element, MatMut, MatRef};
+use super::{driver, store_tile, Product, Steps, TileAt, TileSet};
+use crate::{Element, MatMut};
 
 /// The portable tiles.
 pub(crate) struct Portable;
 
 impl<T: Element> TileSet<T> for Portable {
-    fn gemm<const MR: usize, const NR: usize, const NH: usize>(
-        &self,
-        alpha: T,
-        a: &MatRef<T>,
-        b: &MatRef<T>,
-        beta: T,
-        c: &mut MatMut<T>,
-        pack_a: &mut Vec<T>,
-        pack_b: &mut Vec<T>,
-    ) {
-        driver::gemm::<T, MR, NR, NH>(
-            alpha,
-            a,
-            b,
-            beta,
-            c,
-            pack_a,
-            pack_b,
-            portable_tile::<T, MR, NR>,
-            portable_tile::<T, MR, NH>,
-        )
+    fn gemm<const MR: usize, const NR: usize, const NH: usize>(&self, product: Product<'_, '_, T>) {
+        driver::gemm::<T, MR, NR, NH>(product, portable_tile::<T, MR, NR>, portable_tile::<T, MR, NH>)
     }
 }
 

@@ -20,42 +20,18 @@ macro_rules! simd_tiles {
         $zero:ident, $splat:ident, $fmadd:ident, $mul:ident, $add:ident, $load:ident, $store:ident
     ) => {
         impl TileSet<$t> for $set {
-            fn gemm<const MR: usize, const NR: usize, const NH: usize>(
-                &self,
-                alpha: $t,
-                a: &MatRef<$t>,
-                b: &MatRef<$t>,
-                beta: $t,
-                c: &mut MatMut<$t>,
-                pack_a: &mut Vec<$t>,
-                pack_b: &mut Vec<$t>,
-            ) {
+            fn gemm<const MR: usize, const NR: usize, const NH: usize>(&self, product: Product<'_, '_, $t>) {
                 // SAFETY: a `$set` exists only where its `detect` found on this
                 // CPU every feature `$gemm` is compiled with (`$features`).
-                unsafe { $gemm::<MR, NR, NH>(alpha, a, b, beta, c, pack_a, pack_b) }
+                unsafe { $gemm::<MR, NR, NH>(product) }
             }
         }
 
         /// The driver with these tiles, compiled for `$features`.
         #[target_feature(enable = $features)]
-        #[allow(clippy::too_many_arguments)]
-        fn $gemm<const MR: usize, const NR: usize, const NH: usize>(
-            alpha: $t,
-            a: &MatRef<$t>,
-            b: &MatRef<$t>,
-            beta: $t,
-            c: &mut MatMut<$t>,
-            pack_a: &mut Vec<$t>,
-            pack_b: &mut Vec<$t>,
-        ) {
+        fn $gemm<const MR: usize, const NR: usize, const NH: usize>(product: Product<'_, '_, $t>) {
             driver::gemm::<$t, MR, NR, NH>(
-                alpha,
-                a,
-                b,
-                beta,
-                c,
-                pack_a,
-                pack_b,
+                product,
                 |panel, steps, c, at| $tile::<MR, NR>(panel, steps, c, at),
                 |panel, steps, c, at| $tail_tile::<MR, NH>(panel, steps, c, at),
             )
