@@ -9,6 +9,13 @@ use rayon::prelude::*;
 /// (below it, the split costs more than it saves).
 const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
 
+/// The piece of `len` elements each thread of the current pool takes, or
+/// `None` when the work stays on the calling thread.
+fn parallel_piece(len: usize) -> Option<usize> {
+    let threads = rayon::current_num_threads();
+    (threads > 1 && len >= PARALLEL_MIN_ELEMENTS).then(|| len.div_ceil(threads))
+}
+
 /// A dense tensor: contiguous row-major storage plus a [`Shape`].
 ///
 /// Seen as a matrix, a tensor has `shape[0]` rows of `product(shape[1..])`
@@ -192,6 +199,25 @@ impl<T: Element> Tensor<T> {
         }
     }
 
+    /// `self = f(a)` elementwise, taking the shape of `a`, split over the
+    /// threads as [`Tensor::zip_from`] is.
+    pub fn map_from(&mut self, a: &Tensor<T>, f: impl Fn(T) -> T + Sync) {
+        self.resize(a.shape());
+        let map = |out: &mut [T], a: &[T]| {
+            for (out, &x) in out.iter_mut().zip(a) {
+                *out = f(x);
+            }
+        };
+        match parallel_piece(self.data.len()) {
+            None => map(&mut self.data, &a.data),
+            Some(piece) => self
+                .data
+                .par_chunks_mut(piece)
+                .zip(a.data.par_chunks(piece))
+                .for_each(|(out, a)| map(out, a)),
+        }
+    }
+
     /// `self = f(a, b)` elementwise, taking the shape of `a` and `b`.
     ///
     /// From [`PARALLEL_MIN_ELEMENTS`] on, the elements are cut into one
@@ -211,17 +237,15 @@ impl<T: Element> Tensor<T> {
                 *out = f(x, y);
             }
         };
-        let threads = rayon::current_num_threads();
-        if threads < 2 || self.data.len() < PARALLEL_MIN_ELEMENTS {
-            zip(&mut self.data, &a.data, &b.data);
-            return;
+        match parallel_piece(self.data.len()) {
+            None => zip(&mut self.data, &a.data, &b.data),
+            Some(piece) => self
+                .data
+                .par_chunks_mut(piece)
+                .zip(a.data.par_chunks(piece))
+                .zip(b.data.par_chunks(piece))
+                .for_each(|((out, a), b)| zip(out, a, b)),
         }
-        let piece = self.data.len().div_ceil(threads);
-        self.data
-            .par_chunks_mut(piece)
-            .zip(a.data.par_chunks(piece))
-            .zip(b.data.par_chunks(piece))
-            .for_each(|((out, a), b)| zip(out, a, b));
     }
 
     /// `self *= alpha`.
@@ -433,7 +457,7 @@ mod tests {
     }
 
     #[test]
-    fn zip_from_split_over_threads_gives_every_element_its_own_value() {
+    fn map_from_and_zip_from_split_over_threads_give_every_element_its_own_value() {
         // Odd lengths around the threshold, so the pieces are unequal.
         for len in [
             PARALLEL_MIN_ELEMENTS - 1,
@@ -453,6 +477,12 @@ mod tests {
                         i as f64 * 2.0 - (i % 7) as f64,
                         "element {i} of {len}, {threads} threads"
                     );
+                }
+                let mut mapped = Tensor::zeros(&[0]);
+                pool.install(|| mapped.map_from(&b, |y| y * 3.0));
+                assert_eq!(mapped.shape(), &[len]);
+                for (i, &v) in mapped.as_slice().iter().enumerate() {
+                    assert_eq!(v, (i % 7) as f64 * 3.0, "element {i} of {len}, {threads} threads");
                 }
             }
         }
