@@ -16,8 +16,8 @@
 //! `simd_tiles!` writes for [`Avx2`], a value that exists only where the CPU
 //! has both.
 
-use super::simd::{simd_tiles, MAX_VECTORS};
-use super::{driver, store_tile, Product, Steps, TileAt, TileSet};
+use super::simd::{simd_tiles, MAX_VECTORS, ROW_BLOCK};
+use super::{driver, store_tile, APanel, ARows, Product, Steps, TileAt, TileSet};
 use crate::MatMut;
 use std::arch::x86_64::*;
 
@@ -86,6 +86,7 @@ simd_tiles!(
     gemm_f32,
     tile_f32,
     tile_f32,
+    dot_tile_f32,
     f32,
     __m256,
     8,
@@ -103,6 +104,7 @@ simd_tiles!(
     gemm_f64,
     tile_f64,
     tile_f64,
+    dot_tile_f64,
     f64,
     __m256d,
     4,

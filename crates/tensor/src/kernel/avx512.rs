@@ -12,8 +12,8 @@
 //! exists only where the CPU has them.
 
 use super::avx2::{store_f32, store_f64, tile_f32 as avx2_tile_f32};
-use super::simd::{simd_tiles, MAX_VECTORS};
-use super::{driver, store_tile, Product, Steps, TileAt, TileSet};
+use super::simd::{simd_tiles, MAX_VECTORS, ROW_BLOCK};
+use super::{driver, store_tile, APanel, ARows, Product, Steps, TileAt, TileSet};
 use crate::MatMut;
 use std::arch::x86_64::*;
 
@@ -73,6 +73,7 @@ simd_tiles!(
     gemm_f32,
     tile_f32,
     avx2_tile_f32,
+    dot_tile_f32,
     f32,
     __m512,
     16,
@@ -90,6 +91,7 @@ simd_tiles!(
     gemm_f64,
     tile_f64,
     tile_f64,
+    dot_tile_f64,
     f64,
     __m512d,
     8,

@@ -20,7 +20,7 @@
 //! call, and the training loop must not allocate. Here the buffers belong to
 //! the caller (a thread-local in `gemm.rs`) and are reused.
 
-use super::{Product, Steps, TileAt};
+use super::{APanel, ARows, Product, Steps, TileAt};
 use crate::{Element, MatMut};
 
 /// Most steps along k per packed block. k = 784 (an MNIST row) fits in one
@@ -34,15 +34,21 @@ const MC: usize = 144;
 const NC: usize = 2016;
 /// At most this many rows of a row-major B are read in place, not packed.
 const SHORT_K: usize = 32;
+/// At least this many columns of a row-major A for it to be read in place:
+/// the micro-kernel reads rows in blocks of 16 steps, and the steps past the
+/// last block cost a bounds check per row each.
+const LONG_K: usize = 64;
 
 /// `C = alpha * A * B + beta * C` (a [`Product`], views already checked).
 /// `full_tile` and `tail_tile` compute one `MR x NR` (`MR x NH`) tile and
-/// merge it into C: a tile set's micro-kernels (`portable.rs`, `avx2.rs`).
+/// merge it into C, and `dot_tile` the last columns of a tile by dot
+/// products along k: a tile set's micro-kernels (`portable.rs`, `simd.rs`).
 #[inline(always)]
 pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize>(
     product: Product<'_, '_, T>,
-    full_tile: impl Fn(&[T], Steps<'_, T>, &mut MatMut<'_, T>, TileAt<T>),
-    tail_tile: impl Fn(&[T], Steps<'_, T>, &mut MatMut<'_, T>, TileAt<T>),
+    full_tile: impl Fn(APanel<'_, T>, Steps<'_, T>, &mut MatMut<'_, T>, TileAt<T>),
+    tail_tile: impl Fn(APanel<'_, T>, Steps<'_, T>, &mut MatMut<'_, T>, TileAt<T>),
+    dot_tile: impl Fn(ARows<'_, T>, &[T], &mut MatMut<'_, T>, TileAt<T>),
 ) {
     let Product {
         alpha,
@@ -61,9 +67,6 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
         scale_c(c, beta);
         return;
     }
-    // Equal blocks rather than full blocks plus a sliver (k = 1500 is two
-    // blocks of 750, not 1024 + 476), so no block is too short to pay for
-    // its tile stores.
     // With a row or so of A, packing B would cost as much as the product
     // (the numerical gradient's 3-image batches): a row-major B is then read
     // in place. (Blocking k so that B's rows stay in L1 across the panels
@@ -72,6 +75,16 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
     // `k` rows of `NR` values stay in L1 while every panel of A reads them,
     // and copying them first would cost as much as the product.
     let direct_b = b.col_stride == 1 && b.row_stride >= b.cols && (m <= MR || k <= SHORT_K);
+    // A row-major A with long rows is read in place, a row of A per row of
+    // the tile: packing it would be a transpose, as costly as a third of the
+    // product at the training shapes (n = 50), where each panel of A is read
+    // by two of B. Such rows also give the narrow tail of B's columns as dot
+    // products along k (`dot_tile`): a tail tile would spend a multiply-add
+    // a row and step on 2 columns, a quarter of the product's time at n = 50.
+    let direct_a = a.col_stride == 1 && k >= LONG_K;
+    // Equal blocks rather than full blocks plus a sliver (k = 1500 is two
+    // blocks of 750, not 1024 + 476), so no block is too short to pay for
+    // its tile stores.
     let kc_even = even_block(k, KC);
     let mc_even = even_block(m, MC).next_multiple_of(MR);
     // 5th loop (BLIS): blocks of NC columns of B and C.
@@ -86,15 +99,22 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
             let beta_block = if pc == 0 { beta } else { T::ONE };
             // B is cut into full panels of NR columns and a tail; a tail of
             // at most NH columns gets a narrow tile (with AVX-512, n = 50 is
-            // 48 + 8, not 48 + 48), so fewer multiply-adds are spent on padding.
+            // 48 + 8, not 48 + 48), so fewer multiply-adds are spent on
+            // padding, or dot products when A is read in place.
             let full_panels = nc / NR;
             let tail = nc % NR;
-            let tail_width = if tail == 0 {
-                0
-            } else if tail <= NH {
-                NH
+            let width = if tail <= NH { NH } else { NR };
+            let tail_kind = if tail == 0 {
+                Tail::None
+            } else if direct_a && tail <= NH {
+                Tail::Dots
+            } else if direct_b && nc >= width {
+                // Read in place, the tail is the last `width` columns of the
+                // block, overlapping the last full panel; only its last
+                // `tail` columns are stored. No padding, nothing to pack.
+                Tail::InPlace(width)
             } else {
-                NR
+                Tail::Tile(width)
             };
             let b_block = |col: usize| Block {
                 data: b.data,
@@ -102,39 +122,61 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
                 k_stride: b.row_stride,
                 lane_stride: b.col_stride,
             };
-            // Read in place, the tail is the last `tail_width` columns of the
-            // block, overlapping the last full panel; only its last `tail`
-            // columns are stored. No padding, nothing to pack.
-            let direct_tail = direct_b && tail > 0 && nc >= tail_width;
             let tail_offset = if direct_b { 0 } else { full_panels * kc * NR };
-            let pack_b = grown(pack_b, tail_offset + if direct_tail { 0 } else { kc * tail_width });
+            let tail_len = match tail_kind {
+                Tail::None | Tail::InPlace(_) => 0,
+                Tail::Dots => tail * kc,
+                Tail::Tile(width) => width * kc,
+            };
+            let pack_b = grown(pack_b, tail_offset + tail_len);
             if !direct_b {
                 pack_panels::<T, NR>(&mut pack_b[..tail_offset], kc, full_panels * NR, b_block(0));
             }
-            match tail_width {
-                _ if direct_tail => {}
-                0 => {}
-                w if w == NH => pack_panels::<T, NH>(&mut pack_b[tail_offset..], kc, tail, b_block(full_panels * NR)),
-                _ => pack_panels::<T, NR>(&mut pack_b[tail_offset..], kc, tail, b_block(full_panels * NR)),
+            let tail_block = b_block(full_panels * NR);
+            match tail_kind {
+                Tail::None | Tail::InPlace(_) => {}
+                Tail::Dots => pack_columns(&mut pack_b[tail_offset..], kc, tail, tail_block),
+                Tail::Tile(width) if width == NH => {
+                    pack_panels::<T, NH>(&mut pack_b[tail_offset..], kc, tail, tail_block)
+                }
+                Tail::Tile(_) => pack_panels::<T, NR>(&mut pack_b[tail_offset..], kc, tail, tail_block),
             }
             let pack_b: &[T] = pack_b;
             // 3rd loop: blocks of MC rows of A and C. A's `mc x kc` block is
-            // packed into panels of MR rows.
+            // packed into panels of MR rows, unless it is read in place.
             for ic in (0..m).step_by(mc_even) {
                 let mc = mc_even.min(m - ic);
-                let pack_a = grown(pack_a, mc.div_ceil(MR) * kc * MR);
-                pack_panels::<T, MR>(
-                    pack_a,
-                    kc,
-                    mc,
-                    Block {
-                        data: a.data,
-                        start: ic * a.row_stride + pc * a.col_stride,
-                        k_stride: a.col_stride,
-                        lane_stride: a.row_stride,
-                    },
-                );
+                let pack_a = grown(pack_a, if direct_a { 0 } else { mc.div_ceil(MR) * kc * MR });
+                if !direct_a {
+                    pack_panels::<T, MR>(
+                        pack_a,
+                        kc,
+                        mc,
+                        Block {
+                            data: a.data,
+                            start: ic * a.row_stride + pc * a.col_stride,
+                            k_stride: a.col_stride,
+                            lane_stride: a.row_stride,
+                        },
+                    );
+                }
+                let pack_a: &[T] = pack_a;
                 let rows_of = |p: usize| MR.min(ic + mc - (ic + p * MR));
+                let a_rows = |p: usize| ARows {
+                    data: a.data,
+                    start: (ic + p * MR) * a.row_stride + pc,
+                    row_stride: a.row_stride,
+                    steps: kc,
+                    rows: rows_of(p),
+                };
+                let a_panel = |p: usize| {
+                    if direct_a {
+                        APanel::Rows(a_rows(p))
+                    } else {
+                        APanel::Packed(&pack_a[p * kc * MR..][..kc * MR])
+                    }
+                };
+                let a_panels = mc.div_ceil(MR);
                 let at = |p: usize, col0: usize, cols: usize| TileAt {
                     row0: ic + p * MR,
                     col0,
@@ -164,44 +206,79 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
                     };
                     // 1st loop: the MR-row panels of A's block (ir); each
                     // panel and B panel make one micro-kernel call, one tile of C.
-                    for (p, a_panel) in pack_a.chunks_exact(kc * MR).enumerate() {
-                        full_tile(a_panel, b_steps, c, at(p, col0, NR));
+                    for p in 0..a_panels {
+                        full_tile(a_panel(p), b_steps, c, at(p, col0, NR));
                     }
                 }
-                if tail_width == 0 {
-                    continue;
-                }
-                // The tail tile: packed and zero-padded, or (B in place) the
-                // block's last `tail_width` columns, of which only the last
-                // `tail` are stored.
-                let (tail_steps, tail_col0, skip) = if direct_tail {
-                    let col0 = jc + nc - tail_width;
-                    let steps = Steps {
-                        data: b.data,
-                        start: pc * b.row_stride + col0,
-                        stride: b.row_stride,
-                    };
-                    (steps, col0, tail_width - tail)
-                } else {
-                    let steps = Steps {
-                        data: pack_b,
-                        start: tail_offset,
-                        stride: tail_width,
-                    };
-                    (steps, jc + full_panels * NR, 0)
-                };
-                for (p, a_panel) in pack_a.chunks_exact(kc * MR).enumerate() {
-                    let at = TileAt {
-                        skip,
-                        ..at(p, tail_col0, skip + tail)
-                    };
-                    if tail_width == NH {
-                        tail_tile(a_panel, tail_steps, c, at);
-                    } else {
-                        full_tile(a_panel, tail_steps, c, at);
+                // The tail: dot products with B's packed tail columns, or a
+                // tile on them packed and zero-padded, or (B in place) on the
+                // block's last columns, of which only the last `tail` are stored.
+                let tail_col0 = jc + full_panels * NR;
+                for p in 0..a_panels {
+                    match tail_kind {
+                        Tail::None => {}
+                        Tail::Dots => dot_tile(
+                            a_rows(p),
+                            &pack_b[tail_offset..][..tail * kc],
+                            c,
+                            at(p, tail_col0, tail),
+                        ),
+                        Tail::InPlace(width) => {
+                            let skip = width - tail;
+                            let steps = Steps {
+                                data: b.data,
+                                start: pc * b.row_stride + jc + nc - width,
+                                stride: b.row_stride,
+                            };
+                            let at = TileAt {
+                                skip,
+                                ..at(p, tail_col0 - skip, width)
+                            };
+                            if width == NH {
+                                tail_tile(a_panel(p), steps, c, at);
+                            } else {
+                                full_tile(a_panel(p), steps, c, at);
+                            }
+                        }
+                        Tail::Tile(width) => {
+                            let steps = Steps {
+                                data: pack_b,
+                                start: tail_offset,
+                                stride: width,
+                            };
+                            if width == NH {
+                                tail_tile(a_panel(p), steps, c, at(p, tail_col0, tail));
+                            } else {
+                                full_tile(a_panel(p), steps, c, at(p, tail_col0, tail));
+                            }
+                        }
                     }
                 }
             }
+        }
+    }
+}
+
+/// How the columns of a block past its last full panel of B are computed.
+#[derive(Clone, Copy)]
+enum Tail {
+    /// There are none.
+    None,
+    /// Dot products of A's rows (read in place) and B's packed columns.
+    Dots,
+    /// A tile of this width on the last columns of a row-major B, in place.
+    InPlace(usize),
+    /// A tile of this width on the packed, zero-padded columns.
+    Tile(usize),
+}
+
+/// Lays out the `len` columns of a `kc x len` block one after another:
+/// column `lane`, step `kk` at `lane * kc + kk`.
+fn pack_columns<T: Element>(buf: &mut [T], kc: usize, len: usize, block: Block<'_, T>) {
+    for (lane, column) in buf[..len * kc].chunks_exact_mut(kc).enumerate() {
+        let start = block.start + lane * block.lane_stride;
+        for (kk, slot) in column.iter_mut().enumerate() {
+            *slot = block.data[start + kk * block.k_stride];
         }
     }
 }

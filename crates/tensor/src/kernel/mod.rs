@@ -34,6 +34,52 @@ pub(crate) trait TileSet<T: Element> {
     fn gemm<const MR: usize, const NR: usize, const NH: usize>(&self, product: Product<'_, '_, T>);
 }
 
+/// Where a micro-kernel reads A: step `kk` is the `MR` values of one column
+/// of an `MR`-row panel.
+#[derive(Clone, Copy)]
+pub(crate) enum APanel<'a, T> {
+    /// Packed: step `kk` at `data[kk * MR..][..MR]`, zero past A's last row.
+    Packed(&'a [T]),
+    /// Rows of a row-major A read in place.
+    Rows(ARows<'a, T>),
+}
+
+impl<T> APanel<'_, T> {
+    /// Steps along k.
+    #[inline(always)]
+    pub(crate) fn steps<const MR: usize>(&self) -> usize {
+        match self {
+            APanel::Packed(panel) => panel.len() / MR,
+            APanel::Rows(rows) => rows.steps,
+        }
+    }
+}
+
+/// `rows` rows of a row-major A, read in place: row `i` is the `steps`
+/// elements at `data[start + i * row_stride..]`.
+#[derive(Clone, Copy)]
+pub(crate) struct ARows<'a, T> {
+    pub(crate) data: &'a [T],
+    pub(crate) start: usize,
+    pub(crate) row_stride: usize,
+    pub(crate) steps: usize,
+    pub(crate) rows: usize,
+}
+
+impl<'a, T> ARows<'a, T> {
+    /// `MR` rows for a tile, each exactly `steps` long (checked once here,
+    /// so indexing them by a step below `steps` needs no check in the loop).
+    /// Past the last real row the first one stands in: a tile's rows past
+    /// `rows` are computed but never stored, as a packed panel's zero rows are.
+    #[inline(always)]
+    pub(crate) fn slices<const MR: usize>(&self) -> [&'a [T]; MR] {
+        std::array::from_fn(|i| {
+            let row = if i < self.rows { i } else { 0 };
+            &self.data[self.start + row * self.row_stride..][..self.steps]
+        })
+    }
+}
+
 /// Where a micro-kernel reads B: step `kk` is the `NR` elements at
 /// `data[start + kk * stride..]` (a packed panel has `stride == NR`).
 #[derive(Clone, Copy)]
