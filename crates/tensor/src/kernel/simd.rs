@@ -155,21 +155,17 @@ macro_rules! simd_tiles {
 
             // Fewer than 8 sums cannot hide the 4-cycle latency of a
             // multiply-add on two units: odd steps then go to a second set of
-            // sums, added in at the end (narrow tail tiles).
-            macro_rules! with_odd_steps {
-                ($acc:ident, $odd:ident, $body:block) => {{
-                    let mut $acc = [[$zero(); MAX_VECTORS]; MR];
-                    let mut $odd = [[$zero(); MAX_VECTORS]; MR];
-                    $body
+            // sums (narrow tail tiles), added in here at the end.
+            macro_rules! add_odd_steps {
+                ($acc:ident, $odd:ident) => {
                     if MR * (NR / $lanes) < 8 {
-                        for (acc_row, odd_row) in $acc.iter_mut().zip(&$odd) {
+                        for i in 0..MR {
                             for v in 0..NR / $lanes {
-                                acc_row[v] = $add(acc_row[v], odd_row[v]);
+                                $acc[i][v] = $add($acc[i][v], $odd[i][v]);
                             }
                         }
                     }
-                    $acc
-                }};
+                };
             }
 
             // A run of B's steps, one per step or in pairs of an even and an
@@ -225,34 +221,39 @@ macro_rules! simd_tiles {
                 };
             }
 
-            // A packed panel here; rows of A read in place in a function of
-            // their own: with both loops in one function LLVM spills the sums.
+            // A packed panel here; rows of A read in place in `row_tile`, a
+            // function of its own (out of line, so that this one keeps a
+            // single k loop and its registers).
             match a {
                 APanel::Packed(panel) => {
+                    let a_steps = panel.as_chunks::<MR>().0;
+                    let steps = a_steps.len();
+                    // The sums are built in a block and moved out: sums whose
+                    // address is taken (by `store_sums`) stay in memory.
                     let acc = {
-                        let a_steps = panel.as_chunks::<MR>().0;
-                        let steps = a_steps.len();
-                        with_odd_steps!(acc, odd, {
-                            if steps > 0 {
-                                let b_run = b.run(steps, NR);
-                                for_b_steps!(b, b_run, |b_steps, b_pairs| {
-                                    if MR * (NR / $lanes) < 8 {
-                                        for (a_pair, b_pair) in a_steps.chunks_exact(2).zip(b_pairs) {
-                                            step!(acc, |i: usize| a_pair[0][i], &b_pair[..NR]);
-                                            step!(odd, |i: usize| a_pair[1][i], &b_pair[b.stride..][..NR]);
-                                        }
-                                        if steps % 2 == 1 {
-                                            let last = steps - 1;
-                                            step!(acc, |i: usize| a_steps[last][i], &b_run[last * b.stride..][..NR]);
-                                        }
-                                    } else {
-                                        for (a_step, b_step) in a_steps.iter().zip(b_steps) {
-                                            step!(acc, |i: usize| a_step[i], b_step);
-                                        }
+                        let mut acc = [[$zero(); MAX_VECTORS]; MR];
+                        let mut odd = [[$zero(); MAX_VECTORS]; MR];
+                        if steps > 0 {
+                            let b_run = b.run(steps, NR);
+                            for_b_steps!(b, b_run, |b_steps, b_pairs| {
+                                if MR * (NR / $lanes) < 8 {
+                                    for (a_pair, b_pair) in a_steps.chunks_exact(2).zip(b_pairs) {
+                                        step!(acc, |i: usize| a_pair[0][i], &b_pair[..NR]);
+                                        step!(odd, |i: usize| a_pair[1][i], &b_pair[b.stride..][..NR]);
                                     }
-                                });
-                            }
-                        })
+                                    if steps % 2 == 1 {
+                                        let last = steps - 1;
+                                        step!(acc, |i: usize| a_steps[last][i], &b_run[last * b.stride..][..NR]);
+                                    }
+                                } else {
+                                    for (a_step, b_step) in a_steps.iter().zip(b_steps) {
+                                        step!(acc, |i: usize| a_step[i], b_step);
+                                    }
+                                }
+                            });
+                        }
+                        add_odd_steps!(acc, odd);
+                        acc
                     };
                     store_sums!(acc, c, at);
                 }
@@ -271,7 +272,9 @@ macro_rules! simd_tiles {
                 at: TileAt<$t>,
             ) {
                 let steps = rows[0].len();
-                let acc = with_odd_steps!(acc, odd, {
+                let acc = {
+                    let mut acc = [[$zero(); MAX_VECTORS]; MR];
+                    let mut odd = [[$zero(); MAX_VECTORS]; MR];
                     if steps > 0 {
                         let b_run = b.run(steps, NR);
                         let blocks: [&[[$t; ROW_BLOCK]]; MR] = std::array::from_fn(|i| rows[i].as_chunks().0);
@@ -316,7 +319,9 @@ macro_rules! simd_tiles {
                             }
                         });
                     }
-                });
+                    add_odd_steps!(acc, odd);
+                    acc
+                };
                 store_sums!(acc, c, at);
             }
         }
