@@ -17,7 +17,7 @@
 //! has both.
 
 use super::simd::{simd_tiles, MAX_VECTORS, ROW_BLOCK};
-use super::{driver, store_tile, APanel, ARows, Product, Steps, TileAt, TileSet};
+use super::{dot_tile_by, driver, store_tile, APanel, ARows, Product, Steps, TileAt, TileSet};
 use crate::MatMut;
 use std::arch::x86_64::*;
 

@@ -13,7 +13,7 @@
 
 use super::avx2::{store_f32, store_f64, tile_f32 as avx2_tile_f32};
 use super::simd::{simd_tiles, MAX_VECTORS, ROW_BLOCK};
-use super::{driver, store_tile, APanel, ARows, Product, Steps, TileAt, TileSet};
+use super::{dot_tile_by, driver, store_tile, APanel, ARows, Product, Steps, TileAt, TileSet};
 use crate::MatMut;
 use std::arch::x86_64::*;
 

@@ -80,6 +80,33 @@ impl<'a, T> ARows<'a, T> {
     }
 }
 
+/// The last `at.cols` (at most `NH`) columns of a tile as `dot(row of A,
+/// column of B)`: A's rows read in place, B's columns packed one after
+/// another (column `j` at `b_columns[j * steps..]`). Only the tile's real
+/// rows (`at.rows`) are computed. The tile sets' dot tiles, each with its
+/// own `dot`.
+#[inline(always)]
+pub(crate) fn dot_tile_by<T: Element, const MR: usize, const NH: usize>(
+    a: ARows<'_, T>,
+    b_columns: &[T],
+    c: &mut MatMut<'_, T>,
+    at: TileAt<T>,
+    dot: impl Fn(&[T], &[T]) -> T,
+) {
+    let rows = a.slices::<MR>();
+    let mut tile = [[T::ZERO; NH]; MR];
+    for (tile_row, row) in tile.iter_mut().zip(&rows).take(at.rows) {
+        for (slot, column) in tile_row
+            .iter_mut()
+            .zip(b_columns.chunks_exact(a.steps.max(1)))
+            .take(at.cols)
+        {
+            *slot = dot(row, column);
+        }
+    }
+    store_tile(c, &tile, at);
+}
+
 /// Where a micro-kernel reads B: step `kk` is the `NR` elements at
 /// `data[start + kk * stride..]` (a packed panel has `stride == NR`).
 #[derive(Clone, Copy)]

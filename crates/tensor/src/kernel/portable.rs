@@ -2,7 +2,7 @@
 //! LLVM vectorizes for whatever the target has (CPUs without AVX2, and the
 //! tests' cross-check of the AVX2 tiles).
 
-use super::{driver, store_tile, APanel, ARows, Product, Steps, TileAt, TileSet};
+use super::{dot_tile_by, driver, store_tile, APanel, ARows, Product, Steps, TileAt, TileSet};
 use crate::{Element, MatMut};
 
 /// The portable tiles.
@@ -93,18 +93,7 @@ pub(crate) fn portable_dot_tile<T: Element, const MR: usize, const NH: usize>(
     c: &mut MatMut<'_, T>,
     at: TileAt<T>,
 ) {
-    let rows = a.slices::<MR>();
-    let mut tile = [[T::ZERO; NH]; MR];
-    for (tile_row, row) in tile.iter_mut().zip(&rows).take(at.rows) {
-        for (slot, column) in tile_row
-            .iter_mut()
-            .zip(b_columns.chunks_exact(a.steps.max(1)))
-            .take(at.cols)
-        {
-            *slot = dot(row, column);
-        }
-    }
-    store_tile(c, &tile, at);
+    dot_tile_by::<T, MR, NH>(a, b_columns, c, at, dot)
 }
 
 /// `sum_k x[k] y[k]` in 8 lanes of partial sums (which LLVM vectorizes),

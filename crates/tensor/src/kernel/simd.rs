@@ -86,18 +86,7 @@ macro_rules! simd_tiles {
                 lanes.iter().sum()
             }
 
-            let rows = a.slices::<MR>();
-            let mut tile = [[0.0; NH]; MR];
-            for (tile_row, row) in tile.iter_mut().zip(&rows).take(at.rows) {
-                for (slot, column) in tile_row
-                    .iter_mut()
-                    .zip(b_columns.chunks_exact(a.steps.max(1)))
-                    .take(at.cols)
-                {
-                    *slot = dot(row, column);
-                }
-            }
-            store_tile(c, &tile, at);
+            dot_tile_by::<$t, MR, NH>(a, b_columns, c, at, |x, y| dot(x, y))
         }
 
         /// One `MR x NR` tile: `sum_k A[.., k] B[k, ..]` in registers, then
