@@ -3,8 +3,16 @@ use tensor::{Element, Tensor};
 
 /// Images a batch gather reads side by side (see [`ImageData::gather`]).
 const GATHER_GROUP: usize = 4;
-/// Bytes in a cache line.
-const LINE_BYTES: usize = 64;
+/// Bytes of one image the gather converts before it turns to the next: a
+/// cache line's worth.
+const PIECE_BYTES: usize = 64;
+
+/// `values[i] = bytes[i] / 255` ([`Element::from_pixel`]).
+fn to_values<T: Element>(values: &mut [T], bytes: &[u8]) {
+    for (value, &byte) in values.iter_mut().zip(bytes) {
+        *value = T::from_pixel(byte);
+    }
+}
 
 /// A labelled image set, borrowed as bytes: `len` images of `features`
 /// pixels (0..=255) and one label per image.
@@ -81,33 +89,25 @@ impl<'a> ImageData<'a> {
         let (top, bottom) = x.as_mut_slice().split_at_mut(half * self.features);
         let (top_indices, bottom_indices) = indices.split_at(half);
         let fill = |rows: &mut [T], rows_indices: &[usize]| {
-            // Images in groups, a cache line of each in turn: their cache
-            // misses (random images in tens of MB) are then in flight
-            // together, where one image at a time waits for each in turn.
-            let group_values = GATHER_GROUP * self.features;
-            let mut groups = rows
-                .chunks_exact_mut(group_values)
-                .zip(rows_indices.chunks_exact(GATHER_GROUP));
-            for (group, group_indices) in &mut groups {
+            // Images in groups, 64 bytes of each in turn: their cache misses
+            // (random images in tens of MB) are then in flight together,
+            // where one image at a time waits for each miss in turn.
+            let mut groups = rows.chunks_exact_mut(GATHER_GROUP * self.features);
+            let group_indices = rows_indices.chunks_exact(GATHER_GROUP);
+            let rest_indices = group_indices.remainder();
+            for (group, group_indices) in (&mut groups).zip(group_indices) {
                 let images: [&[u8]; GATHER_GROUP] = std::array::from_fn(|g| self.image(group_indices[g]));
-                let mut group_rows = group.chunks_exact_mut(self.features);
-                let mut targets: [&mut [T]; GATHER_GROUP] =
-                    std::array::from_fn(|_| group_rows.next().expect("a group holds GATHER_GROUP rows"));
-                for line in (0..self.features).step_by(LINE_BYTES) {
-                    let end = (line + LINE_BYTES).min(self.features);
-                    for (row, image) in targets.iter_mut().zip(&images) {
-                        for (value, &byte) in row[line..end].iter_mut().zip(&image[line..end]) {
-                            *value = T::from_pixel(byte);
-                        }
+                for piece in (0..self.features).step_by(PIECE_BYTES) {
+                    let end = (piece + PIECE_BYTES).min(self.features);
+                    for (g, image) in images.iter().enumerate() {
+                        let row = &mut group[g * self.features..(g + 1) * self.features];
+                        to_values(&mut row[piece..end], &image[piece..end]);
                     }
                 }
             }
-            let done = rows_indices.len() / GATHER_GROUP * GATHER_GROUP;
-            let rest = &mut rows[done * self.features..];
-            for (row, &i) in rest.chunks_exact_mut(self.features).zip(&rows_indices[done..]) {
-                for (value, &byte) in row.iter_mut().zip(self.image(i)) {
-                    *value = T::from_pixel(byte);
-                }
+            let rest = groups.into_remainder();
+            for (row, &i) in rest.chunks_exact_mut(self.features).zip(rest_indices) {
+                to_values(row, self.image(i));
             }
         };
         rayon::join(|| fill(top, top_indices), || fill(bottom, bottom_indices));
@@ -118,10 +118,10 @@ impl<'a> ImageData<'a> {
         let end = start.saturating_add(count).min(self.len());
         let start = start.min(end);
         x.resize(&[end - start, self.features]);
-        x.as_mut_slice()
-            .iter_mut()
-            .zip(&self.pixels[start * self.features..end * self.features])
-            .for_each(|(value, &byte)| *value = T::from_pixel(byte));
+        to_values(
+            x.as_mut_slice(),
+            &self.pixels[start * self.features..end * self.features],
+        );
         labels.clear();
         labels.extend(self.labels[start..end].iter().map(|&l| l as usize));
     }

@@ -8,13 +8,18 @@
 //!       2nd loop  jr: one NR-column panel of B
 //!         1st loop  ir: one MR-row panel of A
 //!           micro-kernel: the MR x NR tile of C, `kc` rank-1 updates in registers
+//!       then the tail: C's last columns past the full panels of B
 //! ```
 //!
 //! Packed panels are laid out in the order the micro-kernel reads them,
 //! zero-padded at the edges, so its inner loop is `MR * NR` multiply-adds over
-//! two contiguous streams. A row-major B is read in place instead when A has
-//! no more rows than one tile (the gradient check's 3 images) or B has few
-//! rows (a convolution's 25 taps): packing would cost as much as the product.
+//! two contiguous streams. Operands are read in place where packing would
+//! cost as much as the product:
+//! - a row-major B when A has no more rows than one tile (the gradient
+//!   check's 3 images) or B has few rows (a convolution's 25 taps);
+//! - a row-major A with at least [`LONG_K`] columns (a batch of images), whose
+//!   packing would be a transpose. Its tail of at most NH / 2 columns is then
+//!   dot products of A's rows with B's columns along k, not a narrow tile.
 //!
 //! Why not only `matrixmultiply`: it allocates its packing buffers on every
 //! call, and the training loop must not allocate. Here the buffers belong to
@@ -35,8 +40,9 @@ const NC: usize = 2016;
 /// At most this many rows of a row-major B are read in place, not packed.
 const SHORT_K: usize = 32;
 /// At least this many columns of a row-major A for it to be read in place:
-/// the micro-kernel reads rows in blocks of 16 steps, and the steps past the
-/// last block cost a bounds check per row each.
+/// the SIMD tiles read rows in blocks of `simd::ROW_BLOCK` (16) steps, and
+/// each step past the last block costs a bounds check a row. Below it A is
+/// packed, and its tail is a narrow tile, never dot products.
 const LONG_K: usize = 64;
 
 /// `C = alpha * A * B + beta * C` (a [`Product`], views already checked).
@@ -91,8 +97,8 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
         // 4th loop: blocks of KC steps along k. B's `kc x nc` block is
-        // packed once here into panels of NR columns, and then read by every
-        // block of A.
+        // packed once here (unless it is read in place), and then read by
+        // every block of A.
         for pc in (0..k).step_by(kc_even) {
             let kc = kc_even.min(k - pc);
             // After the first k block, C already holds the partial product.
@@ -100,13 +106,21 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
             // B is cut into full panels of NR columns and a tail; a tail of
             // at most NH columns gets a narrow tile (with AVX-512, n = 50 is
             // 48 + 8, not 48 + 48), so fewer multiply-adds are spent on
-            // padding, or dot products when A is read in place.
+            // padding. With A read in place, a tail of at most NH / 2 columns
+            // is dot products instead (48 + 2): a dot product loads two
+            // vectors a multiply-add, so up to NH / 2 columns it costs no
+            // more than the narrow tile, which spends NH columns of work.
+            //
+            // The choice depends on k, n and A's layout only, never on m:
+            // `gemm_par` splits C's rows, and a row must be summed the same
+            // way in any part (`direct_b`, which depends on m, only chooses
+            // between two reads of the same tile).
             let full_panels = nc / NR;
             let tail = nc % NR;
             let width = if tail <= NH { NH } else { NR };
             let tail_kind = if tail == 0 {
                 Tail::None
-            } else if direct_a && tail <= NH {
+            } else if direct_a && 2 * tail <= NH {
                 Tail::Dots
             } else if direct_b && nc >= width {
                 // Read in place, the tail is the last `width` columns of the
@@ -135,7 +149,8 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
             let tail_block = b_block(full_panels * NR);
             match tail_kind {
                 Tail::None | Tail::InPlace(_) => {}
-                Tail::Dots => pack_columns(&mut pack_b[tail_offset..], kc, tail, tail_block),
+                // One column a panel: column j's kc steps at `j * kc`.
+                Tail::Dots => pack_panels::<T, 1>(&mut pack_b[tail_offset..], kc, tail, tail_block),
                 Tail::Tile(width) if width == NH => {
                     pack_panels::<T, NH>(&mut pack_b[tail_offset..], kc, tail, tail_block)
                 }
@@ -164,7 +179,7 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
                 let rows_of = |p: usize| MR.min(ic + mc - (ic + p * MR));
                 let a_rows = |p: usize| ARows {
                     data: a.data,
-                    start: (ic + p * MR) * a.row_stride + pc,
+                    start: (ic + p * MR) * a.row_stride + pc * a.col_stride,
                     row_stride: a.row_stride,
                     steps: kc,
                     rows: rows_of(p),
@@ -215,14 +230,13 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
                 // block's last columns, of which only the last `tail` are stored.
                 let tail_col0 = jc + full_panels * NR;
                 for p in 0..a_panels {
-                    match tail_kind {
-                        Tail::None => {}
-                        Tail::Dots => dot_tile(
-                            a_rows(p),
-                            &pack_b[tail_offset..][..tail * kc],
-                            c,
-                            at(p, tail_col0, tail),
-                        ),
+                    let (width, steps, at) = match tail_kind {
+                        Tail::None => break,
+                        Tail::Dots => {
+                            let b_columns = &pack_b[tail_offset..][..tail * kc];
+                            dot_tile(a_rows(p), b_columns, c, at(p, tail_col0, tail));
+                            continue;
+                        }
                         Tail::InPlace(width) => {
                             let skip = width - tail;
                             let steps = Steps {
@@ -234,11 +248,7 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
                                 skip,
                                 ..at(p, tail_col0 - skip, width)
                             };
-                            if width == NH {
-                                tail_tile(a_panel(p), steps, c, at);
-                            } else {
-                                full_tile(a_panel(p), steps, c, at);
-                            }
+                            (width, steps, at)
                         }
                         Tail::Tile(width) => {
                             let steps = Steps {
@@ -246,12 +256,13 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
                                 start: tail_offset,
                                 stride: width,
                             };
-                            if width == NH {
-                                tail_tile(a_panel(p), steps, c, at(p, tail_col0, tail));
-                            } else {
-                                full_tile(a_panel(p), steps, c, at(p, tail_col0, tail));
-                            }
+                            (width, steps, at(p, tail_col0, tail))
                         }
+                    };
+                    if width == NH {
+                        tail_tile(a_panel(p), steps, c, at);
+                    } else {
+                        full_tile(a_panel(p), steps, c, at);
                     }
                 }
             }
@@ -270,17 +281,6 @@ enum Tail {
     InPlace(usize),
     /// A tile of this width on the packed, zero-padded columns.
     Tile(usize),
-}
-
-/// Lays out the `len` columns of a `kc x len` block one after another:
-/// column `lane`, step `kk` at `lane * kc + kk`.
-fn pack_columns<T: Element>(buf: &mut [T], kc: usize, len: usize, block: Block<'_, T>) {
-    for (lane, column) in buf[..len * kc].chunks_exact_mut(kc).enumerate() {
-        let start = block.start + lane * block.lane_stride;
-        for (kk, slot) in column.iter_mut().enumerate() {
-            *slot = block.data[start + kk * block.k_stride];
-        }
-    }
 }
 
 /// The first `len` elements of `buf`, growing it (never shrinking) first:

@@ -30,7 +30,8 @@ pub(crate) struct Product<'p, 'c, T> {
 /// A set of register tiles the driver can run with.
 pub(crate) trait TileSet<T: Element> {
     /// `product` through [`driver::gemm`] with this set's `MR x NR` tiles
-    /// (and `MR x NH` ones for a narrow last panel).
+    /// (and `MR x NH` ones for a narrow last panel, and dot products for the
+    /// last few columns when A is read in place).
     fn gemm<const MR: usize, const NR: usize, const NH: usize>(&self, product: Product<'_, '_, T>);
 }
 
@@ -93,6 +94,11 @@ pub(crate) fn dot_tile_by<T: Element, const MR: usize, const NH: usize>(
     at: TileAt<T>,
     dot: impl Fn(&[T], &[T]) -> T,
 ) {
+    debug_assert_eq!(
+        b_columns.len(),
+        at.cols * a.steps,
+        "a column of B per column of the tile"
+    );
     let rows = a.slices::<MR>();
     let mut tile = [[T::ZERO; NH]; MR];
     for (tile_row, row) in tile.iter_mut().zip(&rows).take(at.rows) {

@@ -48,7 +48,9 @@ fn micro_kernel<T: Element, const MR: usize, const NR: usize>(a: APanel<'_, T>, 
     // The same body for each way of reading A (packed, or rows in place)
     // and B (a packed panel, or a row-major B in place, steps `stride`
     // apart). Each iterator yields exactly MR or NR elements per step, which
-    // is what keeps the loop panic-free.
+    // keeps the packed loop panic-free; the rows' `rows[i][kk]` may keep a
+    // bounds check (the SIMD tiles read rows in blocks to avoid it; these
+    // tiles serve only CPUs without AVX2).
     macro_rules! k_loop {
         ($a_steps:expr, $b_steps:expr) => {
             for (a_step, b_step) in $a_steps.zip($b_steps) {
