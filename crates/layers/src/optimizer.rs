@@ -21,6 +21,7 @@
 //! before the last step when the divergence guard takes that step back.
 
 use crate::LayerError;
+use rayon::prelude::*;
 use std::fmt;
 use std::str::FromStr;
 use tensor::{Element, Tensor};
@@ -397,16 +398,29 @@ impl<T: Element> Optimizer<T> for Adam<T> {
         let (m, new_m) = self.m.pair(index);
         let (v, new_v) = self.v.pair(index);
         new_value.resize(value.shape());
-        let elements = new_value
-            .as_mut_slice()
-            .iter_mut()
-            .zip(new_m.as_mut_slice().iter_mut().zip(new_v.as_mut_slice()))
-            .zip(value.as_slice().iter().zip(grad.as_slice()))
-            .zip(m.as_slice().iter().zip(v.as_slice()));
-        for (((p_new, (m_new, v_new)), (&p, &g)), (&m, &v)) in elements {
-            *m_new = flush_subnormal(m + one_minus_beta1 * (g - m));
-            *v_new = flush_subnormal(v + one_minus_beta2 * (square_flushed(g, tiny) - v));
-            *p_new = p - lr_t * *m_new / (v_new.sqrt() + eps);
+        // One piece of the tensors: the outputs p', m', v' from p, g, m, v.
+        let update = |p_new: &mut [T], m_new: &mut [T], v_new: &mut [T], (p, g, m, v): (&[T], &[T], &[T], &[T])| {
+            let outputs = p_new.iter_mut().zip(m_new.iter_mut().zip(v_new));
+            let inputs = p.iter().zip(g).zip(m.iter().zip(v));
+            for ((p_new, (m_new, v_new)), ((&p, &g), (&m, &v))) in outputs.zip(inputs) {
+                *m_new = flush_subnormal(m + one_minus_beta1 * (g - m));
+                *v_new = flush_subnormal(v + one_minus_beta2 * (square_flushed(g, tiny) - v));
+                *p_new = p - lr_t * *m_new / (v_new.sqrt() + eps);
+            }
+        };
+        let (p, g, m, v) = (value.as_slice(), grad.as_slice(), m.as_slice(), v.as_slice());
+        let (p_new, m_new, v_new) = (new_value.as_mut_slice(), new_m.as_mut_slice(), new_v.as_mut_slice());
+        // Split over the threads as SGD's `zip_from` is: each element is the
+        // same arithmetic on whichever thread computes it.
+        match tensor::parallel_piece(p_new.len()) {
+            None => update(p_new, m_new, v_new, (p, g, m, v)),
+            Some(piece) => p_new
+                .par_chunks_mut(piece)
+                .zip(m_new.par_chunks_mut(piece))
+                .zip(v_new.par_chunks_mut(piece))
+                .zip(p.par_chunks(piece).zip(g.par_chunks(piece)))
+                .zip(m.par_chunks(piece).zip(v.par_chunks(piece)))
+                .for_each(|((((p_new, m_new), v_new), (p, g)), (m, v))| update(p_new, m_new, v_new, (p, g, m, v))),
         }
         self.m.commit(index);
         self.v.commit(index);
@@ -443,6 +457,39 @@ mod tests {
                 model.params()[0].value.as_slice()[0]
             })
             .collect()
+    }
+
+    /// Three Adam steps on one parameter of `len` elements, in a pool of
+    /// `threads`; the values after the last step.
+    fn adam_steps(len: usize, threads: usize) -> Vec<f32> {
+        let value = |i: usize| ((i * 37 % 101) as f32 - 50.0) / 25.0;
+        let mut p = Tensor::from_vec((0..len).map(value).collect(), &[len]).unwrap();
+        let mut optimizer = OptimizerConfig::new(OptimizerKind::Adam)
+            .build::<f32>(&[vec![len]])
+            .unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            for step in 0..3 {
+                let grad = Tensor::from_vec((0..len).map(|i| value(i + step) * 0.1).collect(), &[len]).unwrap();
+                let mut new_p = Tensor::zeros(&[len]);
+                optimizer.begin_step();
+                optimizer.update(0, &p, &grad, &mut new_p);
+                p = new_p;
+            }
+        });
+        p.as_slice().to_vec()
+    }
+
+    #[test]
+    fn adam_split_over_threads_gives_every_element_its_own_value() {
+        // Past 2^15 elements the update is cut into one piece per thread.
+        let len = (1 << 15) + 7;
+        let one = adam_steps(len, 1);
+        assert_eq!(one, adam_steps(len, 2));
+        assert_eq!(one, adam_steps(len, 3));
+        // An element's value depends only on its own p and g: the first ones
+        // as a short tensor, updated serially, are the same.
+        assert_eq!(&one[..40], &adam_steps(40, 2)[..]);
     }
 
     fn assert_close(got: &[f64], want: &[f64]) {

@@ -36,5 +36,5 @@ pub use element::Element;
 pub use error::TensorError;
 pub use gemm::{gemm, gemm_naive, gemm_par, gemm_with, GemmBackend};
 pub use shape::{Shape, MAX_DIMS};
-pub use tensor::Tensor;
+pub use tensor::{parallel_piece, Tensor};
 pub use view::{MatMut, MatRef, Transpose};

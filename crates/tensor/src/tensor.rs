@@ -9,9 +9,12 @@ use rayon::prelude::*;
 /// (below it, the split costs more than it saves).
 const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
 
-/// The piece of `len` elements each thread of the current pool takes, or
-/// `None` when the work stays on the calling thread.
-fn parallel_piece(len: usize) -> Option<usize> {
+/// The piece of `len` elements each thread of the current pool takes in
+/// elementwise work, or `None` when the work stays on the calling thread
+/// (below [`PARALLEL_MIN_ELEMENTS`], or on one thread). [`Tensor::zip_from`]
+/// and [`Tensor::map_from`] cut their work so, and so does an optimizer
+/// whose update writes several tensors at once.
+pub fn parallel_piece(len: usize) -> Option<usize> {
     let threads = rayon::current_num_threads();
     (threads > 1 && len >= PARALLEL_MIN_ELEMENTS).then(|| len.div_ceil(threads))
 }
