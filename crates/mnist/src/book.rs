@@ -42,9 +42,20 @@ pub fn load_mnist(dir: &Path, dataset: Dataset, options: LoadOptions) -> Result<
     Ok((to_arrays(&data.train, options), to_arrays(&data.test, options)))
 }
 
+/// A pixel byte as the book's float: `byte / 255` (one correctly rounded
+/// division, as NumPy's `x / 255.0`) when normalizing, else the byte's value.
+/// Multiplying by `1.0 / 255.0` instead would round twice and land 1 ulp off
+/// on some bytes.
+fn pixel_value(byte: u8, normalize: bool) -> f32 {
+    if normalize {
+        byte as f32 / 255.0
+    } else {
+        byte as f32
+    }
+}
+
 fn to_arrays(set: &ImageSet, options: LoadOptions) -> BookArrays {
-    let scale = if options.normalize { 1.0 / 255.0 } else { 1.0 };
-    let x = set.images.iter().map(|&b| b as f32 * scale).collect();
+    let x = set.images.iter().map(|&b| pixel_value(b, options.normalize)).collect();
     let x_shape = if options.flatten {
         vec![set.len(), set.pixels()]
     } else {
@@ -61,4 +72,48 @@ fn to_arrays(set: &ImageSet, options: LoadOptions) -> BookArrays {
         (set.labels.iter().map(|&l| l as f32).collect(), vec![set.len()])
     };
     BookArrays { x, x_shape, t, t_shape }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Pixels;
+
+    /// One 16 x 16 image holding every byte value once, labelled 3.
+    fn every_byte() -> ImageSet {
+        let bytes: Vec<u8> = (0..=255).collect();
+        ImageSet {
+            images: Pixels::copy_of(&bytes),
+            labels: vec![3],
+            rows: 16,
+            cols: 16,
+        }
+    }
+
+    #[test]
+    fn normalize_divides_every_byte_by_255_exactly() {
+        let arrays = to_arrays(&every_byte(), LoadOptions::default());
+        assert_eq!(arrays.x_shape, [1, 256]);
+        for (byte, &x) in (0..=255u8).zip(&arrays.x) {
+            let book = byte as f32 / 255.0;
+            assert_eq!(x.to_bits(), book.to_bits(), "byte {byte}: {x} != {book}");
+        }
+        // The product by 1 / 255 this replaced is 1 ulp off on some bytes,
+        // so the comparison above can tell the two apart.
+        assert!((0..=255u8).any(|b| b as f32 * (1.0f32 / 255.0) != b as f32 / 255.0));
+    }
+
+    #[test]
+    fn without_normalize_pixels_keep_their_byte_value() {
+        let options = LoadOptions {
+            normalize: false,
+            flatten: false,
+            one_hot_label: true,
+        };
+        let arrays = to_arrays(&every_byte(), options);
+        assert_eq!(arrays.x_shape, [1, 1, 16, 16]);
+        assert!((0..=255u8).zip(&arrays.x).all(|(byte, &x)| x == byte as f32));
+        assert_eq!(arrays.t_shape, [1, 10]);
+        assert_eq!(arrays.t, [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    }
 }
