@@ -4,6 +4,16 @@ use crate::{Dataset, ImageSet, Mnist, MnistError};
 use std::path::Path;
 
 /// The options of the book's loader, with its defaults.
+///
+/// ```
+/// use mnist::LoadOptions;
+/// // The book's defaults: normalize=True, flatten=True, one_hot_label=False.
+/// let options = LoadOptions::default();
+/// assert!(options.normalize && options.flatten && !options.one_hot_label);
+/// // load_mnist(one_hot_label=True)
+/// let one_hot = LoadOptions { one_hot_label: true, ..LoadOptions::default() };
+/// assert_ne!(one_hot, options);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadOptions {
     /// Pixels as `[0, 1]` floats instead of `[0, 255]`.
@@ -27,9 +37,15 @@ impl Default for LoadOptions {
 /// One split as float arrays with their shapes, as NumPy would hold them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BookArrays {
+    /// The images, row-major: `byte / 255` in `[0, 1]` with `normalize`,
+    /// else the byte values `0.0..=255.0`.
     pub x: Vec<f32>,
+    /// `[N, 784]` with `flatten`, else `[N, 1, 28, 28]`.
     pub x_shape: Vec<usize>,
+    /// The labels: class indices as floats, or with `one_hot_label` one row
+    /// of [`crate::CLASSES`] values per image, 1 at the class and 0 elsewhere.
     pub t: Vec<f32>,
+    /// `[N]`, or `[N, 10]` with `one_hot_label`.
     pub t_shape: Vec<usize>,
 }
 
@@ -37,6 +53,16 @@ pub struct BookArrays {
 ///
 /// This materializes float copies (188 MB for the training images); the
 /// trainer keeps the bytes and converts one batch at a time instead.
+///
+/// ```no_run
+/// use mnist::{load_mnist, Dataset, LoadOptions};
+/// use std::path::Path;
+/// // Needs the four files in the folder.
+/// let (train, test) = load_mnist(Path::new("data/mnist"), Dataset::Mnist, LoadOptions::default())?;
+/// assert_eq!(train.x_shape, [60_000, 784]);
+/// assert_eq!(test.t_shape, [10_000]);
+/// # Ok::<(), mnist::MnistError>(())
+/// ```
 pub fn load_mnist(dir: &Path, dataset: Dataset, options: LoadOptions) -> Result<(BookArrays, BookArrays), MnistError> {
     let data = Mnist::load(dir, dataset)?;
     Ok((to_arrays(&data.train, options), to_arrays(&data.test, options)))

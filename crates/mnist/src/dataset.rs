@@ -11,6 +11,7 @@ use std::str::FromStr;
 pub struct DatasetFile {
     /// Base name without `.gz`, e.g. `train-images-idx3-ubyte`.
     pub name: &'static str,
+    /// Images or labels: the IDX layout the file must have.
     pub kind: IdxKind,
     /// SHA-256 of the `.gz` file the mirrors serve, where known.
     pub gz_sha256: Option<&'static str>,
@@ -21,8 +22,10 @@ pub struct DatasetFile {
 /// A data set in MNIST's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Dataset {
+    /// The handwritten digits of LeCun, Cortes and Burges (the book's data set).
     #[default]
     Mnist,
+    /// Zalando's Fashion-MNIST: ten classes of clothing, same format and sizes.
     FashionMnist,
 }
 
@@ -112,6 +115,7 @@ impl Dataset {
         28 * 28
     }
 
+    /// The four files: training images, training labels, test images, test labels.
     pub fn files(self) -> &'static [DatasetFile; 4] {
         match self {
             Dataset::Mnist => &MNIST_FILES,
@@ -227,8 +231,11 @@ pub(crate) fn find_file(dir: &Path, name: &'static str, var: &'static str) -> Re
 pub struct ImageSet {
     /// `len * rows * cols` pixels, row-major, 0 (background) to 255 (ink).
     pub images: Pixels,
+    /// One class per image, each below [`CLASSES`].
     pub labels: Vec<u8>,
+    /// Height of each image in pixels (28 in both data sets).
     pub rows: usize,
+    /// Width of each image in pixels (28 in both data sets).
     pub cols: usize,
 }
 
@@ -332,10 +339,13 @@ impl ImageSet {
         })
     }
 
+    /// Number of images (and labels).
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// Whether there are no images; never the case for a loaded split
+    /// ([`MnistError::EmptySplit`]).
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
@@ -354,14 +364,18 @@ impl ImageSet {
 /// Which half of a data set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
+    /// The training images and labels (60,000 in both data sets).
     Train,
+    /// The test images and labels (10,000 in both data sets).
     Test,
 }
 
 /// Both splits of a data set.
 #[derive(Debug, Clone)]
 pub struct Mnist {
+    /// The training split.
     pub train: ImageSet,
+    /// The test split.
     pub test: ImageSet,
 }
 
@@ -398,6 +412,7 @@ impl Mnist {
         })
     }
 
+    /// Loads one split of `dataset` from `dir`, checked as [`Mnist::load`] checks it.
     pub fn load_split(dir: &Path, dataset: Dataset, split: Split) -> Result<ImageSet, MnistError> {
         Self::load_split_checked(dir, dataset, split, false, &LoadBudget::new())
     }

@@ -58,6 +58,7 @@ impl Source {
 pub trait FetchProgress {
     /// A transfer of `file` from `source` begins; `total` bytes if known.
     fn start(&mut self, _file: &str, _source: &str, _total: Option<u64>) {}
+    /// `bytes` more bytes of the current transfer have arrived.
     fn advance(&mut self, _bytes: u64) {}
     /// The transfer ended (successfully or not).
     fn finish(&mut self) {}
@@ -75,7 +76,12 @@ pub enum FetchOutcome {
     /// Already present and verified; not fetched again.
     AlreadyValid(PathBuf),
     /// Fetched from `source` and verified.
-    Fetched { path: PathBuf, source: String },
+    Fetched {
+        /// Where the file now is.
+        path: PathBuf,
+        /// The source it came from: a folder or a base URL.
+        source: String,
+    },
 }
 
 /// Makes `target` hold the four verified files of `dataset`.

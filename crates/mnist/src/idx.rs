@@ -103,7 +103,9 @@ impl IdxKind {
 /// A parsed IDX file: its dimensions and its payload bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Idx {
+    /// The dimensions from the header: `[count, rows, cols]` or `[count]`.
     pub dims: Vec<usize>,
+    /// The payload, row-major, without the header.
     pub data: Vec<u8>,
 }
 

@@ -13,6 +13,8 @@
 //! Every failure is a [`MnistError`] that names the file, what was wrong,
 //! and what to do next.
 
+#![warn(missing_docs)]
+
 use std::path::PathBuf;
 
 mod book;

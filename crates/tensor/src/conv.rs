@@ -27,12 +27,19 @@ use rayon::prelude::*;
 /// The sizes of a convolution (or pooling) window sliding over images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvGeometry {
+    /// `C`: channels of each image (and of each filter).
     pub channels: usize,
+    /// `H`: image height, before padding.
     pub height: usize,
+    /// `W`: image width, before padding.
     pub width: usize,
+    /// `FH`: window height.
     pub filter_h: usize,
+    /// `FW`: window width.
     pub filter_w: usize,
+    /// `S`: step between neighbouring windows, in both directions.
     pub stride: usize,
+    /// `P`: rows and columns of zeros around each side of the image.
     pub pad: usize,
 }
 
@@ -68,10 +75,12 @@ impl ConvGeometry {
         Ok(geometry)
     }
 
+    /// `OH = (H + 2P - FH) / S + 1`: output rows.
     pub fn out_h(&self) -> usize {
         (self.height + 2 * self.pad - self.filter_h) / self.stride + 1
     }
 
+    /// `OW = (W + 2P - FW) / S + 1`: output columns.
     pub fn out_w(&self) -> usize {
         (self.width + 2 * self.pad - self.filter_w) / self.stride + 1
     }

@@ -30,7 +30,9 @@ pub trait Element:
     + crate::gemm::GemmKernel
     + 'static
 {
+    /// `0.0`.
     const ZERO: Self;
+    /// `1.0`.
     const ONE: Self;
     /// The smallest positive normal number (1.2e-38 in f32): below it,
     /// floats are subnormal.
@@ -38,9 +40,11 @@ pub trait Element:
     /// `"f32"` or `"f64"`, for headers, reports and checkpoints.
     const NAME: &'static str;
 
+    /// `value` rounded to the nearest `Self` (exact for `f64`).
     fn from_f64(value: f64) -> Self;
     /// A byte as a float, exactly.
     fn from_u8(value: u8) -> Self;
+    /// `self` as an `f64`, exactly.
     fn to_f64(self) -> f64;
     /// A pixel byte as a value in `[0, 1]`: `byte / 255`, one correctly
     /// rounded division, as the book's `x.astype(float32) / 255.0`. The one
@@ -50,11 +54,17 @@ pub trait Element:
     fn from_pixel(byte: u8) -> Self {
         Self::from_u8(byte) / Self::from_f64(255.0)
     }
+    /// `e^self`.
     fn exp(self) -> Self;
+    /// The natural logarithm (`-inf` at 0, NaN below).
     fn ln(self) -> Self;
+    /// The square root (NaN below 0).
     fn sqrt(self) -> Self;
+    /// The absolute value.
     fn abs(self) -> Self;
+    /// The larger of `self` and `other`; a NaN loses to a number, as in `f32::max`.
     fn max(self, other: Self) -> Self;
+    /// Neither infinite nor NaN.
     fn is_finite(self) -> bool;
     /// `self * a + b` with one rounding (compiles to an FMA instruction
     /// where the calling code is built with that feature).

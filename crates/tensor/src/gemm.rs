@@ -46,6 +46,20 @@ pub enum GemmBackend {
 /// Transposes are expressed through the views ([`MatRef::t`]). Fails, without
 /// touching C, when `A.cols != B.rows`, C is not `A.rows x B.cols`, a view
 /// reaches outside its buffer, or C's strides make two elements share an address.
+///
+/// ```
+/// use tensor::{gemm, MatMut, MatRef};
+/// let a = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]; // 2 x 3
+/// let b_t = [1.0f32, 0.0, 1.0, 0.0, 1.0, 1.0]; // B^T, 2 x 3
+/// let mut c = [1.0f32; 4]; // 2 x 2
+/// // C = 2 * A * B + C, with B read through the transposed view of b_t.
+/// let (a, b) = (MatRef::row_major(&a, 2, 3), MatRef::row_major(&b_t, 2, 3).t());
+/// gemm(2.0, a, b, 1.0, MatMut::row_major(&mut c, 2, 2)).unwrap();
+/// assert_eq!(c, [9.0, 11.0, 21.0, 23.0]);
+/// // A 2 x 3 times a 2 x 3: refused, C untouched.
+/// assert!(gemm(1.0, a, b.t(), 0.0, MatMut::row_major(&mut c, 2, 2)).is_err());
+/// assert_eq!(c, [9.0, 11.0, 21.0, 23.0]);
+/// ```
 pub fn gemm<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: MatMut<T>) -> Result<(), TensorError> {
     gemm_with(GemmBackend::Packed, alpha, a, b, beta, c)
 }

@@ -22,6 +22,8 @@
 //! assert_eq!(c.as_slice(), &[26.0, 30.0, 38.0, 44.0]);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod conv;
 mod element;
 mod error;

@@ -11,9 +11,9 @@ const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
 
 /// The piece of `len` elements each thread of the current pool takes in
 /// elementwise work, or `None` when the work stays on the calling thread
-/// (below [`PARALLEL_MIN_ELEMENTS`], or on one thread). [`Tensor::zip_from`]
-/// and [`Tensor::map_from`] cut their work so, and so does an optimizer
-/// whose update writes several tensors at once.
+/// (below `PARALLEL_MIN_ELEMENTS` = 2^15 elements, or on one thread).
+/// [`Tensor::zip_from`] and [`Tensor::map_from`] cut their work so, and so
+/// does an optimizer whose update writes several tensors at once.
 pub fn parallel_piece(len: usize) -> Option<usize> {
     let threads = rayon::current_num_threads();
     (threads > 1 && len >= PARALLEL_MIN_ELEMENTS).then(|| len.div_ceil(threads))
@@ -29,6 +29,22 @@ pub fn parallel_piece(len: usize) -> Option<usize> {
 /// inside the network and panic with both shapes named (like `ndarray`);
 /// constructors and `try_` methods, which take outside input, return
 /// [`TensorError`] instead.
+///
+/// ```
+/// use tensor::{Tensor, Transpose};
+/// // A batch of 2 inputs of 3 features, and a 3 x 2 weight matrix.
+/// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]).unwrap();
+/// let w = Tensor::from_vec(vec![1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0], &[3, 2]).unwrap();
+/// let b = Tensor::from_vec(vec![0.5f32, -6.0], &[2]).unwrap();
+/// // An affine layer: y = x.w + b, then ReLU elementwise.
+/// let mut y = Tensor::zeros(&[2, 2]);
+/// y.matmul(Transpose::No, &x, Transpose::No, &w, 1.0, 0.0);
+/// y.add_row_vector(&b);
+/// y.map_inplace(|v| v.max(0.0));
+/// assert_eq!(y.shape(), &[2, 2]);
+/// assert_eq!(y.as_slice(), &[4.5, 0.0, 10.5, 5.0]);
+/// assert_eq!(y.row_argmax(1), 0);
+/// ```
 #[derive(Clone, PartialEq)]
 pub struct Tensor<T> {
     data: Vec<T>,
@@ -83,10 +99,12 @@ impl<T: Element> Tensor<T> {
         tensor
     }
 
+    /// The dimensions, outermost first.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
 
+    /// Number of elements: the product of the dimensions.
     pub fn numel(&self) -> usize {
         self.data.len()
     }
@@ -101,14 +119,17 @@ impl<T: Element> Tensor<T> {
         self.shape.row_len()
     }
 
+    /// The elements in row-major order.
     pub fn as_slice(&self) -> &[T] {
         &self.data
     }
 
+    /// The elements in row-major order, writable.
     pub fn as_mut_slice(&mut self) -> &mut [T] {
         &mut self.data
     }
 
+    /// The row-major storage, without the shape.
     pub fn into_vec(self) -> Vec<T> {
         self.data
     }
@@ -163,6 +184,7 @@ impl<T: Element> Tensor<T> {
         self.shape = checked;
     }
 
+    /// Sets every element to `value`.
     pub fn fill(&mut self, value: T) {
         self.data.fill(value);
     }
@@ -223,7 +245,7 @@ impl<T: Element> Tensor<T> {
 
     /// `self = f(a, b)` elementwise, taking the shape of `a` and `b`.
     ///
-    /// From [`PARALLEL_MIN_ELEMENTS`] on, the elements are cut into one
+    /// From `PARALLEL_MIN_ELEMENTS` (2^15) elements on, they are cut into one
     /// contiguous piece per thread of the current pool, the first piece on
     /// the calling thread. That is how `gemm_par` cuts a product's rows, so
     /// an SGD step on a weight matrix updates each half on the core that

@@ -11,7 +11,9 @@ use crate::TensorError;
 /// Whether an operand enters the product as is or transposed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transpose {
+    /// `op(X) = X`.
     No,
+    /// `op(X) = X^T`, read through swapped strides.
     Yes,
 }
 
@@ -71,10 +73,12 @@ impl<'a, T> MatRef<'a, T> {
         }
     }
 
+    /// Number of rows.
     pub fn rows(&self) -> usize {
         self.rows
     }
 
+    /// Number of columns.
     pub fn cols(&self) -> usize {
         self.cols
     }
