@@ -41,10 +41,7 @@ fn conv(c: &mut Criterion) {
     let dpooled = Tensor::<f32>::randn(pooled.shape(), 1.0, &mut rng);
 
     let mut model = SimpleConvNet::default().build::<f32>(42).unwrap();
-    let mut adam = OptimizerConfig::new(OptimizerKind::Adam)
-        .build::<f32>(&model.param_shapes())
-        .unwrap();
-    let mut previous = model.param_buffers();
+    let mut adam = OptimizerConfig::new(OptimizerKind::Adam).build::<f32>(&model).unwrap();
 
     for threads in [1, 2] {
         let threads_pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
@@ -73,7 +70,7 @@ fn conv(c: &mut Criterion) {
             on_pool.install(|| {
                 b.iter(|| {
                     model.gradient_unchecked(&x, Target::Labels(&t), &mut stream);
-                    model.step(adam.as_mut(), &mut previous);
+                    adam.step(&mut model);
                 })
             })
         });

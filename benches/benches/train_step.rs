@@ -25,9 +25,8 @@ fn train_step(c: &mut Criterion) {
         let mut net = two_layer_net::<f32>();
         let mut optimizer = OptimizerConfig::new(kind)
             .with_learning_rate(learning_rate)
-            .build::<f32>(&net.param_shapes())
+            .build::<f32>(&net)
             .unwrap();
-        let mut previous = net.param_buffers();
         for threads in [1, 2] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             let name = match kind {
@@ -44,7 +43,7 @@ fn train_step(c: &mut Criterion) {
                             }
                             data.gather(&indices, &mut x, &mut t);
                             net.gradient_unchecked(&x, Target::Labels(&t), &mut layer_rng);
-                            net.step(optimizer.as_mut(), &mut previous);
+                            optimizer.step(&mut net);
                         })
                     })
                 })

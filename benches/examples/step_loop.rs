@@ -26,9 +26,8 @@ fn main() {
     let mut net = two_layer_net::<f32>();
     let mut optimizer = OptimizerConfig::new(OptimizerKind::Sgd)
         .with_learning_rate(0.1)
-        .build::<f32>(&net.param_shapes())
+        .build::<f32>(&net)
         .expect("SGD has no state to refuse");
-    let mut previous = net.param_buffers();
     let seconds = seconds_on_busy_pool(threads, || {
         for _ in 0..steps {
             for index in indices.iter_mut() {
@@ -36,7 +35,7 @@ fn main() {
             }
             data.gather(&indices, &mut x, &mut batch_labels);
             net.gradient_unchecked(&x, Target::Labels(&batch_labels), &mut layer_rng);
-            net.step(optimizer.as_mut(), &mut previous);
+            optimizer.step(&mut net);
         }
     });
     println!(

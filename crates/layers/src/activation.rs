@@ -1,7 +1,6 @@
-use crate::{Layer, Relu, Sigmoid};
+use crate::LayerDef;
 use std::fmt;
 use std::str::FromStr;
-use tensor::Element;
 
 /// The hidden-layer nonlinearity of an [`crate::Mlp`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -12,10 +11,11 @@ pub enum Activation {
 }
 
 impl Activation {
-    pub(crate) fn layer<T: Element>(self) -> Box<dyn Layer<T>> {
+    /// The activation as a layer of a [`crate::NetSpec`].
+    pub fn def(self) -> LayerDef {
         match self {
-            Activation::Relu => Box::new(Relu),
-            Activation::Sigmoid => Box::new(Sigmoid),
+            Activation::Relu => LayerDef::Relu,
+            Activation::Sigmoid => LayerDef::Sigmoid,
         }
     }
 }

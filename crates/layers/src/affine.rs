@@ -11,7 +11,7 @@
 //! Both transposes are strides handed to the GEMM, never copies.
 
 use crate::layer::{visit_weight_and_bias, visit_weight_and_bias_mut};
-use crate::{Layer, LayerError, LayerSpec, Param, ParamMut};
+use crate::{Layer, LayerSpec, Param, ParamMut};
 use tensor::{Element, Tensor, Transpose};
 
 #[derive(Debug, Clone)]
@@ -60,17 +60,6 @@ impl<T: Element> Layer<T> for Affine<T> {
             inputs: self.in_features(),
             outputs: self.out_features(),
         }
-    }
-
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
-        let features: usize = input.iter().product();
-        if features != self.in_features() {
-            return Err(LayerError::Config(format!(
-                "an Affine layer of {} inputs cannot take inputs of shape {input:?} ({features} values)",
-                self.in_features()
-            )));
-        }
-        Ok(vec![self.out_features()])
     }
 
     fn numbers_params(&self) -> bool {

@@ -20,7 +20,7 @@
 //! * `dbeta = sum(G)`, `dgamma = sum(G * xn)`,
 //! * `dx = gamma / std * (G - dbeta / M - xn * dgamma / M)`.
 
-use crate::{Layer, LayerError, LayerRng, LayerSpec, Param, ParamMut};
+use crate::{Layer, LayerRng, LayerSpec, Param, ParamMut};
 use tensor::{Element, Tensor};
 
 /// The book's defaults.
@@ -92,16 +92,6 @@ impl<T: Element> Layer<T> for BatchNorm<T> {
             momentum: self.momentum,
             eps: self.eps,
         }
-    }
-
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
-        if input.first() != Some(&self.features()) || !(input.len() == 1 || input.len() == 3) {
-            return Err(LayerError::Config(format!(
-                "a BatchNorm over {} features takes [{0}] or [{0}, H, W] per example, not {input:?}",
-                self.features()
-            )));
-        }
-        Ok(input.to_vec())
     }
 
     fn forward(&self, input: &Tensor<T>, output: &mut Tensor<T>) {

@@ -2,18 +2,16 @@
 //!
 //! * [`SimpleConvNet`] (`ch07/simple_convnet.py`): `Conv - Relu - Pool -
 //!   Affine - Relu - Affine`, weights `0.01 * N(0, 1)`.
-//! * [`deep_convnet`] (`ch08/deep_convnet.py`): six 3x3 convolutions
+//! * [`NetSpec::deep_convnet`] (`ch08/deep_convnet.py`): six 3x3 convolutions
 //!   (16, 16, pool, 32, 32, pool, 64, 64, pool), then `Affine 50 - Relu -
 //!   Dropout 0.5 - Affine 10 - Dropout 0.5`, He's initial weights.
 //!
-//! Weights are drawn in the order W1, W2, ... from one ChaCha8 stream seeded
-//! by the caller; biases start at 0.
+//! Both are recipes over the builder ([`NetSpec`]), which draws the weights
+//! in the order W1, W2, ... from one ChaCha8 stream seeded by the caller;
+//! biases start at 0.
 
-use crate::{Affine, Convolution, Dropout, Init, Layer, LayerError, Pooling, Relu, Sequential};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use tensor::conv::ConvGeometry;
-use tensor::{Element, Tensor};
+use crate::{Init, LayerError, NetSpec, Sequential};
+use tensor::Element;
 
 /// The book's `SimpleConvNet` and its parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,69 +57,53 @@ impl SimpleConvNet {
         }
     }
 
-    pub fn build<T: Element>(&self, seed: u64) -> Result<Sequential<T>, LayerError> {
-        Init::Std(self.weight_init_std).validate()?;
+    /// The recipe as a [`NetSpec`]: `Conv - Relu - Pool(2x2) - Affine
+    /// (hidden) - Relu - Affine (classes)`, every weight `std * N(0, 1)`.
+    pub fn net(&self) -> NetSpec {
         let (channels, height, width) = self.input;
-        let size = self.filter_size;
-        let conv = ConvGeometry::new(self.input, (size, size), self.stride, self.pad)
-            .map_err(|_| LayerError::Config(format!("a {size}x{size} filter does not fit a {height}x{width} input")))?;
-        // The 2x2 pool of stride 2 halves each side (rounding down).
-        let pooled = self.filters * (conv.out_h() / 2) * (conv.out_w() / 2);
-        let std = self.weight_init_std;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let w1 = Tensor::randn(&[self.filters, channels, size, size], std, &mut rng);
-        let w2 = Tensor::randn(&[pooled, self.hidden], std, &mut rng);
-        let w3 = Tensor::randn(&[self.hidden, self.classes], std, &mut rng);
-        let layers: Vec<Box<dyn Layer<T>>> = vec![
-            Box::new(Convolution::new(
-                w1,
-                Tensor::zeros(&[self.filters]),
-                self.stride,
-                self.pad,
-            )),
-            Box::new(Relu),
-            Box::new(Pooling::new(2, 2, 2, 0)),
-            Box::new(Affine::new(w2, Tensor::zeros(&[self.hidden]))),
-            Box::new(Relu),
-            Box::new(Affine::new(w3, Tensor::zeros(&[self.classes]))),
-        ];
-        Sequential::new(&[channels, height, width], layers)
+        NetSpec::new(&[channels, height, width])
+            .conv_with(self.filters, self.filter_size, self.stride, self.pad)
+            .relu()
+            .pool(2)
+            .affine(self.hidden)
+            .relu()
+            .affine(self.classes)
+            .init(Init::Std(self.weight_init_std))
+    }
+
+    /// The network, with weights drawn from the stream seeded by `seed`.
+    pub fn build<T: Element>(&self, seed: u64) -> Result<Sequential<T>, LayerError> {
+        self.net().build(seed)
     }
 }
 
-/// The book's `DeepConvNet` for 1x28x28 images and 10 classes. Its fourth
-/// convolution pads by 2 (as `deep_convnet.py` does), so the last pool
-/// leaves 64 x 4 x 4 values for the first Affine layer.
-pub fn deep_convnet<T: Element>(seed: u64) -> Result<Sequential<T>, LayerError> {
-    // (filters, pad) of the six 3x3 convolutions; a pool follows every second.
-    const CONVS: [(usize, usize); 6] = [(16, 1), (16, 1), (32, 1), (32, 2), (64, 1), (64, 1)];
-    let (hidden, classes) = (50, 10);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut layers: Vec<Box<dyn Layer<T>>> = Vec::new();
-    let mut shape = vec![1usize, 28, 28];
-    for (i, &(filters, pad)) in CONVS.iter().enumerate() {
-        let channels = shape[0];
-        // He: sqrt(2 / fan-in), the fan-in of a 3x3 filter over C channels being 9C.
-        let w = Tensor::randn(&[filters, channels, 3, 3], Init::He.std(channels * 9), &mut rng);
-        let conv: Box<dyn Layer<T>> = Box::new(Convolution::new(w, Tensor::zeros(&[filters]), 1, pad));
-        shape = conv.output_shape(&shape)?;
-        layers.push(conv);
-        layers.push(Box::new(Relu));
-        if i % 2 == 1 {
-            let pool: Box<dyn Layer<T>> = Box::new(Pooling::new(2, 2, 2, 0));
-            shape = pool.output_shape(&shape)?;
-            layers.push(pool);
+impl NetSpec {
+    /// The book's `DeepConvNet` for 1x28x28 images and 10 classes: six 3x3
+    /// convolutions (16, 16, pool, 32, 32, pool, 64, 64, pool), then `Affine
+    /// 50 - Relu - Dropout 0.5 - Affine 10 - Dropout 0.5`, He's initial
+    /// weights. Its fourth convolution pads by 2 (as `deep_convnet.py` does),
+    /// so the last pool leaves 64 x 4 x 4 values for the first Affine layer.
+    pub fn deep_convnet() -> NetSpec {
+        // (filters, pad) of the six 3x3 convolutions; a pool follows every second.
+        const CONVS: [(usize, usize); 6] = [(16, 1), (16, 1), (32, 1), (32, 2), (64, 1), (64, 1)];
+        let mut net = NetSpec::new(&[1, 28, 28]).init(Init::He);
+        for (i, &(filters, pad)) in CONVS.iter().enumerate() {
+            net = net.conv_with(filters, 3, 1, pad).relu();
+            if i % 2 == 1 {
+                net = net.pool(2);
+            }
         }
+        net.affine(50).relu().dropout(0.5).affine(10).dropout(0.5)
     }
-    let flat: usize = shape.iter().product();
-    let w7 = Tensor::randn(&[flat, hidden], Init::He.std(flat), &mut rng);
-    let w8 = Tensor::randn(&[hidden, classes], Init::He.std(hidden), &mut rng);
-    layers.push(Box::new(Affine::new(w7, Tensor::zeros(&[hidden]))));
-    layers.push(Box::new(Relu));
-    layers.push(Box::new(Dropout::new(0.5)));
-    layers.push(Box::new(Affine::new(w8, Tensor::zeros(&[classes]))));
-    layers.push(Box::new(Dropout::new(0.5)));
-    Sequential::new(&[1, 28, 28], layers)
+
+    /// The book's `TwoLayerNet(input_size, hidden_size, output_size)`:
+    /// `Affine - Relu - Affine`, weights `0.01 * N(0, 1)`.
+    pub fn two_layer_net(input_size: usize, hidden_size: usize, output_size: usize) -> NetSpec {
+        NetSpec::new(&[input_size])
+            .affine(hidden_size)
+            .relu()
+            .affine(output_size)
+    }
 }
 
 #[cfg(test)]
@@ -129,6 +111,8 @@ mod tests {
     use super::*;
     use crate::gradcheck::{mean_abs_diff, numerical_gradient, relative_error};
     use crate::{LayerRng, Target};
+    use rand::SeedableRng;
+    use tensor::Tensor;
 
     #[test]
     fn the_books_architectures_and_names() {
@@ -140,7 +124,7 @@ mod tests {
         assert_eq!(simple.param_names(), ["W1", "b1", "W2", "b2", "W3", "b3"]);
         assert_eq!(simple.input_shape(), &[1, 28, 28]);
         assert_eq!(simple.num_params(), 30 * 25 + 30 + 4320 * 100 + 100 + 100 * 10 + 10);
-        let deep = deep_convnet::<f32>(42).unwrap();
+        let deep = NetSpec::deep_convnet().build::<f32>(42).unwrap();
         assert_eq!(deep.param_names().len(), 16, "W1..W8, b1..b8");
         assert!(deep.summary().contains("Conv(32x3x3 s1 p2)"), "{}", deep.summary());
         assert!(deep

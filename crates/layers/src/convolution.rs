@@ -93,24 +93,7 @@ impl<T: Element> Convolution<T> {
 
     /// The window over one example of shape `[C, H, W]`.
     fn geometry(&self, example: &[usize]) -> Result<ConvGeometry, LayerError> {
-        let [channels, height, width] = example[..] else {
-            return Err(LayerError::Config(format!(
-                "a Convolution takes [C, H, W] per example, not {example:?}"
-            )));
-        };
-        if channels != self.channels() {
-            return Err(LayerError::Config(format!(
-                "a Convolution over {} channels cannot take {channels}",
-                self.channels()
-            )));
-        }
-        let (filter_h, filter_w) = (self.w.shape()[2], self.w.shape()[3]);
-        ConvGeometry::new((channels, height, width), (filter_h, filter_w), self.stride, self.pad).map_err(|_| {
-            LayerError::Config(format!(
-                "a {filter_h}x{filter_w} filter with pad {} does not fit a {height}x{width} input (stride {})",
-                self.pad, self.stride
-            ))
-        })
+        self.spec().window_geometry(example)
     }
 
     /// The geometry of a batch the model has already checked.
@@ -172,11 +155,6 @@ impl<T: Element> Layer<T> for Convolution<T> {
             stride: self.stride,
             pad: self.pad,
         }
-    }
-
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
-        let g = self.geometry(input)?;
-        Ok(vec![self.filters(), g.out_h(), g.out_w()])
     }
 
     fn numbers_params(&self) -> bool {

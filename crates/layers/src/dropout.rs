@@ -10,8 +10,7 @@
 //! both modes. The ratio is part of the layer's spec, so a saved model scales
 //! the same way when it is loaded.
 
-use crate::layer::same_shape;
-use crate::{Layer, LayerError, LayerRng, LayerSpec};
+use crate::{Layer, LayerRng, LayerSpec};
 use rand::Rng;
 use tensor::{Element, Tensor};
 
@@ -50,10 +49,6 @@ impl<T: Element> Layer<T> for Dropout<T> {
 
     fn spec(&self) -> LayerSpec {
         LayerSpec::Dropout { ratio: self.ratio }
-    }
-
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
-        same_shape(input)
     }
 
     fn forward(&self, input: &Tensor<T>, output: &mut Tensor<T>) {

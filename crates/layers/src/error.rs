@@ -18,6 +18,26 @@ pub enum LayerError {
     },
     #[error("parameter {name} is missing; the checkpoint does not belong to this architecture")]
     MissingParam { name: String },
+    /// A setting outside its range: `field` is the library's name for it
+    /// (`learning_rate`, `beta1`, `dropout ratio`), so a command line can
+    /// name its own flag instead.
+    #[error("{field} must be {expected}, got {value}")]
+    InvalidSetting {
+        field: &'static str,
+        value: f64,
+        expected: &'static str,
+    },
+    /// A layer of a net does not fit the output of the layer before it.
+    #[error("layer {index} (on input {input:?}): {source}")]
+    AtLayer {
+        /// 1 for the first layer.
+        index: usize,
+        /// One example's shape where the layer was to take it.
+        input: Vec<usize>,
+        source: Box<LayerError>,
+    },
+    #[error("the net would have {params} parameters, more than the {max} a model may have")]
+    TooManyParams { params: usize, max: usize },
     #[error("invalid network: {0}")]
     Config(String),
 }

@@ -71,8 +71,11 @@ pub trait Layer<T: Element>: Send + Sync {
     fn spec(&self) -> LayerSpec;
 
     /// The shape of one example's output for one example's input shape (the
-    /// batch dimension left out), or why this input does not fit.
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError>;
+    /// batch dimension left out), or why this input does not fit: the
+    /// spec's [`LayerSpec::output_shape`], the one place the rule is written.
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
+        self.spec().output_shape(input)
+    }
 
     /// Inference-mode forward pass.
     fn forward(&self, input: &Tensor<T>, output: &mut Tensor<T>);
@@ -158,9 +161,4 @@ pub(crate) fn visit_weight_and_bias_mut<T>(
         grad: grad_b,
         decays: false,
     });
-}
-
-/// For layers that keep the shape of their input.
-pub(crate) fn same_shape(input: &[usize]) -> Result<Vec<usize>, LayerError> {
-    Ok(input.to_vec())
 }

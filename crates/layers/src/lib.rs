@@ -4,37 +4,48 @@
 //! Every layer is a `forward` / `backward` pair (see [`Layer`]). Backward is
 //! the chain rule: given `dL/d(output)` it returns `dL/d(input)` and, for
 //! layers with parameters, keeps `dL/d(parameter)`. A [`Sequential`] model is
-//! any ordered list of layers followed by a [`SoftmaxWithLoss`]; [`Mlp`]
-//! builds the book's fully connected networks (`TwoLayerNet`,
-//! `MultiLayerNet`, `MultiLayerNetExtend`) as such lists. An [`Optimizer`]
-//! updates a model's parameters.
+//! any ordered list of layers followed by a [`SoftmaxWithLoss`]; the builder
+//! [`NetSpec`] makes one from what each layer adds (its input sizes
+//! inferred), and the book's networks are recipes over it ([`Mlp`]:
+//! `TwoLayerNet`, `MultiLayerNet`, `MultiLayerNetExtend`; [`SimpleConvNet`];
+//! [`NetSpec::deep_convnet`]). An [`Optimizer`] ([`Sgd`], [`Momentum`],
+//! [`Nesterov`], [`AdaGrad`], [`RmsProp`], [`Adam`]) is built from a model's
+//! parameters, owns its state, and steps the model.
 //!
 //! * Scalars: [`MulLayer`], [`AddLayer`] (the apple and orange example).
 //! * Tensors: [`Relu`], [`Sigmoid`], [`Affine`], [`BatchNorm`], [`Dropout`],
 //!   [`Convolution`], [`Pooling`], [`SoftmaxWithLoss`].
-//! * Convolutional networks: [`SimpleConvNet`] (chapter 7) and
-//!   [`deep_convnet`] (chapter 8).
-//! * Optimizers ([`OptimizerConfig`]): SGD, Momentum, Nesterov, AdaGrad,
-//!   RMSprop, Adam.
 //!
 //! Every layer's tests hold a gradient check through [`gradcheck`].
 //!
 //! ```
-//! use layers::{LayerRng, Mlp, OptimizerConfig, OptimizerKind, Target};
+//! use layers::{Adam, AdamConfig, Init, LayerRng, NetSpec, Optimizer, Target};
 //! use rand::SeedableRng;
 //! use tensor::Tensor;
 //!
-//! // The book's TwoLayerNet, smaller: 4 inputs, 8 hidden units, 3 classes.
-//! let mut model = Mlp::two_layer_net(4, 8, 3).build::<f32>(42).unwrap();
-//! let mut adam = OptimizerConfig::new(OptimizerKind::Adam)
-//!     .build::<f32>(&model.param_shapes())
+//! // conv -> BatchNorm -> ReLU -> pool -> affine on 1x6x6 inputs, 3 classes:
+//! // only what each layer adds is named; every input size is inferred.
+//! let mut model = NetSpec::new(&[1, 6, 6])
+//!     .conv(4, 3)
+//!     .batch_norm()
+//!     .relu()
+//!     .pool(2)
+//!     .affine(3)
+//!     .init(Init::He)
+//!     .build::<f32>(42)
 //!     .unwrap();
-//! let mut previous = model.param_buffers();
-//! let x = Tensor::from_vec(vec![0.1f32; 8], &[2, 4]).unwrap();
+//! let mut adam = Adam::new(AdamConfig::default(), &model).unwrap();
+//! let x = Tensor::from_vec((0..72).map(|i| (i % 7) as f32 / 7.0).collect(), &[2, 1, 6, 6]).unwrap();
+//! let labels = [0, 2];
 //! let mut rng = LayerRng::seed_from_u64(42);
-//! let loss = model.gradient(&x, Target::Labels(&[0, 2]), &mut rng).unwrap();
-//! model.step(adam.as_mut(), &mut previous);
-//! assert!((loss - 3f32.ln()).abs() < 0.01, "near-zero weights: loss ln(3)");
+//! let first = model.loss(&x, Target::Labels(&labels)).unwrap();
+//! for _ in 0..100 {
+//!     model.gradient(&x, Target::Labels(&labels), &mut rng).unwrap();
+//!     adam.step(&mut model);
+//! }
+//! let last = model.loss(&x, Target::Labels(&labels)).unwrap();
+//! assert!(last < first / 2.0, "{first} -> {last}");
+//! assert_eq!(model.accuracy(&x, &labels).unwrap(), 1.0);
 //! ```
 
 mod activation;
@@ -50,6 +61,7 @@ mod layer;
 mod mlp;
 mod model;
 mod mul;
+mod net;
 mod optimizer;
 mod pooling;
 mod relu;
@@ -61,7 +73,7 @@ pub use activation::Activation;
 pub use add::AddLayer;
 pub use affine::Affine;
 pub use batch_norm::{BatchNorm, BATCH_NORM_EPS, BATCH_NORM_MOMENTUM};
-pub use convnet::{deep_convnet, SimpleConvNet};
+pub use convnet::SimpleConvNet;
 pub use convolution::Convolution;
 pub use dropout::Dropout;
 pub use error::LayerError;
@@ -69,7 +81,11 @@ pub use layer::{layer_stream, Layer, LayerRng, Param, ParamMut};
 pub use mlp::{Init, Mlp, MAX_HIDDEN_LAYERS};
 pub use model::{NamedParam, Sequential};
 pub use mul::MulLayer;
-pub use optimizer::{Optimizer, OptimizerConfig, OptimizerKind};
+pub use net::{LayerDef, NetSpec, MAX_LAYERS};
+pub use optimizer::{
+    AdaGrad, AdaGradConfig, Adam, AdamConfig, Momentum, MomentumConfig, Nesterov, Optimizer, OptimizerConfig,
+    OptimizerKind, ParamList, Parameters, RmsProp, RmsPropConfig, Sgd, SgdConfig,
+};
 pub use pooling::Pooling;
 pub use relu::Relu;
 pub use sigmoid::Sigmoid;

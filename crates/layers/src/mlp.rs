@@ -8,16 +8,13 @@
 //! order W1, W2, ... from one ChaCha8 stream seeded by the caller; biases
 //! start at 0, BatchNorm's scale at 1 and shift at 0.
 
-use crate::batch_norm::{BATCH_NORM_EPS, BATCH_NORM_MOMENTUM};
-use crate::{Activation, Affine, BatchNorm, Dropout, Layer, LayerError, LayerSpec, Sequential, MAX_PARAMS, MAX_WIDTH};
+use crate::{Activation, LayerError, LayerSpec, NetSpec, Sequential, MAX_PARAMS, MAX_WIDTH};
+use std::fmt;
+use std::str::FromStr;
+use tensor::Element;
 
 /// The most hidden layers a recipe may have (the book's deepest has 6).
 pub const MAX_HIDDEN_LAYERS: usize = 100;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use std::fmt;
-use std::str::FromStr;
-use tensor::{Element, Tensor};
 
 /// How initial weights are drawn: `std * N(0, 1)`, with `std` fixed or
 /// depending on the layer's number of inputs `n`.
@@ -187,28 +184,33 @@ impl Mlp {
         Ok(())
     }
 
-    /// The network, with weights drawn from the stream seeded by `seed`.
-    pub fn build<T: Element>(&self, seed: u64) -> Result<Sequential<T>, LayerError> {
-        self.validate()?;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut layers: Vec<Box<dyn Layer<T>>> = Vec::new();
-        let last = self.sizes.len() - 2;
-        for (i, pair) in self.sizes.windows(2).enumerate() {
-            let (inputs, outputs) = (pair[0], pair[1]);
-            let w = Tensor::randn(&[inputs, outputs], self.init.std(inputs), &mut rng);
-            layers.push(Box::new(Affine::new(w, Tensor::zeros(&[outputs]))));
-            if i == last {
+    /// The recipe as a [`NetSpec`]: for each hidden width `Affine ->
+    /// [BatchNorm] -> activation -> [Dropout]`, then the last `Affine`.
+    pub fn net(&self) -> NetSpec {
+        let mut net = NetSpec::new(&self.sizes[..1.min(self.sizes.len())])
+            .init(self.init)
+            .weight_decay(self.weight_decay);
+        let hidden = self.sizes.len().saturating_sub(2);
+        for (i, &outputs) in self.sizes.iter().skip(1).enumerate() {
+            net = net.affine(outputs);
+            if i == hidden {
                 break;
             }
             if self.batch_norm {
-                layers.push(Box::new(BatchNorm::new(outputs, BATCH_NORM_MOMENTUM, BATCH_NORM_EPS)));
+                net = net.batch_norm();
             }
-            layers.push(self.activation.layer());
+            net = net.layer(self.activation.def());
             if let Some(ratio) = self.dropout {
-                layers.push(Box::new(Dropout::new(ratio)));
+                net = net.dropout(ratio);
             }
         }
-        Sequential::new(&self.sizes[..1], layers)?.with_weight_decay(self.weight_decay)
+        net
+    }
+
+    /// The network, with weights drawn from the stream seeded by `seed`.
+    pub fn build<T: Element>(&self, seed: u64) -> Result<Sequential<T>, LayerError> {
+        self.validate()?;
+        self.net().build(seed)
     }
 }
 
@@ -217,6 +219,9 @@ mod tests {
     use super::*;
     use crate::gradcheck::{mean_abs_diff, numerical_gradient, relative_error};
     use crate::{LayerRng, Target};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use tensor::Tensor;
 
     fn toy_batch(rows: usize, cols: usize, seed: u64) -> Tensor<f64> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);

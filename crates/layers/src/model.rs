@@ -17,7 +17,7 @@
 //! `lambda / 2 * sum(W^2)` over the weight matrices (not biases, not
 //! BatchNorm's scale and shift), and their gradients `lambda * W`.
 
-use crate::{Layer, LayerError, LayerRng, LayerSpec, Optimizer, Param, ParamMut, SoftmaxWithLoss, Target, MAX_PARAMS};
+use crate::{Layer, LayerError, LayerRng, LayerSpec, Param, ParamMut, SoftmaxWithLoss, Target, MAX_PARAMS};
 use tensor::{Element, Tensor};
 
 /// A parameter with its model-wide name.
@@ -373,10 +373,13 @@ impl<T: Element> Sequential<T> {
         }
     }
 
-    /// Fraction of rows whose largest logit is at the label (inference mode).
-    pub fn accuracy(&mut self, x: &Tensor<T>, labels: &[usize]) -> Result<f64, LayerError> {
+    /// Fraction of rows whose largest logit is at the label (inference
+    /// mode). Shares the model (`&self`): the layer outputs go to buffers of
+    /// its own, made for this call.
+    pub fn accuracy(&self, x: &Tensor<T>, labels: &[usize]) -> Result<f64, LayerError> {
         self.check_target(x, Target::Labels(labels))?;
-        let logits = Self::forward_into(&self.layers, x, &mut self.activations);
+        let mut scratch = self.new_scratch();
+        let logits = Self::forward_into(&self.layers, x, &mut scratch);
         let correct = (0..logits.rows())
             .filter(|&i| logits.row_argmax(i) == labels[i])
             .count();
@@ -526,50 +529,9 @@ impl<T: Element> Sequential<T> {
         old.unwrap_or_else(|| panic!("no parameter {index}"))
     }
 
-    /// Copies of every parameter, in order: spare buffers for [`Sequential::step`].
+    /// Copies of every parameter's value, in order: a snapshot.
     pub fn param_buffers(&self) -> Vec<Tensor<T>> {
         self.params().into_iter().map(|p| p.value.clone()).collect()
-    }
-
-    /// Exchanges the parameters with `other` (same order and shapes).
-    ///
-    /// # Panics
-    /// When `other` does not match the parameters in count and shape.
-    pub fn swap_params(&mut self, other: &mut [Tensor<T>]) {
-        assert_eq!(
-            other.len(),
-            self.param_names.len(),
-            "swap_params: one buffer per parameter"
-        );
-        self.visit_params_mut(&mut |i, p| {
-            assert_eq!(p.value.shape(), other[i].shape(), "swap_params: shape mismatch");
-            std::mem::swap(p.value, &mut other[i]);
-        });
-    }
-
-    /// One optimizer step that keeps what it replaces: each new parameter is
-    /// written into its buffer in `previous` (from
-    /// [`Sequential::param_buffers`]) and swapped in, so afterwards `previous`
-    /// holds the parameters from before the step, and
-    /// [`Sequential::undo_step`] can take the step back exactly. Costs the
-    /// same memory traffic as an update in place.
-    ///
-    /// # Panics
-    /// When `previous` does not match the parameters in count and shape.
-    pub fn step(&mut self, optimizer: &mut dyn Optimizer<T>, previous: &mut [Tensor<T>]) {
-        assert_eq!(previous.len(), self.param_names.len(), "step: one buffer per parameter");
-        optimizer.begin_step();
-        self.visit_params_mut(&mut |i, p| {
-            let spare = &mut previous[i];
-            optimizer.update(i, p.value, p.grad, spare);
-            std::mem::swap(p.value, spare);
-        });
-    }
-
-    /// Takes back the last [`Sequential::step`]: parameters and optimizer state.
-    pub fn undo_step(&mut self, optimizer: &mut dyn Optimizer<T>, previous: &mut [Tensor<T>]) {
-        self.swap_params(previous);
-        optimizer.undo_step();
     }
 
     /// Overwrites the parameter or buffer `name` after checking its shape.
@@ -742,14 +704,13 @@ mod tests {
         let labels = [0usize, 1, 2, 0, 1, 2];
         let mut optimizer = OptimizerConfig::new(OptimizerKind::Sgd)
             .with_learning_rate(0.5)
-            .build(&net.param_shapes())
+            .build(&net)
             .unwrap();
-        let mut previous = net.param_buffers();
         let mut rng = LayerRng::seed_from_u64(0);
         let first = net.gradient(&x, Target::Labels(&labels), &mut rng).unwrap();
         for _ in 0..200 {
             net.gradient(&x, Target::Labels(&labels), &mut rng).unwrap();
-            net.step(optimizer.as_mut(), &mut previous);
+            optimizer.step(&mut net);
         }
         let last = net.loss(&x, Target::Labels(&labels)).unwrap();
         assert!(last < first * 0.1, "{first} -> {last}");

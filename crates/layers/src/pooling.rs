@@ -49,19 +49,13 @@ impl Pooling {
 
     /// The window over one channel plane of an example of shape `[C, H, W]`.
     fn geometry(&self, example: &[usize]) -> Result<ConvGeometry, LayerError> {
-        let [channels, height, width] = example[..] else {
-            return Err(LayerError::Config(format!(
-                "a Pooling layer takes [C, H, W] per example, not {example:?}"
-            )));
+        let spec = LayerSpec::Pooling {
+            pool_h: self.pool_h,
+            pool_w: self.pool_w,
+            stride: self.stride,
+            pad: self.pad,
         };
-        let plane = ConvGeometry::new((1, height, width), (self.pool_h, self.pool_w), self.stride, self.pad);
-        if channels == 0 || plane.is_err() {
-            return Err(LayerError::Config(format!(
-                "a {}x{} pool with pad {} does not fit a {height}x{width} input (stride {})",
-                self.pool_h, self.pool_w, self.pad, self.stride
-            )));
-        }
-        plane.map_err(|e| LayerError::Config(e.to_string()))
+        spec.window_geometry(example)
     }
 
     fn batch_geometry(&self, input: &[usize]) -> ConvGeometry {
@@ -230,11 +224,6 @@ impl<T: Element> Layer<T> for Pooling {
             stride: self.stride,
             pad: self.pad,
         }
-    }
-
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
-        let g = self.geometry(input)?;
-        Ok(vec![input[0], g.out_h(), g.out_w()])
     }
 
     fn forward(&self, input: &Tensor<T>, output: &mut Tensor<T>) {

@@ -5,8 +5,7 @@
 //! that mask, so a NaN input stays NaN (as in the book) instead of being
 //! silently turned into 0, and a diverging network shows in its loss.
 
-use crate::layer::same_shape;
-use crate::{Layer, LayerError, LayerSpec};
+use crate::{Layer, LayerSpec};
 use tensor::{Element, Tensor};
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -25,10 +24,6 @@ impl<T: Element> Layer<T> for Relu {
 
     fn spec(&self) -> LayerSpec {
         LayerSpec::Relu
-    }
-
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
-        same_shape(input)
     }
 
     fn forward(&self, input: &Tensor<T>, output: &mut Tensor<T>) {

@@ -2,8 +2,7 @@
 //!
 //! Backward needs only the output: `dx = dout * y * (1 - y)`.
 
-use crate::layer::same_shape;
-use crate::{Layer, LayerError, LayerSpec};
+use crate::{Layer, LayerSpec};
 use tensor::{Element, Tensor};
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -34,10 +33,6 @@ impl<T: Element> Layer<T> for Sigmoid {
 
     fn spec(&self) -> LayerSpec {
         LayerSpec::Sigmoid
-    }
-
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
-        same_shape(input)
     }
 
     fn forward(&self, input: &Tensor<T>, output: &mut Tensor<T>) {

@@ -7,6 +7,7 @@
 
 use crate::{Affine, BatchNorm, Convolution, Dropout, Layer, LayerError, Pooling, Relu, Sigmoid};
 use serde::{Deserialize, Serialize};
+use tensor::conv::ConvGeometry;
 use tensor::{Element, Tensor};
 
 /// The largest width of a layer (inputs, outputs, features) accepted from
@@ -113,6 +114,104 @@ impl LayerSpec {
             LayerSpec::Relu | LayerSpec::Sigmoid => {}
         }
         Ok(())
+    }
+
+    /// The shape of one example's output for one example's `input` shape
+    /// (batch dimension left out), or why that input does not fit: what
+    /// every layer's [`crate::Layer::output_shape`] answers, and what the
+    /// builder infers a net's sizes from without allocating anything.
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
+        match *self {
+            LayerSpec::Affine { inputs, outputs } => {
+                // An Affine layer flattens whatever it is given: [C, H, W] is C*H*W inputs.
+                let features = input.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+                if features != Some(inputs) {
+                    return Err(LayerError::Config(format!(
+                        "an Affine layer of {inputs} inputs cannot take inputs of shape {input:?} ({} values)",
+                        features.map_or("too many".to_string(), |f| f.to_string())
+                    )));
+                }
+                Ok(vec![outputs])
+            }
+            LayerSpec::BatchNorm { features, .. } => {
+                if input.first() != Some(&features) || !(input.len() == 1 || input.len() == 3) {
+                    return Err(LayerError::Config(format!(
+                        "a BatchNorm over {features} features takes [{features}] or [{features}, H, W] per example, not {input:?}"
+                    )));
+                }
+                Ok(input.to_vec())
+            }
+            LayerSpec::Convolution { filters, .. } => {
+                let g = self.window_geometry(input)?;
+                Ok(vec![filters, g.out_h(), g.out_w()])
+            }
+            LayerSpec::Pooling { .. } => {
+                let g = self.window_geometry(input)?;
+                Ok(vec![input[0], g.out_h(), g.out_w()])
+            }
+            LayerSpec::Relu | LayerSpec::Sigmoid | LayerSpec::Dropout { .. } => Ok(input.to_vec()),
+        }
+    }
+
+    /// Where a Convolution's filters (or a Pooling layer's windows) slide
+    /// over one example of shape `[C, H, W]`. Errors for other layers.
+    pub(crate) fn window_geometry(&self, example: &[usize]) -> Result<ConvGeometry, LayerError> {
+        let [channels, height, width] = example[..] else {
+            return Err(LayerError::Config(format!(
+                "a {} takes [C, H, W] per example, not {example:?}",
+                self.kind_name()
+            )));
+        };
+        // A pool slides over each channel's plane alone: a geometry of one channel.
+        let (what, window, stride, pad, plane_channels) = match *self {
+            LayerSpec::Convolution {
+                channels: expected,
+                filter_h,
+                filter_w,
+                stride,
+                pad,
+                ..
+            } => {
+                if channels != expected {
+                    return Err(LayerError::Config(format!(
+                        "a Convolution over {expected} channels cannot take {channels}"
+                    )));
+                }
+                ("filter", (filter_h, filter_w), stride, pad, channels)
+            }
+            LayerSpec::Pooling {
+                pool_h,
+                pool_w,
+                stride,
+                pad,
+            } => ("pool", (pool_h, pool_w), stride, pad, 1),
+            _ => return Err(LayerError::Config(format!("a {} has no window", self.kind_name()))),
+        };
+        if channels == 0 {
+            return Err(LayerError::Config(format!(
+                "a {} cannot take 0 channels",
+                self.kind_name()
+            )));
+        }
+        ConvGeometry::new((plane_channels, height, width), window, stride, pad).map_err(|_| {
+            LayerError::Config(format!(
+                "a {}x{} {what} with pad {pad} does not fit a {height}x{width} input (stride {stride})",
+                window.0, window.1
+            ))
+        })
+    }
+
+    /// The layer's name in messages: `Affine`, `Convolution`, ...
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            LayerSpec::Affine { .. } => "Affine",
+            LayerSpec::Relu => "Relu",
+            LayerSpec::Sigmoid => "Sigmoid",
+            LayerSpec::BatchNorm { .. } => "BatchNorm",
+            LayerSpec::Dropout { .. } => "Dropout",
+            LayerSpec::Convolution { .. } => "Convolution",
+            LayerSpec::Pooling { .. } => "Pooling layer",
+        }
     }
 
     /// Scalar parameters of the layer (buffers not counted).

@@ -1,5 +1,5 @@
 use crate::TrainError;
-use layers::{deep_convnet, Activation, Init, Mlp, OptimizerConfig, OptimizerKind, Sequential, SimpleConvNet};
+use layers::{Activation, Init, Mlp, NetSpec, OptimizerConfig, OptimizerKind, Sequential, SimpleConvNet};
 use std::fmt;
 use std::str::FromStr;
 use tensor::Element;
@@ -138,7 +138,7 @@ impl TrainConfig {
                 ..SimpleConvNet::default()
             }
             .build(self.seed)?,
-            ModelKind::DeepConvNet if features == 784 && classes == 10 => deep_convnet(self.seed)?,
+            ModelKind::DeepConvNet if features == 784 && classes == 10 => NetSpec::deep_convnet().build(self.seed)?,
             kind => {
                 return Err(TrainError::InvalidConfig(format!(
                     "{kind} does not fit images of {features} pixels and {classes} classes"
@@ -331,8 +331,8 @@ mod tests {
             (|c| c.hidden.clear(), "empty"),
             (|c| c.hidden = vec![50, 0], "positive"),
             (|c| c.hidden = vec![1 << 40], "between 1 and"),
-            (|c| c.optimizer.learning_rate = -0.1, "learning rate"),
-            (|c| c.optimizer.learning_rate = f64::NAN, "learning rate"),
+            (|c| c.optimizer.learning_rate = -0.1, "learning_rate"),
+            (|c| c.optimizer.learning_rate = f64::NAN, "learning_rate"),
             (|c| c.optimizer.beta1 = 1.0, "beta1"),
             (|c| c.batch_size = 0, "batch size"),
             (|c| c.batch_size = 1 << 30, "batch size"),

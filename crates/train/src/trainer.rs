@@ -150,7 +150,9 @@ impl<'a, T: Element> Trainer<'a, T> {
             )));
         }
         let iterations = config.iterations(train.len())?;
-        let optimizer = config.optimizer.build(&model.param_shapes())?;
+        let mut optimizer = config.optimizer.build(&model)?;
+        // The divergence guard takes the last step back: keep what each step replaces.
+        optimizer.keep_previous();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.threads)
             .build()
@@ -248,7 +250,6 @@ impl<'a, T: Element> Trainer<'a, T> {
         let mut indices = vec![0usize; config.batch_size];
         let mut x = Tensor::<T>::zeros(&[config.batch_size, self.train.features()]);
         let mut labels = Vec::with_capacity(config.batch_size);
-        let mut previous = self.model.param_buffers();
         // Training passes also move non-trainable state (BatchNorm's running
         // statistics): `saved[i % 2]` holds it as it was before iteration i,
         // so that a divergence can put back what went with the kept weights.
@@ -276,10 +277,9 @@ impl<'a, T: Element> Trainer<'a, T> {
                 .gradient_unchecked(&x, Target::Labels(&labels), &mut layer_rng)
                 .to_f64();
             if !loss.is_finite() {
-                if iteration > 0 {
-                    // `previous` holds the parameters of iteration - 1, whose loss was finite.
-                    self.model.undo_step(self.optimizer.as_mut(), &mut previous);
-                }
+                // Back to the parameters of iteration - 1, whose loss was finite
+                // (nothing to undo before the first step).
+                self.optimizer.undo(&mut self.model);
                 // The state from before iteration - 1 (or before this first
                 // one): what a run stopped after iteration - 1 steps has.
                 self.model.restore_buffers(&saved[iteration.saturating_sub(1) % 2]);
@@ -291,7 +291,7 @@ impl<'a, T: Element> Trainer<'a, T> {
                     last_good: iteration.checked_sub(1),
                 });
             }
-            self.model.step(self.optimizer.as_mut(), &mut previous);
+            self.optimizer.step(&mut self.model);
             self.losses.push(loss as f32);
             window_sum += loss;
             window_len += 1;

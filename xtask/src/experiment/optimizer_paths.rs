@@ -7,7 +7,7 @@
 
 use super::{Context, Outcome};
 use crate::common::Result;
-use layers::{Optimizer, OptimizerConfig, OptimizerKind};
+use layers::{OptimizerConfig, OptimizerKind, ParamList};
 use tensor::Tensor;
 use train::report::{panel_grid, write_csv, Axes, Panel, Series, SeriesLabelPosition};
 
@@ -25,21 +25,25 @@ fn gradient(x: f64, y: f64) -> (f64, f64) {
 
 /// The positions visited, the start first: the book records the position
 /// before each of its 30 updates.
-fn path(optimizer: &mut dyn Optimizer<f64>) -> Vec<(f64, f64)> {
-    let mut position = [Tensor::full(&[1], -7.0), Tensor::full(&[1], 2.0)];
-    let mut next = [Tensor::zeros(&[1]), Tensor::zeros(&[1])];
+fn path(config: OptimizerConfig) -> Result<Vec<(f64, f64)>> {
+    // x and y with their gradients.
+    let mut position = ParamList {
+        pairs: vec![
+            (Tensor::full(&[1], -7.0), Tensor::zeros(&[1])),
+            (Tensor::full(&[1], 2.0), Tensor::zeros(&[1])),
+        ],
+    };
+    let mut optimizer = config.build::<f64>(&position)?;
     let mut visited = Vec::with_capacity(STEPS);
     for _ in 0..STEPS {
-        let (x, y) = (position[0].as_slice()[0], position[1].as_slice()[0]);
+        let (x, y) = (position.pairs[0].0.as_slice()[0], position.pairs[1].0.as_slice()[0]);
         visited.push((x, y));
         let (dx, dy) = gradient(x, y);
-        optimizer.begin_step();
-        for (index, grad) in [dx, dy].into_iter().enumerate() {
-            optimizer.update(index, &position[index], &Tensor::full(&[1], grad), &mut next[index]);
-            std::mem::swap(&mut position[index], &mut next[index]);
-        }
+        position.pairs[0].1.fill(dx);
+        position.pairs[1].1.fill(dy);
+        optimizer.step(&mut position);
     }
-    visited
+    Ok(visited)
 }
 
 pub fn run(ctx: &Context<'_>) -> Result<Outcome> {
@@ -64,11 +68,7 @@ pub fn run(ctx: &Context<'_>) -> Result<Outcome> {
     let (mut panels, mut rows, mut lines) = (Vec::new(), Vec::new(), Vec::new());
     let mut json = serde_json::Map::new();
     for (kind, learning_rate) in settings {
-        // Two parameters of one element: x and y.
-        let mut optimizer = OptimizerConfig::new(kind)
-            .with_learning_rate(learning_rate)
-            .build::<f64>(&[vec![1], vec![1]])?;
-        let visited = path(optimizer.as_mut());
+        let visited = path(OptimizerConfig::new(kind).with_learning_rate(learning_rate))?;
         let name = kind.book_name();
         for (step, &(x, y)) in visited.iter().enumerate() {
             rows.push(vec![
