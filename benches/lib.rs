@@ -7,6 +7,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tensor::{Element, MatMut, MatRef, Transpose};
+use train::Dataset as _;
 
 /// The GEMMs of one training step of the 784-50-10 net at batch 100, and of
 /// evaluation: `(name, m, k, n, transpose A, transpose B)` with op(A) m x k.

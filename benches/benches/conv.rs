@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use std::time::Duration;
 use tensor::conv::{col2im, im2col, ConvGeometry};
 use tensor::Tensor;
-use train::ImageData;
+use train::{Dataset as _, ImageData};
 
 fn conv(c: &mut Criterion) {
     let (pixels, labels, _) = images(100);

@@ -21,13 +21,13 @@ fn eval(c: &mut Criterion) {
     for threads in [1, 2] {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         group.bench_function(format!("10k images threads {threads}"), |b| {
-            b.iter(|| pool.install(|| accuracy(&net, test)))
+            b.iter(|| pool.install(|| accuracy(&net, &test)))
         });
         group.bench_function(format!("70k images threads {threads}"), |b| {
-            b.iter(|| pool.install(|| accuracy(&net, all) + accuracy(&net, test)))
+            b.iter(|| pool.install(|| accuracy(&net, &all) + accuracy(&net, &test)))
         });
         group.bench_function(format!("SimpleConvNet 10k images threads {threads}"), |b| {
-            b.iter(|| pool.install(|| accuracy(&convnet, test)))
+            b.iter(|| pool.install(|| accuracy(&convnet, &test)))
         });
     }
     group.finish();

@@ -10,7 +10,7 @@ use layers::{LayerRng, OptimizerConfig, OptimizerKind, Target};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tensor::Tensor;
-use train::{with_busy_workers, ImageData};
+use train::{with_busy_workers, Dataset as _, ImageData};
 
 fn train_step(c: &mut Criterion) {
     let (pixels, labels, _) = images(60000);

@@ -4,7 +4,7 @@
 //! then e.g. `perf record -g target/release/examples/eval_loop 2 100`.
 
 use benches::{example_args, images, seconds_on_busy_pool, two_layer_net};
-use train::{accuracy, ImageData};
+use train::{accuracy, Dataset as _, ImageData};
 
 fn main() {
     let numbers = example_args(
@@ -17,7 +17,7 @@ fn main() {
     let net = two_layer_net::<f32>();
     let seconds = seconds_on_busy_pool(threads, || {
         for _ in 0..rounds {
-            std::hint::black_box(accuracy(&net, data));
+            std::hint::black_box(accuracy(&net, &data));
         }
     });
     println!(

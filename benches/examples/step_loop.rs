@@ -8,7 +8,7 @@ use layers::{LayerRng, OptimizerConfig, OptimizerKind, Target};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tensor::Tensor;
-use train::ImageData;
+use train::{Dataset as _, ImageData};
 
 fn main() {
     let numbers = example_args(

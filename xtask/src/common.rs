@@ -11,9 +11,9 @@ use thiserror::Error;
 pub enum XtaskError {
     #[error(transparent)]
     Data(#[from] MnistError),
-    #[error(transparent)]
+    #[error("{}", in_flags(&.0.to_string(), setting_of_train(.0)))]
     Train(#[from] train::TrainError),
-    #[error(transparent)]
+    #[error("{}", in_flags(&.0.to_string(), setting_of_layer(.0)))]
     Layer(#[from] layers::LayerError),
     #[error("{0}")]
     Usage(String),
@@ -22,6 +22,104 @@ pub enum XtaskError {
 }
 
 pub type Result<T> = std::result::Result<T, XtaskError>;
+
+/// The library names a setting by its field (`learning_rate`); a user of
+/// the command line knows it by its flag (`--lr`).
+fn flag(field: &str) -> String {
+    match field {
+        "learning_rate" => "--lr".into(),
+        "model weight_decay" => "weight_decay in the --net file".into(),
+        "dropout ratio" => "--dropout".into(),
+        other => format!("--{}", other.replace('_', "-")),
+    }
+}
+
+fn setting_of_train(e: &train::TrainError) -> Option<&'static str> {
+    match e {
+        train::TrainError::InvalidSetting { field, .. } => Some(field),
+        train::TrainError::Layer(layer) => setting_of_layer(layer),
+        _ => None,
+    }
+}
+
+fn setting_of_layer(e: &layers::LayerError) -> Option<&'static str> {
+    match e {
+        layers::LayerError::InvalidSetting { field, .. } => Some(field),
+        _ => None,
+    }
+}
+
+/// A library message in the command line's terms: the setting it names
+/// (if any) as its flag, and the advice of a divergence as flags.
+fn in_flags(message: &str, field: Option<&'static str>) -> String {
+    let message = match field {
+        Some(field) if message.starts_with(field) => format!("{}{}", flag(field), &message[field.len()..]),
+        _ => message.to_string(),
+    };
+    message
+        .replace("try a lower learning rate", "try a lower --lr")
+        .replace("or a lower weight decay", "or a lower --weight-decay")
+        .replace("try smaller initial weights", "try a smaller --init std")
+}
+
+/// The networks `--model` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ModelKind {
+    /// A fully connected network from `--hidden` and the chapter-6 options.
+    #[default]
+    Mlp,
+    /// The book's `SimpleConvNet` (chapter 7).
+    SimpleConvNet,
+    /// The book's `DeepConvNet` (chapter 8).
+    DeepConvNet,
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ModelKind::Mlp => "mlp",
+            ModelKind::SimpleConvNet => "simple-convnet",
+            ModelKind::DeepConvNet => "deep-convnet",
+        })
+    }
+}
+
+impl std::str::FromStr for ModelKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "mlp" => Ok(ModelKind::Mlp),
+            "simple-convnet" => Ok(ModelKind::SimpleConvNet),
+            "deep-convnet" => Ok(ModelKind::DeepConvNet),
+            other => Err(format!(
+                "unknown model '{other}'; use mlp, simple-convnet or deep-convnet (or --net FILE)"
+            )),
+        }
+    }
+}
+
+/// Most bytes of a `--net` file: far more than any net needs, little
+/// enough to read at once.
+const MAX_NET_FILE: u64 = 1 << 20;
+
+/// The net described in `path` (see `nets/` and `layers::NetSpec`'s text form).
+pub fn read_net_file(path: &Path) -> Result<layers::NetSpec> {
+    use std::io::Read;
+    let unreadable = |e: std::io::Error| XtaskError::Usage(format!("--net {}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut text = String::new();
+    file.take(MAX_NET_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(unreadable)?;
+    if text.len() as u64 > MAX_NET_FILE {
+        return Err(XtaskError::Usage(format!(
+            "--net {}: more than {MAX_NET_FILE} bytes; a net file lists one layer a line",
+            path.display()
+        )));
+    }
+    text.parse()
+        .map_err(|e: layers::LayerError| XtaskError::Usage(format!("--net {}: {e}", path.display())))
+}
 
 /// The workspace root (xtask's parent folder).
 pub fn project_root() -> PathBuf {

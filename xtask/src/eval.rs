@@ -5,7 +5,7 @@ use mnist::Dataset;
 use mnist::{Mnist, Split};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use train::{accuracy, confusion_matrix, ImageData};
+use train::{accuracy, confusion_matrix, Dataset as _, ImageData};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -38,7 +38,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         return Err(XtaskError::Usage(format!("the {dataset} test split holds no images")));
     }
     let classes = net.output_size();
-    let (acc, matrix) = pool.install(|| (accuracy(net, test), confusion_matrix(net, test, classes)));
+    let (acc, matrix) = pool.install(|| (accuracy(net, &test), confusion_matrix(net, &test, classes)));
     say!(
         "{}: {} images, test accuracy {:.4}",
         args.model.display(),

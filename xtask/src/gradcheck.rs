@@ -1,5 +1,6 @@
 //! `cargo xtask gradcheck`: the book's gradient check (section 5.7.3), for
-//! any of the fully connected networks `train` builds.
+//! any of the fully connected networks `train` builds, the book's small
+//! SimpleConvNet, or a net of one's own (`--net FILE`).
 //!
 //! On the first `--samples` training images, the backprop gradient of every
 //! parameter is compared with the central-difference one (h = 1e-4), both in
@@ -7,23 +8,26 @@
 //! (the random stream is reseeded for every forward pass). Both are timed;
 //! the ratio is the point of chapter 5.
 
-use crate::common::{locate_data, parse_dataset, thread_pool, Result, XtaskError};
+use crate::common::{locate_data, parse_dataset, read_net_file, thread_pool, ModelKind, Result, XtaskError};
 use layers::gradcheck::{mean_abs_diff, numerical_gradient, relative_error};
-use layers::{layer_stream, Activation, Init, LayerRng, Mlp, Sequential, SimpleConvNet, Target};
+use layers::{layer_stream, Activation, Init, LayerRng, NetSpec, Sequential, SimpleConvNet, Target};
 use mnist::{Dataset, Mnist, Split};
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 use tensor::{Element, Tensor};
-use train::{ImageData, ModelKind, TrainConfig};
+use train::{Dataset as _, ImageData, MlpOptions, ModelSpec, TrainConfig};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// mlp (on MNIST images, the network flags below), or simple-convnet (the
     /// book's small SimpleConvNet on random 1x10x10 inputs, as ch07/gradient_check.py).
-    #[arg(long, default_value = "mlp")]
+    #[arg(long, default_value = "mlp", conflicts_with = "net")]
     model: ModelKind,
+    /// A net of one's own (a file of layers, as `train --net` takes), on MNIST images.
+    #[arg(long, value_name = "FILE")]
+    net: Option<PathBuf>,
     /// Number of training images in the batch.
     #[arg(long, default_value_t = 3)]
     samples: usize,
@@ -107,8 +111,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     // Refuse a bad network before loading anything (the thread count is
     // checked by `thread_pool`, also before).
-    let recipe = args.recipe(args.dataset.pixels());
-    recipe.validate()?;
+    let recipe = args.recipe(args.dataset.pixels())?;
+    recipe.layer_specs()?;
     if args.batch_norm && args.samples < 2 {
         return Err(XtaskError::Usage(
             "--batch-norm needs --samples of 2 or more: over one image BatchNorm's output is constant and every gradient before it is 0".into(),
@@ -116,6 +120,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let pool = thread_pool(args.threads)?;
     let report = match args.model {
+        _ if args.net.is_some() => check_mlp(&args, &pool)?,
         ModelKind::Mlp => check_mlp(&args, &pool)?,
         ModelKind::SimpleConvNet => pool.install(|| match args.dtype.as_str() {
             "f32" => check_convnet::<f32>(&args),
@@ -130,7 +135,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     print_report(&args, &report, tolerance, &pool)
 }
 
-/// The mlp on the first `--samples` training images.
+/// The mlp (or the `--net`) on the first `--samples` training images.
 fn check_mlp(args: &Args, pool: &rayon::ThreadPool) -> Result<Report> {
     let dir = locate_data(args.dataset, args.data_dir.clone())?;
     let train = Mnist::load_split_verified(&dir, args.dataset, Split::Train)?;
@@ -198,7 +203,7 @@ fn print_report(args: &Args, report: &Report, tolerance: f64, pool: &rayon::Thre
         Err(XtaskError::Failed(format!(
             "gradient check failed for {} (mean difference above {tolerance:e}); backprop disagrees with the numerical gradient{}",
             failed.join(", "),
-            if args.activation == Activation::Relu && args.model == ModelKind::Mlp {
+            if args.activation == Activation::Relu && args.model == ModelKind::Mlp && args.net.is_none() {
                 ". With ReLU, a step of h = 1e-4 crosses the kink at 0 wherever a unit's input is that small (as with deep nets of std:0.01 weights): try --init he or --activation sigmoid before suspecting backprop"
             } else {
                 ""
@@ -222,18 +227,38 @@ impl Args {
         })
     }
 
-    /// The network: `pixels` inputs, the hidden widths, 10 classes, as `train` builds it.
-    fn recipe(&self, pixels: usize) -> Mlp {
+    /// The network for `pixels` inputs and 10 classes, as `train` builds it:
+    /// the `--net` file's, or the mlp of the flags.
+    fn recipe(&self, pixels: usize) -> Result<NetSpec> {
+        let (model, weight_decay) = match &self.net {
+            Some(path) => {
+                let mut net = read_net_file(path)?;
+                let weight_decay = if self.weight_decay != 0.0 {
+                    self.weight_decay
+                } else {
+                    net.weight_decay
+                };
+                net.weight_decay = 0.0;
+                (ModelSpec::Net(net), weight_decay)
+            }
+            None => (
+                ModelSpec::Mlp(MlpOptions {
+                    hidden: self.hidden.clone(),
+                    activation: self.activation,
+                    init: self.init,
+                    batch_norm: self.batch_norm,
+                    dropout: self.dropout,
+                }),
+                self.weight_decay,
+            ),
+        };
         let config = TrainConfig {
-            hidden: self.hidden.clone(),
-            activation: self.activation,
-            init: self.init,
-            batch_norm: self.batch_norm,
-            dropout: self.dropout,
-            weight_decay: self.weight_decay,
+            model,
+            weight_decay,
             ..TrainConfig::default()
         };
-        config.mlp(pixels, 10)
+        config.validate()?;
+        Ok(config.net(pixels, 10)?)
     }
 }
 
@@ -241,7 +266,8 @@ fn check<T: Element>(args: &Args, train: &mnist::ImageSet) -> Result<Report> {
     let data = ImageData::new(&train.images, &train.labels, train.pixels())?;
     let (mut x, mut labels) = (Tensor::<T>::zeros(&[0]), Vec::new());
     data.gather_range(0, args.samples, &mut x, &mut labels);
-    let net = args.recipe(train.pixels()).build::<T>(args.seed)?;
+    let net = args.recipe(train.pixels())?.build::<T>(args.seed)?;
+    net.shape_batch(&mut x)?;
     compare(args, net, x, &labels)
 }
 

@@ -5,7 +5,7 @@ use mnist::{Dataset, Mnist, Split};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tensor::Tensor;
-use train::ImageData;
+use train::{Dataset as _, ImageData};
 
 #[derive(clap::Args)]
 pub struct Args {

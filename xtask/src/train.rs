@@ -1,7 +1,8 @@
 //! `cargo xtask train`: the book's run, watchable and reproducible.
 
 use crate::common::{
-    available_memory, check_out_dir, load_data, parse_dataset, project_root, timestamp, Result, XtaskError,
+    available_memory, check_out_dir, load_data, parse_dataset, project_root, read_net_file, timestamp, ModelKind,
+    Result, XtaskError,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use layers::{Activation, Init, LayerSpec, OptimizerConfig, OptimizerKind};
@@ -12,14 +13,19 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use train::{
-    report, save_checkpoint, EvalRecord, ImageData, ModelKind, Observer, Summary, TrainConfig, TrainError, Trainer,
+    report, save_checkpoint, Dataset as _, EvalRecord, ImageData, MlpOptions, ModelSpec, Observer, Summary,
+    TrainConfig, TrainError, Trainer,
 };
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// mlp (the book's fully connected nets), simple-convnet (chapter 7) or deep-convnet (chapter 8).
-    #[arg(long, default_value = "mlp")]
-    model: ModelKind,
+    /// mlp (the book's fully connected nets), simple-convnet (chapter 7) or deep-convnet (chapter 8) [default: mlp].
+    #[arg(long, conflicts_with = "net")]
+    model: Option<ModelKind>,
+    /// A network of one's own: a file listing its layers, one a line, sizes
+    /// inferred (see nets/lenet5.net). Trained as the convnets are: adam, 20 epochs.
+    #[arg(long, value_name = "FILE")]
+    net: Option<PathBuf>,
     /// Hidden layer widths of the mlp, comma separated: 50 is the book's net, 100,100 a deeper one [default: 50].
     #[arg(long, value_delimiter = ',')]
     hidden: Option<Vec<usize>>,
@@ -35,9 +41,9 @@ pub struct Args {
     /// A Dropout layer of this ratio (in [0, 1)) after every hidden activation of the mlp.
     #[arg(long, allow_negative_numbers = true)]
     dropout: Option<f64>,
-    /// L2 weight decay lambda: lambda/2 * sum(W^2) added to the loss.
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    weight_decay: f64,
+    /// L2 weight decay lambda: lambda/2 * sum(W^2) added to the loss [default: 0, or the --net file's].
+    #[arg(long, allow_negative_numbers = true)]
+    weight_decay: Option<f64>,
     /// sgd, momentum, nesterov, adagrad, rmsprop or adam [default: sgd for the mlp, adam for the convnets].
     #[arg(long)]
     optimizer: Option<OptimizerKind>,
@@ -105,7 +111,12 @@ pub struct Args {
 impl Args {
     /// The run's settings: the flags given, and each model's book recipe for the rest.
     fn config(&self) -> Result<TrainConfig> {
-        let convnet = self.model != ModelKind::Mlp;
+        let kind = self.model.unwrap_or_default();
+        let convnet = kind != ModelKind::Mlp || self.net.is_some();
+        let model_name = match &self.net {
+            Some(path) => format!("--net {}", path.display()),
+            None => format!("--model {kind}"),
+        };
         if convnet {
             let mlp_only = [
                 ("--hidden", self.hidden.is_some()),
@@ -116,11 +127,42 @@ impl Args {
             ];
             if let Some((flag, _)) = mlp_only.iter().find(|(_, given)| *given) {
                 return Err(XtaskError::Usage(format!(
-                    "{flag} shapes the mlp; --model {} is the book's network as it is",
-                    self.model
+                    "{flag} shapes the mlp; {model_name} is a network as it is"
                 )));
             }
         }
+        let mut weight_decay = self.weight_decay.unwrap_or(0.0);
+        let model = match (&self.net, kind) {
+            (Some(path), _) => {
+                let mut net = read_net_file(path)?;
+                // The run's weight decay is one setting: the flag's, else the file's.
+                match self.weight_decay {
+                    Some(flag) if net.weight_decay != 0.0 && flag != net.weight_decay => {
+                        return Err(XtaskError::Usage(format!(
+                            "--weight-decay {flag} and the weight_decay {} of {} differ; give one",
+                            net.weight_decay,
+                            path.display()
+                        )))
+                    }
+                    Some(_) => {}
+                    None => weight_decay = net.weight_decay,
+                }
+                net.weight_decay = 0.0;
+                ModelSpec::Net(net)
+            }
+            (None, ModelKind::Mlp) => {
+                let defaults = MlpOptions::default();
+                ModelSpec::Mlp(MlpOptions {
+                    hidden: self.hidden.clone().unwrap_or(defaults.hidden),
+                    activation: self.activation.unwrap_or(defaults.activation),
+                    init: self.init.unwrap_or(defaults.init),
+                    batch_norm: self.batch_norm,
+                    dropout: self.dropout,
+                })
+            }
+            (None, ModelKind::SimpleConvNet) => ModelSpec::SimpleConvNet,
+            (None, ModelKind::DeepConvNet) => ModelSpec::DeepConvNet,
+        };
         let optimizer = self.optimizer.unwrap_or(if convnet {
             OptimizerKind::Adam
         } else {
@@ -139,13 +181,8 @@ impl Args {
         };
         let defaults = TrainConfig::default();
         Ok(TrainConfig {
-            model: self.model,
-            hidden: self.hidden.clone().unwrap_or(defaults.hidden),
-            activation: self.activation.unwrap_or(defaults.activation),
-            init: self.init.unwrap_or(defaults.init),
-            batch_norm: self.batch_norm,
-            dropout: self.dropout,
-            weight_decay: self.weight_decay,
+            model,
+            weight_decay,
             optimizer: OptimizerConfig {
                 kind: optimizer,
                 learning_rate,
@@ -223,11 +260,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
     } else {
         config.threads
     };
-    let needed = config.memory_estimate(args.dataset.pixels(), 10, threads);
+    let needed = config.memory_estimate(args.dataset.pixels(), 10, threads)?;
     if let Some(available) = available_memory().filter(|&a| needed > a) {
         let gib = |bytes: f64| bytes / f64::from(1u32 << 30);
         return Err(XtaskError::Usage(format!(
-            "this run would need about {:.1} GiB for the network, its optimizer and its batches, more than the {:.1} GiB this machine has available; use smaller --hidden widths or --batch-size",
+            "this run would need about {:.1} GiB for the network, its optimizer and its batches, more than the {:.1} GiB this machine has available; use a smaller network or --batch-size",
             gib(needed),
             gib(available)
         )));
@@ -236,62 +273,59 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let train_set = ImageData::new(&data.train.images, &data.train.labels, data.train.pixels())?;
     let test_set = ImageData::new(&data.test.images, &data.test.labels, data.test.pixels())?;
     let classes = 10;
-    let mut trainer = Trainer::<f32>::new(config.clone(), train_set, test_set, classes)?;
+    let mut trainer = Trainer::<f32, _>::new(config.clone(), train_set, test_set, classes)?;
     let train_len = trainer.train_set().len();
     let eval_every = config.eval_interval(train_len);
     let iterations = trainer.iterations();
-    let sizes = config.mlp(train_set.features(), classes).sizes;
-    let mlp = config.model == ModelKind::Mlp;
-    // "784-50-10" for the mlp, the network's name for the convnets.
-    let net_name = if mlp {
-        sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-")
-    } else {
-        config.model.to_string()
-    };
+    let parameters = trainer.model().num_params();
+    // "784-50-10 relu" for the mlp, the file's name for a --net, the book's name for the convnets.
     let mut extras = Vec::new();
-    if config.batch_norm {
-        extras.push("batch norm".to_string());
-    }
-    if let Some(ratio) = config.dropout {
-        extras.push(format!("dropout {ratio}"));
-    }
+    let mut tags = Vec::new();
+    let (net_name, network) = match &config.model {
+        ModelSpec::Mlp(mlp) => {
+            let sizes: Vec<String> = std::iter::once(train_set.features())
+                .chain(mlp.hidden.iter().copied())
+                .chain([classes])
+                .map(|s| s.to_string())
+                .collect();
+            if mlp.batch_norm {
+                extras.push("batch norm".to_string());
+                tags.push("-bn");
+            }
+            if let Some(ratio) = mlp.dropout {
+                extras.push(format!("dropout {ratio}"));
+                tags.push("-dropout");
+            }
+            let name = format!("{} {}", sizes.join("-"), mlp.activation);
+            let network = format!("{name} (f32, {parameters} parameters, init {})", mlp.init);
+            (name, network)
+        }
+        ModelSpec::Net(net) => {
+            let name = args
+                .net
+                .as_deref()
+                .and_then(|p| p.file_stem())
+                .map_or("net".into(), |stem| stem.to_string_lossy().into_owned());
+            let network = format!("{name} (f32, {parameters} parameters, init {})", net.init);
+            (name, network)
+        }
+        book => {
+            let name = book.name().to_string();
+            let network = format!("{name} (f32, {parameters} parameters, the book's initial weights)");
+            (name, network)
+        }
+    };
     if config.weight_decay > 0.0 {
         extras.push(format!("weight decay {}", config.weight_decay));
+        tags.push("-wd");
     }
-    let network = if mlp {
-        format!(
-            "{net_name} {} (f32, {} parameters, init {})",
-            config.activation,
-            trainer.model().num_params(),
-            config.init
-        )
-    } else {
-        format!(
-            "{net_name} (f32, {} parameters, the book's initial weights)",
-            trainer.model().num_params()
-        )
-    };
-    let title = if mlp {
-        format!(
-            "{} {net_name} {} {}",
-            args.dataset, config.activation, config.optimizer.kind
-        )
-    } else {
-        format!("{} {net_name} {}", args.dataset, config.optimizer.kind)
-    };
+    let title = format!("{} {net_name} {}", args.dataset, config.optimizer.kind);
     let run_dir = args.out.clone().unwrap_or_else(|| {
-        let tags: String = [
-            (mlp, format!("-{}", config.activation)),
-            (config.batch_norm, "-bn".into()),
-            (config.dropout.is_some(), "-dropout".into()),
-            (config.weight_decay > 0.0, "-wd".into()),
-        ]
-        .into_iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, tag)| tag)
-        .collect();
+        let tags: String = std::iter::once(net_name.replace(' ', "-"))
+            .chain(tags.iter().map(|t| t.to_string()))
+            .collect();
         project_root().join("runs").join(format!(
-            "{}-{net_name}{tags}-{}-seed{}-{}",
+            "{}-{tags}-{}-seed{}-{}",
             args.dataset,
             config.optimizer.kind,
             args.seed,
@@ -378,7 +412,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
         "settings": config.to_json(train_len),
         "dataset": args.dataset.name(),
         "data_dir": data_dir.display().to_string(),
-        "sizes": sizes,
         "layers": trainer.model().specs(),
         "dtype": "f32",
     });

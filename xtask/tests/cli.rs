@@ -61,34 +61,76 @@ fn bad_flag_values_are_refused_before_any_work() {
     let out_dir = dir.path().join("run");
     let out_arg = out_dir.to_str().unwrap();
     let cases: &[(&[&str], &str)] = &[
-        (&["train", "--lr", "-0.1"], "learning rate"),
-        (&["train", "--lr", "NaN"], "learning rate"),
-        (&["train", "--batch-size", "0"], "batch size"),
-        (&["train", "--iters", "0"], "iterations"),
-        (&["train", "--hidden", "50,0"], "positive"),
+        (&["train", "--lr", "-0.1"], "--lr must be"),
+        (&["train", "--lr", "NaN"], "--lr must be"),
+        (&["train", "--batch-size", "0"], "--batch-size must be"),
+        (&["train", "--iters", "0"], "--iters must be"),
+        (&["train", "--hidden", "50,0"], "between 1 and"),
         (&["train", "--eval-every", "0"], "eval-every"),
         (&["train", "--activation", "tanh"], "relu or sigmoid"),
         (&["train", "--optimizer", "lbfgs"], "adam"),
         (&["train", "--optimizer", "adam", "--beta2", "1"], "beta2"),
         (&["train", "--init", "lecun"], "xavier or he"),
         (&["train", "--init", "std:0"], "positive"),
-        (&["train", "--dropout", "1"], "dropout ratio"),
-        (&["train", "--weight-decay", "-1"], "weight decay"),
+        (&["train", "--dropout", "1"], "--dropout must be"),
+        (&["train", "--weight-decay", "-1"], "--weight-decay must be"),
         (&["train", "--epochs", "0"], "epochs"),
         (&["train", "--epochs", "2", "--iters", "5"], "cannot be used with"),
         (&["train", "--train-size", "0"], "train-size"),
-        (&["train", "--iters", "18446744073709551615"], "iterations"),
+        (&["train", "--iters", "18446744073709551615"], "--iters must be"),
         (&["train", "--threads", "100000"], "threads"),
         (&["gradcheck", "--hidden", "100000000"], "between 1 and"),
         (&["train", "--hidden", "65536", "--batch-size", "65536"], "GiB"),
         (&["train", "--hidden", "65536,65536"], "parameters"),
-        (&["gradcheck", "--dropout", "2"], "dropout ratio"),
+        (&["train", "--model", "simple-convnet", "--batch-size", "65536"], "GiB"),
+        (
+            &["train", "--model", "simple-convnet", "--hidden", "50"],
+            "shapes the mlp",
+        ),
+        (&["train", "--net", "/nonexistent.net"], "--net /nonexistent.net"),
+        (
+            &["train", "--net", "nets/lenet5.net", "--model", "mlp"],
+            "cannot be used with",
+        ),
+        (&["train", "--net", "nets/lenet5.net", "--batch-norm"], "shapes the mlp"),
+        (&["gradcheck", "--net", "/nonexistent.net"], "--net /nonexistent.net"),
+        (&["gradcheck", "--dropout", "2"], "--dropout must be"),
         (&["train", "--dataset", "cifar"], "mnist or fashion-mnist"),
         (&["train", "--batch-size", "many"], "invalid"),
         (&["fetch", "--from", "ftp://example.org/"], "unsupported source"),
         (&["gradcheck", "--samples", "0"], "samples"),
         (&["gradcheck", "--dtype", "f16"], "f16"),
     ];
+    // A --net file with a malformed line, or layers whose sizes do not chain,
+    // is refused naming the line or the layer.
+    let bad_line = dir.path().join("bad-line.net");
+    std::fs::write(&bad_line, "input 784\naffine 100\nconv 6\naffine 10\n").unwrap();
+    let bad_chain = dir.path().join("bad-chain.net");
+    std::fs::write(&bad_chain, "input 784\naffine 100\nconv 6 5\naffine 10\n").unwrap();
+    let too_big = dir.path().join("too-big.net");
+    std::fs::write(&too_big, "input 784\naffine 60000\naffine 10\n").unwrap();
+    let net_cases = [
+        (bad_line.to_str().unwrap(), &["train"][..], "line 3"),
+        (bad_chain.to_str().unwrap(), &["train"][..], "layer 2"),
+        (bad_chain.to_str().unwrap(), &["gradcheck"][..], "layer 2"),
+        (
+            too_big.to_str().unwrap(),
+            &["train", "--batch-size", "65536"][..],
+            "GiB",
+        ),
+    ];
+    for (file, task, needle) in net_cases {
+        let mut args = task.to_vec();
+        args.extend_from_slice(&["--net", file, "--data-dir", "/nonexistent", "--out", out_arg]);
+        if task[0] == "gradcheck" {
+            args.truncate(args.len() - 2);
+        }
+        let out = xtask(&args);
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!out_dir.exists(), "{args:?} started work");
+    }
     // An --out that holds another run's files is refused, before any work.
     let used = dir.path().join("used");
     std::fs::create_dir_all(&used).unwrap();

@@ -5,8 +5,10 @@ use std::str::FromStr;
 /// The hidden-layer nonlinearity of an [`crate::Mlp`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Activation {
+    /// `max(0, x)`, a [`crate::Relu`] layer (the default).
     #[default]
     Relu,
+    /// `1 / (1 + exp(-x))`, a [`crate::Sigmoid`] layer.
     Sigmoid,
 }
 
@@ -29,6 +31,7 @@ impl fmt::Display for Activation {
     }
 }
 
+/// Parses `relu` or `sigmoid`, in any case; the error names both choices.
 impl FromStr for Activation {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

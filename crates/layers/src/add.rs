@@ -7,10 +7,12 @@
 pub struct AddLayer;
 
 impl AddLayer {
+    /// The node (it holds nothing).
     pub fn new() -> Self {
         AddLayer
     }
 
+    /// Returns `x + y`.
     pub fn forward<T: std::ops::Add<Output = T>>(&mut self, x: T, y: T) -> T {
         x + y
     }

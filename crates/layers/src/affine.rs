@@ -14,11 +14,40 @@ use crate::layer::{visit_weight_and_bias, visit_weight_and_bias_mut};
 use crate::{Layer, LayerSpec, Param, ParamMut};
 use tensor::{Element, Tensor, Transpose};
 
+/// The book's `Affine` layer: weights, bias and their gradients.
+///
+/// [`Layer::forward`] writes `Y = X W + b` (`[N, M]`); [`Layer::backward`]
+/// overwrites `grad_w` and `grad_b` and writes `dL/dX` in `X`'s shape.
+///
+/// ```
+/// use layers::{Affine, Layer, Tensor};
+///
+/// // D = 2 inputs, M = 3 outputs, a batch of N = 1.
+/// let w = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]).unwrap();
+/// let b = Tensor::from_vec(vec![0.5, 0.0, -0.5], &[3]).unwrap();
+/// let mut affine = Affine::new(w, b);
+/// let x = Tensor::from_vec(vec![1.0f64, -1.0], &[1, 2]).unwrap();
+/// let mut y = Tensor::zeros(&[0]);
+/// affine.forward(&x, &mut y);
+/// assert_eq!(y.shape(), &[1, 3]);
+/// assert_eq!(y.as_slice(), &[-2.5, -3.0, -3.5]); // x W + b
+///
+/// let dy = Tensor::from_vec(vec![1.0, 0.0, 2.0], &[1, 3]).unwrap();
+/// let mut dx = Tensor::zeros(&[0]);
+/// affine.backward(&x, &y, &dy, Some(&mut dx));
+/// assert_eq!(dx.as_slice(), &[7.0, 16.0]); // dy W^T
+/// assert_eq!(affine.grad_w.as_slice(), &[1.0, 0.0, 2.0, -1.0, 0.0, -2.0]); // x^T dy
+/// assert_eq!(affine.grad_b.as_slice(), &[1.0, 0.0, 2.0]); // dy summed over the batch
+/// ```
 #[derive(Debug, Clone)]
 pub struct Affine<T> {
+    /// The weights `W`, `[D, M]`.
     pub w: Tensor<T>,
+    /// The bias `b`, `[M]`.
     pub b: Tensor<T>,
+    /// `dL/dW = X^T G`, `[D, M]`, from the last backward pass.
     pub grad_w: Tensor<T>,
+    /// `dL/db`, `G` summed over the batch, `[M]`, from the last backward pass.
     pub grad_b: Tensor<T>,
 }
 
@@ -41,10 +70,12 @@ impl<T: Element> Affine<T> {
         Affine { w, b, grad_w, grad_b }
     }
 
+    /// `D`: the number of values one example brings (`W`'s rows).
     pub fn in_features(&self) -> usize {
         self.w.shape()[0]
     }
 
+    /// `M`: the number of outputs per example (`W`'s columns).
     pub fn out_features(&self) -> usize {
         self.w.shape()[1]
     }

@@ -23,17 +23,32 @@
 use crate::{Layer, LayerRng, LayerSpec, Param, ParamMut};
 use tensor::{Element, Tensor};
 
-/// The book's defaults.
+/// The book's default momentum of the running statistics:
+/// `r = 0.9 * r + 0.1 * batch value`.
 pub const BATCH_NORM_MOMENTUM: f64 = 0.9;
+/// The book's default `eps` in `std = sqrt(var + eps)` (written `10e-7` there).
 pub const BATCH_NORM_EPS: f64 = 1e-6;
 
+/// The batch normalization layer: per-feature scale `gamma` and shift `beta`,
+/// their gradients, and the running statistics used in inference mode.
+///
+/// Every tensor here is `[features]` (D for `[N, D]` input, C for
+/// `[N, C, H, W]`); the output has the input's shape.
 #[derive(Debug, Clone)]
 pub struct BatchNorm<T> {
+    /// The scale `gamma` (starts at 1).
     pub gamma: Tensor<T>,
+    /// The shift `beta` (starts at 0).
     pub beta: Tensor<T>,
+    /// `dL/dgamma = sum(G * xn)`, from the last backward pass.
     pub grad_gamma: Tensor<T>,
+    /// `dL/dbeta = sum(G)`, from the last backward pass.
     pub grad_beta: Tensor<T>,
+    /// The running mean, updated by each training forward pass; saved, not
+    /// trained (a buffer, see [`Layer::visit_buffers`]).
     pub running_mean: Tensor<T>,
+    /// The running (biased, divided by `M`) variance, updated as
+    /// `running_mean`; saved, not trained.
     pub running_var: Tensor<T>,
     momentum: f64,
     eps: f64,
@@ -76,6 +91,8 @@ impl<T: Element> BatchNorm<T> {
         }
     }
 
+    /// The number of features normalized: D of `[N, D]` input, C of
+    /// `[N, C, H, W]`.
     pub fn features(&self) -> usize {
         self.gamma.numel()
     }

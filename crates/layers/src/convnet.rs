@@ -18,12 +18,19 @@ use tensor::Element;
 pub struct SimpleConvNet {
     /// `(C, H, W)` of one example.
     pub input: (usize, usize, usize),
+    /// The number of convolution filters (the conv output's channels).
     pub filters: usize,
+    /// The side of each square filter, in pixels.
     pub filter_size: usize,
+    /// The zero padding on each side of the input, in pixels.
     pub pad: usize,
+    /// The convolution's step between windows, in pixels.
     pub stride: usize,
+    /// The width of the hidden Affine layer.
     pub hidden: usize,
+    /// The number of classes (the last Affine layer's width).
     pub classes: usize,
+    /// The standard deviation of every initial weight: `W = std * N(0, 1)`.
     pub weight_init_std: f64,
 }
 

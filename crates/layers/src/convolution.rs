@@ -29,13 +29,21 @@ use tensor::{gemm, Element, MatMut, MatRef, Tensor};
 /// evenly busy. Fixed, because it sets the order of the sums over the batch.
 pub const IMAGES_PER_TASK: usize = 5;
 
+/// The convolution layer: filters, bias, their gradients, stride and padding.
+///
+/// [`Layer::forward`] maps `[N, C, H, W]` to `[N, FN, OH, OW]`; it panics
+/// when the input is not 4-D or its channels or size do not fit the filters (a
+/// [`crate::Sequential`] checks the shapes first).
 #[derive(Debug, Clone)]
 pub struct Convolution<T> {
-    /// `[FN, C, FH, FW]`.
+    /// The filters `W`, `[FN, C, FH, FW]`.
     pub w: Tensor<T>,
-    /// `[FN]`.
+    /// The bias `b`, one per filter, `[FN]`.
     pub b: Tensor<T>,
+    /// `dL/dW = sum_n G_n col_n^T`, `[FN, C, FH, FW]`, from the last backward pass.
     pub grad_w: Tensor<T>,
+    /// `dL/db`, `G` summed over images and positions, `[FN]`, from the last
+    /// backward pass.
     pub grad_b: Tensor<T>,
     stride: usize,
     pad: usize,
@@ -83,10 +91,12 @@ impl<T: Element> Convolution<T> {
         }
     }
 
+    /// `FN`: the number of filters, the output's channels.
     pub fn filters(&self) -> usize {
         self.w.shape()[0]
     }
 
+    /// `C`: the input channels each filter spans.
     pub fn channels(&self) -> usize {
         self.w.shape()[1]
     }

@@ -14,6 +14,8 @@ use crate::{Layer, LayerRng, LayerSpec};
 use rand::Rng;
 use tensor::{Element, Tensor};
 
+/// The dropout layer: elementwise, any shape, no parameters; the output has
+/// the input's shape.
 #[derive(Debug, Clone)]
 pub struct Dropout<T> {
     ratio: f64,
@@ -22,6 +24,8 @@ pub struct Dropout<T> {
 }
 
 impl<T: Element> Dropout<T> {
+    /// A layer that drops each value with probability `ratio` in training.
+    ///
     /// # Panics
     /// When `ratio` is not in `[0, 1)` ([`LayerSpec::validate`] refuses it first).
     pub fn new(ratio: f64) -> Self {
@@ -32,6 +36,7 @@ impl<T: Element> Dropout<T> {
         }
     }
 
+    /// The probability that a value is dropped in training, in `[0, 1)`.
     pub fn ratio(&self) -> f64 {
         self.ratio
     }

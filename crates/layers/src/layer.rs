@@ -21,7 +21,9 @@ pub fn layer_stream(seed: u64) -> LayerRng {
 pub struct Param<'a, T> {
     /// `"W"`, `"b"`, `"gamma"`, `"beta"`: the name without its number.
     pub kind: &'static str,
+    /// The parameter's current value.
     pub value: &'a Tensor<T>,
+    /// `dL/d(value)` from the last backward pass; the value's shape.
     pub grad: &'a Tensor<T>,
     /// Whether weight decay applies: weight matrices yes, biases and
     /// BatchNorm's scale and shift no (the book's `MultiLayerNetExtend`).
@@ -31,9 +33,13 @@ pub struct Param<'a, T> {
 /// A [`Param`] with the value and the gradient writable (optimizers,
 /// numerical gradients, loading, weight decay).
 pub struct ParamMut<'a, T> {
+    /// As [`Param::kind`].
     pub kind: &'static str,
+    /// The parameter's value, writable.
     pub value: &'a mut Tensor<T>,
+    /// `dL/d(value)`, writable (weight decay adds `lambda * W` to it).
     pub grad: &'a mut Tensor<T>,
+    /// As [`Param::decays`].
     pub decays: bool,
 }
 
@@ -86,6 +92,10 @@ pub trait Layer<T: Element>: Send + Sync {
         self.forward(input, output);
     }
 
+    /// Backward pass after a [`Layer::forward_train`] on `input` that gave
+    /// `output`: overwrites the parameter gradients and, when `grad_input`
+    /// is `Some`, resizes it to `input`'s shape and writes `dL/d(input)`.
+    /// `grad_output` must have `output`'s shape.
     fn backward(
         &mut self,
         input: &Tensor<T>,
@@ -113,6 +123,8 @@ pub trait Layer<T: Element>: Send + Sync {
     /// [`Layer::visit_buffers`] with the tensors writable (loading).
     fn visit_buffers_mut(&mut self, _f: &mut dyn FnMut(&'static str, &mut Tensor<T>)) {}
 
+    /// A boxed copy of this layer, values and gradients included (what
+    /// makes `Box<dyn Layer<T>>`, and so [`crate::Sequential`], `Clone`).
     fn clone_box(&self) -> Box<dyn Layer<T>>;
 }
 

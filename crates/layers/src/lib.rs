@@ -48,6 +48,8 @@
 //! assert_eq!(model.accuracy(&x, &labels).unwrap(), 1.0);
 //! ```
 
+#![warn(missing_docs)]
+
 mod activation;
 mod add;
 mod affine;
@@ -62,6 +64,7 @@ mod mlp;
 mod model;
 mod mul;
 mod net;
+mod net_file;
 mod optimizer;
 mod pooling;
 mod relu;

@@ -28,6 +28,7 @@ pub enum Init {
     He,
 }
 
+/// The book's default, `Std(0.01)`.
 impl Default for Init {
     fn default() -> Self {
         Init::Std(0.01)
@@ -44,6 +45,9 @@ impl Init {
         }
     }
 
+    /// Refuses, with a [`LayerError::Config`], a fixed `std` that is not a
+    /// finite number of at least `f32`'s smallest normal (1.18e-38; zero
+    /// and negatives included), below which every weight would round to 0.
     pub fn validate(self) -> Result<(), LayerError> {
         match self {
             // Below f32's smallest normal number the weights would all round to 0.
@@ -92,7 +96,9 @@ impl FromStr for Init {
 pub struct Mlp {
     /// Widths: input, hidden..., output.
     pub sizes: Vec<usize>,
+    /// The nonlinearity after every hidden Affine (or BatchNorm) layer.
     pub activation: Activation,
+    /// How every Affine layer's initial weights are drawn.
     pub init: Init,
     /// A BatchNorm after every hidden Affine layer.
     pub batch_norm: bool,
@@ -121,22 +127,29 @@ impl Mlp {
         Mlp::new(&[input_size, hidden_size, output_size])
     }
 
+    /// The recipe with this hidden-layer nonlinearity.
     pub fn activation(self, activation: Activation) -> Self {
         Mlp { activation, ..self }
     }
 
+    /// The recipe with this weight initialization.
     pub fn init(self, init: Init) -> Self {
         Mlp { init, ..self }
     }
 
+    /// The recipe with (`true`) or without a BatchNorm after every hidden
+    /// Affine layer.
     pub fn batch_norm(self, batch_norm: bool) -> Self {
         Mlp { batch_norm, ..self }
     }
 
+    /// The recipe with a Dropout of this ratio (in `[0, 1)`) after every
+    /// hidden activation, or none.
     pub fn dropout(self, dropout: Option<f64>) -> Self {
         Mlp { dropout, ..self }
     }
 
+    /// The recipe with this L2 weight decay `lambda` (`>= 0`; 0 is none).
     pub fn weight_decay(self, weight_decay: f64) -> Self {
         Mlp { weight_decay, ..self }
     }
@@ -373,7 +386,10 @@ mod tests {
             Mlp::new(&[4, 2]).init(Init::Std(1e-50)),
         ] {
             assert!(
-                matches!(recipe.build::<f32>(0), Err(LayerError::Config(_))),
+                matches!(
+                    recipe.build::<f32>(0),
+                    Err(LayerError::Config(_) | LayerError::InvalidSetting { .. })
+                ),
                 "{recipe:?}"
             );
         }

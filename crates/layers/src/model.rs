@@ -22,12 +22,59 @@ use tensor::{Element, Tensor};
 
 /// A parameter with its model-wide name.
 pub struct NamedParam<'a, T> {
+    /// The kind and the layer number: `W1`, `b1`, `gamma1`, ...
     pub name: &'a str,
+    /// The parameter's current value.
     pub value: &'a Tensor<T>,
+    /// `dL/d(value)` from the last backward pass (weight decay's
+    /// `lambda * W` included); the value's shape.
     pub grad: &'a Tensor<T>,
+    /// Whether weight decay applies (weight matrices only).
     pub decays: bool,
 }
 
+/// A network: its layers in order, then a [`SoftmaxWithLoss`]. It owns the
+/// parameters, their gradients, and the outputs and gradients of its last
+/// forward and backward passes (buffers reused from batch to batch).
+///
+/// A batch `x` is `[N, ...]` with [`Sequential::input_size`] values per row
+/// (`[N, C, H, W]` for a model of images, see [`Sequential::shape_batch`]);
+/// the logits are `[N, classes]`. The checked entry points ([`predict`],
+/// [`loss`], [`gradient`], [`accuracy`]) return a [`LayerError`] for a batch
+/// or target that does not fit; the `_unchecked` ones leave that to the
+/// caller. Inference through [`Sequential::predict_with`] and
+/// [`Sequential::accuracy`] takes `&self`, so threads can share one model.
+///
+/// [`predict`]: Sequential::predict
+/// [`loss`]: Sequential::loss
+/// [`gradient`]: Sequential::gradient
+/// [`accuracy`]: Sequential::accuracy
+///
+/// ```
+/// use layers::{LayerRng, NetSpec, Target, Tensor};
+/// use rand::SeedableRng;
+///
+/// // 4 inputs, 3 classes: one Affine layer, W1 [4, 3] and b1 [3].
+/// let mut model = NetSpec::new(&[4]).affine(3).build::<f64>(1).unwrap();
+/// assert_eq!(model.param_names(), ["W1", "b1"]);
+/// assert_eq!(model.num_params(), 4 * 3 + 3);
+///
+/// let x = Tensor::from_vec(vec![1.0, 0.5, -0.5, 2.0, 0.0, 1.0, 1.0, -1.0], &[2, 4]).unwrap();
+/// assert_eq!(model.predict(&x).unwrap().shape(), &[2, 3]);
+///
+/// // Weights 0.01 * N(0, 1) give nearly uniform probabilities: loss ~ ln 3.
+/// let loss = model.loss(&x, Target::Labels(&[0, 2])).unwrap();
+/// assert!((loss - 3f64.ln()).abs() < 0.1, "{loss}");
+///
+/// // Backprop leaves dL/dW1 and dL/db1 in the model.
+/// let mut rng = LayerRng::seed_from_u64(1);
+/// model.gradient(&x, Target::Labels(&[0, 2]), &mut rng).unwrap();
+/// assert_eq!(model.params()[0].grad.shape(), &[4, 3]);
+///
+/// // A batch with 5 values per row, or a label past the last class, is refused.
+/// assert!(model.predict(&Tensor::zeros(&[2, 5])).is_err());
+/// assert!(model.loss(&x, Target::Labels(&[0, 3])).is_err());
+/// ```
 pub struct Sequential<T: Element> {
     layers: Vec<Box<dyn Layer<T>>>,
     loss_layer: SoftmaxWithLoss<T>,
@@ -161,10 +208,12 @@ impl<T: Element> Sequential<T> {
         Ok(self)
     }
 
+    /// The L2 weight decay `lambda` (0: none).
     pub fn weight_decay(&self) -> f64 {
         self.weight_decay
     }
 
+    /// The layers, in order (the loss layer not included).
     pub fn layers(&self) -> &[Box<dyn Layer<T>>] {
         &self.layers
     }
@@ -261,6 +310,10 @@ impl<T: Element> Sequential<T> {
         Ok(())
     }
 
+    /// [`Sequential::check_input`], then that `target` has one entry per
+    /// row of `x` ([`LayerError::BatchMismatch`]), every label is below
+    /// [`Sequential::output_size`] ([`LayerError::LabelOutOfRange`]), and
+    /// one-hot rows have one value per class ([`LayerError::InputShape`]).
     pub fn check_target(&self, x: &Tensor<T>, target: Target<'_, T>) -> Result<(), LayerError> {
         self.check_input(x)?;
         if target.len() != x.rows() {
@@ -457,11 +510,13 @@ impl<T: Element> Sequential<T> {
         out
     }
 
+    /// The parameters' names, in order: `W1 b1 W2 b2 ...`.
     pub fn param_names(&self) -> &[String] {
         &self.param_names
     }
 
-    /// The shape of every parameter, in order (for [`Optimizer::init`]).
+    /// The shape of every parameter, in order (what an optimizer allocates
+    /// its state from, see [`crate::Parameters`]).
     pub fn param_shapes(&self) -> Vec<Vec<usize>> {
         self.params().iter().map(|p| p.value.shape().to_vec()).collect()
     }

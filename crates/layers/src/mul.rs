@@ -10,17 +10,21 @@ pub struct MulLayer<T> {
 }
 
 impl<T: Copy + std::ops::Mul<Output = T>> MulLayer<T> {
+    /// A node whose remembered inputs start at `zero` (`0.0` for floats);
+    /// call [`MulLayer::forward`] before [`MulLayer::backward`].
     pub fn new(zero: T) -> Self {
         MulLayer { x: zero, y: zero }
     }
 
+    /// Returns `x * y` and keeps `x` and `y` for the backward pass.
     pub fn forward(&mut self, x: T, y: T) -> T {
         self.x = x;
         self.y = y;
         x * y
     }
 
-    /// Returns `(dL/dx, dL/dy)`.
+    /// Returns `(dL/dx, dL/dy) = (dout * y, dout * x)` for the last
+    /// forward's `x` and `y`.
     pub fn backward(&self, dout: T) -> (T, T) {
         (dout * self.y, dout * self.x)
     }

@@ -15,7 +15,7 @@
 //! `C * FH * FW`), in layer order from one ChaCha8 stream seeded by the
 //! caller; biases start at 0, BatchNorm's scale at 1 and shift at 0. The
 //! book's nets ([`Mlp`](crate::Mlp), [`SimpleConvNet`](crate::SimpleConvNet),
-//! [`deep_convnet`](crate::deep_convnet)) are recipes over this builder.
+//! [`deep_convnet`](crate::NetSpec::deep_convnet)) are recipes over this builder.
 //!
 //! ```
 //! use layers::{Init, NetSpec};

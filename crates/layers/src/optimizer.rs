@@ -14,7 +14,7 @@
 //!   `p -= lr_t * m / (sqrt(v) + 1e-7)`
 //!
 //! An optimizer is built from the parameters it will update (a
-//! [`Sequential`](crate::Sequential), or any [`Parameters`]): their shapes
+//! [`Sequential`], or any [`Parameters`]): their shapes
 //! are checked once and its state (`v`, `h`, `m`) is allocated then. It owns
 //! that state; [`Optimizer::step`] updates every parameter in place from the
 //! gradients the last backward pass left, allocating nothing.
@@ -129,6 +129,33 @@ impl<T: Element> Parameters<T> for ParamList<T> {
 }
 
 /// An update rule that owns its per-parameter state.
+///
+/// Built from the parameters it will update (`Adam::new(config, &model)`),
+/// then [`Optimizer::step`] after every backward pass.
+///
+/// ```
+/// use layers::{Adam, AdamConfig, Optimizer, ParamList, Tensor};
+///
+/// // L(p) = sum(p^2) / 2, so dL/dp = p.
+/// let p = Tensor::from_vec(vec![1.0f64, -2.0], &[2]).unwrap();
+/// let mut params = ParamList { pairs: vec![(p.clone(), p)] };
+/// let loss = |params: &ParamList<f64>| params.pairs[0].0.as_slice().iter().map(|v| v * v / 2.0).sum::<f64>();
+/// let mut adam = Adam::new(AdamConfig::default(), &params).unwrap();
+/// adam.keep_previous();
+///
+/// let before = loss(&params);
+/// adam.step(&mut params);
+/// // Adam's first step moves each value by lr = 0.001 against the sign of its
+/// // gradient (m / sqrt(v) = g / |g| once bias-corrected).
+/// let moved = params.pairs[0].0.as_slice();
+/// assert!((moved[0] - 0.999).abs() < 1e-6 && (moved[1] - -1.999).abs() < 1e-6, "{moved:?}");
+/// assert!(loss(&params) < before);
+///
+/// // The step taken back: the parameters (and Adam's moments) as they were.
+/// assert!(adam.undo(&mut params));
+/// assert_eq!(params.pairs[0].0.as_slice(), &[1.0, -2.0]);
+/// assert_eq!(adam.steps(), 0);
+/// ```
 pub trait Optimizer<T: Element>: Send {
     /// Updates every parameter from its gradient, in place.
     ///

@@ -22,6 +22,10 @@ use tensor::{Element, Tensor};
 /// The argmax of a window whose maximum was a padding zero.
 const IN_PADDING: u32 = u32::MAX;
 
+/// The max pooling layer: a `PH x PW` window, its stride and padding; no
+/// parameters. [`Layer::forward`] maps `[N, C, H, W]` to `[N, C, OH, OW]`,
+/// and panics when the input is not 4-D or its padded image is smaller than
+/// the window (a [`crate::Sequential`] checks the shapes first).
 #[derive(Debug, Clone)]
 pub struct Pooling {
     pool_h: usize,
@@ -34,6 +38,9 @@ pub struct Pooling {
 }
 
 impl Pooling {
+    /// A `pool_h x pool_w` window moved by `stride` over the image padded
+    /// with `pad` zeros on each side.
+    ///
     /// # Panics
     /// When a size or the stride is 0 ([`LayerSpec::validate`] refuses it first).
     pub fn new(pool_h: usize, pool_w: usize, stride: usize, pad: usize) -> Self {

@@ -8,10 +8,13 @@
 use crate::{Layer, LayerSpec};
 use tensor::{Element, Tensor};
 
+/// The ReLU layer: elementwise, any shape, no parameters; the output has the
+/// input's shape.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Relu;
 
 impl Relu {
+    /// The layer (it holds nothing).
     pub fn new() -> Self {
         Relu
     }

@@ -5,10 +5,13 @@
 use crate::{Layer, LayerSpec};
 use tensor::{Element, Tensor};
 
+/// The sigmoid layer: elementwise, any shape, no parameters; the output has
+/// the input's shape.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sigmoid;
 
 impl Sigmoid {
+    /// The layer (it holds nothing).
     pub fn new() -> Self {
         Sigmoid
     }

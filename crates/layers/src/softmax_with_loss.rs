@@ -35,6 +35,7 @@ impl<T> Target<'_, T> {
         }
     }
 
+    /// Whether the target describes no rows.
     pub fn is_empty(&self) -> bool
     where
         T: Element,
@@ -61,6 +62,7 @@ impl<T: Element> Default for SoftmaxWithLoss<T> {
 }
 
 impl<T: Element> SoftmaxWithLoss<T> {
+    /// The layer, its buffers empty until the first forward pass.
     pub fn new() -> Self {
         SoftmaxWithLoss {
             probs: Tensor::zeros(&[0]),

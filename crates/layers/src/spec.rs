@@ -22,35 +22,61 @@ pub const MAX_PARAMS: usize = 1 << 28;
 /// The largest filter or pool side, stride and pad accepted.
 pub const MAX_WINDOW: usize = 64;
 
+/// One layer's kind and sizes, without its values; in JSON an object whose
+/// `"type"` is the variant's name in snake case (`"batch_norm"`), with the
+/// fields beside it and no others.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LayerSpec {
+    /// An [`Affine`] layer, `W` of `[inputs, outputs]`.
     Affine {
+        /// `D`: values per example (a `[C, H, W]` input counts `C*H*W`).
         inputs: usize,
+        /// `M`: outputs per example.
         outputs: usize,
     },
+    /// A [`Relu`] layer.
     Relu,
+    /// A [`Sigmoid`] layer.
     Sigmoid,
+    /// A [`BatchNorm`] layer.
     BatchNorm {
+        /// D of `[N, D]` input, C of `[N, C, H, W]`.
         features: usize,
+        /// The running statistics' momentum, in `[0, 1)` (the book's 0.9).
         momentum: f64,
+        /// Added to the variance under the square root, `> 0` (the book's 1e-6).
         eps: f64,
     },
+    /// A [`Dropout`] layer.
     Dropout {
+        /// The probability that a value is dropped in training, in `[0, 1)`.
         ratio: f64,
     },
+    /// A [`Convolution`] layer, `W` of `[filters, channels, filter_h, filter_w]`.
     Convolution {
+        /// `C`: the input's channels.
         channels: usize,
+        /// `FN`: the number of filters, the output's channels.
         filters: usize,
+        /// `FH`: the filter's height, in pixels.
         filter_h: usize,
+        /// `FW`: the filter's width, in pixels.
         filter_w: usize,
+        /// The step between windows, in pixels (`>= 1`).
         stride: usize,
+        /// Zeros added on each side of the image, in pixels.
         pad: usize,
     },
+    /// A max [`Pooling`] layer.
     Pooling {
+        /// `PH`: the window's height, in pixels.
         pool_h: usize,
+        /// `PW`: the window's width, in pixels.
         pool_w: usize,
+        /// The step between windows, in pixels (`>= 1`).
         stride: usize,
+        /// Zeros added on each side of the image, in pixels.
         pad: usize,
     },
 }
@@ -87,7 +113,11 @@ impl LayerSpec {
             }
             LayerSpec::Dropout { ratio } => {
                 if !(0.0..1.0).contains(&ratio) {
-                    return bad(format!("the dropout ratio must be in [0, 1), got {ratio}"));
+                    return Err(LayerError::InvalidSetting {
+                        field: "dropout ratio",
+                        value: ratio,
+                        expected: "in [0, 1)",
+                    });
                 }
             }
             LayerSpec::Convolution {
@@ -355,7 +385,13 @@ mod tests {
                 pad: 0,
             },
         ] {
-            assert!(matches!(spec.build::<f32>(), Err(LayerError::Config(_))), "{spec:?}");
+            assert!(
+                matches!(
+                    spec.build::<f32>(),
+                    Err(LayerError::Config(_) | LayerError::InvalidSetting { .. })
+                ),
+                "{spec:?}"
+            );
         }
     }
 }

@@ -1,7 +1,6 @@
 use crate::TrainError;
-use layers::{Activation, Init, Mlp, NetSpec, OptimizerConfig, OptimizerKind, Sequential, SimpleConvNet};
+use layers::{Activation, Init, LayerSpec, Mlp, NetSpec, OptimizerConfig, OptimizerKind, Sequential, SimpleConvNet};
 use std::fmt;
-use std::str::FromStr;
 use tensor::Element;
 
 /// Largest batch size accepted: far beyond anything useful here, small
@@ -15,71 +14,153 @@ pub const MAX_ITERS: usize = 10_000_000;
 /// a typo does not spawn threads for minutes.
 pub const MAX_THREADS: usize = 256;
 
-/// Which network a run trains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ModelKind {
-    /// A fully connected network from the config's widths and chapter-6 options.
-    #[default]
-    Mlp,
-    /// The book's `SimpleConvNet` (chapter 7).
-    SimpleConvNet,
-    /// The book's `DeepConvNet` (chapter 8).
-    DeepConvNet,
-}
-
-impl fmt::Display for ModelKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ModelKind::Mlp => "mlp",
-            ModelKind::SimpleConvNet => "simple-convnet",
-            ModelKind::DeepConvNet => "deep-convnet",
-        })
-    }
-}
-
-impl FromStr for ModelKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "mlp" => Ok(ModelKind::Mlp),
-            "simple-convnet" => Ok(ModelKind::SimpleConvNet),
-            "deep-convnet" => Ok(ModelKind::DeepConvNet),
-            other => Err(format!(
-                "unknown model '{other}'; use mlp, simple-convnet or deep-convnet"
-            )),
-        }
-    }
-}
-
-/// The recipe of a run. [`TrainConfig::default`] is the book's chapter 5:
-/// 784-50-10 with ReLU, `W ~ 0.01 N(0,1)`, SGD at 0.1, batches of 100 drawn
-/// with replacement, 10000 iterations, evaluation once per epoch.
+/// The book's fully connected net (`TwoLayerNet`, `MultiLayerNet(Extend)`)
+/// without its outer widths: those come from the data.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TrainConfig {
-    /// The network; the fields up to `weight_decay` shape an [`ModelKind::Mlp`] only.
-    pub model: ModelKind,
+pub struct MlpOptions {
     /// Hidden layer widths; `[50]` is the book's two-layer net, `[100, 100]` is deeper.
     pub hidden: Vec<usize>,
+    /// The activation after every hidden layer.
     pub activation: Activation,
+    /// How the weights are drawn.
     pub init: Init,
     /// A BatchNorm after every hidden Affine layer.
     pub batch_norm: bool,
     /// A Dropout of this ratio after every hidden activation.
     pub dropout: Option<f64>,
-    /// L2 weight decay lambda.
+}
+
+impl Default for MlpOptions {
+    /// The book's chapter 5: one hidden layer of 50 ReLUs, `W ~ 0.01 N(0, 1)`.
+    fn default() -> Self {
+        MlpOptions {
+            hidden: vec![50],
+            activation: Activation::Relu,
+            init: Init::Std(0.01),
+            batch_norm: false,
+            dropout: None,
+        }
+    }
+}
+
+/// The network a run trains: one of the book's, or any net of the builder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSpec {
+    /// A fully connected net, its input and output widths the data's.
+    Mlp(MlpOptions),
+    /// The book's `SimpleConvNet` (chapter 7), on square one-channel images.
+    SimpleConvNet,
+    /// The book's `DeepConvNet` (chapter 8), on 28x28 images of 10 classes.
+    DeepConvNet,
+    /// Any net of the builder; its input shape must hold the data's features.
+    /// Its weight decay is [`TrainConfig::weight_decay`] (the net's own must be 0).
+    Net(NetSpec),
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        ModelSpec::Mlp(MlpOptions::default())
+    }
+}
+
+impl ModelSpec {
+    /// A short name: `mlp`, `simple-convnet`, `deep-convnet` or `net`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelSpec::Mlp(_) => "mlp",
+            ModelSpec::SimpleConvNet => "simple-convnet",
+            ModelSpec::DeepConvNet => "deep-convnet",
+            ModelSpec::Net(_) => "net",
+        }
+    }
+
+    /// The net for examples of `features` values (square images for the
+    /// book's convnets) and `classes` classes, without weight decay.
+    pub fn net(&self, features: usize, classes: usize) -> Result<NetSpec, TrainError> {
+        let side = (features as f64).sqrt().round() as usize;
+        let square = side * side == features;
+        let misfit = || {
+            TrainError::Data(format!(
+                "the {} does not fit examples of {features} values and {classes} classes",
+                self.name()
+            ))
+        };
+        Ok(match self {
+            ModelSpec::Mlp(options) => {
+                if options.hidden.is_empty() {
+                    return Err(TrainError::setting("hidden", "[]", "at least one width"));
+                }
+                let mut sizes = vec![features];
+                sizes.extend_from_slice(&options.hidden);
+                sizes.push(classes);
+                let mlp = Mlp::new(&sizes)
+                    .activation(options.activation)
+                    .init(options.init)
+                    .batch_norm(options.batch_norm)
+                    .dropout(options.dropout);
+                mlp.validate()?;
+                mlp.net()
+            }
+            ModelSpec::SimpleConvNet if square => SimpleConvNet {
+                input: (1, side, side),
+                classes,
+                ..SimpleConvNet::default()
+            }
+            .net(),
+            ModelSpec::DeepConvNet if features == 784 && classes == 10 => NetSpec::deep_convnet(),
+            ModelSpec::Net(net) => {
+                if net.input_size() != features {
+                    return Err(TrainError::Data(format!(
+                        "the net takes examples of shape {:?} ({} values) but the data has {features} values per example",
+                        net.input,
+                        net.input_size()
+                    )));
+                }
+                net.clone()
+            }
+            _ => return Err(misfit()),
+        })
+    }
+}
+
+/// The recipe of a run: the model, and everything about training it, once.
+/// [`TrainConfig::default`] is the book's chapter 5: 784-50-10 with ReLU,
+/// `W ~ 0.01 N(0,1)`, SGD at 0.1, batches of 100 drawn with replacement,
+/// 10000 iterations, evaluation once per epoch.
+///
+/// ```
+/// use layers::{NetSpec, OptimizerConfig, OptimizerKind};
+/// use train::{ModelSpec, TrainConfig};
+///
+/// let config = TrainConfig {
+///     model: ModelSpec::Net(NetSpec::new(&[784]).affine(100).relu().affine(10)),
+///     optimizer: OptimizerConfig::new(OptimizerKind::Adam),
+///     epochs: Some(2),
+///     ..TrainConfig::default()
+/// };
+/// config.validate().unwrap();
+/// assert_eq!(config.iterations(60_000).unwrap(), 1200);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// The network.
+    pub model: ModelSpec,
+    /// L2 weight decay lambda, for every model (0: none).
     pub weight_decay: f64,
+    /// The optimizer and its settings.
     pub optimizer: OptimizerConfig,
+    /// Examples per step.
     pub batch_size: usize,
     /// Number of steps, unless `epochs` is given.
     pub iters: usize,
     /// Train for this many epochs instead (`epochs * iters_per_epoch` steps).
     pub epochs: Option<usize>,
-    /// Train on the first this-many training images only.
+    /// Train on the first this-many training examples only.
     pub train_size: Option<usize>,
     /// Evaluate train and test accuracy every this many iterations; `None`
     /// means once per epoch, as the book does.
     pub eval_every: Option<usize>,
-    /// Measure the training accuracy on the first this-many training images
+    /// Measure the training accuracy on the first this-many training examples
     /// only (`None`: all of them); the test accuracy always uses the whole test set.
     pub eval_train_size: Option<usize>,
     /// Seeds the weights (stream 0), the batch draws (stream 1) and Dropout's masks (stream 2).
@@ -91,12 +172,7 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
-            model: ModelKind::Mlp,
-            hidden: vec![50],
-            activation: Activation::Relu,
-            init: Init::Std(0.01),
-            batch_norm: false,
-            dropout: None,
+            model: ModelSpec::default(),
             weight_decay: 0.0,
             optimizer: OptimizerConfig::new(OptimizerKind::Sgd).with_learning_rate(0.1),
             batch_size: 100,
@@ -112,114 +188,100 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    /// The network recipe for `input` features and `output` classes.
-    pub fn mlp(&self, input: usize, output: usize) -> Mlp {
-        let mut sizes = vec![input];
-        sizes.extend_from_slice(&self.hidden);
-        sizes.push(output);
-        Mlp::new(&sizes)
-            .activation(self.activation)
-            .init(self.init)
-            .batch_norm(self.batch_norm)
-            .dropout(self.dropout)
-            .weight_decay(self.weight_decay)
+    /// The model's net for `features` inputs and `classes` outputs, with the
+    /// run's weight decay.
+    pub fn net(&self, features: usize, classes: usize) -> Result<NetSpec, TrainError> {
+        Ok(self.model.net(features, classes)?.weight_decay(self.weight_decay))
     }
 
-    /// The seeded network for examples of `features` values (square images
-    /// for the convolutional nets) and `classes` classes.
+    /// The seeded network for examples of `features` values and `classes` classes.
     pub fn build_model<T: Element>(&self, features: usize, classes: usize) -> Result<Sequential<T>, TrainError> {
-        let side = (features as f64).sqrt().round() as usize;
-        let square = side * side == features;
-        let model = match self.model {
-            ModelKind::Mlp => self.mlp(features, classes).build(self.seed)?,
-            ModelKind::SimpleConvNet if square => SimpleConvNet {
-                input: (1, side, side),
-                classes,
-                ..SimpleConvNet::default()
-            }
-            .build(self.seed)?,
-            ModelKind::DeepConvNet if features == 784 && classes == 10 => NetSpec::deep_convnet().build(self.seed)?,
-            kind => {
-                return Err(TrainError::InvalidConfig(format!(
-                    "{kind} does not fit images of {features} pixels and {classes} classes"
-                )))
-            }
-        };
-        Ok(model.with_weight_decay(self.weight_decay)?)
+        Ok(self.net(features, classes)?.build(self.seed)?)
     }
 
-    /// Roughly how many bytes an mlp run needs for its model and buffers
-    /// (the data set not counted): every parameter as value, gradient, spare
-    /// and optimizer state (two tensors for Momentum-like optimizers, four for
-    /// Adam: double-buffered), and every layer's output and gradient for a
-    /// batch, plus one evaluation chunk of outputs per thread. The
-    /// convolutional nets are the book's, of fixed size (under 1 GiB); this
-    /// counts their flag-independent part as 0.
-    pub fn memory_estimate(&self, features: usize, classes: usize, threads: usize) -> f64 {
-        if self.model != ModelKind::Mlp {
-            return 0.0;
-        }
-        let sizes = self.mlp(features, classes).sizes;
-        let params: f64 = sizes.windows(2).map(|w| (w[0] * w[1] + w[1]) as f64).sum();
+    /// Roughly how many bytes a run needs for its model and buffers (the
+    /// data set not counted), from the net's layers: every parameter as
+    /// value, gradient, and spare value and state for the divergence guard
+    /// (none for SGD, one tensor for Momentum, Nesterov, AdaGrad and RMSprop,
+    /// two for Adam: each twice); every layer's output (and a convolution's
+    /// unfolded input) for a batch and its gradient, plus one evaluation
+    /// chunk of outputs per thread.
+    pub fn memory_estimate(&self, features: usize, classes: usize, threads: usize) -> Result<f64, TrainError> {
+        let net = self.net(features, classes)?;
+        let specs = net.layer_specs()?;
+        let shapes = net.output_shapes()?;
+        let params: f64 = specs.iter().map(|spec| spec.num_params() as f64).sum();
         let state = match self.optimizer.kind {
             OptimizerKind::Sgd => 0.0,
-            OptimizerKind::Adam => 4.0,
-            _ => 2.0,
+            OptimizerKind::Adam => 2.0,
+            _ => 1.0,
         };
-        // Affine, BatchNorm, activation, Dropout outputs per hidden width.
-        let per_width = 2.0 + f64::from(u8::from(self.batch_norm)) + f64::from(u8::from(self.dropout.is_some()));
-        let widths: f64 = sizes[1..].iter().map(|&w| w as f64 * per_width).sum();
-        let rows = self.batch_size as f64 * 2.0 + crate::EVAL_CHUNK as f64 * threads.max(1) as f64;
+        let mut per_example = classes as f64; // the softmax's probabilities
+        for (spec, shape) in specs.iter().zip(&shapes) {
+            let outputs: usize = shape.iter().product();
+            per_example += outputs as f64;
+            if let LayerSpec::Convolution {
+                channels,
+                filter_h,
+                filter_w,
+                ..
+            } = *spec
+            {
+                // im2col: one row of C * FH * FW per output position.
+                per_example += (shape[1] * shape[2] * channels * filter_h * filter_w) as f64;
+            }
+        }
+        let widest = shapes.iter().map(|s| s.iter().product::<usize>()).max().unwrap_or(1);
+        let rows = self.batch_size as f64 * 2.0 + crate::evaluate::chunk_rows(widest) as f64 * threads.max(1) as f64;
         let element = 4.0;
-        element * (params * (3.0 + state) + rows * widths)
+        Ok(element * (params * (3.0 + 2.0 * state) + rows * per_example))
     }
 
     /// Refuses settings that cannot train, before any work starts.
     pub fn validate(&self) -> Result<(), TrainError> {
-        let bad = |msg: String| Err(TrainError::InvalidConfig(msg));
-        if self.hidden.is_empty() {
-            return bad("the hidden layer list is empty; give at least one width, e.g. --hidden 50".into());
+        let setting =
+            |field, value: &dyn fmt::Display, expected: String| Err(TrainError::setting(field, value, expected));
+        match &self.model {
+            // Widths, init and dropout as the network checks them, for
+            // MNIST-sized data (the trainer checks again with the data's sizes).
+            ModelSpec::Mlp(_) => drop(self.model.net(784, 10)?),
+            ModelSpec::Net(net) => {
+                if net.weight_decay != 0.0 {
+                    return setting(
+                        "model weight_decay",
+                        &net.weight_decay,
+                        "0: a run's weight decay is TrainConfig::weight_decay".into(),
+                    );
+                }
+                net.layer_specs()?;
+            }
+            ModelSpec::SimpleConvNet | ModelSpec::DeepConvNet => {}
         }
-        if self.hidden.contains(&0) {
-            return bad(format!("hidden widths must be positive, got {:?}", self.hidden));
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return setting("weight_decay", &self.weight_decay, "a number >= 0".into());
         }
-        // Widths, init, dropout and weight decay, as the network checks them,
-        // for MNIST-sized data (the trainer checks again with the data's sizes).
-        self.mlp(784, 10)
-            .validate()
-            .map_err(|e| TrainError::InvalidConfig(e.to_string()))?;
-        self.optimizer
-            .validate()
-            .map_err(|e| TrainError::InvalidConfig(e.to_string()))?;
+        self.optimizer.validate()?;
         if self.batch_size == 0 || self.batch_size > MAX_BATCH {
-            return bad(format!(
-                "the batch size must be between 1 and {MAX_BATCH}, got {}",
-                self.batch_size
-            ));
+            return setting("batch_size", &self.batch_size, format!("between 1 and {MAX_BATCH}"));
         }
         if self.iters == 0 || self.iters > MAX_ITERS {
-            return bad(format!(
-                "the number of iterations must be between 1 and {MAX_ITERS}, got {}",
-                self.iters
-            ));
+            return setting("iters", &self.iters, format!("between 1 and {MAX_ITERS}"));
         }
-        if self.epochs == Some(0) {
-            return bad("--epochs must be at least 1".into());
-        }
-        if self.train_size == Some(0) {
-            return bad("--train-size must be at least 1".into());
-        }
-        if self.eval_every == Some(0) {
-            return bad("--eval-every must be at least 1".into());
-        }
-        if self.eval_train_size == Some(0) {
-            return bad("--eval-train-size must be at least 1".into());
+        let at_least_one = [
+            ("epochs", self.epochs),
+            ("train_size", self.train_size),
+            ("eval_every", self.eval_every),
+            ("eval_train_size", self.eval_train_size),
+        ];
+        if let Some((field, _)) = at_least_one.iter().find(|(_, value)| *value == Some(0)) {
+            return setting(field, &0, "at least 1".into());
         }
         if self.threads > MAX_THREADS {
-            return bad(format!(
-                "--threads must be at most {MAX_THREADS} (0 uses every core), got {}",
-                self.threads
-            ));
+            return setting(
+                "threads",
+                &self.threads,
+                format!("at most {MAX_THREADS} (0 uses every core)"),
+            );
         }
         Ok(())
     }
@@ -239,10 +301,15 @@ impl TrainConfig {
             .checked_mul(self.iters_per_epoch(train_len))
             .filter(|&n| n <= MAX_ITERS)
             .ok_or_else(|| {
-                TrainError::InvalidConfig(format!(
-                    "{epochs} epochs of {} steps is more than {MAX_ITERS} iterations",
-                    self.iters_per_epoch(train_len)
-                ))
+                TrainError::setting(
+                    "epochs",
+                    epochs,
+                    format!(
+                        "at most {} ({} steps each, {MAX_ITERS} iterations in all)",
+                        MAX_ITERS / self.iters_per_epoch(train_len),
+                        self.iters_per_epoch(train_len)
+                    ),
+                )
             })
     }
 
@@ -253,13 +320,8 @@ impl TrainConfig {
 
     /// The settings as JSON, for the run folder.
     pub fn to_json(&self, train_len: usize) -> serde_json::Value {
-        serde_json::json!({
-            "model": self.model.to_string(),
-            "hidden": self.hidden,
-            "activation": self.activation.to_string(),
-            "init": self.init.to_string(),
-            "batch_norm": self.batch_norm,
-            "dropout": self.dropout,
+        let mut json = serde_json::json!({
+            "model": self.model.name(),
             "weight_decay": self.weight_decay,
             "optimizer": self.optimizer.kind.to_string(),
             "learning_rate": self.optimizer.learning_rate,
@@ -275,7 +337,19 @@ impl TrainConfig {
             "eval_train_size": self.eval_train_size,
             "seed": self.seed,
             "threads": self.threads,
-        })
+        });
+        match &self.model {
+            ModelSpec::Mlp(mlp) => {
+                json["hidden"] = serde_json::json!(mlp.hidden);
+                json["activation"] = serde_json::json!(mlp.activation.to_string());
+                json["init"] = serde_json::json!(mlp.init.to_string());
+                json["batch_norm"] = serde_json::json!(mlp.batch_norm);
+                json["dropout"] = serde_json::json!(mlp.dropout);
+            }
+            ModelSpec::Net(net) => json["net"] = serde_json::json!(net.to_string()),
+            ModelSpec::SimpleConvNet | ModelSpec::DeepConvNet => {}
+        }
+        json
     }
 }
 
@@ -283,12 +357,19 @@ impl TrainConfig {
 mod tests {
     use super::*;
 
+    fn mlp(options: MlpOptions) -> TrainConfig {
+        TrainConfig {
+            model: ModelSpec::Mlp(options),
+            ..TrainConfig::default()
+        }
+    }
+
     #[test]
     fn defaults_are_the_books_and_valid() {
         let c = TrainConfig::default();
         c.validate().unwrap();
         assert_eq!(c.eval_interval(60000), 600);
-        assert_eq!(c.mlp(784, 10).sizes, vec![784, 50, 10]);
+        assert_eq!(c.net(784, 10).unwrap(), NetSpec::two_layer_net(784, 50, 10));
         assert_eq!(c.iterations(60000).unwrap(), 10_000);
         let by_epochs = TrainConfig { epochs: Some(201), ..c };
         // The book's overfitting run: 300 images, batches of 100, 3 steps an epoch.
@@ -297,51 +378,95 @@ mod tests {
     }
 
     #[test]
+    fn every_model_is_a_net_of_the_data_sizes() {
+        let net = NetSpec::new(&[1, 28, 28]).conv(4, 5).relu().pool(2).affine(10);
+        let config = TrainConfig {
+            model: ModelSpec::Net(net.clone()),
+            weight_decay: 0.5,
+            ..TrainConfig::default()
+        };
+        assert_eq!(config.net(784, 10).unwrap(), net.weight_decay(0.5));
+        assert!(matches!(config.net(100, 10), Err(TrainError::Data(_))));
+        let simple = TrainConfig {
+            model: ModelSpec::SimpleConvNet,
+            ..TrainConfig::default()
+        };
+        assert_eq!(simple.net(64, 3).unwrap().input, vec![1, 8, 8]);
+        assert!(matches!(simple.net(63, 3), Err(TrainError::Data(_))));
+        // Weight decay is the run's: a net that sets its own is refused.
+        let twice = TrainConfig {
+            model: ModelSpec::Net(NetSpec::new(&[4]).affine(2).weight_decay(0.1)),
+            ..TrainConfig::default()
+        };
+        assert!(matches!(
+            twice.validate(),
+            Err(TrainError::InvalidSetting {
+                field: "model weight_decay",
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn memory_estimate_counts_parameters_state_and_batches() {
         let book = TrainConfig::default();
         let params = (784 * 50 + 50 + 50 * 10 + 10) as f64;
-        // SGD: value, gradient, spare; outputs of Affine and ReLU (and the
-        // last Affine's) for a batch and its gradient, and one chunk per thread.
+        // SGD: value, gradient, spare; outputs of Affine, ReLU, Affine and
+        // the softmax for a batch and its gradient, and one chunk per thread.
         let rows = (100 * 2 + 500) as f64;
         let widths = (50 * 2 + 10 * 2) as f64;
-        assert_eq!(book.memory_estimate(784, 10, 1), 4.0 * (params * 3.0 + rows * widths));
+        let estimate = |c: &TrainConfig, threads| c.memory_estimate(784, 10, threads).unwrap();
+        assert_eq!(estimate(&book, 1), 4.0 * (params * 3.0 + rows * widths));
         let adam = TrainConfig {
             optimizer: OptimizerConfig::new(OptimizerKind::Adam),
             ..TrainConfig::default()
         };
-        assert_eq!(
-            adam.memory_estimate(784, 10, 1) - book.memory_estimate(784, 10, 1),
-            4.0 * params * 4.0
-        );
+        assert_eq!(estimate(&adam, 1) - estimate(&book, 1), 4.0 * params * 4.0);
         let huge = TrainConfig {
-            hidden: vec![65536],
             batch_size: 65536,
+            ..mlp(MlpOptions {
+                hidden: vec![65536],
+                ..MlpOptions::default()
+            })
+        };
+        assert!(estimate(&huge, 2) > 30e9, "the batch of 65536 x 65536 outputs");
+        // A convnet counts its outputs and its unfolded inputs: a batch of
+        // 65536 for SimpleConvNet is tens of GB, refused before the work.
+        let convnet = TrainConfig {
+            model: ModelSpec::SimpleConvNet,
             ..TrainConfig::default()
         };
-        assert!(
-            huge.memory_estimate(784, 10, 2) > 30e9,
-            "the batch of 65536 x 65536 outputs"
-        );
+        let big_convnet = TrainConfig {
+            batch_size: 65536,
+            ..convnet.clone()
+        };
+        assert!(estimate(&convnet, 2) > 5e7);
+        assert!(estimate(&big_convnet, 2) > 2.5e10);
     }
 
     #[test]
-    fn every_bad_value_is_refused_with_a_message() {
+    fn every_bad_value_is_refused_naming_its_field() {
         type Spoil = fn(&mut TrainConfig);
+        fn with_mlp(c: &mut TrainConfig, change: fn(&mut MlpOptions)) {
+            if let ModelSpec::Mlp(options) = &mut c.model {
+                change(options);
+            }
+        }
         let cases: [(Spoil, &str); 16] = [
-            (|c| c.hidden.clear(), "empty"),
-            (|c| c.hidden = vec![50, 0], "positive"),
-            (|c| c.hidden = vec![1 << 40], "between 1 and"),
+            (|c| with_mlp(c, |m| m.hidden.clear()), "hidden"),
+            (|c| with_mlp(c, |m| m.hidden = vec![50, 0]), "between 1 and"),
+            (|c| with_mlp(c, |m| m.hidden = vec![1 << 40]), "between 1 and"),
             (|c| c.optimizer.learning_rate = -0.1, "learning_rate"),
             (|c| c.optimizer.learning_rate = f64::NAN, "learning_rate"),
             (|c| c.optimizer.beta1 = 1.0, "beta1"),
-            (|c| c.batch_size = 0, "batch size"),
-            (|c| c.batch_size = 1 << 30, "batch size"),
-            (|c| c.iters = 0, "iterations"),
-            (|c| c.iters = usize::MAX, "iterations"),
-            (|c| c.eval_every = Some(0), "eval-every"),
-            (|c| c.init = Init::Std(0.0), "std"),
-            (|c| c.dropout = Some(1.5), "dropout"),
-            (|c| c.weight_decay = f64::NAN, "weight decay"),
+            (|c| c.batch_size = 0, "batch_size"),
+            (|c| c.batch_size = 1 << 30, "batch_size"),
+            (|c| c.iters = 0, "iters"),
+            (|c| c.iters = usize::MAX, "iters"),
+            (|c| c.eval_every = Some(0), "eval_every"),
+            (|c| with_mlp(c, |m| m.init = Init::Std(0.0)), "std"),
+            (|c| with_mlp(c, |m| m.dropout = Some(1.5)), "dropout"),
+            (|c| c.weight_decay = f64::NAN, "weight_decay"),
             (|c| c.threads = 100_000, "threads"),
             (|c| c.epochs = Some(0), "epochs"),
         ];

@@ -14,6 +14,151 @@ fn to_values<T: Element>(values: &mut [T], bytes: &[u8]) {
     }
 }
 
+/// A labelled data set the trainer draws batches from: `len` examples of
+/// `features` values each, with a class label each. [`ImageData`] holds
+/// images as bytes (MNIST, Fashion-MNIST), [`ArrayData`] any numbers; a
+/// data set of one's own implements these few methods.
+///
+/// Implementations are cheap to clone (borrowed slices): the trainer keeps
+/// the training set's first `train_size` examples as a data set of its own.
+pub trait Dataset: Clone + Send + Sync {
+    /// Number of examples.
+    fn len(&self) -> usize;
+
+    /// `true` when there are no examples.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Values per example: the model's input size.
+    fn features(&self) -> usize;
+
+    /// The class of example `i` (`i < len`).
+    fn label(&self, i: usize) -> usize;
+
+    /// The largest label plus one (0 when empty).
+    fn classes(&self) -> usize {
+        (0..self.len()).map(|i| self.label(i) + 1).max().unwrap_or(0)
+    }
+
+    /// The first `count` examples (all of them if there are fewer).
+    fn first(&self, count: usize) -> Self;
+
+    /// Writes examples `indices` into `x` as rows (`[indices.len(),
+    /// features]`, reusing its allocation) and their labels into `labels`:
+    /// the one way a training batch is built. Indices are in range (the
+    /// trainer draws them).
+    fn gather<T: Element>(&self, indices: &[usize], x: &mut Tensor<T>, labels: &mut Vec<usize>);
+
+    /// Examples `start..start + count` (clamped to the end), as
+    /// [`Dataset::gather`] builds them: the evaluation's chunks.
+    fn gather_range<T: Element>(&self, start: usize, count: usize, x: &mut Tensor<T>, labels: &mut Vec<usize>) {
+        let end = start.saturating_add(count).min(self.len());
+        let indices: Vec<usize> = (start.min(end)..end).collect();
+        self.gather(&indices, x, labels);
+    }
+}
+
+/// A labelled data set of numbers, borrowed: `len` rows of `features`
+/// values (any [`Element`], converted to the model's when gathered) and one
+/// label per row. A user's own data trains through it as MNIST does:
+///
+/// ```
+/// use train::{ArrayData, Dataset};
+///
+/// // Two examples of three features: classes 0 and 1.
+/// let values = [0.5f32, -1.0, 2.0, 0.0, 1.0, 1.0];
+/// let labels = [0, 1];
+/// let data = ArrayData::new(&values, &labels, 3).unwrap();
+/// assert_eq!((data.len(), data.features(), data.classes()), (2, 3, 2));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ArrayData<'a, V> {
+    values: &'a [V],
+    labels: &'a [usize],
+    features: usize,
+}
+
+impl<'a, V: Element> ArrayData<'a, V> {
+    /// `values` holds `labels.len()` rows of `features` values, row after row.
+    /// Refuses values that do not make whole rows, and values that are not finite.
+    pub fn new(values: &'a [V], labels: &'a [usize], features: usize) -> Result<Self, TrainError> {
+        if features == 0 || values.len() != labels.len().saturating_mul(features) {
+            return Err(TrainError::Data(format!(
+                "{} values do not make {} rows of {features} features",
+                values.len(),
+                labels.len()
+            )));
+        }
+        if let Some(at) = values.iter().position(|v| !v.is_finite()) {
+            return Err(TrainError::Data(format!(
+                "value {at} (row {}) is {}; a data set must hold finite numbers",
+                at / features,
+                values[at]
+            )));
+        }
+        Ok(ArrayData {
+            values,
+            labels,
+            features,
+        })
+    }
+
+    /// Row `i`'s values.
+    pub fn row(&self, i: usize) -> &'a [V] {
+        &self.values[i * self.features..(i + 1) * self.features]
+    }
+}
+
+impl<V: Element> Dataset for ArrayData<'_, V> {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    fn features(&self) -> usize {
+        self.features
+    }
+
+    fn label(&self, i: usize) -> usize {
+        self.labels[i]
+    }
+
+    fn first(&self, count: usize) -> Self {
+        let count = count.min(self.len());
+        ArrayData {
+            values: &self.values[..count * self.features],
+            labels: &self.labels[..count],
+            features: self.features,
+        }
+    }
+
+    fn gather<T: Element>(&self, indices: &[usize], x: &mut Tensor<T>, labels: &mut Vec<usize>) {
+        x.resize(&[indices.len(), self.features]);
+        labels.clear();
+        labels.extend(indices.iter().map(|&i| self.labels[i]));
+        for (row, &i) in x.as_mut_slice().chunks_exact_mut(self.features).zip(indices) {
+            for (value, &v) in row.iter_mut().zip(self.row(i)) {
+                *value = T::from_f64(v.to_f64());
+            }
+        }
+    }
+
+    fn gather_range<T: Element>(&self, start: usize, count: usize, x: &mut Tensor<T>, labels: &mut Vec<usize>) {
+        let end = start.saturating_add(count).min(self.len());
+        let start = start.min(end);
+        x.resize(&[end - start, self.features]);
+        for (value, &v) in x
+            .as_mut_slice()
+            .iter_mut()
+            .zip(&self.values[start * self.features..end * self.features])
+        {
+            *value = T::from_f64(v.to_f64());
+        }
+        labels.clear();
+        labels.extend_from_slice(&self.labels[start..end]);
+    }
+}
+
 /// A labelled image set, borrowed as bytes: `len` images of `features`
 /// pixels (0..=255) and one label per image.
 #[derive(Debug, Clone, Copy)]
@@ -24,9 +169,10 @@ pub struct ImageData<'a> {
 }
 
 impl<'a> ImageData<'a> {
+    /// `pixels` holds `labels.len()` images of `features` bytes, one after another.
     pub fn new(pixels: &'a [u8], labels: &'a [u8], features: usize) -> Result<Self, TrainError> {
-        if features == 0 || pixels.len() != labels.len() * features {
-            return Err(TrainError::InvalidConfig(format!(
+        if features == 0 || pixels.len() != labels.len().saturating_mul(features) {
+            return Err(TrainError::Data(format!(
                 "{} pixels do not make {} images of {features} pixels",
                 pixels.len(),
                 labels.len()
@@ -39,33 +185,32 @@ impl<'a> ImageData<'a> {
         })
     }
 
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    pub fn features(&self) -> usize {
-        self.features
-    }
-
-    pub fn label(&self, i: usize) -> usize {
-        self.labels[i] as usize
-    }
-
+    /// Image `i`'s pixels.
     pub fn image(&self, i: usize) -> &'a [u8] {
         &self.pixels[i * self.features..(i + 1) * self.features]
     }
+}
+
+impl Dataset for ImageData<'_> {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    fn features(&self) -> usize {
+        self.features
+    }
+
+    fn label(&self, i: usize) -> usize {
+        self.labels[i] as usize
+    }
 
     /// The largest label plus one.
-    pub fn classes(&self) -> usize {
+    fn classes(&self) -> usize {
         self.labels.iter().copied().max().map_or(0, |m| m as usize + 1)
     }
 
     /// The first `count` images (all of them if there are fewer).
-    pub fn first(&self, count: usize) -> ImageData<'a> {
+    fn first(&self, count: usize) -> Self {
         let count = count.min(self.len());
         ImageData {
             pixels: &self.pixels[..count * self.features],
@@ -74,11 +219,8 @@ impl<'a> ImageData<'a> {
         }
     }
 
-    /// Writes images `indices` into `x` (`[indices.len(), features]`, reusing
-    /// its allocation) as `[0, 1]` values ([`Element::from_pixel`]), and
-    /// their labels into `labels`: the one way a batch is built. Indices must
-    /// be in range (the caller draws them).
-    pub fn gather<T: Element>(&self, indices: &[usize], x: &mut Tensor<T>, labels: &mut Vec<usize>) {
+    /// Images as `[0, 1]` values ([`Element::from_pixel`]).
+    fn gather<T: Element>(&self, indices: &[usize], x: &mut Tensor<T>, labels: &mut Vec<usize>) {
         x.resize(&[indices.len(), self.features]);
         labels.clear();
         labels.extend(indices.iter().map(|&i| self.labels[i] as usize));
@@ -113,8 +255,7 @@ impl<'a> ImageData<'a> {
         rayon::join(|| fill(top, top_indices), || fill(bottom, bottom_indices));
     }
 
-    /// Rows `start..start + count` (clamped to the end), as [`ImageData::gather`] builds them.
-    pub fn gather_range<T: Element>(&self, start: usize, count: usize, x: &mut Tensor<T>, labels: &mut Vec<usize>) {
+    fn gather_range<T: Element>(&self, start: usize, count: usize, x: &mut Tensor<T>, labels: &mut Vec<usize>) {
         let end = start.saturating_add(count).min(self.len());
         let start = start.min(end);
         x.resize(&[end - start, self.features]);

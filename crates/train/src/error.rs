@@ -2,39 +2,83 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 /// Everything training, checkpointing and reporting can refuse or fail at.
+///
+/// Settings are named by their field in [`TrainConfig`](crate::TrainConfig)
+/// (`batch_size`, `learning_rate`): a command line translates them to its
+/// own flags.
 #[derive(Debug, Error)]
 pub enum TrainError {
-    #[error("invalid setting: {0}")]
-    InvalidConfig(String),
+    /// A setting of the run outside its range.
+    #[error("{field} must be {expected}, got {value}")]
+    InvalidSetting {
+        /// The field of [`TrainConfig`](crate::TrainConfig) (or of its optimizer).
+        field: &'static str,
+        /// The value given, as text.
+        value: String,
+        /// What the field accepts.
+        expected: String,
+    },
+    /// The data does not fit the model or cannot be trained on.
+    #[error("{0}")]
+    Data(String),
+    /// [`Trainer::with_model`](crate::Trainer::with_model) was given a model
+    /// other than the one its config describes.
+    #[error("the model given is not the config's: {0}; describe the model in TrainConfig::model (and its weight decay in TrainConfig::weight_decay)")]
+    ModelMismatch(String),
+    /// The loss was not finite: the run stopped, keeping the last good weights.
     #[error("the loss became {loss} at iteration {iteration} (learning rate {learning_rate}); {}", match last_good {
         Some(good) => format!(
-            "training diverged: try a lower --lr{}. The weights kept are those of iteration {good}",
-            if *weight_decay > 0.0 { " or a lower --weight-decay" } else { "" }
+            "training diverged: try a lower learning rate{}. The weights kept are those of iteration {good}",
+            if *weight_decay > 0.0 { " or a lower weight decay" } else { "" }
         ),
-        None => "the initial weights already give a non-finite loss: try a smaller --init std".to_string(),
+        None => "the initial weights already give a non-finite loss: try smaller initial weights".to_string(),
     })]
     NonFiniteLoss {
+        /// The iteration whose loss was not finite.
         iteration: usize,
+        /// That loss (NaN or infinite).
         loss: f64,
+        /// The optimizer's learning rate.
         learning_rate: f64,
+        /// The model's weight decay lambda.
         weight_decay: f64,
         /// The iteration whose parameters were kept; `None` when the first loss was already non-finite.
         last_good: Option<usize>,
     },
+    /// [`Observer::should_stop`](crate::Observer::should_stop) asked the run to end.
     #[error("interrupted after {iterations} iterations; the weights and records so far are kept")]
-    Interrupted { iterations: usize },
+    Interrupted {
+        /// Steps completed before the stop.
+        iterations: usize,
+    },
+    /// The network refused its description, input or parameters.
     #[error(transparent)]
     Layer(#[from] layers::LayerError),
+    /// A file could not be read or written.
     #[error("{}: {source}; check that the folder exists and is writable", path.display())]
     Io {
+        /// The file or folder.
         path: PathBuf,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
+    /// A checkpoint that cannot be loaded.
     #[error("{}: not a usable checkpoint: {detail}; give a model.safetensors written by `cargo xtask train`", path.display())]
-    Checkpoint { path: PathBuf, detail: String },
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// A plot that could not be drawn.
     #[error("{}: could not draw the plot: {detail}", path.display())]
-    Plot { path: PathBuf, detail: String },
+    Plot {
+        /// The image file.
+        path: PathBuf,
+        /// What the plotting library said.
+        detail: String,
+    },
 }
 
 impl TrainError {
@@ -42,6 +86,15 @@ impl TrainError {
         TrainError::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// A setting outside its range.
+    pub(crate) fn setting(field: &'static str, value: impl ToString, expected: impl Into<String>) -> Self {
+        TrainError::InvalidSetting {
+            field,
+            value: value.to_string(),
+            expected: expected.into(),
         }
     }
 }

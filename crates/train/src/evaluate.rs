@@ -7,7 +7,7 @@
 //! (Dropout scales, BatchNorm uses its running statistics) and are shared by
 //! `&` between the threads.
 
-use crate::ImageData;
+use crate::Dataset;
 use layers::Sequential;
 use rayon::prelude::*;
 use tensor::{Element, Tensor};
@@ -26,7 +26,13 @@ const CHUNK_VALUES: usize = 1 << 21;
 /// Images per evaluation chunk for `net`: [`EVAL_CHUNK`], or fewer so that
 /// the widest layer output of a chunk holds at most [`CHUNK_VALUES`].
 pub fn chunk_images<T: Element>(net: &Sequential<T>) -> usize {
-    (CHUNK_VALUES / net.widest_activation().max(1)).clamp(1, EVAL_CHUNK)
+    chunk_rows(net.widest_activation())
+}
+
+/// Examples per evaluation chunk for a net whose widest layer output holds
+/// `widest` values per example.
+pub(crate) fn chunk_rows(widest: usize) -> usize {
+    (CHUNK_VALUES / widest.max(1)).clamp(1, EVAL_CHUNK)
 }
 
 /// Per-thread buffers: a chunk of input, its labels, the layer outputs.
@@ -38,9 +44,9 @@ struct Scratch<T: Element> {
 
 /// Runs `visit(predicted, label)` for every image, returning the per-chunk
 /// results of `fold` summed in chunk order.
-fn predictions<T: Element, R: Send + Default + std::ops::Add<Output = R>>(
+fn predictions<T: Element, D: Dataset, R: Send + Default + std::ops::Add<Output = R>>(
     net: &Sequential<T>,
-    data: ImageData<'_>,
+    data: &D,
     fold: impl Fn(&mut R, usize, usize) + Sync,
 ) -> R {
     let chunk_len = chunk_images(net);
@@ -77,7 +83,7 @@ fn predictions<T: Element, R: Send + Default + std::ops::Add<Output = R>>(
 }
 
 /// Fraction of `data` the network classifies correctly.
-pub fn accuracy<T: Element>(net: &Sequential<T>, data: ImageData<'_>) -> f64 {
+pub fn accuracy<T: Element, D: Dataset>(net: &Sequential<T>, data: &D) -> f64 {
     if data.is_empty() {
         return 0.0;
     }
@@ -88,7 +94,7 @@ pub fn accuracy<T: Element>(net: &Sequential<T>, data: ImageData<'_>) -> f64 {
 }
 
 /// `matrix[label][predicted]` counts over `data`, for `classes` classes.
-pub fn confusion_matrix<T: Element>(net: &Sequential<T>, data: ImageData<'_>, classes: usize) -> Vec<Vec<usize>> {
+pub fn confusion_matrix<T: Element, D: Dataset>(net: &Sequential<T>, data: &D, classes: usize) -> Vec<Vec<usize>> {
     let counts: Counts = predictions(net, data, |acc: &mut Counts, predicted, label| {
         if acc.0.is_empty() {
             acc.0 = vec![0; classes * classes];

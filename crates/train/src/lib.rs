@@ -1,10 +1,13 @@
-//! Training the models of `layers` on image classification data: the book's
-//! loop with any optimizer, evaluation spread over the cores, checkpoints,
-//! and the run's records (CSV, plots).
+//! Training the models of `layers` on classification data: the book's loop
+//! with any optimizer, evaluation spread over the cores, checkpoints, and the
+//! run's records (CSV, plots).
 //!
-//! The data comes in as bytes ([`ImageData`]: `u8` pixels and labels), so
-//! this crate does not depend on where it was loaded from; mini-batches are
-//! normalized to `[0, 1]` while they are gathered into a reused buffer.
+//! A run is a [`TrainConfig`] (the model, as one of the book's nets or any
+//! [`layers::NetSpec`], and the training settings, each once) and two
+//! [`Dataset`]s; [`Trainer`] runs it. Data comes in as bytes ([`ImageData`]:
+//! `u8` pixels, MNIST's fast path, normalized to `[0, 1]` while a batch is
+//! gathered) or as numbers ([`ArrayData`]); this crate does not depend on
+//! where it was loaded from. See [`Trainer`] for a whole run in a few lines.
 
 mod busy;
 mod checkpoint;
@@ -17,8 +20,8 @@ mod trainer;
 
 pub use busy::with_busy_workers;
 pub use checkpoint::{load_checkpoint, remove_stale_temp_files, save_checkpoint, write_atomic, Checkpoint};
-pub use config::{ModelKind, TrainConfig, MAX_BATCH, MAX_ITERS, MAX_THREADS};
-pub use data::ImageData;
+pub use config::{MlpOptions, ModelSpec, TrainConfig, MAX_BATCH, MAX_ITERS, MAX_THREADS};
+pub use data::{ArrayData, Dataset, ImageData};
 pub use error::TrainError;
 pub use evaluate::{accuracy, confusion_matrix, EVAL_CHUNK};
 pub use trainer::{EvalRecord, Observer, Summary, Trainer};

@@ -14,7 +14,7 @@
 //! optimizer writes into a spare set of parameters (and state) that is then
 //! swapped in, which also keeps the previous ones for the divergence guard.
 
-use crate::{accuracy, with_busy_workers, ImageData, TrainConfig, TrainError};
+use crate::{accuracy, with_busy_workers, Dataset, TrainConfig, TrainError};
 use layers::{layer_stream, Optimizer, Sequential, Target};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -26,12 +26,15 @@ use tensor::{Element, Tensor};
 /// `eval_train_size` images) and the full test set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalRecord {
+    /// Steps taken before this evaluation.
     pub iteration: usize,
     /// `iteration / iters_per_epoch`: epochs of training data seen (the book's x axis).
     pub epoch: f64,
     /// Mean training batch loss since the previous evaluation (none before the first step).
     pub loss: Option<f64>,
+    /// Fraction of the training examples (or the first `eval_train_size`) classified correctly.
     pub train_accuracy: f64,
+    /// Fraction of the test examples classified correctly.
     pub test_accuracy: f64,
     /// Seconds since the run started.
     pub elapsed_seconds: f64,
@@ -42,8 +45,11 @@ pub struct EvalRecord {
 pub struct Summary {
     /// Mean batch loss over the last `min(100, iters)` iterations.
     pub final_loss: f64,
+    /// The last evaluation's training accuracy.
     pub train_accuracy: f64,
+    /// The last evaluation's test accuracy.
     pub test_accuracy: f64,
+    /// Steps taken.
     pub iterations: usize,
     /// Wall time of the loop, evaluations included.
     pub seconds_total: f64,
@@ -56,7 +62,9 @@ pub struct Summary {
 pub trait Observer: Send {
     /// The training images of the batch about to be stepped on (indices into the training set).
     fn on_batch(&mut self, _iteration: usize, _indices: &[usize]) {}
+    /// The batch loss of the step just taken.
     fn on_step(&mut self, _iteration: usize, _loss: f64) {}
+    /// An evaluation just recorded.
     fn on_eval(&mut self, _record: &EvalRecord) {}
     /// Asked after every step: `true` ends the run there with
     /// [`TrainError::Interrupted`] (Ctrl-C, say), keeping what was learned.
@@ -68,63 +76,99 @@ pub trait Observer: Send {
 /// An observer that ignores everything.
 impl Observer for () {}
 
-pub struct Trainer<'a, T: Element> {
+/// The book's training loop for any model of [`TrainConfig::model`] on any
+/// [`Dataset`], in `T` (`f32` to train, `f64` to check).
+///
+/// ```
+/// use train::{ArrayData, Dataset, TrainConfig, Trainer};
+/// use layers::{NetSpec, OptimizerConfig, OptimizerKind};
+///
+/// // Is x + y above 1? 64 points on a grid, four classes-worth of features.
+/// let mut values = Vec::new();
+/// let mut labels = Vec::new();
+/// for i in 0..64 {
+///     let (x, y) = ((i % 8) as f32 / 7.0, (i / 8) as f32 / 7.0);
+///     values.extend([x, y]);
+///     labels.push(usize::from(x + y > 1.0));
+/// }
+/// let data = ArrayData::new(&values, &labels, 2).unwrap();
+/// let config = TrainConfig {
+///     model: train::ModelSpec::Net(NetSpec::new(&[2]).affine(16).relu().affine(2)),
+///     optimizer: OptimizerConfig::new(OptimizerKind::Adam).with_learning_rate(0.05),
+///     batch_size: 16,
+///     iters: 300,
+///     threads: 1,
+///     ..TrainConfig::default()
+/// };
+/// let mut trainer = Trainer::<f32, _>::new(config, data, data, 2).unwrap();
+/// let summary = trainer.run(&mut ()).unwrap();
+/// assert!(summary.train_accuracy > 0.9, "{summary:?}");
+/// ```
+pub struct Trainer<T: Element, D: Dataset> {
     config: TrainConfig,
     model: Sequential<T>,
     optimizer: Box<dyn Optimizer<T>>,
     /// Steps of the run (`iters`, or `epochs` epochs).
     iterations: usize,
-    train: ImageData<'a>,
-    test: ImageData<'a>,
+    train: D,
+    test: D,
     pool: Arc<rayon::ThreadPool>,
     losses: Vec<f32>,
     evals: Vec<EvalRecord>,
 }
 
-impl<'a, T: Element> Trainer<'a, T> {
+impl<T: Element, D: Dataset> Trainer<T, D> {
     /// Validates the settings and the data, builds the seeded network of the
     /// config ([`TrainConfig::build_model`]: `train.features()` inputs,
     /// `classes` outputs), the optimizer and the thread pool.
-    pub fn new(
-        config: TrainConfig,
-        train: ImageData<'a>,
-        test: ImageData<'a>,
-        classes: usize,
-    ) -> Result<Self, TrainError> {
+    pub fn new(config: TrainConfig, train: D, test: D, classes: usize) -> Result<Self, TrainError> {
         config.validate()?;
         let model = config.build_model(train.features(), classes)?;
         Self::with_model(config, model, train, test)
     }
 
-    /// A trainer for a model built by the caller (any [`Sequential`]); the
-    /// config's network settings are ignored, the rest applies.
-    pub fn with_model(
-        config: TrainConfig,
-        model: Sequential<T>,
-        train: ImageData<'a>,
-        test: ImageData<'a>,
-    ) -> Result<Self, TrainError> {
+    /// A trainer for a model the caller already has (a checkpoint, say),
+    /// which must be the config's: the layers of [`TrainConfig::net`] for
+    /// its sizes and the config's weight decay. Its weights are kept.
+    pub fn with_model(config: TrainConfig, model: Sequential<T>, train: D, test: D) -> Result<Self, TrainError> {
         config.validate()?;
+        let described = config.net(model.input_size(), model.output_size())?;
+        if described.layer_specs()? != model.specs() || described.input != model.input_shape() {
+            return Err(TrainError::ModelMismatch(format!(
+                "its layers are {}, the config's {} has {:?}",
+                model.summary(),
+                config.model.name(),
+                described.layer_specs()?
+            )));
+        }
+        if model.weight_decay() != config.weight_decay {
+            return Err(TrainError::ModelMismatch(format!(
+                "its weight decay is {}, the config's {}",
+                model.weight_decay(),
+                config.weight_decay
+            )));
+        }
         let train = match config.train_size {
             Some(n) if n > train.len() => {
-                return Err(TrainError::InvalidConfig(format!(
-                    "--train-size {n} is more than the {} training images",
-                    train.len()
-                )))
+                return Err(TrainError::setting(
+                    "train_size",
+                    n,
+                    format!("at most the {} training examples", train.len()),
+                ))
             }
             Some(n) => train.first(n),
             None => train,
         };
         if train.is_empty() {
-            return Err(TrainError::InvalidConfig("the training set is empty".into()));
+            return Err(TrainError::Data("the training set is empty".into()));
         }
         if test.is_empty() {
-            return Err(TrainError::InvalidConfig("the test set is empty".into()));
+            return Err(TrainError::Data("the test set is empty".into()));
         }
-        for (set, data) in [("training", train), ("test", test)] {
+        for (set, data) in [("training", &train), ("test", &test)] {
             if data.features() != model.input_size() {
-                return Err(TrainError::InvalidConfig(format!(
-                    "{set} images have {} pixels but the model takes {} inputs",
+                return Err(TrainError::Data(format!(
+                    "{set} examples have {} values but the model takes {} inputs",
                     data.features(),
                     model.input_size()
                 )));
@@ -132,7 +176,7 @@ impl<'a, T: Element> Trainer<'a, T> {
         }
         let needed = train.classes().max(test.classes());
         if needed > model.output_size() {
-            return Err(TrainError::InvalidConfig(format!(
+            return Err(TrainError::Data(format!(
                 "labels go up to {} but the model has {} outputs",
                 needed - 1,
                 model.output_size()
@@ -143,11 +187,11 @@ impl<'a, T: Element> Trainer<'a, T> {
             .iter()
             .find(|p| p.value.as_slice().iter().any(|v| !v.is_finite()))
         {
-            return Err(TrainError::InvalidConfig(format!(
-                "the initial {} holds values that are not finite in {}; the initial weights are too large (try a smaller --init std)",
-                param.name,
-                T::NAME
-            )));
+            return Err(TrainError::setting(
+                "init",
+                format!("weights that make {} not finite in {}", param.name, T::NAME),
+                "smaller initial weights",
+            ));
         }
         let iterations = config.iterations(train.len())?;
         let mut optimizer = config.optimizer.build(&model)?;
@@ -156,7 +200,13 @@ impl<'a, T: Element> Trainer<'a, T> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.threads)
             .build()
-            .map_err(|e| TrainError::InvalidConfig(format!("cannot start {} threads: {e}", config.threads)))
+            .map_err(|e| {
+                TrainError::setting(
+                    "threads",
+                    config.threads,
+                    format!("a number of threads the system can start ({e})"),
+                )
+            })
             .map(Arc::new)?;
         Ok(Trainer {
             losses: Vec::with_capacity(iterations),
@@ -171,6 +221,7 @@ impl<'a, T: Element> Trainer<'a, T> {
         })
     }
 
+    /// The run's settings.
     pub fn config(&self) -> &TrainConfig {
         &self.config
     }
@@ -185,9 +236,9 @@ impl<'a, T: Element> Trainer<'a, T> {
         self.iterations
     }
 
-    /// The training set (the first `train_size` images when that is set).
-    pub fn train_set(&self) -> ImageData<'a> {
-        self.train
+    /// The training set (the first `train_size` examples when that is set).
+    pub fn train_set(&self) -> &D {
+        &self.train
     }
 
     /// The batch loss of every completed iteration.
@@ -195,6 +246,7 @@ impl<'a, T: Element> Trainer<'a, T> {
         &self.losses
     }
 
+    /// Every evaluation so far, first to last.
     pub fn evals(&self) -> &[EvalRecord] {
         &self.evals
     }
@@ -209,10 +261,9 @@ impl<'a, T: Element> Trainer<'a, T> {
         let t0 = Instant::now();
         let train = match self.config.eval_train_size {
             Some(n) => self.train.first(n),
-            None => self.train,
+            None => self.train.clone(),
         };
-        let (model, test) = (&self.model, self.test);
-        let (train_accuracy, test_accuracy) = (accuracy(model, train), accuracy(model, test));
+        let (train_accuracy, test_accuracy) = (accuracy(&self.model, &train), accuracy(&self.model, &self.test));
         let record = EvalRecord {
             iteration,
             epoch: iteration as f64 / self.config.iters_per_epoch(self.train.len()) as f64,

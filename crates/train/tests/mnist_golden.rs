@@ -27,7 +27,7 @@ fn subset_run_of(config: TrainConfig) -> (Vec<f32>, Vec<(f64, f64)>) {
     let pixels = data.train.pixels();
     let train = ImageData::new(&data.train.images[..2000 * pixels], &data.train.labels[..2000], pixels).unwrap();
     let test = ImageData::new(&data.test.images[..1000 * pixels], &data.test.labels[..1000], pixels).unwrap();
-    let mut trainer = Trainer::<f32>::new(config, train, test, 10).unwrap();
+    let mut trainer = Trainer::<f32, _>::new(config, train, test, 10).unwrap();
     trainer.run(&mut ()).unwrap();
     let accuracies = trainer
         .evals()
@@ -66,7 +66,7 @@ const GOLDEN_CONVNET: [f32; 8] = [
 #[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
 fn simple_convnet_golden_first_losses() {
     let config = |threads| TrainConfig {
-        model: train::ModelKind::SimpleConvNet,
+        model: train::ModelSpec::SimpleConvNet,
         optimizer: layers::OptimizerConfig::new(layers::OptimizerKind::Adam),
         iters: 30,
         eval_every: Some(30),

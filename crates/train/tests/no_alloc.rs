@@ -6,7 +6,7 @@ mod common;
 use layers::{OptimizerConfig, OptimizerKind};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use train::{ImageData, Observer, TrainConfig, Trainer};
+use train::{ImageData, MlpOptions, ModelSpec, Observer, TrainConfig, Trainer};
 
 struct Counting;
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
@@ -55,13 +55,16 @@ fn a_warm_iteration_allocates_nothing() {
     let sgd = TrainConfig::default();
     let adam_bn_dropout = TrainConfig {
         optimizer: OptimizerConfig::new(OptimizerKind::Adam),
-        batch_norm: true,
-        dropout: Some(0.3),
+        model: ModelSpec::Mlp(MlpOptions {
+            batch_norm: true,
+            dropout: Some(0.3),
+            ..MlpOptions::default()
+        }),
         weight_decay: 0.01,
         ..TrainConfig::default()
     };
     let convnet = TrainConfig {
-        model: train::ModelKind::SimpleConvNet,
+        model: ModelSpec::SimpleConvNet,
         optimizer: OptimizerConfig::new(OptimizerKind::Adam),
         ..TrainConfig::default()
     };
@@ -77,15 +80,19 @@ fn a_warm_iteration_allocates_nothing() {
     for (pixels, features, hidden, threads, recipe) in cases {
         let data = ImageData::new(pixels, &lb, features).unwrap();
         // Evaluation only before the first and after the last step, outside the window.
+        let model = match &recipe.model {
+            ModelSpec::Mlp(mlp) => ModelSpec::Mlp(MlpOptions { hidden, ..mlp.clone() }),
+            other => other.clone(),
+        };
         let config = TrainConfig {
-            hidden,
+            model,
             iters: 400,
             eval_every: Some(1000),
             batch_size: 100,
             threads,
             ..recipe.clone()
         };
-        let mut trainer = Trainer::<f32>::new(config, data, data, 10).unwrap();
+        let mut trainer = Trainer::<f32, _>::new(config, data, data, 10).unwrap();
         let mut window = Window {
             warm_at: 5,
             end_at: 399,
@@ -103,7 +110,7 @@ fn a_warm_iteration_allocates_nothing() {
             allocations <= allowed,
             "{allocations} allocations in 394 warm iterations ({features} features, {threads} threads, {:?} {})",
             recipe.optimizer.kind,
-            recipe.model
+            recipe.model.name()
         );
     }
 }

@@ -6,18 +6,26 @@ mod common;
 
 use common::toy_set;
 use layers::{Activation, Init, OptimizerConfig, OptimizerKind};
-use train::{report, EvalRecord, ImageData, Observer, TrainConfig, TrainError, Trainer};
+use train::{report, EvalRecord, ImageData, MlpOptions, ModelSpec, Observer, TrainConfig, TrainError, Trainer};
+
+/// The toy mlp: one hidden layer of 16, weights `0.1 N(0, 1)`.
+fn toy_mlp() -> MlpOptions {
+    MlpOptions {
+        hidden: vec![16],
+        init: Init::Std(0.1),
+        ..MlpOptions::default()
+    }
+}
 
 fn config(threads: usize) -> TrainConfig {
     TrainConfig {
-        hidden: vec![16],
+        model: ModelSpec::Mlp(toy_mlp()),
         batch_size: 20,
         iters: 300,
         eval_every: Some(100),
         optimizer: OptimizerConfig::new(OptimizerKind::Sgd).with_learning_rate(0.5),
         threads,
         seed: 7,
-        init: Init::Std(0.1),
         ..Default::default()
     }
 }
@@ -30,7 +38,7 @@ fn learns_the_toy_set_and_records_every_evaluation() {
         ImageData::new(&px, &lb, 64).unwrap(),
         ImageData::new(&tpx, &tlb, 64).unwrap(),
     );
-    let mut trainer = Trainer::<f32>::new(config(0), train, test, 10).unwrap();
+    let mut trainer = Trainer::<f32, _>::new(config(0), train, test, 10).unwrap();
     let summary = trainer.run(&mut ()).unwrap();
     assert!(summary.test_accuracy > 0.9, "{summary:?}");
     assert_eq!(trainer.losses().len(), 300);
@@ -50,7 +58,7 @@ fn same_seed_same_everything_for_any_thread_count() {
             ImageData::new(&px, &lb, 64).unwrap(),
             ImageData::new(&tpx, &tlb, 64).unwrap(),
         );
-        let mut trainer = Trainer::<f32>::new(
+        let mut trainer = Trainer::<f32, _>::new(
             TrainConfig {
                 threads,
                 ..recipe.clone()
@@ -69,7 +77,10 @@ fn same_seed_same_everything_for_any_thread_count() {
         (trainer.losses().to_vec(), accuracies, trainer.model().param_buffers())
     };
     let mut recipes = vec![TrainConfig {
-        activation: Activation::Sigmoid,
+        model: ModelSpec::Mlp(MlpOptions {
+            activation: Activation::Sigmoid,
+            ..toy_mlp()
+        }),
         ..config(1)
     }];
     for kind in OptimizerKind::ALL {
@@ -80,13 +91,16 @@ fn same_seed_same_everything_for_any_thread_count() {
     }
     // The convolutional net on the 8x8 toy images (conv 5x5, pool, affine).
     recipes.push(TrainConfig {
-        model: train::ModelKind::SimpleConvNet,
+        model: ModelSpec::SimpleConvNet,
         optimizer: OptimizerConfig::new(OptimizerKind::Adam),
         ..config(1)
     });
     recipes.push(TrainConfig {
-        dropout: Some(0.2),
-        batch_norm: true,
+        model: ModelSpec::Mlp(MlpOptions {
+            dropout: Some(0.2),
+            batch_norm: true,
+            ..toy_mlp()
+        }),
         weight_decay: 0.01,
         optimizer: OptimizerConfig::new(OptimizerKind::Adam),
         ..config(1)
@@ -101,7 +115,7 @@ fn same_seed_same_everything_for_any_thread_count() {
         ImageData::new(&px, &lb, 64).unwrap(),
         ImageData::new(&tpx, &tlb, 64).unwrap(),
     );
-    let mut other = Trainer::<f32>::new(TrainConfig { seed: 8, ..config(1) }, train, test, 10).unwrap();
+    let mut other = Trainer::<f32, _>::new(TrainConfig { seed: 8, ..config(1) }, train, test, 10).unwrap();
     other.run(&mut ()).unwrap();
     assert_ne!(other.losses(), &run(1, &config(1)).0[..]);
 }
@@ -125,11 +139,14 @@ fn divergence_stops_the_run_and_keeps_the_last_good_weights() {
     ] {
         let huge_lr = TrainConfig {
             optimizer,
-            batch_norm,
-            hidden: vec![32],
+            model: ModelSpec::Mlp(MlpOptions {
+                batch_norm,
+                hidden: vec![32],
+                ..toy_mlp()
+            }),
             ..config(1)
         };
-        let mut trainer = Trainer::<f32>::new(huge_lr.clone(), data, data, 10).unwrap();
+        let mut trainer = Trainer::<f32, _>::new(huge_lr.clone(), data, data, 10).unwrap();
         let err = trainer.run(&mut ()).unwrap_err();
         let TrainError::NonFiniteLoss {
             iteration, last_good, ..
@@ -138,12 +155,12 @@ fn divergence_stops_the_run_and_keeps_the_last_good_weights() {
             panic!("{err}")
         };
         assert!(iteration >= 1, "{optimizer:?} diverged before any step");
-        assert!(err.to_string().contains("lower --lr"), "{err}");
+        assert!(err.to_string().contains("lower learning rate"), "{err}");
         assert_eq!(last_good, Some(iteration - 1));
         assert_eq!(trainer.losses().len(), iteration, "every finite loss was recorded");
         // The kept weights are exactly those a run stopped after iteration - 1
         // steps ends with (the initial ones when that is 0).
-        let mut shorter = Trainer::<f32>::new(
+        let mut shorter = Trainer::<f32, _>::new(
             TrainConfig {
                 iters: (iteration - 1).max(1),
                 ..huge_lr
@@ -161,7 +178,7 @@ fn divergence_stops_the_run_and_keeps_the_last_good_weights() {
             shorter.model().param_buffers(),
             "{optimizer:?}"
         );
-        let buffers = |t: &Trainer<f32>| -> Vec<Vec<f32>> {
+        let buffers = |t: &Trainer<f32, ImageData<'_>>| -> Vec<Vec<f32>> {
             t.model().buffers().iter().map(|(_, b)| b.as_slice().to_vec()).collect()
         };
         assert_eq!(
@@ -173,17 +190,25 @@ fn divergence_stops_the_run_and_keeps_the_last_good_weights() {
     }
     // Initial weights that are not finite in f32 are refused before any step.
     let overflowing = TrainConfig {
-        init: Init::Std(1e300),
+        model: ModelSpec::Mlp(MlpOptions {
+            init: Init::Std(1e300),
+            ..toy_mlp()
+        }),
         ..config(1)
     };
-    let err = Trainer::<f32>::new(overflowing, data, data, 10).err().expect("refused");
-    assert!(err.to_string().contains("--init std"), "{err}");
+    let err = Trainer::<f32, _>::new(overflowing, data, data, 10)
+        .err()
+        .expect("refused");
+    assert!(matches!(err, TrainError::InvalidSetting { field: "init", .. }), "{err}");
     // A loss that is not finite from the start blames the initial weights.
     let wild = TrainConfig {
-        init: Init::Std(1e30),
+        model: ModelSpec::Mlp(MlpOptions {
+            init: Init::Std(1e30),
+            ..toy_mlp()
+        }),
         ..config(1)
     };
-    let err = Trainer::<f32>::new(wild, data, data, 10)
+    let err = Trainer::<f32, _>::new(wild, data, data, 10)
         .unwrap()
         .run(&mut ())
         .unwrap_err();
@@ -191,7 +216,7 @@ fn divergence_stops_the_run_and_keeps_the_last_good_weights() {
         matches!(err, TrainError::NonFiniteLoss { last_good: None, .. }),
         "{err}"
     );
-    assert!(err.to_string().contains("--init"), "{err}");
+    assert!(err.to_string().contains("smaller initial weights"), "{err}");
 }
 
 #[test]
@@ -199,7 +224,7 @@ fn bad_settings_and_data_are_refused_before_work() {
     let (px, lb) = toy_set(50, 6);
     let data = ImageData::new(&px, &lb, 64).unwrap();
     assert!(matches!(
-        Trainer::<f32>::new(
+        Trainer::<f32, _>::new(
             TrainConfig {
                 batch_size: 0,
                 ..config(1)
@@ -208,19 +233,22 @@ fn bad_settings_and_data_are_refused_before_work() {
             data,
             10
         ),
-        Err(TrainError::InvalidConfig(_))
+        Err(TrainError::InvalidSetting {
+            field: "batch_size",
+            ..
+        })
     ));
     assert!(
         matches!(
-            Trainer::<f32>::new(config(1), data, data, 5),
-            Err(TrainError::InvalidConfig(_))
+            Trainer::<f32, _>::new(config(1), data, data, 5),
+            Err(TrainError::Data(_))
         ),
         "labels beyond the outputs"
     );
     let other = ImageData::new(&px[..50 * 32], &lb, 32).unwrap();
     assert!(matches!(
-        Trainer::<f32>::new(config(1), data, other, 10),
-        Err(TrainError::InvalidConfig(_))
+        Trainer::<f32, _>::new(config(1), data, other, 10),
+        Err(TrainError::Data(_))
     ));
 }
 
@@ -239,12 +267,12 @@ impl Observer for StopAfter {
 fn a_stop_request_ends_the_run_after_that_step_keeping_it() {
     let (px, lb) = toy_set(600, 9);
     let data = ImageData::new(&px, &lb, 64).unwrap();
-    let mut trainer = Trainer::<f32>::new(config(1), data, data, 10).unwrap();
+    let mut trainer = Trainer::<f32, _>::new(config(1), data, data, 10).unwrap();
     let err = trainer.run(&mut StopAfter(37, 0)).unwrap_err();
     assert!(matches!(err, TrainError::Interrupted { iterations: 37 }), "{err}");
     assert_eq!(trainer.losses().len(), 37);
     // The kept model is exactly that of a 37-step run.
-    let mut shorter = Trainer::<f32>::new(TrainConfig { iters: 37, ..config(1) }, data, data, 10).unwrap();
+    let mut shorter = Trainer::<f32, _>::new(TrainConfig { iters: 37, ..config(1) }, data, data, 10).unwrap();
     shorter.run(&mut ()).unwrap();
     assert_eq!(trainer.model().param_buffers(), shorter.model().param_buffers());
 }
@@ -263,7 +291,7 @@ impl Observer for Recorder {
 fn records_and_plots_are_written() {
     let (px, lb) = toy_set(600, 7);
     let data = ImageData::new(&px, &lb, 64).unwrap();
-    let mut trainer = Trainer::<f32>::new(config(1), data, data, 10).unwrap();
+    let mut trainer = Trainer::<f32, _>::new(config(1), data, data, 10).unwrap();
     let mut recorder = Recorder(Vec::new(), 0);
     trainer.run(&mut recorder).unwrap();
     assert_eq!(recorder.1, 300);

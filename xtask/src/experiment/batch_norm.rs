@@ -11,7 +11,7 @@ use crate::common::Result;
 use layers::{Init, OptimizerConfig, OptimizerKind};
 use train::report::SeriesLabelPosition;
 use train::report::{panel_grid, write_csv, Axes, Panel, Series};
-use train::TrainConfig;
+use train::{Dataset as _, MlpOptions, ModelSpec, TrainConfig};
 
 /// The epoch at which "learning has started" is compared.
 const EARLY_EPOCH: usize = 5;
@@ -36,9 +36,12 @@ pub fn run(ctx: &Context<'_>) -> Result<Outcome> {
         let mut pair = Vec::new();
         for batch_norm in [true, false] {
             let config = TrainConfig {
-                hidden: vec![100; 5],
-                init: Init::Std(scale),
-                batch_norm,
+                model: ModelSpec::Mlp(MlpOptions {
+                    hidden: vec![100; 5],
+                    init: Init::Std(scale),
+                    batch_norm,
+                    ..MlpOptions::default()
+                }),
                 optimizer: OptimizerConfig::new(OptimizerKind::Sgd),
                 batch_size: 100,
                 epochs: Some(epochs),

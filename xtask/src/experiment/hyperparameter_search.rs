@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use train::report::SeriesLabelPosition;
 use train::report::{panel_grid, write_csv, Axes, Panel, Series};
-use train::{ImageData, TrainConfig};
+use train::{Dataset as _, ImageData, MlpOptions, ModelSpec, TrainConfig};
 
 /// The best trials drawn and printed.
 const SHOWN: usize = 20;
@@ -53,8 +53,11 @@ pub fn run(ctx: &Context<'_>) -> Result<Outcome> {
         features,
     )?;
     let base = TrainConfig {
-        hidden: vec![100; 6],
-        init: Init::He,
+        model: ModelSpec::Mlp(MlpOptions {
+            hidden: vec![100; 6],
+            init: Init::He,
+            ..MlpOptions::default()
+        }),
         batch_size: 100,
         epochs: Some(epochs),
         ..ctx.base_config()

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 use train::report::{line_chart, smooth_curve, write_csv, Axes, Series, SeriesLabelPosition};
-use train::{EvalRecord, ImageData, Observer, Summary, TrainConfig, TrainError, Trainer};
+use train::{Dataset as _, EvalRecord, ImageData, Observer, Summary, TrainConfig, TrainError, Trainer};
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Name {
@@ -222,7 +222,7 @@ impl Context<'_> {
     /// scale 1 without BatchNorm), with the figures of its last good weights.
     pub fn train_curve(&self, config: TrainConfig, train: ImageData<'_>, test: ImageData<'_>) -> Result<Curve> {
         let classes = usize::from(mnist::CLASSES);
-        let mut trainer = Trainer::<f32>::new(config, train, test, classes)?;
+        let mut trainer = Trainer::<f32, _>::new(config, train, test, classes)?;
         let started = Instant::now();
         let (summary, diverged_at) = match trainer.run(&mut Ticker(&self.bar)) {
             Ok(summary) => (summary, None),
@@ -235,7 +235,7 @@ impl Context<'_> {
                 let summary = Summary {
                     final_loss: tail.iter().map(|&l| l as f64).sum::<f64>() / tail.len().max(1) as f64,
                     train_accuracy: train::accuracy(trainer.model(), trainer.train_set()),
-                    test_accuracy: train::accuracy(trainer.model(), test),
+                    test_accuracy: train::accuracy(trainer.model(), &test),
                     iterations: iteration,
                     seconds_total: seconds,
                     seconds_train: seconds,

@@ -7,7 +7,7 @@ use super::{Context, Outcome};
 use crate::common::Result;
 use layers::{Init, OptimizerConfig, OptimizerKind};
 
-use train::TrainConfig;
+use train::{MlpOptions, ModelSpec, TrainConfig};
 
 pub fn run(ctx: &Context<'_>) -> Result<Outcome> {
     let iters = if ctx.quick { 200 } else { 2000 };
@@ -22,8 +22,11 @@ pub fn run(ctx: &Context<'_>) -> Result<Outcome> {
     for kind in kinds {
         ctx.bar.set_message(kind.book_name());
         let config = TrainConfig {
-            hidden: vec![100; 4],
-            init: Init::He,
+            model: ModelSpec::Mlp(MlpOptions {
+                hidden: vec![100; 4],
+                init: Init::He,
+                ..MlpOptions::default()
+            }),
             // The book's defaults: lr 0.01, Adam 0.001.
             optimizer: OptimizerConfig::new(kind),
             batch_size: 128,

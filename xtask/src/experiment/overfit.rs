@@ -9,14 +9,18 @@ use crate::common::Result;
 use layers::{Init, OptimizerConfig, OptimizerKind};
 use train::report::SeriesLabelPosition;
 use train::report::{panel_grid, write_csv, Axes, Panel, Series};
-use train::TrainConfig;
+use train::{Dataset as _, MlpOptions, ModelSpec, TrainConfig};
 
 pub fn run(ctx: &Context<'_>) -> Result<Outcome> {
     let train = ctx.train.first(300);
     let (short, long) = if ctx.quick { (20, 30) } else { (201, 301) };
-    let base = TrainConfig {
+    let mlp = MlpOptions {
         hidden: vec![100; 6],
         init: Init::He,
+        ..MlpOptions::default()
+    };
+    let base = TrainConfig {
+        model: ModelSpec::Mlp(mlp.clone()),
         optimizer: OptimizerConfig::new(OptimizerKind::Sgd),
         batch_size: 100,
         ..ctx.base_config()
@@ -41,7 +45,10 @@ pub fn run(ctx: &Context<'_>) -> Result<Outcome> {
             "dropout",
             TrainConfig {
                 epochs: Some(long),
-                dropout: Some(0.2),
+                model: ModelSpec::Mlp(MlpOptions {
+                    dropout: Some(0.2),
+                    ..mlp
+                }),
                 ..base.clone()
             },
         ),

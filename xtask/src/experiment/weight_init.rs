@@ -10,7 +10,7 @@ use layers::{Activation, Init, Layer, LayerRng, OptimizerConfig, OptimizerKind, 
 use rand::SeedableRng;
 use tensor::{Tensor, Transpose};
 use train::report::{histogram_grid, Histogram};
-use train::TrainConfig;
+use train::{MlpOptions, ModelSpec, TrainConfig};
 
 pub fn run(ctx: &Context<'_>) -> Result<Outcome> {
     let iters = if ctx.quick { 200 } else { 2000 };
@@ -24,8 +24,11 @@ pub fn run(ctx: &Context<'_>) -> Result<Outcome> {
     for (name, init) in inits {
         ctx.bar.set_message(name);
         let config = TrainConfig {
-            hidden: vec![100; 4],
-            init,
+            model: ModelSpec::Mlp(MlpOptions {
+                hidden: vec![100; 4],
+                init,
+                ..MlpOptions::default()
+            }),
             optimizer: OptimizerConfig::new(OptimizerKind::Sgd),
             batch_size: 128,
             iters,
