@@ -39,7 +39,8 @@ pub(crate) fn temp_beside(path: &Path) -> Result<std::path::PathBuf, TrainError>
 
 /// Deletes the `.tmp-PID-NAME` files that runs killed before a rename left
 /// in `dir`: those whose process is gone. Only where `/proc` tells which
-/// processes live (Linux); elsewhere nothing is deleted.
+/// processes live (Linux); elsewhere nothing is deleted. Best effort: a
+/// folder or file that cannot be read or removed is skipped, never an error.
 pub fn remove_stale_temp_files(dir: &Path) {
     if !Path::new("/proc/self").exists() {
         return;
@@ -63,7 +64,9 @@ pub fn remove_stale_temp_files(dir: &Path) {
 
 /// Writes `bytes` to `path` through a temporary file in the same folder,
 /// synced and then renamed, so `path` is either the old file or the new one,
-/// never a torn mix.
+/// never a torn mix. Creates `path`'s folder if needed. Fails with
+/// [`TrainError::Io`] (the temporary file removed) when the folder cannot be
+/// created or the file cannot be written or renamed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     let temp = temp_beside(path)?;
     let result = (|| {
@@ -82,7 +85,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
 /// A loaded checkpoint: the model and the header's metadata.
 #[derive(Debug)]
 pub struct Checkpoint<T: Element> {
+    /// The network the file describes, with its parameters and buffers
+    /// (BatchNorm's running statistics) and weight decay, converted to `T`.
     pub model: Sequential<T>,
+    /// Every key of the header's metadata as written: `format`, `layers`,
+    /// `input_shape`, `weight_decay` and the `extra` pairs given to
+    /// [`save_checkpoint`] (`sizes` and `activation` in a file of the first format).
     pub metadata: HashMap<String, String>,
 }
 
@@ -102,7 +110,28 @@ fn dtype_of<T: Element>() -> Dtype {
 }
 
 /// Saves `model`'s parameters, buffers and architecture (plus `extra`
-/// metadata) atomically.
+/// metadata, `(key, value)` pairs that override the built-in keys of the same
+/// name) to `path` atomically ([`write_atomic`]), as F32 for an `f32` model
+/// and F64 for an `f64` one. Fails with [`TrainError::Io`] when the file
+/// cannot be written, [`TrainError::Checkpoint`] when the model cannot be
+/// serialized.
+///
+/// ```
+/// use train::{load_checkpoint, save_checkpoint};
+///
+/// let model = layers::NetSpec::new(&[4]).affine(3).build::<f32>(1).unwrap();
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("model.safetensors");
+/// save_checkpoint(&path, &model, &[("dataset", "toy".to_string())]).unwrap();
+/// let loaded = load_checkpoint::<f32>(&path).unwrap();
+///
+/// assert_eq!(loaded.model.specs(), model.specs());
+/// assert_eq!(loaded.model.input_shape(), &[4]);
+/// for (saved, read) in model.params().iter().zip(loaded.model.params()) {
+///     assert_eq!((saved.name, saved.value.as_slice()), (read.name, read.value.as_slice()));
+/// }
+/// assert_eq!(loaded.metadata["dataset"], "toy");
+/// ```
 pub fn save_checkpoint<T: Element>(
     path: &Path,
     model: &Sequential<T>,
@@ -208,7 +237,11 @@ fn architecture(metadata: &HashMap<String, String>) -> Result<(Vec<usize>, Vec<L
 
 /// Loads a checkpoint written by [`save_checkpoint`] (or by the first
 /// format), converting F32/F64 to `T`. Every tensor the architecture needs
-/// must be there with its shape and finite values, and nothing else.
+/// must be there with its shape and finite values, and nothing else. Any
+/// problem, reading the file included, is a [`TrainError::Checkpoint`]
+/// naming `path` and what was wrong (unreadable, larger than the largest
+/// model, not safetensors, no usable architecture, a missing, unknown,
+/// misshapen or non-finite tensor, a negative running variance).
 pub fn load_checkpoint<T: Element>(path: &Path) -> Result<Checkpoint<T>, TrainError> {
     let bad = |detail: String| TrainError::Checkpoint {
         path: path.to_path_buf(),

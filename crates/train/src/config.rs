@@ -75,7 +75,10 @@ impl ModelSpec {
     }
 
     /// The net for examples of `features` values (square images for the
-    /// book's convnets) and `classes` classes, without weight decay.
+    /// book's convnets) and `classes` classes, without weight decay. Fails
+    /// with [`TrainError::Data`] when the model does not fit those sizes,
+    /// [`TrainError::InvalidSetting`] for an mlp without hidden layers, and
+    /// [`TrainError::Layer`] for mlp options the network refuses.
     pub fn net(&self, features: usize, classes: usize) -> Result<NetSpec, TrainError> {
         let side = (features as f64).sqrt().round() as usize;
         let square = side * side == features;
@@ -189,12 +192,15 @@ impl Default for TrainConfig {
 
 impl TrainConfig {
     /// The model's net for `features` inputs and `classes` outputs, with the
-    /// run's weight decay.
+    /// run's weight decay. Fails as [`ModelSpec::net`] does.
     pub fn net(&self, features: usize, classes: usize) -> Result<NetSpec, TrainError> {
         Ok(self.model.net(features, classes)?.weight_decay(self.weight_decay))
     }
 
-    /// The seeded network for examples of `features` values and `classes` classes.
+    /// The seeded network for examples of `features` values and `classes`
+    /// classes (weights from stream 0 of [`TrainConfig::seed`]). Fails as
+    /// [`TrainConfig::net`] does, or with [`TrainError::Layer`] when the
+    /// network cannot be built.
     pub fn build_model<T: Element>(&self, features: usize, classes: usize) -> Result<Sequential<T>, TrainError> {
         Ok(self.net(features, classes)?.build(self.seed)?)
     }
@@ -205,7 +211,8 @@ impl TrainConfig {
     /// (none for SGD, one tensor for Momentum, Nesterov, AdaGrad and RMSprop,
     /// two for Adam: each twice); every layer's output (and a convolution's
     /// unfolded input) for a batch and its gradient, plus one evaluation
-    /// chunk of outputs per thread.
+    /// chunk of outputs per thread. Counted in f32, 4 bytes a value. Fails
+    /// as [`TrainConfig::net`] does.
     pub fn memory_estimate(&self, features: usize, classes: usize, threads: usize) -> Result<f64, TrainError> {
         let net = self.net(features, classes)?;
         let specs = net.layer_specs()?;
@@ -237,7 +244,11 @@ impl TrainConfig {
         Ok(element * (params * (3.0 + 2.0 * state) + rows * per_example))
     }
 
-    /// Refuses settings that cannot train, before any work starts.
+    /// Refuses settings that cannot train, before any work starts: a
+    /// [`TrainError::InvalidSetting`] naming the first field out of range, or
+    /// a [`TrainError::Layer`] for model or optimizer settings the network
+    /// refuses. An mlp's widths are checked for MNIST-sized data here, and
+    /// again for the data's sizes when the model is built.
     pub fn validate(&self) -> Result<(), TrainError> {
         let setting =
             |field, value: &dyn fmt::Display, expected: String| Err(TrainError::setting(field, value, expected));
@@ -292,7 +303,9 @@ impl TrainConfig {
         (train_len / self.batch_size.max(1)).max(1)
     }
 
-    /// The number of steps: `iters`, or `epochs` epochs.
+    /// The number of steps for a training set of `train_len` examples:
+    /// `iters`, or `epochs` epochs. Fails with [`TrainError::InvalidSetting`]
+    /// on `epochs` when they come to more than [`MAX_ITERS`] steps.
     pub fn iterations(&self, train_len: usize) -> Result<usize, TrainError> {
         let Some(epochs) = self.epochs else {
             return Ok(self.iters);
@@ -313,12 +326,15 @@ impl TrainConfig {
             })
     }
 
-    /// The evaluation interval for a training set of `train_len` images.
+    /// Iterations between evaluations for a training set of `train_len`
+    /// examples: `eval_every`, or one epoch.
     pub fn eval_interval(&self, train_len: usize) -> usize {
         self.eval_every.unwrap_or(self.iters_per_epoch(train_len))
     }
 
-    /// The settings as JSON, for the run folder.
+    /// The settings as JSON, for the run folder: the resolved step count,
+    /// training set size and evaluation interval for `train_len` training
+    /// examples, and the model's own settings (an mlp's options, a net's text form).
     pub fn to_json(&self, train_len: usize) -> serde_json::Value {
         let mut json = serde_json::json!({
             "model": self.model.name(),

@@ -81,7 +81,8 @@ pub struct ArrayData<'a, V> {
 
 impl<'a, V: Element> ArrayData<'a, V> {
     /// `values` holds `labels.len()` rows of `features` values, row after row.
-    /// Refuses values that do not make whole rows, and values that are not finite.
+    /// Refuses ([`TrainError::Data`]) values that do not make whole rows,
+    /// `features == 0`, and values that are not finite.
     pub fn new(values: &'a [V], labels: &'a [usize], features: usize) -> Result<Self, TrainError> {
         if features == 0 || values.len() != labels.len().saturating_mul(features) {
             return Err(TrainError::Data(format!(
@@ -104,7 +105,7 @@ impl<'a, V: Element> ArrayData<'a, V> {
         })
     }
 
-    /// Row `i`'s values.
+    /// Row `i`'s values. Panics if `i >= len`.
     pub fn row(&self, i: usize) -> &'a [V] {
         &self.values[i * self.features..(i + 1) * self.features]
     }
@@ -169,7 +170,9 @@ pub struct ImageData<'a> {
 }
 
 impl<'a> ImageData<'a> {
-    /// `pixels` holds `labels.len()` images of `features` bytes, one after another.
+    /// `pixels` holds `labels.len()` images of `features` bytes, one after
+    /// another. Refuses ([`TrainError::Data`]) pixels that do not make whole
+    /// images, and `features == 0`.
     pub fn new(pixels: &'a [u8], labels: &'a [u8], features: usize) -> Result<Self, TrainError> {
         if features == 0 || pixels.len() != labels.len().saturating_mul(features) {
             return Err(TrainError::Data(format!(
@@ -185,7 +188,7 @@ impl<'a> ImageData<'a> {
         })
     }
 
-    /// Image `i`'s pixels.
+    /// Image `i`'s pixels. Panics if `i >= len`.
     pub fn image(&self, i: usize) -> &'a [u8] {
         &self.pixels[i * self.features..(i + 1) * self.features]
     }

@@ -82,7 +82,9 @@ fn predictions<T: Element, D: Dataset, R: Send + Default + std::ops::Add<Output 
     results.into_iter().fold(R::default(), |a, b| a + b)
 }
 
-/// Fraction of `data` the network classifies correctly.
+/// Fraction of `data` the network classifies correctly (its arg-max
+/// prediction is the label), in `[0, 1]`; 0 for an empty set. Panics if
+/// `data.features()` is not the network's input size.
 pub fn accuracy<T: Element, D: Dataset>(net: &Sequential<T>, data: &D) -> f64 {
     if data.is_empty() {
         return 0.0;
@@ -93,7 +95,9 @@ pub fn accuracy<T: Element, D: Dataset>(net: &Sequential<T>, data: &D) -> f64 {
     correct as f64 / data.len() as f64
 }
 
-/// `matrix[label][predicted]` counts over `data`, for `classes` classes.
+/// `matrix[label][predicted]` counts over `data`, for `classes` classes:
+/// `classes` rows of `classes` counts. A label or prediction of `classes` or
+/// more is not counted. Panics as [`accuracy`] does.
 pub fn confusion_matrix<T: Element, D: Dataset>(net: &Sequential<T>, data: &D, classes: usize) -> Vec<Vec<usize>> {
     let counts: Counts = predictions(net, data, |acc: &mut Counts, predicted, label| {
         if acc.0.is_empty() {

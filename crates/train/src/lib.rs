@@ -9,6 +9,8 @@
 //! gathered) or as numbers ([`ArrayData`]); this crate does not depend on
 //! where it was loaded from. See [`Trainer`] for a whole run in a few lines.
 
+#![warn(missing_docs)]
+
 mod busy;
 mod checkpoint;
 mod config;

@@ -1,5 +1,8 @@
 //! A run's records: CSV tables and PNG plots (line charts, grids of them,
-//! histograms), each written atomically.
+//! histograms), each written atomically: a failed write leaves the old file.
+//!
+//! Every function fails with [`TrainError::Io`] when its file cannot be
+//! written, and the plots with [`TrainError::Plot`] when the drawing fails.
 
 use crate::checkpoint::temp_beside;
 use crate::{write_atomic, EvalRecord, TrainError};
@@ -10,7 +13,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Once;
 
-/// `iteration,loss` for every iteration.
+/// Writes `losses` as CSV, `iteration,loss`, one line per iteration (from 0).
 pub fn write_loss_csv(path: &Path, losses: &[f32]) -> Result<(), TrainError> {
     let mut text = String::from("iteration,loss\n");
     for (i, loss) in losses.iter().enumerate() {
@@ -19,7 +22,9 @@ pub fn write_loss_csv(path: &Path, losses: &[f32]) -> Result<(), TrainError> {
     write_atomic(path, text.as_bytes())
 }
 
-/// One row per evaluation.
+/// Writes `evals` as CSV, one line per evaluation:
+/// `iteration,epoch,loss,train_accuracy,test_accuracy,elapsed_seconds`
+/// (accuracies as fractions in `[0, 1]`, the loss empty before the first step).
 pub fn write_eval_csv(path: &Path, evals: &[EvalRecord]) -> Result<(), TrainError> {
     let mut text = String::from("iteration,epoch,loss,train_accuracy,test_accuracy,elapsed_seconds\n");
     for e in evals {
@@ -60,10 +65,15 @@ fn draw_png(path: &Path, draw: impl FnOnce(&Path) -> Result<(), Box<dyn std::err
 
 /// One line of a chart.
 pub struct Series {
+    /// The legend entry; an empty label gets none.
     pub label: String,
+    /// `(x, y)` points in the axes' units, joined in order.
     pub points: Vec<(f64, f64)>,
+    /// The line's color.
     pub color: RGBColor,
+    /// The stroke width in pixels.
     pub width: u32,
+    /// Drawn in dashes (8 pixels, gaps of 5) instead of a solid line.
     pub dashed: bool,
 }
 
@@ -79,6 +89,7 @@ impl Series {
         }
     }
 
+    /// The same line, dashed.
     pub fn dashed(self) -> Self {
         Series { dashed: true, ..self }
     }
@@ -96,9 +107,13 @@ pub const PALETTE: [RGBColor; 6] = [
 
 /// Axis titles and ranges of a chart.
 pub struct Axes {
+    /// The x axis title.
     pub x_desc: &'static str,
+    /// The y axis title.
     pub y_desc: &'static str,
+    /// The x range shown.
     pub x: std::ops::Range<f64>,
+    /// The y range shown.
     pub y: std::ops::Range<f64>,
 }
 
@@ -116,8 +131,11 @@ impl Axes {
 
 /// One chart of a figure: a title, its axes, its lines.
 pub struct Panel {
+    /// The caption above the chart.
     pub title: String,
+    /// Axis titles and ranges.
     pub axes: Axes,
+    /// The lines, drawn in order (later on top).
     pub series: Vec<Series>,
 }
 
@@ -203,7 +221,8 @@ pub fn line_chart(
 }
 
 /// A grid of `rows x cols` small charts under one title, filled row by row;
-/// the legend of the first panel explains them all.
+/// the legend of the first panel explains them all. Panels beyond
+/// `rows * cols` are not drawn.
 pub fn panel_grid(
     path: &Path,
     title: &str,
@@ -227,7 +246,9 @@ pub fn panel_grid(
 
 /// One histogram of a figure: a title and the values to count.
 pub struct Histogram {
+    /// The caption above the histogram.
     pub title: String,
+    /// The values to count.
     pub values: Vec<f64>,
     /// The top of the count axis, bars clipped there (the book's `plt.ylim`);
     /// `None` fits the tallest bar.
@@ -235,7 +256,8 @@ pub struct Histogram {
 }
 
 /// A grid of histograms (`bins` equal bins over `range`, values outside it
-/// not counted, as NumPy's `hist(range=...)`), filled row by row.
+/// not counted, as NumPy's `hist(range=...)`), filled row by row. `bins`
+/// must be at least 1.
 pub fn histogram_grid(
     path: &Path,
     title: &str,
@@ -296,7 +318,8 @@ pub fn histogram_grid(
 
 /// Filters `[FN, C, FH, FW]` as a grid of gray squares, 8 a row, channel 0
 /// of each (the book's `filter_show`: each filter scaled to its own range,
-/// dark for large values as its `gray_r` map).
+/// dark for large values as its `gray_r` map). Filters of another rank are
+/// a [`TrainError::Plot`].
 pub fn plot_filters<T: tensor::Element>(
     path: &Path,
     title: &str,

@@ -120,7 +120,8 @@ pub struct Trainer<T: Element, D: Dataset> {
 impl<T: Element, D: Dataset> Trainer<T, D> {
     /// Validates the settings and the data, builds the seeded network of the
     /// config ([`TrainConfig::build_model`]: `train.features()` inputs,
-    /// `classes` outputs), the optimizer and the thread pool.
+    /// `classes` outputs), the optimizer and the thread pool. Fails as
+    /// [`TrainConfig::build_model`] and [`Trainer::with_model`] do.
     pub fn new(config: TrainConfig, train: D, test: D, classes: usize) -> Result<Self, TrainError> {
         config.validate()?;
         let model = config.build_model(train.features(), classes)?;
@@ -130,6 +131,13 @@ impl<T: Element, D: Dataset> Trainer<T, D> {
     /// A trainer for a model the caller already has (a checkpoint, say),
     /// which must be the config's: the layers of [`TrainConfig::net`] for
     /// its sizes and the config's weight decay. Its weights are kept.
+    ///
+    /// Fails as [`TrainConfig::validate`] does; with
+    /// [`TrainError::ModelMismatch`] for another model;
+    /// [`TrainError::InvalidSetting`] for a `train_size` larger than the
+    /// training set, weights that are not finite in `T`, or threads the system
+    /// cannot start; and [`TrainError::Data`] for an empty set, examples of
+    /// another size than the model's input, or labels beyond its outputs.
     pub fn with_model(config: TrainConfig, model: Sequential<T>, train: D, test: D) -> Result<Self, TrainError> {
         config.validate()?;
         let described = config.net(model.input_size(), model.output_size())?;
