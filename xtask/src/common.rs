@@ -1,7 +1,7 @@
 //! What several tasks share: errors, where the data is, loading it.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use mnist::{Dataset, FetchProgress, Mnist, MnistError, Source};
+use mnist::{Dataset, FetchProgress, ImageSet, Mnist, MnistError, Source, Split};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use thiserror::Error;
@@ -136,8 +136,9 @@ pub fn default_data_dir(dataset: Dataset) -> PathBuf {
 
 /// Where to read a data set from: `--data-dir`, else `$MNIST_DIR` (or
 /// `$FASHION_MNIST_DIR`), else the default folder, fetched on first use.
-pub fn locate_data(dataset: Dataset, data_dir: Option<PathBuf>) -> Result<PathBuf> {
-    if let Some(dir) = data_dir.or_else(|| std::env::var_os(dataset.env_var()).map(PathBuf::from)) {
+fn locate_data(dataset: Dataset, data_dir: Option<&Path>) -> Result<PathBuf> {
+    let given = data_dir.map(Path::to_path_buf);
+    if let Some(dir) = given.or_else(|| std::env::var_os(dataset.env_var()).map(PathBuf::from)) {
         return Ok(dir);
     }
     let dir = default_data_dir(dataset);
@@ -146,13 +147,110 @@ pub fn locate_data(dataset: Dataset, data_dir: Option<PathBuf>) -> Result<PathBu
     Ok(dir)
 }
 
-/// Loads both splits, reporting how long it took.
-pub fn load_data(dataset: Dataset, data_dir: Option<PathBuf>) -> Result<(Mnist, PathBuf, f64)> {
+/// One split of a data set, from where [`locate_data`] finds it.
+fn load_split(dataset: Dataset, data_dir: Option<&Path>, split: Split) -> Result<ImageSet> {
     let dir = locate_data(dataset, data_dir)?;
-    let start = Instant::now();
     // Folders are untrusted too: every file must be the data set's own.
-    let data = Mnist::load_verified(&dir, dataset)?;
-    Ok((data, dir, start.elapsed().as_secs_f64()))
+    Ok(Mnist::load_split_verified(&dir, dataset, split)?)
+}
+
+/// `--dataset` and `--data-dir`, for the tasks that train or check a network
+/// on a data set of their choosing (`train`, `gradcheck`, `experiment`).
+#[derive(clap::Args)]
+pub struct DataArgs {
+    /// mnist or fashion-mnist.
+    #[arg(long, default_value = "mnist", value_parser = parse_dataset)]
+    pub dataset: Dataset,
+    /// Folder holding the four files [default: $MNIST_DIR (or $FASHION_MNIST_DIR), else data/<dataset>, fetched on first use].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl DataArgs {
+    /// Both splits, where they were found, and how long loading took.
+    pub fn load(&self) -> Result<(Mnist, PathBuf, f64)> {
+        let dir = locate_data(self.dataset, self.data_dir.as_deref())?;
+        let start = Instant::now();
+        // Folders are untrusted too: every file must be the data set's own.
+        let data = Mnist::load_verified(&dir, self.dataset)?;
+        Ok((data, dir, start.elapsed().as_secs_f64()))
+    }
+
+    /// One split only (`gradcheck` needs a few training images).
+    pub fn load_split(&self, split: Split) -> Result<ImageSet> {
+        load_split(self.dataset, self.data_dir.as_deref(), split)
+    }
+}
+
+/// `--model`, `--dataset` and `--data-dir`, for the tasks that run a model
+/// saved by `train` on images of its data set (`eval`, `predict`).
+#[derive(clap::Args)]
+pub struct SavedModelArgs {
+    /// A model.safetensors written by `cargo xtask train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Data set of the images [default: the one the model was trained on].
+    #[arg(long, value_parser = parse_dataset)]
+    pub dataset: Option<Dataset>,
+    /// Folder holding the four files [default: $MNIST_DIR (or $FASHION_MNIST_DIR), else data/<dataset>, fetched on first use].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl SavedModelArgs {
+    /// The model, its data set and that set's `split`. The model is read and
+    /// checked first: a bad one is refused before any data is looked for.
+    pub fn load(&self, split: Split) -> Result<(train::Checkpoint<f32>, Dataset, ImageSet)> {
+        let (checkpoint, dataset) = load_model(&self.model, self.dataset)?;
+        let images = load_split(dataset, self.data_dir.as_deref(), split)?;
+        Ok((checkpoint, dataset, images))
+    }
+}
+
+/// `--threads`, for the tasks whose results do not depend on it (`train`,
+/// `experiment`, `eval`; `gradcheck` says what its threads are for).
+#[derive(clap::Args)]
+pub struct ThreadsArg {
+    /// Worker threads (0: one per core). Results are identical for any value.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+impl ThreadsArg {
+    /// Refuses a count beyond [`train::MAX_THREADS`].
+    pub fn check(&self) -> Result<()> {
+        check_threads(self.threads)
+    }
+
+    /// A rayon pool of that many workers, after [`ThreadsArg::check`].
+    pub fn pool(&self) -> Result<rayon::ThreadPool> {
+        thread_pool(self.threads)
+    }
+
+    /// How many workers run: the count given, or one per core for 0.
+    pub fn count(&self) -> usize {
+        match self.threads {
+            0 => rayon::current_num_threads(),
+            n => n,
+        }
+    }
+}
+
+/// `--json`, for the tasks whose whole result fits one JSON object.
+#[derive(clap::Args)]
+pub struct JsonArg {
+    /// Print a JSON summary (one object) as the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl JsonArg {
+    /// Prints `summary` on one line when `--json` was given; call it last.
+    pub fn print(&self, summary: &serde_json::Value) {
+        if self.json {
+            say!("{summary}");
+        }
+    }
 }
 
 /// Refuses an `--out` folder that already holds files (another run's,
@@ -183,7 +281,7 @@ pub fn available_memory() -> Option<f64> {
 }
 
 /// Refuses a `--threads` beyond [`train::MAX_THREADS`].
-pub fn check_threads(threads: usize) -> Result<()> {
+fn check_threads(threads: usize) -> Result<()> {
     if threads > train::MAX_THREADS {
         return Err(XtaskError::Usage(format!(
             "--threads must be at most {} (0 uses every core), got {threads}",
@@ -253,7 +351,7 @@ impl FetchProgress for BarProgress {
 /// Loads a model written by `cargo xtask train` and picks the data set:
 /// `--dataset` if given, else the one recorded in the checkpoint. The model
 /// must take the data set's images and score its 10 classes.
-pub fn load_model(path: &Path, dataset: Option<Dataset>) -> Result<(train::Checkpoint<f32>, Dataset)> {
+fn load_model(path: &Path, dataset: Option<Dataset>) -> Result<(train::Checkpoint<f32>, Dataset)> {
     let checkpoint = train::load_checkpoint::<f32>(path)?;
     let dataset = match dataset {
         Some(d) => d,

@@ -1,37 +1,24 @@
 //! `cargo xtask eval`: test accuracy and confusion matrix of a saved model.
 
-use crate::common::{load_model, locate_data, parse_dataset, thread_pool, Result, XtaskError};
-use mnist::Dataset;
-use mnist::{Mnist, Split};
-use std::path::PathBuf;
+use crate::common::{JsonArg, Result, SavedModelArgs, ThreadsArg, XtaskError};
+use mnist::Split;
 use std::process::ExitCode;
 use train::{accuracy, confusion_matrix, Dataset as _, ImageData};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A model.safetensors written by `cargo xtask train`.
-    #[arg(long)]
-    model: PathBuf,
-    /// Data set to evaluate on [default: the one the model was trained on].
-    #[arg(long, value_parser = parse_dataset)]
-    dataset: Option<Dataset>,
-    /// Folder holding the files [default: $MNIST_DIR, else data/<dataset>].
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Threads (0: one per core).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    /// Print a JSON object as the last line of stdout.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    saved: SavedModelArgs,
+    #[command(flatten)]
+    threads: ThreadsArg,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let pool = thread_pool(args.threads)?;
-    let (checkpoint, dataset) = load_model(&args.model, args.dataset)?;
+    let pool = args.threads.pool()?;
     // Only the test split is scored, so only it is read.
-    let dir = locate_data(dataset, args.data_dir)?;
-    let split = Mnist::load_split_verified(&dir, dataset, Split::Test)?;
+    let (checkpoint, dataset, split) = args.saved.load(Split::Test)?;
     let test = ImageData::new(&split.images, &split.labels, split.pixels())?;
     let net = &checkpoint.model;
     if test.is_empty() {
@@ -41,7 +28,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let (acc, matrix) = pool.install(|| (accuracy(net, &test), confusion_matrix(net, &test, classes)));
     say!(
         "{}: {} images, test accuracy {:.4}",
-        args.model.display(),
+        args.saved.model.display(),
         test.len(),
         acc
     );
@@ -62,11 +49,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             if total == 0 { 0.0 } else { row[i] as f64 / total as f64 }
         );
     }
-    if args.json {
-        say!(
-            "{}",
-            serde_json::json!({"test_accuracy": acc, "confusion_matrix": matrix})
-        );
-    }
+    args.json
+        .print(&serde_json::json!({"test_accuracy": acc, "confusion_matrix": matrix}));
     Ok(ExitCode::SUCCESS)
 }

@@ -8,10 +8,10 @@
 //! (the random stream is reseeded for every forward pass). Both are timed;
 //! the ratio is the point of chapter 5.
 
-use crate::common::{locate_data, parse_dataset, read_net_file, thread_pool, ModelKind, Result, XtaskError};
+use crate::common::{read_net_file, thread_pool, DataArgs, JsonArg, ModelKind, Result, XtaskError};
 use layers::gradcheck::{mean_abs_diff, numerical_gradient, relative_error};
 use layers::{layer_stream, Activation, Init, LayerRng, NetSpec, Sequential, SimpleConvNet, Target};
-use mnist::{Dataset, Mnist, Split};
+use mnist::Split;
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,15 +64,10 @@ pub struct Args {
     /// Threads for the numerical gradient (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// mnist or fashion-mnist.
-    #[arg(long, default_value = "mnist", value_parser = parse_dataset)]
-    dataset: Dataset,
-    /// Folder holding the files [default: $MNIST_DIR, else data/<dataset>, fetched on first use].
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Print a JSON object as the last line of stdout.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 struct ParamReport {
@@ -111,7 +106,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     // Refuse a bad network before loading anything (the thread count is
     // checked by `thread_pool`, also before).
-    let recipe = args.recipe(args.dataset.pixels())?;
+    let recipe = args.recipe(args.data.dataset.pixels())?;
     recipe.layer_specs()?;
     if args.batch_norm && args.samples < 2 {
         return Err(XtaskError::Usage(
@@ -137,8 +132,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 /// The mlp (or the `--net`) on the first `--samples` training images.
 fn check_mlp(args: &Args, pool: &rayon::ThreadPool) -> Result<Report> {
-    let dir = locate_data(args.dataset, args.data_dir.clone())?;
-    let train = Mnist::load_split_verified(&dir, args.dataset, Split::Train)?;
+    let train = args.data.load_split(Split::Train)?;
     if args.samples > train.len() {
         return Err(XtaskError::Usage(format!(
             "--samples {} exceeds the {} training images",
@@ -178,32 +172,31 @@ fn print_report(args: &Args, report: &Report, tolerance: f64, pool: &rayon::Thre
         .filter(|p| p.mean_abs_diff.is_nan() || p.mean_abs_diff > tolerance)
         .map(|p| p.name.as_str())
         .collect();
-    if args.json {
-        let params: serde_json::Map<String, serde_json::Value> = report
-            .params
-            .iter()
-            .map(|p| {
-                (
-                    p.name.clone(),
-                    serde_json::json!({"mean_abs_diff": p.mean_abs_diff, "max_rel_err": p.max_rel_err}),
-                )
-            })
-            .collect();
-        let json = serde_json::json!({
-            "params": params,
-            "numerical_seconds": report.numerical_seconds,
-            "backprop_seconds": report.backprop_seconds,
-            "speedup": speedup,
-        });
-        say!("{json}");
-    }
+    let params: serde_json::Map<String, serde_json::Value> = report
+        .params
+        .iter()
+        .map(|p| {
+            (
+                p.name.clone(),
+                serde_json::json!({"mean_abs_diff": p.mean_abs_diff, "max_rel_err": p.max_rel_err}),
+            )
+        })
+        .collect();
+    args.json.print(&serde_json::json!({
+        "params": params,
+        "numerical_seconds": report.numerical_seconds,
+        "backprop_seconds": report.backprop_seconds,
+        "speedup": speedup,
+    }));
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
         Err(XtaskError::Failed(format!(
             "gradient check failed for {} (mean difference above {tolerance:e}); backprop disagrees with the numerical gradient{}",
             failed.join(", "),
-            if args.activation == Activation::Relu && args.model == ModelKind::Mlp && args.net.is_none() {
+            if args.net.is_some() && report.summary.contains("Relu") {
+                ". With ReLU, a step of h crosses the kink at 0 wherever a unit's input is that small: zero biases on MNIST's blank margins give inputs of exactly 0 (a first layer's b), and BatchNorm over few --samples gives values near 0. Try more --samples or a smaller --h before suspecting backprop"
+            } else if args.activation == Activation::Relu && args.model == ModelKind::Mlp && args.net.is_none() {
                 ". With ReLU, a step of h = 1e-4 crosses the kink at 0 wherever a unit's input is that small (as with deep nets of std:0.01 weights): try --init he or --activation sigmoid before suspecting backprop"
             } else {
                 ""

@@ -1,43 +1,33 @@
 //! `cargo xtask predict`: classify one image and draw it in the terminal.
 
-use crate::common::{load_model, locate_data, parse_dataset, Result, XtaskError};
-use mnist::{Dataset, Mnist, Split};
-use std::path::PathBuf;
+use crate::common::{Result, SavedModelArgs, XtaskError};
+use mnist::Split;
 use std::process::ExitCode;
 use tensor::Tensor;
 use train::{Dataset as _, ImageData};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A model.safetensors written by `cargo xtask train`.
-    #[arg(long)]
-    model: PathBuf,
+    #[command(flatten)]
+    saved: SavedModelArgs,
     /// Index of the image in the split.
     #[arg(long)]
     index: usize,
     /// Which split to take the image from: test or train.
     #[arg(long, default_value = "test", value_parser = ["test", "train"])]
     split: String,
-    /// Data set [default: the one the model was trained on].
-    #[arg(long, value_parser = parse_dataset)]
-    dataset: Option<Dataset>,
-    /// Folder holding the files [default: $MNIST_DIR, else data/<dataset>].
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
 }
 
 /// Darkest to brightest, two characters per pixel keep the aspect ratio.
 const SHADES: &[u8] = b" .:-=+*#%@";
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let (checkpoint, dataset) = load_model(&args.model, args.dataset)?;
-    let dir = locate_data(dataset, args.data_dir)?;
     let split = if args.split == "train" {
         Split::Train
     } else {
         Split::Test
     };
-    let set = Mnist::load_split_verified(&dir, dataset, split)?;
+    let (checkpoint, dataset, set) = args.saved.load(split)?;
     if args.index >= set.len() {
         return Err(XtaskError::Usage(format!(
             "--index {} is outside the {} {} images",

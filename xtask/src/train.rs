@@ -1,12 +1,11 @@
 //! `cargo xtask train`: the book's run, watchable and reproducible.
 
 use crate::common::{
-    available_memory, check_out_dir, load_data, parse_dataset, project_root, read_net_file, timestamp, ModelKind,
-    Result, XtaskError,
+    available_memory, check_out_dir, project_root, read_net_file, timestamp, DataArgs, JsonArg, ModelKind, Result,
+    ThreadsArg, XtaskError,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use layers::{Activation, Init, LayerSpec, OptimizerConfig, OptimizerKind};
-use mnist::Dataset;
 use signal_hook::consts::SIGINT;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -83,15 +82,10 @@ pub struct Args {
     /// Seed of every random choice (weights, batches, dropout masks).
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Worker threads (0: one per core). Results are identical for any value.
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    /// mnist or fashion-mnist.
-    #[arg(long, default_value = "mnist", value_parser = parse_dataset)]
-    dataset: Dataset,
-    /// Folder holding the four files [default: $MNIST_DIR, else data/<dataset>, fetched on first use].
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    threads: ThreadsArg,
+    #[command(flatten)]
+    data: DataArgs,
     /// Run folder for records, plots and weights [default: runs/<dataset>-<net>-<optimizer>-seed<seed>-<time>].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -103,9 +97,8 @@ pub struct Args {
     /// the first steps (benches/numpy/golden_check.py; CI runs it).
     #[arg(long, value_name = "N")]
     export_golden: Option<usize>,
-    /// Print a JSON summary as the last line of stdout.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 impl Args {
@@ -198,7 +191,7 @@ impl Args {
             eval_every: self.eval_every,
             eval_train_size: self.eval_train_size.or(convnet.then_some(10_000)),
             seed: self.seed,
-            threads: self.threads,
+            threads: self.threads.threads,
         })
     }
 }
@@ -255,12 +248,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // Refuse bad settings before loading anything.
     config.validate()?;
     check_out_dir(args.out.as_deref(), args.overwrite)?;
-    let threads = if config.threads == 0 {
-        rayon::current_num_threads()
-    } else {
-        config.threads
-    };
-    let needed = config.memory_estimate(args.dataset.pixels(), 10, threads)?;
+    let dataset = args.data.dataset;
+    let needed = config.memory_estimate(dataset.pixels(), 10, args.threads.count())?;
     if let Some(available) = available_memory().filter(|&a| needed > a) {
         let gib = |bytes: f64| bytes / f64::from(1u32 << 30);
         return Err(XtaskError::Usage(format!(
@@ -269,7 +258,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             gib(available)
         )));
     }
-    let (data, data_dir, load_seconds) = load_data(args.dataset, args.data_dir.clone())?;
+    let (data, data_dir, load_seconds) = args.data.load()?;
     let train_set = ImageData::new(&data.train.images, &data.train.labels, data.train.pixels())?;
     let test_set = ImageData::new(&data.test.images, &data.test.labels, data.test.pixels())?;
     let classes = 10;
@@ -319,14 +308,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         extras.push(format!("weight decay {}", config.weight_decay));
         tags.push("-wd");
     }
-    let title = format!("{} {net_name} {}", args.dataset, config.optimizer.kind);
+    let title = format!("{dataset} {net_name} {}", config.optimizer.kind);
     let run_dir = args.out.clone().unwrap_or_else(|| {
         let tags: String = std::iter::once(net_name.replace(' ', "-"))
             .chain(tags.iter().map(|t| t.to_string()))
             .collect();
         project_root().join("runs").join(format!(
-            "{}-{tags}-{}-seed{}-{}",
-            args.dataset,
+            "{dataset}-{tags}-{}-seed{}-{}",
             config.optimizer.kind,
             args.seed,
             timestamp()
@@ -340,8 +328,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
     say!("backprop-rs train");
     say!(
-        "  data      {} from {} ({} train, {} test images; loaded in {load_seconds:.2}s)",
-        args.dataset,
+        "  data      {dataset} from {} ({} train, {} test images; loaded in {load_seconds:.2}s)",
         data_dir.display(),
         train_len,
         test_set.len()
@@ -361,15 +348,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         config.batch_size,
         iterations as f64 / config.iters_per_epoch(train_len) as f64
     );
-    say!(
-        "  seed      {}  threads {}",
-        config.seed,
-        if config.threads == 0 {
-            rayon::current_num_threads()
-        } else {
-            config.threads
-        }
-    );
+    say!("  seed      {}  threads {}", config.seed, args.threads.count());
     say!("  run dir   {}", run_dir.display());
 
     let bar = ProgressBar::new(iterations as u64);
@@ -410,7 +389,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // Whatever happened, keep what there is: on divergence, the last good weights.
     let config_json = serde_json::json!({
         "settings": config.to_json(train_len),
-        "dataset": args.dataset.name(),
+        "dataset": dataset.name(),
         "data_dir": data_dir.display().to_string(),
         "layers": trainer.model().specs(),
         "dtype": "f32",
@@ -426,7 +405,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         &model_path,
         trainer.model(),
         &[
-            ("dataset", args.dataset.name().to_string()),
+            ("dataset", dataset.name().to_string()),
             ("seed", config.seed.to_string()),
         ],
     )?;
@@ -465,18 +444,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     print_summary(&summary, &run_dir);
-    if args.json {
-        let json = serde_json::json!({
-            "test_accuracy": summary.test_accuracy,
-            "train_accuracy": summary.train_accuracy,
-            "final_loss": summary.final_loss,
-            "iterations": summary.iterations,
-            "seconds_total": summary.seconds_total,
-            "seconds_train": summary.seconds_train,
-            "run_dir": run_dir.display().to_string(),
-        });
-        say!("{json}");
-    }
+    args.json.print(&serde_json::json!({
+        "test_accuracy": summary.test_accuracy,
+        "train_accuracy": summary.train_accuracy,
+        "final_loss": summary.final_loss,
+        "iterations": summary.iterations,
+        "seconds_total": summary.seconds_total,
+        "seconds_train": summary.seconds_train,
+        "run_dir": run_dir.display().to_string(),
+    }));
     Ok(ExitCode::SUCCESS)
 }
 

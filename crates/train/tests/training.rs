@@ -315,3 +315,84 @@ fn records_and_plots_are_written() {
         "no temporary files left"
     );
 }
+
+/// A BatchNorm/Dropout/Adam net of one's own trains through the library
+/// alone, saves, reloads to the same predictions, and trains on from the
+/// reloaded weights; `with_model` refuses a model that is not the config's.
+#[test]
+fn a_net_of_ones_own_trains_saves_reloads_and_trains_on() {
+    use layers::NetSpec;
+    let (px, lb) = toy_set(1000, 11);
+    let (tpx, tlb) = toy_set(300, 12);
+    let (train, test) = (
+        ImageData::new(&px, &lb, 64).unwrap(),
+        ImageData::new(&tpx, &tlb, 64).unwrap(),
+    );
+    let net = NetSpec::new(&[1, 8, 8])
+        .conv_with(4, 3, 1, 1)
+        .batch_norm()
+        .relu()
+        .pool(2)
+        .affine(32)
+        .relu()
+        .dropout(0.2)
+        .affine(10)
+        .init(Init::He);
+    let config = TrainConfig {
+        model: ModelSpec::Net(net.clone()),
+        optimizer: OptimizerConfig::new(OptimizerKind::Adam).with_learning_rate(0.01),
+        weight_decay: 0.001,
+        batch_size: 50,
+        iters: 200,
+        eval_every: Some(100),
+        threads: 1,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::<f32, _>::new(config.clone(), train, test, 10).unwrap();
+    let summary = trainer.run(&mut ()).unwrap();
+    assert!(summary.test_accuracy > 0.9, "{summary:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    train::save_checkpoint(&path, trainer.model(), &[]).unwrap();
+    let reloaded = train::load_checkpoint::<f32>(&path).unwrap().model;
+    assert_eq!(reloaded.specs(), trainer.model().specs());
+    assert_eq!(reloaded.weight_decay(), 0.001);
+    // Inference mode: the running statistics came back with the weights.
+    let x = {
+        let mut x = layers::Tensor::zeros(&[1, 64]);
+        let mut labels = Vec::new();
+        train::Dataset::gather_range(&test, 0, 300, &mut x, &mut labels);
+        reloaded.shape_batch(&mut x).unwrap();
+        x
+    };
+    assert_eq!(
+        reloaded.clone().predict(&x).unwrap(),
+        trainer.model().clone().predict(&x).unwrap()
+    );
+    assert_eq!(train::accuracy(&reloaded, &test), summary.test_accuracy);
+
+    // Training on from the reloaded weights: the first evaluation is where the run ended.
+    let mut again = Trainer::with_model(config.clone(), reloaded.clone(), train, test).unwrap();
+    let more = again.run(&mut ()).unwrap();
+    assert_eq!(again.evals()[0].test_accuracy, summary.test_accuracy);
+    assert!(more.test_accuracy > 0.9, "{more:?}");
+
+    // The config describes the model: another weight decay or other layers are refused.
+    let other_decay = TrainConfig {
+        weight_decay: 0.0,
+        ..config.clone()
+    };
+    assert!(matches!(
+        Trainer::with_model(other_decay, reloaded.clone(), train, test),
+        Err(TrainError::ModelMismatch(_))
+    ));
+    let other_net = TrainConfig {
+        model: ModelSpec::Net(net.affine(10)),
+        ..config
+    };
+    assert!(matches!(
+        Trainer::with_model(other_net, reloaded, train, test),
+        Err(TrainError::ModelMismatch(_))
+    ));
+}

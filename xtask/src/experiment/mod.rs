@@ -15,9 +15,8 @@ mod optimizers;
 mod overfit;
 mod weight_init;
 
-use crate::common::{check_out_dir, check_threads, load_data, parse_dataset, project_root, timestamp, Result};
+use crate::common::{check_out_dir, project_root, timestamp, DataArgs, Result, ThreadsArg};
 use indicatif::{ProgressBar, ProgressStyle};
-use mnist::Dataset;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -64,15 +63,10 @@ pub struct Args {
     /// A shortened run (a tenth of the steps or fewer, fewer curves): for tests and a first look.
     #[arg(long)]
     quick: bool,
-    /// Worker threads (0: one per core). Results are identical for any value.
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    /// mnist or fashion-mnist.
-    #[arg(long, default_value = "mnist", value_parser = parse_dataset)]
-    dataset: Dataset,
-    /// Folder holding the four files [default: $MNIST_DIR, else data/<dataset>, fetched on first use].
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    threads: ThreadsArg,
+    #[command(flatten)]
+    data: DataArgs,
     /// Run folder for the CSV and the figure [default: runs/experiment-<name>-seed<seed>-<time>].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -258,12 +252,12 @@ impl Context<'_> {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    check_threads(args.threads)?;
+    args.threads.check()?;
     // Every experiment but the optimizers' paths trains on the data set.
     check_out_dir(args.out.as_deref(), args.overwrite)?;
     let loaded = match args.name {
         Name::OptimizerPaths => None,
-        _ => Some(load_data(args.dataset, args.data_dir.clone())?),
+        _ => Some(args.data.load()?),
     };
     let (train, test) = match &loaded {
         Some((data, _, _)) => (
@@ -271,7 +265,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             ImageData::new(&data.test.images, &data.test.labels, data.test.pixels())?,
         ),
         None => {
-            let empty = ImageData::new(&[], &[], args.dataset.pixels())?;
+            let empty = ImageData::new(&[], &[], args.data.dataset.pixels())?;
             (empty, empty)
         }
     };
@@ -293,7 +287,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if let Some((_, data_dir, _)) = &loaded {
         say!(
             "  data      {} from {} ({} train, {} test images)",
-            args.dataset,
+            args.data.dataset,
             data_dir.display(),
             train.len(),
             test.len()
@@ -310,7 +304,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         train,
         test,
         seed: args.seed,
-        threads: args.threads,
+        threads: args.threads.threads,
         quick: args.quick,
         out,
         bar,
