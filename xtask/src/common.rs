@@ -259,16 +259,27 @@ pub fn check_out_dir(out: Option<&Path>, overwrite: bool) -> Result<()> {
     let Some(out) = out else {
         return Ok(());
     };
-    let holds_files = std::fs::read_dir(out)
-        .map(|mut entries| entries.next().is_some())
-        .unwrap_or(false);
-    if holds_files && !overwrite {
+    let lock = out.join(LOCK_FILE);
+    if lock.exists() && !RunDir::holder_is_gone(&lock) {
+        return Err(RunDir::busy(
+            out,
+            &std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+        ));
+    }
+    if holds_files(out) && !overwrite {
         return Err(XtaskError::Usage(format!(
             "{} already holds files (another run?); give a new --out, or --overwrite to write over them",
             out.display()
         )));
     }
     Ok(())
+}
+
+/// Whether `dir` holds anything but a run's lock file.
+fn holds_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|mut entries| entries.any(|e| e.is_ok_and(|e| e.file_name() != LOCK_FILE)))
+        .unwrap_or(false)
 }
 
 /// The memory the system can give a new process (MemAvailable), where
@@ -398,4 +409,170 @@ pub fn timestamp() -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM (what `kill`, systemd and CI send), turned
+/// into a request that a long command checks at its next safe point, so
+/// that what is done gets written. A second signal of either kind ends the
+/// process at once with the usual status (130, 143).
+#[derive(Clone)]
+pub struct StopSignal {
+    /// Set by either signal.
+    requested: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Set by SIGTERM only: the exit status says which one it was.
+    terminated: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StopSignal {
+    /// Installs the handlers for the rest of the process.
+    pub fn install() -> Result<Self> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::flag;
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let stop = StopSignal {
+            requested: Arc::new(AtomicBool::new(false)),
+            terminated: Arc::new(AtomicBool::new(false)),
+        };
+        // Each conditional shutdown is registered before the flag it tests,
+        // so that it sees the flag as it was before this very signal.
+        for (signal, status) in [(SIGINT, 130), (SIGTERM, 143)] {
+            flag::register_conditional_shutdown(signal, status, Arc::clone(&stop.requested))
+                .and_then(|_| flag::register(signal, Arc::clone(&stop.requested)))
+                .map_err(|e| XtaskError::Failed(format!("cannot handle signal {signal}: {e}")))?;
+        }
+        flag::register(SIGTERM, Arc::clone(&stop.terminated))
+            .map_err(|e| XtaskError::Failed(format!("cannot handle SIGTERM: {e}")))?;
+        Ok(stop)
+    }
+
+    /// Whether a stop was asked for.
+    pub fn requested(&self) -> bool {
+        self.requested.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// What stopped the command, for messages: `Ctrl-C` or `SIGTERM`.
+    pub fn cause(&self) -> &'static str {
+        if self.terminated.load(std::sync::atomic::Ordering::Relaxed) {
+            "SIGTERM"
+        } else {
+            "Ctrl-C"
+        }
+    }
+
+    /// The exit status of a command stopped this way: 130 for Ctrl-C, 143 for SIGTERM.
+    pub fn exit_code(&self) -> std::process::ExitCode {
+        if self.terminated.load(std::sync::atomic::Ordering::Relaxed) {
+            std::process::ExitCode::from(143)
+        } else {
+            std::process::ExitCode::from(130)
+        }
+    }
+}
+
+/// A run folder this process has claimed: its lock file (`.backprop-rs.lock`,
+/// holding the process id) exists while the claim lives, so two runs never
+/// write into one folder. Dropping the claim removes the lock.
+pub struct RunDir {
+    lock: PathBuf,
+}
+
+/// The lock file's name inside a run folder.
+const LOCK_FILE: &str = ".backprop-rs.lock";
+
+/// What a run writes, by extension: the files `--overwrite` removes from a
+/// folder before a new run (anything else in it is left alone).
+const RUN_FILE_EXTENSIONS: [&str; 4] = ["png", "csv", "json", "safetensors"];
+
+impl RunDir {
+    /// Creates `dir` if needed and claims it with an exclusive create of its
+    /// lock file. A lock left by a process that no longer runs (killed
+    /// outright) is taken over. With `overwrite`, the previous run's files
+    /// are removed (see [`RUN_FILE_EXTENSIONS`]); without it a folder that
+    /// holds files is refused, as [`check_out_dir`] refuses it earlier.
+    pub fn claim(dir: &Path, overwrite: bool) -> Result<Self> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(XtaskError::Usage(format!(
+                "{} is a file, not a folder; give --out a folder (new or empty)",
+                dir.display()
+            )));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| train::TrainError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+        let lock = dir.join(LOCK_FILE);
+        let create = || std::fs::OpenOptions::new().write(true).create_new(true).open(&lock);
+        let mut file = match create() {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && Self::holder_is_gone(&lock) => {
+                // The holder was killed before it could remove its lock.
+                let _ = std::fs::remove_file(&lock);
+                create().map_err(|e| Self::busy(dir, &e))?
+            }
+            Err(e) => return Err(Self::busy(dir, &e)),
+        };
+        use std::io::Write;
+        let _ = write!(file, "{}", std::process::id());
+        let claim = RunDir { lock };
+        if overwrite {
+            claim.remove_previous_run(dir)?;
+        } else {
+            // Checked again now that the folder is ours: another run may
+            // have written into it since the first check.
+            if holds_files(dir) {
+                return Err(XtaskError::Usage(format!(
+                    "{} already holds files (another run?); give a new --out, or --overwrite to write over them",
+                    dir.display()
+                )));
+            }
+        }
+        Ok(claim)
+    }
+
+    fn busy(dir: &Path, e: &std::io::Error) -> XtaskError {
+        XtaskError::Usage(format!(
+            "another run is writing into {} ({e}: its {LOCK_FILE} is there); give another --out, or delete the lock file if no run is",
+            dir.display()
+        ))
+    }
+
+    /// Whether the process id in `lock` no longer runs (Linux: no `/proc/<id>`).
+    fn holder_is_gone(lock: &Path) -> bool {
+        let Ok(text) = std::fs::read_to_string(lock) else {
+            return false;
+        };
+        match text.trim().parse::<u32>() {
+            Ok(pid) => Path::new("/proc").is_dir() && !Path::new(&format!("/proc/{pid}")).exists(),
+            Err(_) => false,
+        }
+    }
+
+    fn remove_previous_run(&self, dir: &Path) -> Result<()> {
+        let entries = std::fs::read_dir(dir).map_err(|e| train::TrainError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let is_run_file = path.is_file()
+                && path
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| RUN_FILE_EXTENSIONS.contains(&e));
+            if is_run_file {
+                std::fs::remove_file(&path).map_err(|e| train::TrainError::Io {
+                    path: path.clone(),
+                    source: e,
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.lock);
+    }
 }

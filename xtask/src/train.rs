@@ -2,15 +2,13 @@
 
 use crate::common::{
     available_memory, check_out_dir, project_root, read_net_file, timestamp, DataArgs, JsonArg, ModelKind, Result,
-    ThreadsArg, XtaskError,
+    RunDir, StopSignal, ThreadsArg, XtaskError,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use layers::{Activation, Init, LayerSpec, OptimizerConfig, OptimizerKind};
-use signal_hook::consts::SIGINT;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+
 use train::{
     report, save_checkpoint, Dataset as _, EvalRecord, ImageData, MlpOptions, ModelSpec, Observer, Summary,
     TrainConfig, TrainError, Trainer,
@@ -203,7 +201,7 @@ struct Console {
     /// The batches recorded for `--export-golden`, and how many to record.
     golden: (usize, Vec<Vec<usize>>),
     /// Set by the first Ctrl-C: the run stops after the current step.
-    interrupted: Arc<AtomicBool>,
+    stop: StopSignal,
 }
 
 impl Observer for Console {
@@ -223,7 +221,7 @@ impl Observer for Console {
     }
 
     fn should_stop(&self) -> bool {
-        self.interrupted.load(Ordering::Relaxed)
+        self.stop.requested()
     }
 
     fn on_eval(&mut self, e: &EvalRecord) {
@@ -320,10 +318,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             timestamp()
         ))
     });
-    std::fs::create_dir_all(&run_dir).map_err(|e| TrainError::Io {
-        path: run_dir.clone(),
-        source: e,
-    })?;
+    // Claimed for this run alone until it ends (a lock file in it).
+    let _claim = RunDir::claim(&run_dir, args.overwrite)?;
     train::remove_stale_temp_files(&run_dir);
 
     say!("backprop-rs train");
@@ -365,15 +361,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
             w,
         )?;
     }
-    // The first Ctrl-C asks the run to stop after the current step (and keep
-    // everything); a second one ends the process at once, exit status 130.
-    let interrupted = Arc::new(AtomicBool::new(false));
-    for register in [
-        signal_hook::flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(&interrupted)),
-        signal_hook::flag::register(SIGINT, Arc::clone(&interrupted)),
-    ] {
-        register.map_err(|e| XtaskError::Failed(format!("cannot handle Ctrl-C: {e}")))?;
-    }
+    // The first Ctrl-C or SIGTERM asks the run to stop after the current
+    // step (and keep everything); a second one ends the process at once.
+    let stop = StopSignal::install()?;
     if args.export_golden.is_some() {
         save_checkpoint(&run_dir.join("initial.safetensors"), trainer.model(), &[])?;
     }
@@ -381,7 +371,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut console = Console {
         bar,
         golden: (golden_len, Vec::with_capacity(golden_len)),
-        interrupted,
+        stop: stop.clone(),
     };
     let result = trainer.run(&mut console);
     console.bar.finish_and_clear();
@@ -394,22 +384,32 @@ pub fn run(args: Args) -> Result<ExitCode> {
         "layers": trainer.model().specs(),
         "dtype": "f32",
     });
-    train::write_atomic(
+    // Every file is attempted whatever became of the others: a checkpoint
+    // that cannot be written must not take the records with it.
+    let mut not_written = Vec::new();
+    let mut keep = |result: std::result::Result<(), TrainError>| {
+        if let Err(e) = result {
+            not_written.push(e.to_string());
+        }
+    };
+    keep(train::write_atomic(
         &run_dir.join("config.json"),
         serde_json::to_string_pretty(&config_json)
             .unwrap_or_default()
             .as_bytes(),
-    )?;
+    ));
     let model_path = run_dir.join("model.safetensors");
-    save_checkpoint(
+    keep(save_checkpoint(
         &model_path,
         trainer.model(),
         &[
             ("dataset", dataset.name().to_string()),
             ("seed", config.seed.to_string()),
         ],
-    )?;
-    write_records(&run_dir, trainer.losses(), trainer.evals(), &title)?;
+    ));
+    for write in write_records(&run_dir, trainer.losses(), trainer.evals(), &title) {
+        keep(write);
+    }
     if args.export_golden.is_some() {
         let batches = &console.golden.1;
         let json = serde_json::json!({
@@ -418,14 +418,29 @@ pub fn run(args: Args) -> Result<ExitCode> {
             "learning_rate": config.optimizer.learning_rate,
             "optimizer": config.optimizer.kind.to_string(),
         });
-        train::write_atomic(&run_dir.join("golden.json"), json.to_string().as_bytes())?;
+        keep(train::write_atomic(
+            &run_dir.join("golden.json"),
+            json.to_string().as_bytes(),
+        ));
     }
     if let Some(w) = first_filters(trainer.model()) {
-        report::plot_filters(
+        keep(report::plot_filters(
             &run_dir.join("filters-after.png"),
             "first-layer filters after training",
             &w,
-        )?;
+        ));
+    }
+    if !not_written.is_empty() {
+        return Err(XtaskError::Failed(format!(
+            "the run {} but {} of its files could not be written ({}); the others are in {}",
+            match &result {
+                Ok(_) => "finished",
+                Err(_) => "stopped",
+            },
+            not_written.len(),
+            not_written.join("; "),
+            run_dir.display()
+        )));
     }
 
     let summary = match result {
@@ -436,10 +451,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         Err(TrainError::Interrupted { iterations }) => {
             eprintln!(
-                "interrupted at iteration {iterations}: the weights, records and plots so far are in {}",
+                "interrupted ({}) at iteration {iterations}: the weights, records and plots so far are in {}",
+                stop.cause(),
                 run_dir.display()
             );
-            return Ok(ExitCode::from(130));
+            return Ok(stop.exit_code());
         }
         Err(e) => return Err(e.into()),
     };
@@ -471,12 +487,19 @@ pub fn first_filters(model: &layers::Sequential<f32>) -> Option<tensor::Tensor<f
     w
 }
 
-fn write_records(dir: &Path, losses: &[f32], evals: &[EvalRecord], title: &str) -> std::result::Result<(), XtaskError> {
-    report::write_loss_csv(&dir.join("loss.csv"), losses)?;
-    report::write_eval_csv(&dir.join("accuracy.csv"), evals)?;
-    report::plot_accuracy(&dir.join("accuracy.png"), evals, title)?;
-    report::plot_loss(&dir.join("loss.png"), losses, title)?;
-    Ok(())
+/// Writes the CSVs and plots of a run, each attempted whatever became of the others.
+fn write_records(
+    dir: &Path,
+    losses: &[f32],
+    evals: &[EvalRecord],
+    title: &str,
+) -> [std::result::Result<(), TrainError>; 4] {
+    [
+        report::write_loss_csv(&dir.join("loss.csv"), losses),
+        report::write_eval_csv(&dir.join("accuracy.csv"), evals),
+        report::plot_accuracy(&dir.join("accuracy.png"), evals, title),
+        report::plot_loss(&dir.join("loss.png"), losses, title),
+    ]
 }
 
 fn print_summary(s: &Summary, run_dir: &Path) {

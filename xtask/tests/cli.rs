@@ -704,29 +704,34 @@ fn a_closed_stdout_does_not_lose_the_run() {
 
 #[test]
 #[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
-fn ctrl_c_stops_after_the_step_and_keeps_the_run() {
+fn ctrl_c_and_sigterm_stop_after_the_step_and_keep_the_run() {
     let real = mnist::test_data_dir("MNIST_DIR");
     let runs = tempfile::tempdir().unwrap();
-    let run_dir = runs.path().join("interrupted");
-    let mut child = spawn_train(&real, &run_dir, &["--iters", "5000000", "--eval-every", "2000000"]);
-    // The first evaluation is printed once training is under way.
-    let reader = read_until(&mut child, "iter ");
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-    drop(reader);
-    let out = child.wait_with_output().unwrap();
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("interrupted at iteration"), "{stderr}");
-    let losses = std::fs::read_to_string(run_dir.join("loss.csv")).unwrap();
-    assert!(losses.lines().count() > 2, "the steps so far are recorded");
-    let checkpoint = train::load_checkpoint::<f32>(&run_dir.join("model.safetensors")).unwrap();
-    assert_eq!(checkpoint.model.param_names().len(), 4);
-    assert!(run_dir.join("accuracy.png").is_file());
+    for (signal, status, cause) in [("-INT", 130, "Ctrl-C"), ("-TERM", 143, "SIGTERM")] {
+        let run_dir = runs.path().join(format!("interrupted{signal}"));
+        let mut child = spawn_train(&real, &run_dir, &["--iters", "5000000", "--eval-every", "2000000"]);
+        // The first evaluation is printed once training is under way.
+        let reader = read_until(&mut child, "iter ");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let status_of_kill = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status_of_kill.success());
+        drop(reader);
+        let out = child.wait_with_output().unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(status), "{signal}: {stderr}");
+        assert!(
+            stderr.contains(&format!("interrupted ({cause}) at iteration")),
+            "{stderr}"
+        );
+        let losses = std::fs::read_to_string(run_dir.join("loss.csv")).unwrap();
+        assert!(losses.lines().count() > 2, "the steps so far are recorded");
+        let checkpoint = train::load_checkpoint::<f32>(&run_dir.join("model.safetensors")).unwrap();
+        assert_eq!(checkpoint.model.param_names().len(), 4);
+        assert!(run_dir.join("accuracy.png").is_file());
+    }
 }
 
 /// A tensor of a crafted checkpoint: name, shape, the value of every element.
@@ -887,4 +892,87 @@ fn unverified_or_impossible_data_folders_are_refused() {
         assert_eq!(out.status.code(), Some(1), "{stderr}");
         assert!(!run_dir.exists(), "nothing written: {stderr}");
     }
+}
+
+/// A run folder is claimed by a lock file: a live run's lock refuses a
+/// second run, a dead one's is taken over; `--overwrite` removes the previous
+/// run's files (not others); a final write that fails keeps every other file.
+#[test]
+#[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
+fn run_folders_are_claimed_overwritten_cleanly_and_kept_on_a_failed_write() {
+    let real = mnist::test_data_dir("MNIST_DIR");
+    let runs = tempfile::tempdir().unwrap();
+    let dir = runs.path().join("run");
+    let dir_arg = dir.to_str().unwrap();
+    let short = ["train", "--iters", "20", "--eval-every", "1000", "--out", dir_arg];
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock = dir.join(".backprop-rs.lock");
+
+    // This test's own process holds the lock: it is alive, so the run is refused.
+    std::fs::write(&lock, std::process::id().to_string()).unwrap();
+    fails_with(&short, Some(&real), "another run is writing into");
+    assert!(!dir.join("loss.csv").exists(), "the refused run wrote nothing");
+    // A lock whose process is gone (killed outright) is taken over, and removed at the end.
+    std::fs::write(&lock, "4000000000").unwrap();
+    let out = run(&short, Some(&real));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(dir.join("loss.csv").is_file());
+    assert!(!lock.exists(), "the lock goes with the run");
+
+    // --overwrite removes what a run writes (a convnet's filter figures
+    // included), and nothing else.
+    std::fs::write(dir.join("filters-before.png"), b"an old convnet run's").unwrap();
+    std::fs::write(dir.join("notes.txt"), b"mine").unwrap();
+    fails_with(&short, Some(&real), "--overwrite");
+    let mut again = short.to_vec();
+    again.push("--overwrite");
+    let out = run(&again, Some(&real));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!dir.join("filters-before.png").exists());
+    assert_eq!(std::fs::read(dir.join("notes.txt")).unwrap(), b"mine");
+
+    // The checkpoint cannot be written (a folder is in its way): the run says
+    // so, and its records and plots are still written.
+    std::fs::remove_file(dir.join("model.safetensors")).unwrap();
+    std::fs::create_dir_all(dir.join("model.safetensors").join("in-the-way")).unwrap();
+    std::fs::remove_file(dir.join("loss.csv")).unwrap();
+    let out = fails_with(&again, Some(&real), "could not be written");
+    assert!(text(&out.stderr).contains("model.safetensors"), "{}", text(&out.stderr));
+    for kept in ["loss.csv", "accuracy.csv", "loss.png", "accuracy.png", "config.json"] {
+        assert!(dir.join(kept).is_file(), "{kept} was not written");
+    }
+}
+
+/// An experiment stopped by a signal draws and writes the curves it has
+/// (the one under way up to where it stopped) and exits 130 or 143.
+#[test]
+#[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
+fn a_stopped_experiment_keeps_its_curves_and_figure() {
+    let real = mnist::test_data_dir("MNIST_DIR");
+    let runs = tempfile::tempdir().unwrap();
+    let out_dir = runs.path().join("experiment");
+    let mut child = command(
+        &["experiment", "optimizers", "--out", out_dir.to_str().unwrap(), "--json"],
+        Some(&real),
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("xtask starts");
+    let reader = read_until(&mut child, "run dir");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    drop(reader);
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("interrupted (SIGTERM)"), "{stderr}");
+    assert!(out_dir.join("optimizers.png").is_file(), "the figure of the curves so far");
+    let csv = std::fs::read_to_string(out_dir.join("optimizers.csv")).unwrap();
+    assert!(csv.lines().count() > 2, "the losses so far: {csv}");
+    assert!(!out_dir.join(".backprop-rs.lock").exists());
 }

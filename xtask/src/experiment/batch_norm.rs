@@ -48,8 +48,14 @@ pub fn run(ctx: &Context<'_>) -> Result<Outcome> {
                 ..ctx.base_config()
             };
             pair.push(ctx.train_curve(config, train, test)?);
+            if ctx.stopped() {
+                break;
+            }
         }
-        let (with, without) = (&pair[0], &pair[1]);
+        // Stopped between the two curves of a pair: the figure has the pairs before it.
+        let [with, without] = &pair[..] else {
+            break;
+        };
         // A diverged curve stops early: its later cells stay empty.
         let cell = |curve: &super::Curve, epoch: usize| {
             curve

@@ -84,6 +84,9 @@ pub fn run(ctx: &Context<'_>) -> Result<Outcome> {
             weight_decay,
             curve,
         });
+        if ctx.stopped() {
+            break;
+        }
     }
     let trial_rows: Vec<Vec<String>> = results
         .iter()

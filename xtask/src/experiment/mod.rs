@@ -15,7 +15,7 @@ mod optimizers;
 mod overfit;
 mod weight_init;
 
-use crate::common::{check_out_dir, project_root, timestamp, DataArgs, Result, ThreadsArg};
+use crate::common::{check_out_dir, project_root, timestamp, DataArgs, Result, RunDir, StopSignal, ThreadsArg};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -88,6 +88,9 @@ pub struct Context<'a> {
     pub out: PathBuf,
     /// Steps done over all curves; each experiment sets its length.
     pub bar: ProgressBar,
+    /// Ctrl-C or SIGTERM: the curve under way stops, and the experiment
+    /// draws what it has (see [`Context::stopped`]).
+    pub stop: StopSignal,
 }
 
 /// What every experiment returns: one line per curve, and the JSON summary.
@@ -106,6 +109,8 @@ pub struct Curve {
     pub summary: Summary,
     /// The iteration whose loss was not finite, when the run diverged.
     pub diverged_at: Option<usize>,
+    /// The steps taken when Ctrl-C or SIGTERM stopped the curve.
+    pub stopped_at: Option<usize>,
 }
 
 impl Curve {
@@ -120,23 +125,32 @@ impl Curve {
         if let Some(iteration) = self.diverged_at {
             figures["diverged_at"] = iteration.into();
         }
+        if let Some(iteration) = self.stopped_at {
+            figures["stopped_at"] = iteration.into();
+        }
         figures
     }
 
     /// `" (diverged at iteration N)"` or nothing.
     pub fn note(&self) -> String {
-        self.diverged_at
-            .map(|i| format!(" (diverged at iteration {i})"))
-            .unwrap_or_default()
+        match (self.diverged_at, self.stopped_at) {
+            (Some(i), _) => format!(" (diverged at iteration {i})"),
+            (None, Some(i)) => format!(" (stopped after {i} iterations)"),
+            (None, None) => String::new(),
+        }
     }
 }
 
 /// Advances the shared progress bar, one tick per step.
-struct Ticker<'b>(&'b ProgressBar);
+struct Ticker<'b>(&'b ProgressBar, &'b StopSignal);
 
 impl Observer for Ticker<'_> {
     fn on_step(&mut self, _iteration: usize, _loss: f64) {
         self.0.inc(1);
+    }
+
+    fn should_stop(&self) -> bool {
+        self.1.requested()
     }
 }
 
@@ -211,16 +225,28 @@ impl Context<'_> {
         }
     }
 
+    /// Whether Ctrl-C or SIGTERM asked the experiment to stop: its loops
+    /// then end after the curve under way, and it draws the curves it has.
+    pub fn stopped(&self) -> bool {
+        self.stop.requested()
+    }
+
     /// Trains one curve of `config` on `train`, evaluating on `test`. A
     /// curve that diverges is kept (some of the book's curves do: weights of
-    /// scale 1 without BatchNorm), with the figures of its last good weights.
+    /// scale 1 without BatchNorm), with the figures of its last good weights;
+    /// so is a curve stopped by Ctrl-C or SIGTERM, with the figures of its
+    /// weights so far.
     pub fn train_curve(&self, config: TrainConfig, train: ImageData<'_>, test: ImageData<'_>) -> Result<Curve> {
         let classes = usize::from(mnist::CLASSES);
         let mut trainer = Trainer::<f32, _>::new(config, train, test, classes)?;
         let started = Instant::now();
-        let (summary, diverged_at) = match trainer.run(&mut Ticker(&self.bar)) {
-            Ok(summary) => (summary, None),
-            Err(TrainError::NonFiniteLoss { iteration, .. }) => {
+        let (summary, diverged_at, stopped_at) = match trainer.run(&mut Ticker(&self.bar, &self.stop)) {
+            Ok(summary) => (summary, None, None),
+            Err(e @ (TrainError::NonFiniteLoss { .. } | TrainError::Interrupted { .. })) => {
+                let (iteration, diverged) = match e {
+                    TrainError::NonFiniteLoss { iteration, .. } => (iteration, true),
+                    _ => (trainer.losses().len(), false),
+                };
                 // The bar counts the steps the curve would have taken.
                 self.bar.inc((trainer.iterations() - iteration) as u64);
                 let losses = trainer.losses();
@@ -234,7 +260,11 @@ impl Context<'_> {
                     seconds_total: seconds,
                     seconds_train: seconds,
                 };
-                (summary, Some(iteration))
+                if diverged {
+                    (summary, Some(iteration), None)
+                } else {
+                    (summary, None, Some(iteration))
+                }
             }
             Err(e) => return Err(e.into()),
         };
@@ -243,6 +273,7 @@ impl Context<'_> {
             evals: trainer.evals().to_vec(),
             summary,
             diverged_at,
+            stopped_at,
         })
     }
 
@@ -275,10 +306,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .join("runs")
             .join(format!("experiment-{name}-seed{}-{}", args.seed, timestamp()))
     });
-    std::fs::create_dir_all(&out).map_err(|e| TrainError::Io {
-        path: out.clone(),
-        source: e,
-    })?;
+    // Claimed for this run alone until it ends (a lock file in it).
+    let _claim = RunDir::claim(&out, args.overwrite)?;
     train::remove_stale_temp_files(&out);
     say!(
         "backprop-rs experiment {name}{}",
@@ -308,6 +337,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         quick: args.quick,
         out,
         bar,
+        stop: StopSignal::install()?,
     };
     let started = Instant::now();
     let outcome = match args.name {
@@ -322,6 +352,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let outcome = outcome?;
     for line in &outcome.lines {
         say!("{line}");
+    }
+    if ctx.stopped() {
+        eprintln!(
+            "interrupted ({}): the curves finished so far, and their figure, are in {}",
+            ctx.stop.cause(),
+            ctx.out.display()
+        );
+        return Ok(ctx.stop.exit_code());
     }
     say!("done in {:.1}s", started.elapsed().as_secs_f64());
     for file in &outcome.files {

@@ -91,6 +91,9 @@ pub fn run(ctx: &Context<'_>) -> Result<Outcome> {
                 Series::new("test", points(|e| e.test_accuracy), 3).dashed(),
             ],
         });
+        if ctx.stopped() {
+            break;
+        }
     }
     write_csv(
         &ctx.path("overfit.csv"),

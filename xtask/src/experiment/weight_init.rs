@@ -36,6 +36,9 @@ pub fn run(ctx: &Context<'_>) -> Result<Outcome> {
             ..ctx.base_config()
         };
         curves.push((name, ctx.train_curve(config, ctx.train, ctx.test)?));
+        if ctx.stopped() {
+            break;
+        }
     }
 
     let (lines, json) = super::loss_curves(
