@@ -12,6 +12,11 @@
 //! [`Nesterov`], [`AdaGrad`], [`RmsProp`], [`Adam`]) is built from a model's
 //! parameters, owns its state, and steps the model.
 //!
+//! Every parameter and buffer has a name: the book's, numbered by position
+//! (`W1 b1 gamma1 beta1 running_mean1 ...`), or `{layer}.{kind}` (`stem.W`)
+//! for a layer given a name with [`NetSpec::name`]; such names stay put when
+//! layers are inserted, so an older checkpoint still loads by name.
+//!
 //! * Scalars: [`MulLayer`], [`AddLayer`] (the apple and orange example).
 //! * Tensors: [`Relu`], [`Sigmoid`], [`Affine`], [`BatchNorm`], [`Dropout`],
 //!   [`Convolution`], [`Pooling`], [`SoftmaxWithLoss`].
@@ -82,7 +87,7 @@ pub use dropout::Dropout;
 pub use error::LayerError;
 pub use layer::{layer_stream, Layer, LayerRng, Param, ParamMut};
 pub use mlp::{Init, Mlp, MAX_HIDDEN_LAYERS};
-pub use model::{NamedParam, Sequential};
+pub use model::{NamedParam, Sequential, MAX_LAYER_NAME_LEN};
 pub use mul::MulLayer;
 pub use net::{LayerDef, NetSpec, MAX_LAYERS};
 pub use optimizer::{

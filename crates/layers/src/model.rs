@@ -3,35 +3,33 @@
 //! The forward pass runs the list front to back, keeping each layer's output;
 //! the backward pass runs it back to front, each layer turning
 //! `dL/d(its output)` into `dL/d(its input)` and its parameter gradients.
+//! This file holds the model, its construction and its passes (loss,
+//! gradient, accuracy, predictions); [`state`] holds its state: the one walk
+//! over the parameters and buffers, and their names.
 //!
-//! **Parameters** get stable names when the model is built: Affine layers
-//! number them (`W1 b1`, `W2 b2`, ...), and a layer that does not number its
-//! own (BatchNorm) takes the number of the last one that did (`gamma1 beta1`
-//! after the first Affine), as the book's `MultiLayerNetExtend` names them.
-//! Saved non-trainable state (buffers: `running_mean1 running_var1`) is named
-//! the same way. [`Sequential::visit_params_mut`] is the one writing walk
-//! over the parameters (optimizers, weight decay's gradient, loading, the
-//! numerical gradient), [`Sequential::params`] the reading one.
+//! **Names.** Every parameter and buffer has a name, given when the model is
+//! built. By default they are the book's (`MultiLayerNetExtend`'s): Affine
+//! and Convolution layers number theirs (`W1 b1`, `W2 b2`, ...), and a layer
+//! that does not number its own (BatchNorm) takes the number of the last one
+//! that did (`gamma1 beta1`, buffers `running_mean1 running_var1`). A layer
+//! may also be named ([`Sequential::with_layer_names`], or
+//! [`NetSpec::name`](crate::NetSpec::name) in the builder): its tensors are
+//! then `{name}.{kind}` (`stem.W`, `bn.running_var`) and it takes no number,
+//! so inserting a named layer leaves every other name, and so a checkpoint's
+//! tensors, where they were.
 //!
 //! **Weight decay** (L2, the book's `weight_decay_lambda`): the loss gains
 //! `lambda / 2 * sum(W^2)` over the weight matrices (not biases, not
 //! BatchNorm's scale and shift), and their gradients `lambda * W`.
 
-use crate::{Layer, LayerError, LayerRng, LayerSpec, Param, ParamMut, SoftmaxWithLoss, Target, MAX_PARAMS};
-use tensor::{Element, Tensor};
+mod state;
 
-/// A parameter with its model-wide name.
-pub struct NamedParam<'a, T> {
-    /// The kind and the layer number: `W1`, `b1`, `gamma1`, ...
-    pub name: &'a str,
-    /// The parameter's current value.
-    pub value: &'a Tensor<T>,
-    /// `dL/d(value)` from the last backward pass (weight decay's
-    /// `lambda * W` included); the value's shape.
-    pub grad: &'a Tensor<T>,
-    /// Whether weight decay applies (weight matrices only).
-    pub decays: bool,
-}
+pub(crate) use state::{check_layer_name, check_layer_names};
+pub use state::{NamedParam, MAX_LAYER_NAME_LEN};
+
+use crate::{Layer, LayerError, LayerRng, LayerSpec, SoftmaxWithLoss, Target, MAX_PARAMS};
+use state::State;
+use tensor::{Element, Tensor};
 
 /// A network: its layers in order, then a [`SoftmaxWithLoss`]. It owns the
 /// parameters, their gradients, and the outputs and gradients of its last
@@ -85,7 +83,11 @@ pub struct Sequential<T: Element> {
     /// One example's shape, without the batch dimension: `[784]`.
     input_shape: Vec<usize>,
     output_size: usize,
+    /// `layer_names[i]` is `layers[i]`'s name (`None`: unnamed, numbered).
+    layer_names: Vec<Option<String>>,
+    /// Every parameter's name, in the order of the walk (see [`state`]).
     param_names: Vec<String>,
+    /// Every buffer's name, in the order of the walk.
     buffer_names: Vec<String>,
     weight_decay: f64,
 }
@@ -99,6 +101,7 @@ impl<T: Element> Clone for Sequential<T> {
             grads: self.grads.clone(),
             input_shape: self.input_shape.clone(),
             output_size: self.output_size,
+            layer_names: self.layer_names.clone(),
             param_names: self.param_names.clone(),
             buffer_names: self.buffer_names.clone(),
             weight_decay: self.weight_decay,
@@ -120,7 +123,9 @@ impl<T: Element> std::fmt::Debug for Sequential<T> {
 impl<T: Element> Sequential<T> {
     /// A model over inputs of `input_shape` per example (`[784]`). Checks
     /// that every layer takes the previous one's output and that the last
-    /// gives one score per class, and names the parameters.
+    /// gives one score per class, and gives the parameters and buffers the
+    /// book's names (see the module doc; [`Sequential::with_layer_names`]
+    /// names layers).
     pub fn new(input_shape: &[usize], layers: Vec<Box<dyn Layer<T>>>) -> Result<Self, LayerError> {
         if input_shape.is_empty()
             || input_shape.len() > 3
@@ -143,35 +148,21 @@ impl<T: Element> Sequential<T> {
                 "the last layer must give one score per class, but gives shape {shape:?}; end with an Affine layer"
             )));
         };
-        let (mut param_names, mut buffer_names) = (Vec::new(), Vec::new());
-        let mut number = 0;
-        for layer in &layers {
-            if layer.numbers_params() {
-                number += 1;
-            }
-            layer.visit_params(&mut |p| param_names.push(format!("{}{number}", p.kind)));
-            layer.visit_buffers(&mut |kind, _| buffer_names.push(format!("{kind}{number}")));
-        }
-        let mut all: Vec<&String> = param_names.iter().chain(&buffer_names).collect();
-        all.sort();
-        if let Some(pair) = all.windows(2).find(|pair| pair[0] == pair[1]) {
-            return Err(LayerError::Config(format!(
-                "two tensors would be named {}; put an Affine layer between layers of the same kind",
-                pair[0]
-            )));
-        }
         let count = layers.len();
-        Ok(Sequential {
+        let model = Sequential {
             layers,
             loss_layer: SoftmaxWithLoss::new(),
             activations: vec![Tensor::zeros(&[0]); count],
             grads: vec![Tensor::zeros(&[0]); count],
             input_shape: input_shape.to_vec(),
             output_size,
-            param_names,
-            buffer_names,
+            layer_names: Vec::new(),
+            param_names: Vec::new(),
+            buffer_names: Vec::new(),
             weight_decay: 0.0,
-        })
+        };
+        // The book's names, every layer unnamed.
+        model.with_layer_names(vec![None; count])
     }
 
     /// The model that `specs` describe, with zero weights (BatchNorm's scale
@@ -243,11 +234,6 @@ impl<T: Element> Sequential<T> {
     /// Number of classes scored.
     pub fn output_size(&self) -> usize {
         self.output_size
-    }
-
-    /// Total number of scalar parameters.
-    pub fn num_params(&self) -> usize {
-        self.params().iter().map(|p| p.value.numel()).sum()
     }
 
     /// A one-line description: `Affine(784x50) Relu Affine(50x10)`.
@@ -395,13 +381,18 @@ impl<T: Element> Sequential<T> {
             return 0.0;
         }
         let mut sum_sq = 0.0f64;
-        for layer in &self.layers {
-            layer.visit_params(&mut |p: Param<'_, T>| {
-                if p.decays {
-                    sum_sq += p.value.as_slice().iter().map(|v| v.to_f64() * v.to_f64()).sum::<f64>();
+        self.visit_state(&mut |state| {
+            if let State::Param { param, .. } = state {
+                if param.decays {
+                    sum_sq += param
+                        .value
+                        .as_slice()
+                        .iter()
+                        .map(|v| v.to_f64() * v.to_f64())
+                        .sum::<f64>();
                 }
-            });
-        }
+            }
+        });
         0.5 * self.weight_decay * sum_sq
     }
 
@@ -477,151 +468,6 @@ impl<T: Element> Sequential<T> {
             });
         }
         loss
-    }
-
-    /// Calls `f(index, param)` for every parameter in order (W1 b1 ...): the
-    /// one walk over the parameters. `index` is the position in
-    /// [`Sequential::param_names`].
-    pub fn visit_params_mut(&mut self, f: &mut dyn FnMut(usize, ParamMut<'_, T>)) {
-        let mut index = 0;
-        for layer in &mut self.layers {
-            layer.visit_params_mut(&mut |p| {
-                f(index, p);
-                index += 1;
-            });
-        }
-    }
-
-    /// Every parameter with its name, in order.
-    pub fn params(&self) -> Vec<NamedParam<'_, T>> {
-        let mut out = Vec::with_capacity(self.param_names.len());
-        let mut names = self.param_names.iter();
-        for layer in &self.layers {
-            layer.visit_params(&mut |p| {
-                let name = names.next().expect("one name per parameter, set in new()");
-                out.push(NamedParam {
-                    name,
-                    value: p.value,
-                    grad: p.grad,
-                    decays: p.decays,
-                });
-            });
-        }
-        out
-    }
-
-    /// The parameters' names, in order: `W1 b1 W2 b2 ...`.
-    pub fn param_names(&self) -> &[String] {
-        &self.param_names
-    }
-
-    /// The shape of every parameter, in order (what an optimizer allocates
-    /// its state from, see [`crate::Parameters`]).
-    pub fn param_shapes(&self) -> Vec<Vec<usize>> {
-        self.params().iter().map(|p| p.value.shape().to_vec()).collect()
-    }
-
-    /// Every buffer (saved, not trained) with its name, in order.
-    pub fn buffers(&self) -> Vec<(&str, &Tensor<T>)> {
-        let mut out = Vec::with_capacity(self.buffer_names.len());
-        let mut names = self.buffer_names.iter();
-        for layer in &self.layers {
-            layer.visit_buffers(&mut |_, tensor| {
-                let name = names.next().expect("one name per buffer, set in new()");
-                out.push((name.as_str(), tensor));
-            });
-        }
-        out
-    }
-
-    /// Copies every buffer into `out` (same order as [`Sequential::buffers`]),
-    /// reusing `out`'s allocations: a snapshot to put back with
-    /// [`Sequential::restore_buffers`].
-    pub fn copy_buffers_into(&self, out: &mut Vec<Tensor<T>>) {
-        // An empty tensor does not allocate; `resize` only grows `out` once.
-        out.resize(self.buffer_names.len(), Tensor::zeros(&[0]));
-        let mut i = 0;
-        for layer in &self.layers {
-            layer.visit_buffers(&mut |_, tensor| {
-                out[i].assign(tensor);
-                i += 1;
-            });
-        }
-    }
-
-    /// Puts back buffers copied by [`Sequential::copy_buffers_into`].
-    ///
-    /// # Panics
-    /// When `from` does not hold one tensor of the right shape per buffer.
-    pub fn restore_buffers(&mut self, from: &[Tensor<T>]) {
-        assert_eq!(
-            from.len(),
-            self.buffer_names.len(),
-            "restore_buffers: one tensor per buffer"
-        );
-        let mut i = 0;
-        for layer in &mut self.layers {
-            layer.visit_buffers_mut(&mut |_, tensor| {
-                assert_eq!(tensor.shape(), from[i].shape(), "restore_buffers: shape mismatch");
-                tensor.assign(&from[i]);
-                i += 1;
-            });
-        }
-    }
-
-    /// Writes `value` into element `element` of parameter `index` and
-    /// returns what was there (numerical gradients).
-    ///
-    /// # Panics
-    /// When either is out of range.
-    pub fn replace_param_element(&mut self, index: usize, element: usize, value: T) -> T {
-        let mut old = None;
-        self.visit_params_mut(&mut |i, p| {
-            if i == index {
-                old = Some(std::mem::replace(&mut p.value.as_mut_slice()[element], value));
-            }
-        });
-        old.unwrap_or_else(|| panic!("no parameter {index}"))
-    }
-
-    /// Copies of every parameter's value, in order: a snapshot.
-    pub fn param_buffers(&self) -> Vec<Tensor<T>> {
-        self.params().into_iter().map(|p| p.value.clone()).collect()
-    }
-
-    /// Overwrites the parameter or buffer `name` after checking its shape.
-    pub fn set_tensor(&mut self, name: &str, shape: &[usize], values: &[T]) -> Result<(), LayerError> {
-        let mut result = Err(LayerError::MissingParam { name: name.to_string() });
-        let mut assign = |value: &mut Tensor<T>| {
-            result = if value.shape() != shape || values.len() != value.numel() {
-                Err(LayerError::ParamShape {
-                    name: name.to_string(),
-                    expected: value.shape().to_vec(),
-                    found: shape.to_vec(),
-                })
-            } else {
-                value.as_mut_slice().copy_from_slice(values);
-                Ok(())
-            };
-        };
-        if let Some(index) = self.param_names.iter().position(|n| n == name) {
-            self.visit_params_mut(&mut |i, p| {
-                if i == index {
-                    assign(p.value);
-                }
-            });
-        } else if let Some(index) = self.buffer_names.iter().position(|n| n == name) {
-            let mut i = 0;
-            for layer in &mut self.layers {
-                layer.visit_buffers_mut(&mut |_, tensor| {
-                    if i == index {
-                        assign(tensor);
-                    }
-                    i += 1;
-                });
-            }
-        }
-        result
     }
 }
 

@@ -16,6 +16,19 @@
 //! caller; biases start at 0, BatchNorm's scale at 1 and shift at 0. The
 //! book's nets ([`Mlp`](crate::Mlp), [`SimpleConvNet`](crate::SimpleConvNet),
 //! [`deep_convnet`](crate::NetSpec::deep_convnet)) are recipes over this builder.
+//! Naming a layer changes no draw: the weights depend on the layers only.
+//!
+//! **Layer names.** [`NetSpec::name`] names the layer just added. A named
+//! layer's tensors are `{name}.{kind}` (`stem.W`, `stem.b`; a BatchNorm's
+//! `bn.gamma`, `bn.running_mean`) and it takes no number, so the unnamed
+//! layers keep the book's names (`W1 b1 W2 b2`, `gamma1 beta1`) among
+//! themselves. Inserting a named layer anywhere leaves every other tensor's
+//! name, and so an older checkpoint's, as it was; inserting an unnamed
+//! Affine or convolution renumbers the ones after it. A name is a plain
+//! identifier (`[A-Za-z_][A-Za-z0-9_]*`) of at most
+//! [`MAX_LAYER_NAME_LEN`](crate::MAX_LAYER_NAME_LEN) characters, used once,
+//! that does not read as a book name (`W2`, `gamma1`); a bad one is refused
+//! by [`NetSpec::layer_specs`] (and so [`NetSpec::build`]).
 //!
 //! ```
 //! use layers::{Init, NetSpec};
@@ -32,9 +45,22 @@
 //!     .unwrap();
 //! // Every input size was inferred: 4 filters of 3x3 leave 4x6x6, the pool 4x3x3.
 //! assert_eq!(model.summary(), "Conv(4x3x3 s1 p0) BatchNorm Relu Pool(2x2 s2 p0) Affine(36x3)");
+//! assert_eq!(model.param_names(), ["W1", "b1", "gamma1", "beta1", "W2", "b2"]);
+//!
+//! // Name the convolution, and a BatchNorm inserted after it changes no other name.
+//! let net = NetSpec::new(&[1, 8, 8]).conv(4, 3).name("stem");
+//! let before = net.clone().relu().pool(2).affine(3).build::<f32>(42).unwrap();
+//! let after = net.batch_norm().name("stem_bn").relu().pool(2).affine(3).build::<f32>(42).unwrap();
+//! assert_eq!(before.param_names(), ["stem.W", "stem.b", "W1", "b1"]);
+//! assert_eq!(
+//!     after.param_names(),
+//!     ["stem.W", "stem.b", "stem_bn.gamma", "stem_bn.beta", "W1", "b1"]
+//! );
+//! assert!(NetSpec::new(&[4]).affine(3).name("3x").build::<f32>(1).is_err());
 //! ```
 
 use crate::batch_norm::{BATCH_NORM_EPS, BATCH_NORM_MOMENTUM};
+use crate::model::check_layer_names;
 use crate::{Init, LayerError, LayerSpec, Sequential, MAX_PARAMS, MAX_WIDTH};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -153,6 +179,11 @@ pub struct NetSpec {
     pub input: Vec<usize>,
     /// The layers, first to last (the softmax-with-loss is implied).
     pub layers: Vec<LayerDef>,
+    /// `names[i]` is `layers[i]`'s name (`None`: unnamed; see the module
+    /// doc). The builder methods keep one entry per layer; layers pushed
+    /// onto `layers` by hand are unnamed. More names than layers (a name
+    /// given before the first layer) is an error of [`NetSpec::layer_specs`].
+    pub names: Vec<Option<String>>,
     /// How every weight tensor is drawn.
     pub init: Init,
     /// L2 weight decay lambda (0: none); see [`Sequential::weight_decay`].
@@ -166,15 +197,48 @@ impl NetSpec {
         NetSpec {
             input: input.to_vec(),
             layers: Vec::new(),
+            names: Vec::new(),
             init: Init::default(),
             weight_decay: 0.0,
         }
     }
 
-    /// Appends any layer.
+    /// Appends any layer, unnamed.
     pub fn layer(mut self, layer: LayerDef) -> Self {
+        // Layers pushed by hand have no entry yet: they are unnamed.
+        if self.names.len() < self.layers.len() {
+            self.names.resize(self.layers.len(), None);
+        }
         self.layers.push(layer);
+        self.names.push(None);
         self
+    }
+
+    /// Names the layer added last: its tensors become `{name}.{kind}`
+    /// (`.conv(6, 5).name("stem")` gives `stem.W` and `stem.b`) and it takes
+    /// no number (see the module doc). Naming it again replaces the name.
+    /// The name is checked by [`NetSpec::layer_specs`], which refuses a name
+    /// given before any layer, one that is not a plain identifier of at most
+    /// [`MAX_LAYER_NAME_LEN`](crate::MAX_LAYER_NAME_LEN) characters or that
+    /// reads as a book name (`W2`), and one given to two layers.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        let name = Some(name.into());
+        let layers = self.layers.len();
+        if layers == 0 || self.names.len() > layers {
+            // No layer to name: kept as an entry past the layers, which layer_specs refuses.
+            self.names.push(name);
+        } else {
+            self.names.resize(layers, None);
+            self.names[layers - 1] = name;
+        }
+        self
+    }
+
+    /// One name per layer (`None`: unnamed), as [`Sequential::with_layer_names`] takes them.
+    pub fn layer_names(&self) -> Vec<Option<String>> {
+        let mut names = self.names.clone();
+        names.resize(self.layers.len(), None);
+        names
     }
 
     /// Appends a fully connected layer of `outputs` units.
@@ -221,7 +285,7 @@ impl NetSpec {
         self.layer(LayerDef::Sigmoid)
     }
 
-    /// Appends a BatchNorm with the book's momentum (0.9) and eps (1e-7).
+    /// Appends a BatchNorm with the book's momentum (0.9) and eps (1e-6, [`BATCH_NORM_EPS`]).
     pub fn batch_norm(self) -> Self {
         self.layer(LayerDef::BatchNorm {
             momentum: BATCH_NORM_MOMENTUM,
@@ -251,7 +315,8 @@ impl NetSpec {
 
     /// Every layer's full spec, its input sizes inferred from the previous
     /// layer's output, after checking the whole chain: the input shape,
-    /// each layer's fit, at most [`MAX_LAYERS`] layers, at most
+    /// the layer names (see [`NetSpec::name`]), each layer's fit, at most
+    /// [`MAX_LAYERS`] layers, at most
     /// [`MAX_PARAMS`] parameters, scores per class at the end. Nothing is
     /// allocated beyond the list.
     pub fn layer_specs(&self) -> Result<Vec<LayerSpec>, LayerError> {
@@ -311,6 +376,12 @@ impl NetSpec {
                 self.layers.len()
             )));
         }
+        if self.names.len() > self.layers.len() {
+            return Err(LayerError::Config(
+                "a layer name was given before the layer it names; `name` names the layer added just before it".into(),
+            ));
+        }
+        check_layer_names(&self.names)?;
         self.init.validate()?;
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return Err(LayerError::Config(format!(
@@ -321,11 +392,13 @@ impl NetSpec {
         Ok(())
     }
 
-    /// The network, its weights drawn from the stream seeded by `seed` (see
-    /// the module doc).
+    /// The network, its layers named and its weights drawn from the stream
+    /// seeded by `seed` (see the module doc).
     pub fn build<T: Element>(&self, seed: u64) -> Result<Sequential<T>, LayerError> {
         let specs = self.layer_specs()?;
-        let mut model = Sequential::from_specs(&self.input, &specs)?.with_weight_decay(self.weight_decay)?;
+        let mut model = Sequential::from_specs(&self.input, &specs)?
+            .with_layer_names(self.layer_names())?
+            .with_weight_decay(self.weight_decay)?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let init = self.init;
         model.visit_params_mut(&mut |_, param| {
@@ -425,5 +498,41 @@ mod tests {
             .init(Init::He)
             .build::<f64>(7);
         assert_eq!(again.unwrap().params()[2].value, params[2].value);
+    }
+
+    #[test]
+    fn names_apply_to_the_last_layer_and_are_checked() {
+        let net = NetSpec::new(&[4]).affine(5).name("hidden").relu().affine(3).name("out");
+        assert_eq!(net.names, [Some("hidden".to_string()), None, Some("out".to_string())]);
+        let model = net.build::<f32>(1).unwrap();
+        assert_eq!(model.param_names(), ["hidden.W", "hidden.b", "out.W", "out.b"]);
+        assert_eq!(model.layer_names(), net.layer_names());
+        // Naming the same layer again replaces the name.
+        let renamed = NetSpec::new(&[4]).affine(3).name("a").name("b");
+        assert_eq!(renamed.build::<f32>(1).unwrap().param_names(), ["b.W", "b.b"]);
+        // Layers pushed by hand are unnamed; the next name still goes to the last layer.
+        let mut by_hand = NetSpec::new(&[4]).affine(5).name("first");
+        by_hand.layers.push(LayerDef::Relu);
+        let by_hand = by_hand.affine(3).name("last");
+        assert_eq!(by_hand.layer_names(), [Some("first".into()), None, Some("last".into())]);
+
+        let error = |net: NetSpec| net.layer_specs().unwrap_err().to_string();
+        let err = error(NetSpec::new(&[4]).name("early").affine(3));
+        assert!(err.contains("given before the layer it names"), "{err}");
+        let err = error(NetSpec::new(&[4]).affine(4).name("fc").affine(3).name("fc"));
+        assert!(err.contains("layers 1 and 2 are both named 'fc'"), "{err}");
+        let err = error(NetSpec::new(&[4]).affine(4).relu().name("re lu").affine(3));
+        assert!(
+            err.contains("layer 2: the layer name 're lu' is not a plain identifier"),
+            "{err}"
+        );
+        let err = error(NetSpec::new(&[4]).affine(3).name("b1"));
+        assert!(err.contains("reads as the name"), "{err}");
+        assert!(NetSpec::new(&[4]).affine(3).name("x").build::<f32>(1).is_ok());
+        assert!(NetSpec::new(&[4])
+            .affine(3)
+            .name("x".repeat(33))
+            .build::<f32>(1)
+            .is_err());
     }
 }

@@ -23,10 +23,19 @@
 //! | `batchnorm [momentum=M] [eps=E]` (or `batch_norm`) | batch normalization | [`BATCH_NORM_MOMENTUM`], [`BATCH_NORM_EPS`] |
 //! | `dropout RATIO` | drops each value with probability `RATIO` in training | |
 //!
+//! Every layer line also takes `name=NAME` (`conv 6 5 pad=2 name=c1`), which
+//! names that layer: its tensors become `NAME.W`, `NAME.b`, ... instead of
+//! the book's numbered `W1 b1` (see [`NetSpec::name`]), so that inserting a
+//! named layer later renames nothing else. `relu name=r` is allowed but
+//! names no tensor. A name is a plain identifier (`[A-Za-z_][A-Za-z0-9_]*`,
+//! case kept) of at most [`MAX_LAYER_NAME_LEN`](crate::MAX_LAYER_NAME_LEN)
+//! characters that does not read as a book name (`W2`), and is used by one
+//! layer only; a bad or repeated name is an error on its line.
+//!
 //! `#` starts a comment, on its own line or after an item; blank lines are
-//! ignored; keywords and option names are case-insensitive; `\r\n` line ends
-//! are fine. Numbers come first, then `key=value` options in any order. The
-//! softmax-with-loss at the end is implied.
+//! ignored; keywords and option names are case-insensitive (a name's value
+//! is not); `\r\n` line ends are fine. Numbers come first, then `key=value`
+//! options in any order. The softmax-with-loss at the end is implied.
 //!
 //! The file is untrusted: text over 1 MiB or with more than [`MAX_LAYERS`]
 //! layers is refused before the layers are collected. Parsing checks the
@@ -55,6 +64,11 @@
 //! assert_eq!(spec.to_string(), "input 1 8 8\ninit he\nconv 4 3\nbatchnorm\nrelu\npool 2\naffine 3\n");
 //! assert_eq!(spec.to_string().parse::<NetSpec>(), Ok(spec));
 //!
+//! // A named layer writes its name back.
+//! let named: NetSpec = "input 784\naffine 50 name=hidden\nrelu\naffine 10\n".parse().unwrap();
+//! assert_eq!(named.build::<f32>(1).unwrap().param_names(), ["hidden.W", "hidden.b", "W1", "b1"]);
+//! assert_eq!(named.to_string(), "input 784\naffine 50 name=hidden\nrelu\naffine 10\n");
+//!
 //! let err = "input 784\naffine 12x\n".parse::<NetSpec>().unwrap_err();
 //! assert_eq!(
 //!     err.to_string(),
@@ -62,9 +76,11 @@
 //! );
 //! ```
 
+use crate::model::check_layer_name;
 use crate::{
     Init, LayerDef, LayerError, LayerSpec, NetSpec, BATCH_NORM_EPS, BATCH_NORM_MOMENTUM, MAX_LAYERS, MAX_WIDTH,
 };
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -72,8 +88,8 @@ use std::str::FromStr;
 /// [`MAX_LAYERS`] commented layers fit in far less.
 const MAX_NET_FILE_BYTES: usize = 1 << 20;
 
-/// The most values an item has after its keyword (`conv F S stride= pad=`
-/// has 4); a longer line is wrong anyway, so no more are collected.
+/// The most values an item has after its keyword (`conv F S stride= pad=
+/// name=` has 5); a longer line is wrong anyway, so no more are collected.
 const MAX_VALUES: usize = 8;
 
 /// How much of a bad line an error quotes.
@@ -123,6 +139,8 @@ impl FromStr for NetSpec {
         let mut net: Option<NetSpec> = None;
         // Where `input`, `init` and `weight_decay` were given, to refuse a second one.
         let (mut input_line, mut init_line, mut decay_line) = (0, 0, 0);
+        // Every layer name given so far and its line, to refuse a second use.
+        let mut name_lines: HashMap<String, usize> = HashMap::new();
         let mut last_line = 1;
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
@@ -149,7 +167,24 @@ impl FromStr for NetSpec {
                     names.join(", ")
                 )));
             };
+            // Any layer may be named; the other items take no `name=`.
+            let (values, name) = if matches!(keyword, "input" | "init" | "weight_decay") {
+                (values, None)
+            } else {
+                // The same tokens as written: a name keeps its case.
+                let written: Vec<&str> = content.split_whitespace().skip(1).take(MAX_VALUES).collect();
+                take_name(&values, &written).map_err(|problem| error(format!("{problem}; expected {form}")))?
+            };
             let item = parse_item(keyword, &values).map_err(|problem| error(format!("{problem}; expected {form}")))?;
+            if let Some(name) = name {
+                check_layer_name(name).map_err(error)?;
+                if let Some(first) = name_lines.get(name) {
+                    return Err(error(format!(
+                        "the name '{name}' is already the name of the layer on line {first}; layer names must be unique"
+                    )));
+                }
+                name_lines.insert(name.to_string(), line);
+            }
 
             if let Item::Input(shape) = item {
                 if input_line != 0 {
@@ -189,6 +224,7 @@ impl FromStr for NetSpec {
                         return Err(error(format!("more than the {MAX_LAYERS} layers a net may have")));
                     }
                     net.layers.push(layer);
+                    net.names.push(name.map(str::to_string));
                 }
             }
         }
@@ -198,6 +234,34 @@ impl FromStr for NetSpec {
             detail: "the file ends without an input shape; a net file starts with `input D1 [D2 D3]`".into(),
         })
     }
+}
+
+/// A layer line's values without its `name=NAME` option, and the name as
+/// `written` (`written[i]` is `values[i]` before lower-casing). As every
+/// option, it comes after the numbers; it may be given once.
+fn take_name<'a>(values: &[&'a str], written: &[&'a str]) -> Result<(Vec<&'a str>, Option<&'a str>), String> {
+    let mut rest = Vec::with_capacity(values.len());
+    let mut name = None;
+    for (i, value) in values.iter().enumerate() {
+        if value.split_once('=').map(|(key, _)| key) != Some("name") {
+            rest.push(*value);
+            continue;
+        }
+        if let Some(number) = values[i + 1..].iter().find(|v| !v.contains('=')) {
+            return Err(format!(
+                "'{}' after an option; the numbers come before the options",
+                quote(number)
+            ));
+        }
+        let (_, given) = written[i].split_once('=').unwrap_or_default();
+        if given.is_empty() {
+            return Err("option 'name' has no value".into());
+        }
+        if name.replace(given).is_some() {
+            return Err("option 'name' given twice".into());
+        }
+    }
+    Ok((rest, name))
 }
 
 /// One line's item from its (lower-case) keyword and the values after it.
@@ -485,8 +549,12 @@ impl fmt::Display for NetSpec {
         if self.weight_decay != 0.0 {
             writeln!(f, "weight_decay {}", self.weight_decay)?;
         }
-        for layer in &self.layers {
-            writeln!(f, "{layer}")?;
+        for (index, layer) in self.layers.iter().enumerate() {
+            write!(f, "{layer}")?;
+            if let Some(Some(name)) = self.names.get(index) {
+                write!(f, " name={name}")?;
+            }
+            writeln!(f)?;
         }
         Ok(())
     }
@@ -726,6 +794,115 @@ affine 10
         let long = format!("input 784\naffine {}", "9".repeat(1000));
         let message = error_on_line(&long, 2);
         assert!(message.len() < 300 && message.contains("9..."), "{message}");
+    }
+
+    #[test]
+    fn names_parse_on_any_layer_and_round_trip() {
+        let text = "\
+input 1 8 8
+conv 4 3 pad=1 name=Stem   # case is kept
+BatchNorm NAME=stem_bn momentum=0.95
+relu name=r
+pool 2 name=_pool stride=2
+affine 10 name=head
+dropout 0.5 name=drop
+sigmoid
+affine 3
+";
+        let spec: NetSpec = text.parse().unwrap();
+        let built = NetSpec::new(&[1, 8, 8])
+            .conv_with(4, 3, 1, 1)
+            .name("Stem")
+            .layer(LayerDef::BatchNorm {
+                momentum: 0.95,
+                eps: BATCH_NORM_EPS,
+            })
+            .name("stem_bn")
+            .relu()
+            .name("r")
+            .pool(2)
+            .name("_pool")
+            .affine(10)
+            .name("head")
+            .dropout(0.5)
+            .name("drop")
+            .sigmoid()
+            .affine(3);
+        assert_eq!(spec, built);
+        let written = spec.to_string();
+        assert!(written.contains("conv 4 3 pad=1 name=Stem\n"), "{written}");
+        assert!(written.contains("batchnorm momentum=0.95 name=stem_bn\n"), "{written}");
+        assert!(written.contains("relu name=r\n"), "{written}");
+        assert!(written.ends_with("sigmoid\naffine 3\n"), "{written}");
+        assert_eq!(written.parse::<NetSpec>(), Ok(spec.clone()));
+        let model = spec.build::<f32>(1).unwrap();
+        assert_eq!(
+            model.param_names(),
+            [
+                "Stem.W",
+                "Stem.b",
+                "stem_bn.gamma",
+                "stem_bn.beta",
+                "head.W",
+                "head.b",
+                "W1",
+                "b1"
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_names_name_their_line() {
+        let cases: &[(&str, usize, &str)] = &[
+            (
+                "input 784\naffine 10 name=3x",
+                2,
+                "the layer name '3x' is not a plain identifier",
+            ),
+            ("input 784\naffine 10 name=a-b", 2, "not a plain identifier"),
+            ("input 784\naffine 10 name=a.b", 2, "not a plain identifier"),
+            ("input 784\naffine 10 name=W1", 2, "reads as the name"),
+            (
+                "input 784\naffine 10 name=abcdefghijklmnopqrstuvwxyz0123456789",
+                2,
+                "longer than 32 characters",
+            ),
+            (
+                "input 784\naffine 20 name=fc\nrelu\n\naffine 10 name=fc",
+                5,
+                "the name 'fc' is already the name of the layer on line 2",
+            ),
+            ("input 784\naffine 10 name=", 2, "option 'name' has no value"),
+            (
+                "input 784\naffine 10 name=a name=b",
+                2,
+                "option 'name' given twice; expected `affine N`",
+            ),
+            (
+                "input 784\naffine name=a 10",
+                2,
+                "'10' after an option; the numbers come before the options",
+            ),
+            (
+                "input 784 name=x\naffine 10",
+                1,
+                "unknown option 'name'; this item takes none",
+            ),
+            ("input 784\ninit he name=x\naffine 10", 2, "unknown option 'name'"),
+            (
+                "input 784\nweight_decay 0.1 name=x\naffine 10",
+                2,
+                "unknown option 'name'",
+            ),
+        ];
+        for &(text, line, fragment) in cases {
+            let message = error_on_line(text, line);
+            assert!(message.contains(fragment), "{text:?}: {message:?} lacks {fragment:?}");
+        }
+        // Names differ by case: two of them are two names.
+        assert!("input 784\naffine 20 name=fc\naffine 10 name=FC"
+            .parse::<NetSpec>()
+            .is_ok());
     }
 
     #[test]

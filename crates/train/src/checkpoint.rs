@@ -1,12 +1,18 @@
 //! Model checkpoints as safetensors, and atomic file writes.
 //!
 //! A checkpoint holds every parameter (`W1 b1 ...`, `gamma1 beta1 ...`) and
-//! buffer (`running_mean1 running_var1 ...`) as a row-major little-endian
-//! F32 or F64 tensor (readable by Python's `safetensors.numpy.load_file`)
-//! and, in the header's metadata, what rebuilds the model: `layers` (a JSON
-//! list of layer specs), `input_shape` (`"784"`), `weight_decay`, plus
-//! whatever the caller adds (data set, seed). Files of the first format
-//! (`sizes` = `"784,50,10"` and `activation`, tensors `W1 b1 W2 b2`) load too.
+//! buffer (`running_mean1 running_var1 ...`) under its name in the model
+//! (`stem.W`, `bn.running_var` for layers given a name) as a row-major
+//! little-endian F32 or F64 tensor (readable by Python's
+//! `safetensors.numpy.load_file`) and, in the header's metadata, what
+//! rebuilds the model: `layers` (a JSON list of layer specs), `input_shape`
+//! (`"784"`), `weight_decay`, `layer_names` when some layer has a name (one
+//! entry per layer, comma-separated, empty for an unnamed layer:
+//! `"stem,stem_bn,,,"`), plus whatever the caller adds (data set, seed). A
+//! model without layer names is written without the key, exactly as before
+//! names existed, and a file without it loads unnamed. Files of the first
+//! format (`sizes` = `"784,50,10"` and `activation`, tensors `W1 b1 W2 b2`)
+//! load too.
 //!
 //! A checkpoint is untrusted input: its size, its metadata and the
 //! architecture are bounded before anything is allocated, and the tensors
@@ -89,8 +95,9 @@ pub struct Checkpoint<T: Element> {
     /// (BatchNorm's running statistics) and weight decay, converted to `T`.
     pub model: Sequential<T>,
     /// Every key of the header's metadata as written: `format`, `layers`,
-    /// `input_shape`, `weight_decay` and the `extra` pairs given to
-    /// [`save_checkpoint`] (`sizes` and `activation` in a file of the first format).
+    /// `input_shape`, `weight_decay`, `layer_names` (when a layer is named)
+    /// and the `extra` pairs given to [`save_checkpoint`] (`sizes` and
+    /// `activation` in a file of the first format).
     pub metadata: HashMap<String, String>,
 }
 
@@ -100,6 +107,9 @@ const MAX_CHECKPOINT_BYTES: u64 = (layers::MAX_PARAMS as u64) * 8 + (1 << 20);
 /// The longest metadata value read (the architecture of the deepest network
 /// `train` builds, 100 hidden layers with BatchNorm and Dropout, is ~20 KB).
 const MAX_METADATA_VALUE: usize = 1 << 20;
+
+/// The metadata key of the layer names (see the module doc).
+const LAYER_NAMES_KEY: &str = "layer_names";
 
 fn dtype_of<T: Element>() -> Dtype {
     if T::NAME == "f64" {
@@ -169,6 +179,11 @@ pub fn save_checkpoint<T: Element>(
         ("input_shape".to_string(), input_shape),
         ("weight_decay".to_string(), model.weight_decay().to_string()),
     ]);
+    // Only when a layer is named: unnamed models' files stay as they were.
+    if model.layer_names().iter().any(Option::is_some) {
+        let names: Vec<&str> = model.layer_names().iter().map(|n| n.as_deref().unwrap_or("")).collect();
+        metadata.insert(LAYER_NAMES_KEY.to_string(), names.join(","));
+    }
     for (k, v) in extra {
         metadata.insert(k.to_string(), v.clone());
     }
@@ -235,13 +250,35 @@ fn architecture(metadata: &HashMap<String, String>) -> Result<(Vec<usize>, Vec<L
     Ok((sizes[..1].to_vec(), specs))
 }
 
+/// The layer names of `layer_names` (one entry per layer, comma-separated,
+/// empty: unnamed) for a model of `layers` layers. The count and every
+/// entry's length are checked before any name is copied; whether each is a
+/// valid name is [`Sequential::with_layer_names`]'s check.
+fn parse_layer_names(text: &str, layers: usize) -> Result<Vec<Option<String>>, String> {
+    let count = text.split(',').count();
+    if count != layers {
+        return Err(format!("bad '{LAYER_NAMES_KEY}' ({count} entries for {layers} layers)"));
+    }
+    if text.split(',').any(|name| name.len() > layers::MAX_LAYER_NAME_LEN) {
+        return Err(format!(
+            "bad '{LAYER_NAMES_KEY}' (a name longer than {} characters)",
+            layers::MAX_LAYER_NAME_LEN
+        ));
+    }
+    Ok(text
+        .split(',')
+        .map(|name| (!name.is_empty()).then(|| name.to_string()))
+        .collect())
+}
+
 /// Loads a checkpoint written by [`save_checkpoint`] (or by the first
 /// format), converting F32/F64 to `T`. Every tensor the architecture needs
 /// must be there with its shape and finite values, and nothing else. Any
 /// problem, reading the file included, is a [`TrainError::Checkpoint`]
 /// naming `path` and what was wrong (unreadable, larger than the largest
-/// model, not safetensors, no usable architecture, a missing, unknown,
-/// misshapen or non-finite tensor, a negative running variance).
+/// model, not safetensors, no usable architecture, bad layer names, a
+/// missing, unknown, misshapen or non-finite tensor, a negative running
+/// variance).
 pub fn load_checkpoint<T: Element>(path: &Path) -> Result<Checkpoint<T>, TrainError> {
     let bad = |detail: String| TrainError::Checkpoint {
         path: path.to_path_buf(),
@@ -265,6 +302,12 @@ pub fn load_checkpoint<T: Element>(path: &Path) -> Result<Checkpoint<T>, TrainEr
     let (input_shape, specs) = architecture(&metadata).map_err(bad)?;
     // Bounded by from_specs before it allocates.
     let mut model = Sequential::<T>::from_specs(&input_shape, &specs).map_err(|e| bad(e.to_string()))?;
+    if let Some(text) = metadata.get(LAYER_NAMES_KEY) {
+        let names = parse_layer_names(text, specs.len()).map_err(&bad)?;
+        model = model
+            .with_layer_names(names)
+            .map_err(|e| bad(format!("bad '{LAYER_NAMES_KEY}' ({e})")))?;
+    }
     if let Some(lambda) = metadata.get("weight_decay") {
         let lambda: f64 = lambda
             .parse()
@@ -309,7 +352,9 @@ pub fn load_checkpoint<T: Element>(path: &Path) -> Result<Checkpoint<T>, TrainEr
                 values[index]
             )));
         }
-        if name.starts_with("running_var") && values.iter().any(|&v| v < T::ZERO) {
+        // The kind: `running_var2`, or `bn.running_var` in a named layer.
+        let kind = name.rsplit_once('.').map_or(name.as_str(), |(_, kind)| kind);
+        if kind.starts_with("running_var") && values.iter().any(|&v| v < T::ZERO) {
             return Err(bad(format!("tensor {name} holds a negative variance")));
         }
         model
@@ -553,5 +598,259 @@ mod tests {
             assert!(err.contains(needle), "{metadata:?}: {err} should say {needle}");
             assert!(err.starts_with(path.to_str().unwrap()), "{err} names the file");
         }
+    }
+
+    /// Every tensor of a checkpoint file as `(name, shape, values)`, read
+    /// straight from the safetensors (F32), in the file's order.
+    fn tensors_in(path: &Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let bytes = std::fs::read(path).unwrap();
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        file.tensors()
+            .into_iter()
+            .map(|(name, view)| {
+                let values = view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                (name, view.shape().to_vec(), values)
+            })
+            .collect()
+    }
+
+    /// A few SGD steps on a fixed batch of 1x8x8 images, so that no weight is at its start.
+    fn train_a_little(model: &mut Sequential<f32>) {
+        let mut x = tensor::Tensor::from_vec((0..128).map(|i| (i as f32 * 0.37).sin()).collect(), &[2, 64]).unwrap();
+        model.shape_batch(&mut x).unwrap();
+        let mut sgd = layers::OptimizerConfig::new(layers::OptimizerKind::Sgd)
+            .with_learning_rate(0.1)
+            .build(&*model)
+            .unwrap();
+        let mut rng = layers::LayerRng::seed_from_u64(3);
+        for _ in 0..3 {
+            model.gradient(&x, Target::Labels(&[1, 7]), &mut rng).unwrap();
+            sgd.step(model);
+        }
+    }
+
+    #[test]
+    fn named_tensors_survive_inserting_a_named_layer() {
+        use layers::NetSpec;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.safetensors");
+        // Net A: conv (named) -> relu -> pool -> affine 10, trained a little and saved.
+        let stem = NetSpec::new(&[1, 8, 8]).conv(4, 3).name("stem");
+        let mut a = stem.clone().relu().pool(2).affine(10).build::<f32>(1).unwrap();
+        train_a_little(&mut a);
+        save_checkpoint(&path, &a, &[]).unwrap();
+        let saved = tensors_in(&path);
+        let mut names: Vec<&str> = saved.iter().map(|(name, _, _)| name.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["W1", "b1", "stem.W", "stem.b"]);
+
+        // Net B: A with a named BatchNorm inserted after the stem. Every tensor
+        // of A's file is found in B by its name, with its shape, and loads.
+        let mut b = stem
+            .batch_norm()
+            .name("stem_bn")
+            .relu()
+            .pool(2)
+            .affine(10)
+            .build::<f32>(2)
+            .unwrap();
+        assert_eq!(
+            b.param_names(),
+            ["stem.W", "stem.b", "stem_bn.gamma", "stem_bn.beta", "W1", "b1"]
+        );
+        for (name, shape, values) in &saved {
+            b.set_tensor(name, shape, values)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        for (name, _, values) in &saved {
+            let param = b.params().into_iter().find(|p| p.name == name).unwrap();
+            assert_eq!(param.value.as_slice(), &values[..], "{name}");
+        }
+    }
+
+    #[test]
+    fn unnamed_tensors_are_renumbered_by_an_inserted_layer() {
+        use layers::NetSpec;
+        // Why names matter: the same nets without names. A's affine is W2;
+        // insert a 1x1 convolution after the first one and that affine
+        // becomes W3, while W2 now names the new filters, of another shape.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.safetensors");
+        let conv = NetSpec::new(&[1, 8, 8]).conv(4, 3);
+        let a = conv.clone().relu().pool(2).affine(10).build::<f32>(1).unwrap();
+        assert_eq!(a.param_names(), ["W1", "b1", "W2", "b2"]);
+        save_checkpoint(&path, &a, &[]).unwrap();
+        let mut b = conv
+            .clone()
+            .conv(4, 1)
+            .relu()
+            .pool(2)
+            .affine(10)
+            .build::<f32>(2)
+            .unwrap();
+        assert_eq!(b.param_names(), ["W1", "b1", "W2", "b2", "W3", "b3"]);
+        let saved = tensors_in(&path);
+        let (_, shape, values) = saved.iter().find(|(name, _, _)| name == "W2").unwrap();
+        assert_eq!(shape, &[36, 10], "A's W2 is its affine's");
+        let err = b.set_tensor("W2", shape, values).unwrap_err();
+        assert!(
+            matches!(&err, layers::LayerError::ParamShape { expected, .. } if expected == &[4, 4, 1, 1]),
+            "{err}"
+        );
+        // Had the inserted layer kept the shapes, W2 would have loaded into the
+        // wrong layer without a word. With the inserted layer named, nothing moves.
+        let mut named = conv
+            .conv(4, 1)
+            .name("mix")
+            .relu()
+            .pool(2)
+            .affine(10)
+            .build::<f32>(2)
+            .unwrap();
+        assert_eq!(named.param_names(), ["W1", "b1", "mix.W", "mix.b", "W2", "b2"]);
+        for (name, shape, values) in &saved {
+            named.set_tensor(name, shape, values).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_named_model_round_trips_with_its_names() {
+        use layers::NetSpec;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("named.safetensors");
+        let net = NetSpec::new(&[1, 8, 8])
+            .conv(4, 3)
+            .name("stem")
+            .batch_norm()
+            .name("stem_bn")
+            .relu()
+            .pool(2)
+            .affine(6)
+            .batch_norm()
+            .relu()
+            .affine(10)
+            .name("head");
+        let mut model = net.build::<f32>(4).unwrap();
+        // Training moves the running statistics too.
+        train_a_little(&mut model);
+        save_checkpoint(&path, &model, &[]).unwrap();
+        let loaded = load_checkpoint::<f32>(&path).unwrap();
+        assert_eq!(loaded.metadata["layer_names"], "stem,stem_bn,,,,,,head");
+        assert_eq!(loaded.model.layer_names(), model.layer_names());
+        assert_eq!(loaded.model.layer_names(), net.layer_names());
+        assert_eq!(
+            loaded.model.param_names(),
+            [
+                "stem.W",
+                "stem.b",
+                "stem_bn.gamma",
+                "stem_bn.beta",
+                "W1",
+                "b1",
+                "gamma1",
+                "beta1",
+                "head.W",
+                "head.b"
+            ]
+        );
+        assert_eq!(loaded.model.param_names(), model.param_names());
+        assert_eq!(loaded.model.param_buffers(), model.param_buffers());
+        let buffers = |m: &Sequential<f32>| -> Vec<(String, Vec<f32>)> {
+            m.buffers()
+                .iter()
+                .map(|(name, b)| (name.to_string(), b.as_slice().to_vec()))
+                .collect()
+        };
+        assert_eq!(buffers(&loaded.model), buffers(&model));
+        assert_eq!(buffers(&model)[1].0, "stem_bn.running_var");
+
+        // A model without names is written without the key, as before names existed.
+        let plain_path = dir.path().join("plain.safetensors");
+        save_checkpoint(&plain_path, &model.with_layer_names(vec![None; 8]).unwrap(), &[]).unwrap();
+        let plain = load_checkpoint::<f32>(&plain_path).unwrap();
+        let mut keys: Vec<&str> = plain.metadata.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, ["format", "input_shape", "layers", "weight_decay"]);
+        assert_eq!(plain.metadata["format"], "backprop-rs/2");
+        assert!(plain.model.layer_names().iter().all(Option::is_none));
+        assert_eq!(plain.model.param_names()[..4], ["W1", "b1", "gamma1", "beta1"]);
+    }
+
+    #[test]
+    fn bad_layer_names_in_a_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let one = r#"[{"type":"affine","inputs":4,"outputs":2}]"#;
+        let three = r#"[{"type":"affine","inputs":4,"outputs":3},{"type":"batch_norm","features":3,"momentum":0.9,"eps":1e-6},{"type":"affine","inputs":3,"outputs":2}]"#;
+        let w = |n: usize| vec![0.1f32; n];
+        let named_one = |name: &'static str| vec![(name, vec![4, 2], w(8))];
+        let bn = |running_var: f32| {
+            vec![
+                ("W1", vec![4, 3], w(12)),
+                ("b1", vec![3], w(3)),
+                ("bn.gamma", vec![3], w(3)),
+                ("bn.beta", vec![3], w(3)),
+                ("bn.running_mean", vec![3], w(3)),
+                ("bn.running_var", vec![3], vec![running_var; 3]),
+                ("W2", vec![3, 2], w(6)),
+                ("b2", vec![2], w(2)),
+            ]
+        };
+        let meta = |layers: &'static str, names: &'static str| {
+            vec![("layers", layers), ("input_shape", "4"), ("layer_names", names)]
+        };
+        let mut with_bias = named_one("fc.W");
+        with_bias.push(("fc.b", vec![2], w(2)));
+        let cases: Vec<Case> = vec![
+            (
+                with_bias.clone(),
+                meta(one, "fc,x"),
+                "bad 'layer_names' (2 entries for 1 layers)",
+            ),
+            (
+                with_bias.clone(),
+                meta(one, "abcdefghijklmnopqrstuvwxyz0123456789"),
+                "a name longer than 32 characters",
+            ),
+            (with_bias.clone(), meta(one, "3x"), "'3x' is not a plain identifier"),
+            (with_bias.clone(), meta(one, "W1"), "reads as the name"),
+            (with_bias.clone(), meta(one, "fc "), "not a plain identifier"),
+            (bn(1.0), meta(three, "fc,fc,"), "layers 1 and 2 are both named 'fc'"),
+            // The names must be the tensors': a file named otherwise is refused.
+            (
+                with_bias.clone(),
+                meta(one, "head"),
+                "'fc.W' is not part of the architecture",
+            ),
+            (
+                with_bias.clone(),
+                vec![("layers", one), ("input_shape", "4")],
+                "'fc.W' is not part of the architecture",
+            ),
+            (
+                bn(-1.0),
+                meta(three, ",bn,"),
+                "bn.running_var holds a negative variance",
+            ),
+        ];
+        for (tensors, metadata, needle) in cases {
+            write_raw(&path, &tensors, &metadata);
+            let err = load_checkpoint::<f32>(&path).unwrap_err().to_string();
+            assert!(err.contains(needle), "{metadata:?}: {err} should say {needle}");
+            assert!(err.starts_with(path.to_str().unwrap()), "{err} names the file");
+        }
+        // The same files with good names load, their names kept.
+        write_raw(&path, &with_bias, &meta(one, "fc"));
+        assert_eq!(
+            load_checkpoint::<f32>(&path).unwrap().model.param_names(),
+            ["fc.W", "fc.b"]
+        );
+        write_raw(&path, &bn(1.0), &meta(three, ",bn,"));
+        let loaded = load_checkpoint::<f32>(&path).unwrap().model;
+        assert_eq!(loaded.buffers()[1].0, "bn.running_var");
     }
 }

@@ -149,6 +149,13 @@ impl<T: Element, D: Dataset> Trainer<T, D> {
                 described.layer_specs()?
             )));
         }
+        if described.layer_names() != model.layer_names() {
+            return Err(TrainError::ModelMismatch(format!(
+                "its layer names are {:?}, the config's {:?}",
+                model.layer_names(),
+                described.layer_names()
+            )));
+        }
         if model.weight_decay() != config.weight_decay {
             return Err(TrainError::ModelMismatch(format!(
                 "its weight decay is {}, the config's {}",

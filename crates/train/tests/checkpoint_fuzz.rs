@@ -1,10 +1,11 @@
 //! Checkpoints are untrusted input: random bytes and random mutations of
-//! valid checkpoints (an mlp with BatchNorm, and a convnet) always end in a
+//! valid checkpoints (an mlp with BatchNorm, a convnet, and a net with
+//! named layers, whose names are in the metadata) always end in a
 //! typed error or a model, never a panic, a hang, or an outsized allocation
 //! (the loader bounds every size before allocating). A bounded number of
 //! cases, so it runs in CI with the other tests.
 
-use layers::{Mlp, SimpleConvNet};
+use layers::{Mlp, NetSpec, SimpleConvNet};
 use proptest::prelude::*;
 use train::{load_checkpoint, save_checkpoint};
 
@@ -16,10 +17,20 @@ fn valid_checkpoints() -> Vec<Vec<u8>> {
         .build::<f32>(1)
         .unwrap();
     let convnet = SimpleConvNet::gradient_check().build::<f32>(2).unwrap();
-    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    save_checkpoint(&a, &mlp, &[("dataset", "mnist".into())]).unwrap();
-    save_checkpoint(&b, &convnet, &[]).unwrap();
-    vec![std::fs::read(a).unwrap(), std::fs::read(b).unwrap()]
+    let named = NetSpec::new(&[1, 6, 6])
+        .conv(2, 3)
+        .name("stem")
+        .batch_norm()
+        .name("stem_bn")
+        .relu()
+        .affine(3)
+        .build::<f32>(3)
+        .unwrap();
+    let paths = [dir.path().join("a"), dir.path().join("b"), dir.path().join("c")];
+    save_checkpoint(&paths[0], &mlp, &[("dataset", "mnist".into())]).unwrap();
+    save_checkpoint(&paths[1], &convnet, &[]).unwrap();
+    save_checkpoint(&paths[2], &named, &[]).unwrap();
+    paths.iter().map(|path| std::fs::read(path).unwrap()).collect()
 }
 
 /// Loads `bytes` as a checkpoint file: Ok or a typed error, whatever they are.
@@ -40,7 +51,7 @@ proptest! {
 
     #[test]
     fn mutated_checkpoints_never_panic(
-        which in 0usize..2,
+        which in 0usize..3,
         edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
         cut in any::<prop::sample::Index>(),
         truncate in any::<bool>(),
