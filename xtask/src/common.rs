@@ -137,13 +137,33 @@ pub fn default_data_dir(dataset: Dataset) -> PathBuf {
 /// Where to read a data set from: `--data-dir`, else `$MNIST_DIR` (or
 /// `$FASHION_MNIST_DIR`), else the default folder, fetched on first use.
 fn locate_data(dataset: Dataset, data_dir: Option<&Path>) -> Result<PathBuf> {
-    let given = data_dir.map(Path::to_path_buf);
-    if let Some(dir) = given.or_else(|| std::env::var_os(dataset.env_var()).map(PathBuf::from)) {
-        return Ok(dir);
+    if let Some(dir) = data_dir {
+        return Ok(dir.to_path_buf());
+    }
+    if let Some(dir) = std::env::var_os(dataset.env_var()) {
+        if dir.is_empty() {
+            return Err(XtaskError::Usage(format!(
+                "{} is set but empty; give it the folder of the four files, or unset it to use data/{}",
+                dataset.env_var(),
+                dataset.name()
+            )));
+        }
+        return Ok(PathBuf::from(dir));
     }
     let dir = default_data_dir(dataset);
+    let existed = dir.exists();
     // Verifies what is there (cheap) and fetches only what is missing or damaged.
-    mnist::fetch(dataset, &dir, &[], &mut BarProgress::default())?;
+    if let Err(e) = mnist::fetch(dataset, &dir, &[], &mut BarProgress::default()) {
+        if !existed {
+            // Leave no empty data/<dataset> behind a fetch that got nothing
+            // (remove_dir removes only an empty folder).
+            let _ = std::fs::remove_dir(&dir);
+            if let Some(parent) = dir.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
+        return Err(e.into());
+    }
     Ok(dir)
 }
 

@@ -29,10 +29,10 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     net: Option<PathBuf>,
     /// Number of training images in the batch.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
     samples: usize,
     /// Hidden layer widths, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "50")]
+    #[arg(long, value_delimiter = ',', default_value = "50", allow_negative_numbers = true)]
     hidden: Vec<usize>,
     /// Hidden activation: relu or sigmoid.
     #[arg(long, default_value = "relu")]
@@ -62,7 +62,7 @@ pub struct Args {
     #[arg(long)]
     tolerance: Option<f64>,
     /// Threads for the numerical gradient (0: one per core).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     threads: usize,
     #[command(flatten)]
     data: DataArgs,

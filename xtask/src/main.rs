@@ -32,9 +32,10 @@ mod train;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-/// Deep learning from scratch, chapters 5 and 6, in Rust: fetch MNIST, train
-/// the book's networks, check their gradients, run the chapter-6
-/// experiments, benchmark.
+/// Deep learning from scratch, chapters 5 to 8, in Rust: fetch MNIST, train
+/// the book's networks or one's own (`train --net FILE`), check their
+/// gradients, run the chapter-6 experiments, look at a trained model,
+/// benchmark.
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",

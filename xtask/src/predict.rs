@@ -11,7 +11,7 @@ pub struct Args {
     #[command(flatten)]
     saved: SavedModelArgs,
     /// Index of the image in the split.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     index: usize,
     /// Which split to take the image from: test or train.
     #[arg(long, default_value = "test", value_parser = ["test", "train"])]

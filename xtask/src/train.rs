@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     net: Option<PathBuf>,
     /// Hidden layer widths of the mlp, comma separated: 50 is the book's net, 100,100 a deeper one [default: 50].
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     hidden: Option<Vec<usize>>,
     /// Hidden activation of the mlp: relu or sigmoid [default: relu].
     #[arg(long)]
@@ -60,22 +60,22 @@ pub struct Args {
     #[arg(long, default_value_t = 0.999, allow_negative_numbers = true)]
     beta2: f64,
     /// Images per mini-batch (drawn with replacement).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, allow_negative_numbers = true)]
     batch_size: usize,
     /// Number of steps [default: 10000 for the mlp].
-    #[arg(long, conflicts_with = "epochs")]
+    #[arg(long, conflicts_with = "epochs", allow_negative_numbers = true)]
     iters: Option<usize>,
     /// Train for N epochs instead (N * train size / batch size steps) [default: 20 for the convnets].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     epochs: Option<usize>,
     /// Train on the first N training images only.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     train_size: Option<usize>,
     /// Evaluate train and test accuracy every N steps [default: one epoch, train size / batch size].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     eval_every: Option<usize>,
     /// Measure training accuracy on the first N training images [default: all for the mlp, 10000 for the convnets].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     eval_train_size: Option<usize>,
     /// Seed of every random choice (weights, batches, dropout masks).
     #[arg(long, default_value_t = 42)]
@@ -93,7 +93,7 @@ pub struct Args {
     /// Also write the initial weights (initial.safetensors) and the first N
     /// batches with their losses (golden.json), for an independent check of
     /// the first steps (benches/numpy/golden_check.py; CI runs it).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     export_golden: Option<usize>,
     #[command(flatten)]
     json: JsonArg,

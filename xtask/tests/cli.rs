@@ -112,6 +112,12 @@ fn bad_flag_values_are_refused_before_any_work() {
         (&["train", "--batch-size", "many"], "invalid"),
         (&["fetch", "--from", "ftp://example.org/"], "unsupported source"),
         (&["gradcheck", "--samples", "0"], "samples"),
+        (&["gradcheck", "--samples", "-1"], "invalid value '-1'"),
+        (&["train", "--iters", "-5"], "invalid value '-5'"),
+        (
+            &["predict", "--model", "m.safetensors", "--index", "-1"],
+            "invalid value '-1'",
+        ),
         (&["gradcheck", "--dtype", "f16"], "f16"),
     ];
     // A --net file with a malformed line, or layers whose sizes do not chain,
@@ -173,6 +179,8 @@ fn bad_flag_values_are_refused_before_any_work() {
 fn damaged_data_gets_a_one_line_error_not_a_panic() {
     let real = mnist::test_data_dir("MNIST_DIR");
     let dir = tempfile::tempdir().unwrap();
+    // MNIST_DIR set but empty is named as such, not read as the folder "".
+    fails_with(&["gradcheck"], Some(Path::new("")), "MNIST_DIR is set but empty");
     for name in [
         "train-images-idx3-ubyte.gz",
         "train-labels-idx1-ubyte.gz",
@@ -971,7 +979,10 @@ fn a_stopped_experiment_keeps_its_curves_and_figure() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(143), "{stderr}");
     assert!(stderr.contains("interrupted (SIGTERM)"), "{stderr}");
-    assert!(out_dir.join("optimizers.png").is_file(), "the figure of the curves so far");
+    assert!(
+        out_dir.join("optimizers.png").is_file(),
+        "the figure of the curves so far"
+    );
     let csv = std::fs::read_to_string(out_dir.join("optimizers.csv")).unwrap();
     assert!(csv.lines().count() > 2, "the losses so far: {csv}");
     assert!(!out_dir.join(".backprop-rs.lock").exists());
