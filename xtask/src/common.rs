@@ -219,9 +219,17 @@ pub struct SavedModelArgs {
 
 impl SavedModelArgs {
     /// The model, its data set and that set's `split`. The model is read and
-    /// checked first: a bad one is refused before any data is looked for.
-    pub fn load(&self, split: Split) -> Result<(train::Checkpoint<f32>, Dataset, ImageSet)> {
+    /// checked first, its cost included (`examples` to score on `threads`
+    /// threads, see [`check_inference_cost`]): a bad one is refused before
+    /// any data is looked for.
+    pub fn load(
+        &self,
+        split: Split,
+        examples: usize,
+        threads: usize,
+    ) -> Result<(train::Checkpoint<f32>, Dataset, ImageSet)> {
         let (checkpoint, dataset) = load_model(&self.model, self.dataset)?;
+        check_inference_cost(&self.model, &checkpoint.model, examples, threads)?;
         let images = load_split(dataset, self.data_dir.as_deref(), split)?;
         Ok((checkpoint, dataset, images))
     }
@@ -404,6 +412,45 @@ fn load_model(path: &Path, dataset: Option<Dataset>) -> Result<(train::Checkpoin
         )));
     }
     Ok((checkpoint, dataset))
+}
+
+/// Most floating-point operations a command reading a checkpoint may ask
+/// for: about fifty times DeepConvNet's over the 10000 test images (2e11),
+/// minutes of work at most on two cores.
+const MAX_INFERENCE_FLOPS: f64 = 1e13;
+
+/// Refuses a checkpoint whose inference would not fit in memory or would
+/// run for hours: the checkpoint is an untrusted file, and its layers (a
+/// few numbers each) can ask for padding, filters and depth that a 1 MB
+/// file does not show. From the layers' shapes (`ModelCost`), before work.
+pub fn check_inference_cost(
+    path: &Path,
+    model: &layers::Sequential<f32>,
+    examples: usize,
+    threads: usize,
+) -> Result<()> {
+    let cost = train::ModelCost::of(model.input_shape(), &model.specs(), model.output_size())?;
+    let rows = train::chunk_images(model) * threads.max(1);
+    let bytes = 4.0 * cost.params as f64 + cost.batch_bytes(rows.min(examples.max(1)), 1.0);
+    let gib = |b: f64| b / f64::from(1u32 << 30);
+    if let Some(available) = available_memory().filter(|&a| bytes > a) {
+        return Err(XtaskError::Usage(format!(
+            "{}: scoring this model needs about {:.1} GiB ({} values per image in its layers), more than the {:.1} GiB available; it is not a model this project trains",
+            path.display(),
+            gib(bytes),
+            cost.values_per_example,
+            gib(available)
+        )));
+    }
+    let flops = cost.flops_per_example * examples as f64;
+    if flops > MAX_INFERENCE_FLOPS {
+        return Err(XtaskError::Usage(format!(
+            "{}: scoring {examples} images with this model is about {flops:.1e} floating-point operations ({:.1e} per image), more than the {MAX_INFERENCE_FLOPS:.0e} a command takes from a checkpoint; it is not a model this project trains",
+            path.display(),
+            cost.flops_per_example
+        )));
+    }
+    Ok(())
 }
 
 /// UTC `YYYYmmdd-HHMMSS` from the system clock, for run folder names.

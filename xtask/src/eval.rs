@@ -3,7 +3,7 @@
 use crate::common::{JsonArg, Result, SavedModelArgs, ThreadsArg, XtaskError};
 use mnist::Split;
 use std::process::ExitCode;
-use train::{accuracy, confusion_matrix, Dataset as _, ImageData};
+use train::{checked_accuracy, confusion_matrix, Dataset as _, ImageData};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -18,14 +18,17 @@ pub struct Args {
 pub fn run(args: Args) -> Result<ExitCode> {
     let pool = args.threads.pool()?;
     // Only the test split is scored, so only it is read.
-    let (checkpoint, dataset, split) = args.saved.load(Split::Test)?;
+    // The test splits hold 10000 images.
+    let (checkpoint, dataset, split) = args.saved.load(Split::Test, 10_000, args.threads.count())?;
     let test = ImageData::new(&split.images, &split.labels, split.pixels())?;
     let net = &checkpoint.model;
     if test.is_empty() {
         return Err(XtaskError::Usage(format!("the {dataset} test split holds no images")));
     }
     let classes = net.output_size();
-    let (acc, matrix) = pool.install(|| (accuracy(net, &test), confusion_matrix(net, &test, classes)));
+    // Scores that are not finite give no accuracy: refused, with the likely cause.
+    let acc = pool.install(|| checked_accuracy(net, &test))?;
+    let matrix = pool.install(|| confusion_matrix(net, &test, classes));
     say!(
         "{}: {} images, test accuracy {:.4}",
         args.saved.model.display(),

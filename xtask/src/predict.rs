@@ -27,7 +27,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     } else {
         Split::Test
     };
-    let (checkpoint, dataset, set) = args.saved.load(split)?;
+    let (checkpoint, dataset, set) = args.saved.load(split, 1, 1)?;
     if args.index >= set.len() {
         return Err(XtaskError::Usage(format!(
             "--index {} is outside the {} {} images",
@@ -43,6 +43,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut net = checkpoint.model;
     net.shape_batch(&mut x)?;
     let logits = net.predict(&x)?;
+    if logits.row(0).iter().any(|v| !v.is_finite()) {
+        return Err(train::TrainError::NonFiniteOutput { examples: 1, of: 1 }.into());
+    }
     let lse = logits.row_log_sum_exp(0);
     let probs: Vec<f32> = logits.row(0).iter().map(|&z| (z - lse).exp()).collect();
     let predicted = logits.row_argmax(0);

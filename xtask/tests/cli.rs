@@ -847,6 +847,60 @@ fn hostile_checkpoints_end_in_one_line_errors() {
         "not a regular file",
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 5, "nothing written");
+
+    // A 10 MB convnet whose padding and filters ask for hours of scoring
+    // (3e14 operations over the test set) is refused from its shapes, before
+    // the data is looked for.
+    let layers = r#"[{"type":"convolution","channels":1,"filters":512,"filter_h":3,"filter_w":3,"stride":1,"pad":30},
+        {"type":"convolution","channels":512,"filters":512,"filter_h":3,"filter_w":3,"stride":1,"pad":0},
+        {"type":"pooling","pool_h":64,"pool_w":64,"stride":64,"pad":0},
+        {"type":"affine","inputs":512,"outputs":10}]"#;
+    let hours = dir.path().join("hours.safetensors");
+    write_checkpoint(
+        &hours,
+        &[
+            ("W1", vec![512, 1, 3, 3], 0.0),
+            ("b1", vec![512], 0.0),
+            ("W2", vec![512, 512, 3, 3], 0.0),
+            ("b2", vec![512], 0.0),
+            ("W3", vec![512, 10], 0.0),
+            ("b3", vec![10], 0.0),
+        ],
+        &[
+            ("format", "backprop-rs/2"),
+            ("input_shape", "1,28,28"),
+            ("layers", layers),
+        ],
+    );
+    let hours_arg = hours.to_str().unwrap();
+    fails_with(
+        &["eval", "--model", hours_arg, "--data-dir", "/nonexistent"],
+        None,
+        "floating-point operations",
+    );
+}
+
+/// A model whose scores overflow f32 is not scored: eval and predict say
+/// so, instead of an accuracy of 0.098 or "NaN%".
+#[test]
+#[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
+fn scores_that_are_not_finite_are_an_error_not_a_result() {
+    let real = mnist::test_data_dir("MNIST_DIR");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("overflow.safetensors");
+    // Finite weights whose products with a bright image overflow f32.
+    write_checkpoint(
+        &path,
+        &[("W1", vec![784, 10], 3e38), ("b1", vec![10], 0.0)],
+        &[("sizes", "784,10")],
+    );
+    let model = path.to_str().unwrap();
+    fails_with(&["eval", "--model", model], Some(&real), "not finite");
+    fails_with(
+        &["predict", "--model", model, "--index", "0"],
+        Some(&real),
+        "not finite",
+    );
 }
 
 #[test]

@@ -1,5 +1,5 @@
-use crate::TrainError;
-use layers::{Activation, Init, LayerSpec, Mlp, NetSpec, OptimizerConfig, OptimizerKind, Sequential, SimpleConvNet};
+use crate::{ModelCost, TrainError};
+use layers::{Activation, Init, Mlp, NetSpec, OptimizerConfig, OptimizerKind, Sequential, SimpleConvNet};
 use std::fmt;
 use tensor::Element;
 
@@ -215,33 +215,15 @@ impl TrainConfig {
     /// as [`TrainConfig::net`] does.
     pub fn memory_estimate(&self, features: usize, classes: usize, threads: usize) -> Result<f64, TrainError> {
         let net = self.net(features, classes)?;
-        let specs = net.layer_specs()?;
-        let shapes = net.output_shapes()?;
-        let params: f64 = specs.iter().map(|spec| spec.num_params() as f64).sum();
+        let cost = ModelCost::of(&net.input, &net.layer_specs()?, classes)?;
         let state = match self.optimizer.kind {
             OptimizerKind::Sgd => 0.0,
             OptimizerKind::Adam => 2.0,
             _ => 1.0,
         };
-        let mut per_example = classes as f64; // the softmax's probabilities
-        for (spec, shape) in specs.iter().zip(&shapes) {
-            let outputs: usize = shape.iter().product();
-            per_example += outputs as f64;
-            if let LayerSpec::Convolution {
-                channels,
-                filter_h,
-                filter_w,
-                ..
-            } = *spec
-            {
-                // im2col: one row of C * FH * FW per output position.
-                per_example += (shape[1] * shape[2] * channels * filter_h * filter_w) as f64;
-            }
-        }
-        let widest = shapes.iter().map(|s| s.iter().product::<usize>()).max().unwrap_or(1);
-        let rows = self.batch_size as f64 * 2.0 + crate::evaluate::chunk_rows(widest) as f64 * threads.max(1) as f64;
-        let element = 4.0;
-        Ok(element * (params * (3.0 + 2.0 * state) + rows * per_example))
+        let params = 4.0 * cost.params as f64 * (3.0 + 2.0 * state);
+        let eval_rows = crate::evaluate::chunk_rows(cost.widest) * threads.max(1);
+        Ok(params + cost.batch_bytes(self.batch_size, 2.0) + cost.batch_bytes(eval_rows, 1.0))
     }
 
     /// Refuses settings that cannot train, before any work starts: a

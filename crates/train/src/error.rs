@@ -25,6 +25,14 @@ pub enum TrainError {
     /// other than the one its config describes.
     #[error("the model given is not the config's: {0}; describe the model in TrainConfig::model (and its weight decay in TrainConfig::weight_decay)")]
     ModelMismatch(String),
+    /// A model's scores were not finite (NaN or infinite) at inference.
+    #[error("the model's scores are not finite (NaN or infinite) on {examples} of {of} examples, so it cannot be scored; its weights are too large for f32, or a BatchNorm's eps or running variance is 0 or negative where it runs")]
+    NonFiniteOutput {
+        /// Examples whose scores were not all finite.
+        examples: usize,
+        /// Examples scored.
+        of: usize,
+    },
     /// The loss was not finite: the run stopped, keeping the last good weights.
     #[error("the loss became {loss} at iteration {iteration} (learning rate {learning_rate}); {}", match last_good {
         Some(good) => format!(

@@ -7,7 +7,7 @@
 //! (Dropout scales, BatchNorm uses its running statistics) and are shared by
 //! `&` between the threads.
 
-use crate::Dataset;
+use crate::{Dataset, TrainError};
 use layers::Sequential;
 use rayon::prelude::*;
 use tensor::{Element, Tensor};
@@ -42,12 +42,13 @@ struct Scratch<T: Element> {
     activations: Vec<Tensor<T>>,
 }
 
-/// Runs `visit(predicted, label)` for every image, returning the per-chunk
-/// results of `fold` summed in chunk order.
+/// Runs `fold(acc, predicted, label, finite)` for every image (`finite`:
+/// whether all its scores are), returning the per-chunk results summed in
+/// chunk order.
 fn predictions<T: Element, D: Dataset, R: Send + Default + std::ops::Add<Output = R>>(
     net: &Sequential<T>,
     data: &D,
-    fold: impl Fn(&mut R, usize, usize) + Sync,
+    fold: impl Fn(&mut R, usize, usize, bool) + Sync,
 ) -> R {
     let chunk_len = chunk_images(net);
     let chunks = data.len().div_ceil(chunk_len);
@@ -72,8 +73,12 @@ fn predictions<T: Element, D: Dataset, R: Send + Default + std::ops::Add<Output 
                     .predict_with(&scratch.x, &mut scratch.activations)
                     .expect("evaluation data has the network's input size (checked by the caller)");
                 let mut acc = R::default();
+                let scores = logits.shape()[1];
                 for (row, &label) in scratch.labels.iter().enumerate() {
-                    fold(&mut acc, logits.row_argmax(row), label);
+                    let finite = logits.as_slice()[row * scores..(row + 1) * scores]
+                        .iter()
+                        .all(|v| v.is_finite());
+                    fold(&mut acc, logits.row_argmax(row), label, finite);
                 }
                 acc
             },
@@ -89,17 +94,55 @@ pub fn accuracy<T: Element, D: Dataset>(net: &Sequential<T>, data: &D) -> f64 {
     if data.is_empty() {
         return 0.0;
     }
-    let correct: usize = predictions(net, data, |acc: &mut usize, predicted, label| {
+    let correct: usize = predictions(net, data, |acc: &mut usize, predicted, label, _| {
         *acc += usize::from(predicted == label)
     });
     correct as f64 / data.len() as f64
+}
+
+/// [`accuracy`] that refuses a model whose scores are not finite (NaN or
+/// infinite) on some example: such a model's "accuracy" would be a number
+/// with no meaning. The error counts the examples and names the likely
+/// causes.
+pub fn checked_accuracy<T: Element, D: Dataset>(net: &Sequential<T>, data: &D) -> Result<f64, TrainError> {
+    if data.is_empty() {
+        return Ok(0.0);
+    }
+    let counts: Tally = predictions(net, data, |acc: &mut Tally, predicted, label, finite| {
+        acc.correct += usize::from(predicted == label && finite);
+        acc.nonfinite += usize::from(!finite);
+    });
+    if counts.nonfinite > 0 {
+        return Err(TrainError::NonFiniteOutput {
+            examples: counts.nonfinite,
+            of: data.len(),
+        });
+    }
+    Ok(counts.correct as f64 / data.len() as f64)
+}
+
+/// Examples classified correctly, and examples whose scores were not finite.
+#[derive(Default, Clone, Copy)]
+struct Tally {
+    correct: usize,
+    nonfinite: usize,
+}
+
+impl std::ops::Add for Tally {
+    type Output = Tally;
+    fn add(self, other: Tally) -> Tally {
+        Tally {
+            correct: self.correct + other.correct,
+            nonfinite: self.nonfinite + other.nonfinite,
+        }
+    }
 }
 
 /// `matrix[label][predicted]` counts over `data`, for `classes` classes:
 /// `classes` rows of `classes` counts. A label or prediction of `classes` or
 /// more is not counted. Panics as [`accuracy`] does.
 pub fn confusion_matrix<T: Element, D: Dataset>(net: &Sequential<T>, data: &D, classes: usize) -> Vec<Vec<usize>> {
-    let counts: Counts = predictions(net, data, |acc: &mut Counts, predicted, label| {
+    let counts: Counts = predictions(net, data, |acc: &mut Counts, predicted, label, _| {
         if acc.0.is_empty() {
             acc.0 = vec![0; classes * classes];
         }

@@ -14,6 +14,7 @@
 mod busy;
 mod checkpoint;
 mod config;
+mod cost;
 mod data;
 mod error;
 mod evaluate;
@@ -23,7 +24,8 @@ mod trainer;
 pub use busy::with_busy_workers;
 pub use checkpoint::{load_checkpoint, remove_stale_temp_files, save_checkpoint, write_atomic, Checkpoint};
 pub use config::{MlpOptions, ModelSpec, TrainConfig, MAX_BATCH, MAX_ITERS, MAX_THREADS};
+pub use cost::ModelCost;
 pub use data::{ArrayData, Dataset, ImageData};
 pub use error::TrainError;
-pub use evaluate::{accuracy, confusion_matrix, EVAL_CHUNK};
+pub use evaluate::{accuracy, checked_accuracy, chunk_images, confusion_matrix, EVAL_CHUNK};
 pub use trainer::{EvalRecord, Observer, Summary, Trainer};

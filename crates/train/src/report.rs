@@ -55,6 +55,17 @@ fn draw_png(path: &Path, draw: impl FnOnce(&Path) -> Result<(), Box<dyn std::err
         path: path.to_path_buf(),
         detail,
     };
+    // The bitmap backend picks the format from the extension; anything but
+    // PNG would fail deep inside it with a message meant for programmers.
+    let is_png = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if !is_png {
+        return Err(plot_error(
+            "plots are written as PNG; give a file name ending in .png".to_string(),
+        ));
+    }
     let temp = temp_beside(path)?;
     if let Err(e) = draw(&temp) {
         let _ = std::fs::remove_file(&temp);
@@ -319,7 +330,8 @@ pub fn histogram_grid(
 /// Filters `[FN, C, FH, FW]` as a grid of gray squares, 8 a row, channel 0
 /// of each (the book's `filter_show`: each filter scaled to its own range,
 /// dark for large values as its `gray_r` map). Filters of another rank are
-/// a [`TrainError::Plot`].
+/// a [`TrainError::Plot`]. The figure is bounded whatever the tensor: the
+/// first 128 filters, each at most about 80 pixels on a side.
 pub fn plot_filters<T: tensor::Element>(
     path: &Path,
     title: &str,
@@ -332,33 +344,43 @@ pub fn plot_filters<T: tensor::Element>(
         });
     };
     const COLUMNS: usize = 8;
-    const CELL: usize = 10;
-    let (filter_px_w, filter_px_h) = (width * CELL, height * CELL);
-    let rows = count.div_ceil(COLUMNS).max(1);
+    // A checkpoint may hold thousands of filters of up to 64x64: the figure
+    // shows the first MAX_FILTERS, each at most about 80 pixels on a side.
+    const MAX_FILTERS: usize = 128;
+    let cell = (80 / height.max(width).max(1)).clamp(1, 10);
+    let shown = count.min(MAX_FILTERS);
+    let (filter_px_w, filter_px_h) = (width * cell, height * cell);
+    let rows = shown.div_ceil(COLUMNS).max(1);
+    const GAP: usize = 10;
     let size = (
-        (COLUMNS * (filter_px_w + CELL) + CELL) as u32,
-        (rows * (filter_px_h + CELL) + CELL + 40) as u32,
+        (COLUMNS * (filter_px_w + GAP) + GAP) as u32,
+        (rows * (filter_px_h + GAP) + GAP + 40) as u32,
     );
     draw_png(path, |file| {
         let root = BitMapBackend::new(file, size).into_drawing_area();
         root.fill(&WHITE)?;
         let root = root.titled(title, (FONT, 18))?;
         let plane = height * width;
-        for (f, filter) in filters.as_slice().chunks_exact(channels * plane).enumerate() {
+        for (f, filter) in filters
+            .as_slice()
+            .chunks_exact(channels * plane)
+            .take(shown)
+            .enumerate()
+        {
             let values = &filter[..plane];
             let (lo, hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
                 (lo.min(v.to_f64()), hi.max(v.to_f64()))
             });
             let (left, top) = (
-                (f % COLUMNS) * (filter_px_w + CELL) + CELL,
-                (f / COLUMNS) * (filter_px_h + CELL) + CELL,
+                (f % COLUMNS) * (filter_px_w + GAP) + GAP,
+                (f / COLUMNS) * (filter_px_h + GAP) + GAP,
             );
             for (i, v) in values.iter().enumerate() {
                 let level = if hi > lo { (v.to_f64() - lo) / (hi - lo) } else { 0.5 };
                 let gray = (255.0 * (1.0 - level)).round() as u8;
-                let (x, y) = (left + (i % width) * CELL, top + (i / width) * CELL);
+                let (x, y) = (left + (i % width) * cell, top + (i / width) * cell);
                 root.draw(&Rectangle::new(
-                    [(x as i32, y as i32), ((x + CELL) as i32, (y + CELL) as i32)],
+                    [(x as i32, y as i32), ((x + cell) as i32, (y + cell) as i32)],
                     RGBColor(gray, gray, gray).filled(),
                 ))?;
             }
@@ -504,5 +526,23 @@ mod tests {
         assert!(smoothed[29] < 29.0 && smoothed[29] > 25.0, "{}", smoothed[29]);
         // Too short to smooth: returned as is.
         assert_eq!(smooth_curve(&[1.0, 2.0]), vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn a_filter_figure_is_bounded_and_only_png_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        // 4000 filters of 64x64: the figure shows 128, at most 80 px each.
+        let filters = tensor::Tensor::<f32>::zeros(&[4000, 1, 64, 64]);
+        let path = dir.path().join("filters.png");
+        plot_filters(&path, "many", &filters).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        // PNG's IHDR: width and height, big-endian, at bytes 16..24.
+        let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+        let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+        assert!(width <= 8 * 74 + 10 && height <= 16 * 74 + 50, "{width}x{height}");
+
+        let err = plot_filters(&dir.path().join("filters.jpg"), "x", &filters).unwrap_err();
+        assert!(err.to_string().contains("ending in .png"), "{err}");
+        assert!(!err.to_string().contains("ImageError"), "{err}");
     }
 }
