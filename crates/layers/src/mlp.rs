@@ -8,6 +8,7 @@
 //! order W1, W2, ... from one ChaCha8 stream seeded by the caller; biases
 //! start at 0, BatchNorm's scale at 1 and shift at 0.
 
+use crate::net::check_weight_decay;
 use crate::{Activation, LayerError, LayerSpec, NetSpec, Sequential, MAX_PARAMS, MAX_WIDTH};
 use std::fmt;
 use std::str::FromStr;
@@ -45,15 +46,20 @@ impl Init {
         }
     }
 
-    /// Refuses, with a [`LayerError::Config`], a fixed `std` that is not a
-    /// finite number of at least `f32`'s smallest normal (1.18e-38; zero
-    /// and negatives included), below which every weight would round to 0.
+    /// Refuses, with a [`LayerError::InvalidSetting`] on `init std`, a
+    /// fixed `std` that is not a finite number of at least `f32`'s smallest
+    /// normal (1.18e-38; zero and negatives included), below which every
+    /// weight would round to 0.
     pub fn validate(self) -> Result<(), LayerError> {
         match self {
             // Below f32's smallest normal number the weights would all round to 0.
-            Init::Std(std) if !(std.is_finite() && std >= f32::MIN_POSITIVE as f64) => Err(LayerError::Config(
-                format!("the initial weight std must be a positive number of at least 1e-37, got {std}"),
-            )),
+            Init::Std(std) if !(std.is_finite() && std >= f32::MIN_POSITIVE as f64) => {
+                Err(LayerError::InvalidSetting {
+                    field: "init std",
+                    value: std,
+                    expected: "a positive number of at least 1e-37",
+                })
+            }
             _ => Ok(()),
         }
     }
@@ -156,24 +162,29 @@ impl Mlp {
 
     /// Refuses recipes no network can be built from, before any allocation.
     pub fn validate(&self) -> Result<(), LayerError> {
-        let bad = |msg: String| Err(LayerError::Config(msg));
         if self.sizes.len() < 2 {
-            return bad(format!(
-                "need at least an input and an output width, got {:?}",
-                self.sizes
-            ));
+            return Err(LayerError::OutOfRange {
+                what: "an mlp's number of widths (input, hidden..., output)",
+                value: self.sizes.len(),
+                min: 2,
+                max: MAX_HIDDEN_LAYERS + 2,
+            });
         }
-        if self.sizes.iter().any(|&s| s == 0 || s > MAX_WIDTH) {
-            return bad(format!(
-                "layer widths must be between 1 and {MAX_WIDTH}, got {:?}",
-                self.sizes
-            ));
+        if let Some(&value) = self.sizes.iter().find(|&&s| !(1..=MAX_WIDTH).contains(&s)) {
+            return Err(LayerError::OutOfRange {
+                what: "an mlp's layer widths",
+                value,
+                min: 1,
+                max: MAX_WIDTH,
+            });
         }
         if self.sizes.len() > MAX_HIDDEN_LAYERS + 2 {
-            return bad(format!(
-                "{} hidden layers is more than {MAX_HIDDEN_LAYERS}",
-                self.sizes.len() - 2
-            ));
+            return Err(LayerError::OutOfRange {
+                what: "an mlp's number of hidden layers",
+                value: self.sizes.len() - 2,
+                min: 0,
+                max: MAX_HIDDEN_LAYERS,
+            });
         }
         // W and b of every Affine, gamma and beta of every BatchNorm.
         let params = self.sizes.windows(2).fold(0usize, |total, pair| {
@@ -182,19 +193,16 @@ impl Mlp {
             total.saturating_add(affine).saturating_add(batch_norm)
         });
         if params > MAX_PARAMS {
-            return bad(format!(
-                "widths {:?} make {params} parameters, more than the {MAX_PARAMS} a model may have",
-                self.sizes
-            ));
+            return Err(LayerError::TooManyParams {
+                params,
+                max: MAX_PARAMS,
+            });
         }
         self.init.validate()?;
         if let Some(ratio) = self.dropout {
             LayerSpec::Dropout { ratio }.validate()?;
         }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return bad(format!("weight decay must be a number >= 0, got {}", self.weight_decay));
-        }
-        Ok(())
+        check_weight_decay(self.weight_decay)
     }
 
     /// The recipe as a [`NetSpec`]: for each hidden width `Affine ->
@@ -374,25 +382,34 @@ mod tests {
 
     #[test]
     fn bad_recipes_are_typed_errors() {
-        for recipe in [
-            Mlp::new(&[4]),
-            Mlp::new(&[4, 0, 2]),
-            Mlp::new(&[4, 1 << 20, 2]),
-            Mlp::new(&[4, 2]).init(Init::Std(f64::NAN)),
-            Mlp::new(&[4, 3, 2]).dropout(Some(1.0)),
-            Mlp::new(&[4, 2]).weight_decay(-1.0),
-            Mlp::new(&[784, 65536, 65536, 10]),
-            Mlp::new(&[5; 103]),
-            Mlp::new(&[4, 2]).init(Init::Std(1e-50)),
+        // What each refusal names: the count or setting, and the value of a count.
+        let named = |err: LayerError| match err {
+            LayerError::OutOfRange { what, value, .. } => format!("{what} = {value}"),
+            LayerError::InvalidSetting { field, .. } => field.to_string(),
+            LayerError::TooManyParams { params, max } if params > max => "too many parameters".to_string(),
+            other => format!("{other:?}"),
+        };
+        for (recipe, expected) in [
+            (
+                Mlp::new(&[4]),
+                "an mlp's number of widths (input, hidden..., output) = 1",
+            ),
+            (Mlp::new(&[4, 0, 2]), "an mlp's layer widths = 0"),
+            (Mlp::new(&[4, 1 << 20, 2]), "an mlp's layer widths = 1048576"),
+            (Mlp::new(&[4, 2]).init(Init::Std(f64::NAN)), "init std"),
+            (Mlp::new(&[4, 3, 2]).dropout(Some(1.0)), "dropout ratio"),
+            (Mlp::new(&[4, 2]).weight_decay(-1.0), "weight_decay"),
+            (Mlp::new(&[784, 65536, 65536, 10]), "too many parameters"),
+            (Mlp::new(&[5; 103]), "an mlp's number of hidden layers = 101"),
+            (Mlp::new(&[4, 2]).init(Init::Std(1e-50)), "init std"),
         ] {
-            assert!(
-                matches!(
-                    recipe.build::<f32>(0),
-                    Err(LayerError::Config(_) | LayerError::InvalidSetting { .. })
-                ),
-                "{recipe:?}"
-            );
+            assert_eq!(named(recipe.build::<f32>(0).unwrap_err()), expected, "{recipe:?}");
         }
+        let err = Mlp::new(&[5; 103]).validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "an mlp's number of hidden layers must be at most 100, got 101"
+        );
         assert_eq!("std:0.01".parse::<Init>().unwrap(), Init::Std(0.01));
         assert_eq!("0.05".parse::<Init>().unwrap(), Init::Std(0.05));
         assert_eq!("He".parse::<Init>().unwrap(), Init::He);

@@ -27,6 +27,7 @@ mod state;
 pub(crate) use state::{check_layer_name, check_layer_names};
 pub use state::{NamedParam, MAX_LAYER_NAME_LEN};
 
+use crate::net::{check_example_shape, check_weight_decay};
 use crate::{Layer, LayerError, LayerRng, LayerSpec, SoftmaxWithLoss, Target, MAX_PARAMS};
 use state::State;
 use tensor::{Element, Tensor};
@@ -127,26 +128,21 @@ impl<T: Element> Sequential<T> {
     /// book's names (see the module doc; [`Sequential::with_layer_names`]
     /// names layers).
     pub fn new(input_shape: &[usize], layers: Vec<Box<dyn Layer<T>>>) -> Result<Self, LayerError> {
-        if input_shape.is_empty()
-            || input_shape.len() > 3
-            || input_shape.iter().any(|&d| d == 0 || d > crate::MAX_WIDTH)
-        {
-            return Err(LayerError::Config(format!(
-                "an example's shape must have 1 to 3 dimensions between 1 and {}, got {input_shape:?}",
-                crate::MAX_WIDTH
-            )));
-        }
+        check_example_shape(input_shape)?;
         if layers.is_empty() {
-            return Err(LayerError::Config("a model needs at least one layer".into()));
+            return Err(LayerError::OutOfRange {
+                what: "the number of layers",
+                value: 0,
+                min: 1,
+                max: usize::MAX,
+            });
         }
         let mut shape = input_shape.to_vec();
         for layer in &layers {
             shape = layer.output_shape(&shape)?;
         }
         let [output_size] = shape[..] else {
-            return Err(LayerError::Config(format!(
-                "the last layer must give one score per class, but gives shape {shape:?}; end with an Affine layer"
-            )));
+            return Err(LayerError::OutputNotScores { output: shape });
         };
         let count = layers.len();
         let model = Sequential {
@@ -175,9 +171,10 @@ impl<T: Element> Sequential<T> {
             total = total.saturating_add(spec.num_params());
         }
         if total > MAX_PARAMS {
-            return Err(LayerError::Config(format!(
-                "{total} parameters is more than the {MAX_PARAMS} a model may have"
-            )));
+            return Err(LayerError::TooManyParams {
+                params: total,
+                max: MAX_PARAMS,
+            });
         }
         let layers = specs.iter().map(|s| s.build()).collect::<Result<Vec<_>, _>>()?;
         Self::new(input_shape, layers)
@@ -190,11 +187,7 @@ impl<T: Element> Sequential<T> {
 
     /// Sets the L2 weight decay `lambda` (0 turns it off).
     pub fn with_weight_decay(mut self, lambda: f64) -> Result<Self, LayerError> {
-        if !(lambda.is_finite() && lambda >= 0.0) {
-            return Err(LayerError::Config(format!(
-                "weight decay must be a number >= 0, got {lambda}"
-            )));
-        }
+        check_weight_decay(lambda)?;
         self.weight_decay = lambda;
         Ok(self)
     }
@@ -278,8 +271,12 @@ impl<T: Element> Sequential<T> {
         let mut shape = [0usize; tensor::MAX_DIMS];
         shape[0] = x.rows();
         shape[1..=self.input_shape.len()].copy_from_slice(&self.input_shape);
+        // Cannot fail: the rows hold input_size values, at most 3 + 1 dimensions.
         x.reshape(&shape[..=self.input_shape.len()])
-            .map_err(|e| LayerError::Config(e.to_string()))
+            .map_err(|_| LayerError::InputShape {
+                expected: self.input_size(),
+                got: x.shape().to_vec(),
+            })
     }
 
     /// A batch fits when each row has the model's input size; for a model of
@@ -524,12 +521,38 @@ mod tests {
         assert_eq!(model.output_size(), 3);
         let err = Sequential::new(&[4], vec![affine(4, 6), affine(5, 3)]).unwrap_err();
         assert!(err.to_string().contains("6 values"), "{err}");
+        assert_eq!(
+            err,
+            LayerError::InputMisfit {
+                layer: "Affine",
+                input: vec![6],
+                takes: crate::Takes::Values(5)
+            }
+        );
         assert!(
             Sequential::<f32>::new(&[4], vec![Box::new(Relu)]).is_ok(),
             "scores straight from the input"
         );
-        assert!(Sequential::<f32>::new(&[4], vec![]).is_err());
-        assert!(Sequential::<f32>::new(&[0], vec![Box::new(Relu)]).is_err());
+        assert!(matches!(
+            Sequential::<f32>::new(&[4], vec![]),
+            Err(LayerError::OutOfRange {
+                what: "the number of layers",
+                value: 0,
+                ..
+            })
+        ));
+        assert!(matches!(
+            Sequential::<f32>::new(&[0], vec![Box::new(Relu)]),
+            Err(LayerError::OutOfRange {
+                what: "an example's dimensions",
+                value: 0,
+                ..
+            })
+        ));
+        assert_eq!(
+            Sequential::<f32>::new(&[2, 3], vec![Box::new(Relu)]).unwrap_err(),
+            LayerError::OutputNotScores { output: vec![2, 3] }
+        );
         // Two BatchNorms after the same Affine would share the names gamma1 and beta1.
         let specs = [
             LayerSpec::Affine { inputs: 4, outputs: 3 },
@@ -546,6 +569,14 @@ mod tests {
         ];
         let err = Sequential::<f32>::from_specs(&[4], &specs).unwrap_err();
         assert!(err.to_string().contains("named beta1"), "{err}");
+        assert_eq!(
+            err,
+            LayerError::DuplicateTensorName {
+                name: "beta1".into(),
+                first: 2,
+                second: 3
+            }
+        );
         // Specs are bounded before anything is allocated.
         let huge = [
             LayerSpec::Affine {
@@ -557,10 +588,15 @@ mod tests {
                 outputs: 60000,
             },
         ];
-        assert!(Sequential::<f32>::from_specs(&[60000], &huge)
-            .unwrap_err()
-            .to_string()
-            .contains("parameters"));
+        let err = Sequential::<f32>::from_specs(&[60000], &huge).unwrap_err();
+        assert!(err.to_string().contains("parameters"), "{err}");
+        assert_eq!(
+            err,
+            LayerError::TooManyParams {
+                params: 2 * (60000 * 60000 + 60000),
+                max: MAX_PARAMS
+            }
+        );
     }
 
     #[test]

@@ -61,7 +61,7 @@
 
 use crate::batch_norm::{BATCH_NORM_EPS, BATCH_NORM_MOMENTUM};
 use crate::model::check_layer_names;
-use crate::{Init, LayerError, LayerSpec, Sequential, MAX_PARAMS, MAX_WIDTH};
+use crate::{Init, LayerError, LayerSpec, Sequential, Takes, MAX_PARAMS, MAX_WIDTH};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tensor::{Element, Tensor};
@@ -160,10 +160,13 @@ impl LayerDef {
             },
             LayerDef::Dropout { ratio } => LayerSpec::Dropout { ratio },
         };
+        // Before `validate`, which would refuse the 0 channels taken from a flat shape.
         if matches!(self, LayerDef::Conv { .. }) && shape.len() != 3 {
-            return Err(LayerError::Config(format!(
-                "a Convolution takes [C, H, W] per example, not {shape:?}; put convolutions before the first Affine layer"
-            )));
+            return Err(LayerError::InputMisfit {
+                layer: "Convolution",
+                input: shape.to_vec(),
+                takes: Takes::Image { channels: None },
+            });
         }
         spec.validate()?;
         let output = spec.output_shape(shape)?;
@@ -341,9 +344,7 @@ impl NetSpec {
             shape = output;
         }
         if shape.len() != 1 {
-            return Err(LayerError::Config(format!(
-                "the last layer must give one score per class, but gives shape {shape:?}; end with an Affine layer"
-            )));
+            return Err(LayerError::OutputNotScores { output: shape });
         }
         Ok(specs)
     }
@@ -361,35 +362,25 @@ impl NetSpec {
     }
 
     fn validate_settings(&self) -> Result<(), LayerError> {
-        if self.input.is_empty() || self.input.len() > 3 || self.input.iter().any(|&d| d == 0 || d > MAX_WIDTH) {
-            return Err(LayerError::Config(format!(
-                "an example's shape must have 1 to 3 dimensions between 1 and {MAX_WIDTH}, got {:?}",
-                self.input
-            )));
-        }
-        if self.layers.is_empty() {
-            return Err(LayerError::Config("a net needs at least one layer".into()));
-        }
-        if self.layers.len() > MAX_LAYERS {
-            return Err(LayerError::Config(format!(
-                "{} layers is more than the {MAX_LAYERS} a net may have",
-                self.layers.len()
-            )));
+        check_example_shape(&self.input)?;
+        if !(1..=MAX_LAYERS).contains(&self.layers.len()) {
+            return Err(LayerError::OutOfRange {
+                what: "the number of layers",
+                value: self.layers.len(),
+                min: 1,
+                max: MAX_LAYERS,
+            });
         }
         if self.names.len() > self.layers.len() {
-            return Err(LayerError::Config(
-                "a layer name was given before the layer it names; `name` names the layer added just before it".into(),
-            ));
+            // A name given before any layer is one entry too many (see `name`).
+            return Err(LayerError::LayerNameCount {
+                names: self.names.len(),
+                layers: self.layers.len(),
+            });
         }
         check_layer_names(&self.names)?;
         self.init.validate()?;
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(LayerError::Config(format!(
-                "weight decay must be a number >= 0, got {}",
-                self.weight_decay
-            )));
-        }
-        Ok(())
+        check_weight_decay(self.weight_decay)
     }
 
     /// The network, its layers named and its weights drawn from the stream
@@ -416,6 +407,40 @@ impl NetSpec {
         });
         Ok(model)
     }
+}
+
+/// An example's shape, as a model takes it: 1 to 3 dimensions, each
+/// between 1 and [`MAX_WIDTH`].
+pub(crate) fn check_example_shape(shape: &[usize]) -> Result<(), LayerError> {
+    if !(1..=3).contains(&shape.len()) {
+        return Err(LayerError::OutOfRange {
+            what: "an example's number of dimensions",
+            value: shape.len(),
+            min: 1,
+            max: 3,
+        });
+    }
+    if let Some(&value) = shape.iter().find(|&&d| !(1..=MAX_WIDTH).contains(&d)) {
+        return Err(LayerError::OutOfRange {
+            what: "an example's dimensions",
+            value,
+            min: 1,
+            max: MAX_WIDTH,
+        });
+    }
+    Ok(())
+}
+
+/// An L2 weight decay lambda: a finite number `>= 0`.
+pub(crate) fn check_weight_decay(lambda: f64) -> Result<(), LayerError> {
+    if !(lambda.is_finite() && lambda >= 0.0) {
+        return Err(LayerError::InvalidSetting {
+            field: "weight_decay",
+            value: lambda,
+            expected: "a number >= 0",
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -457,19 +482,59 @@ mod tests {
         let err = NetSpec::new(&[1, 8, 8]).conv(4, 9).affine(2).layer_specs().unwrap_err();
         assert!(err.to_string().contains("layer 1"), "{err}");
         assert!(err.to_string().contains("does not fit"), "{err}");
+        let LayerError::AtLayer { index: 1, source, .. } = err else {
+            panic!("{err:?}")
+        };
+        assert!(
+            matches!(
+                *source,
+                LayerError::InputMisfit {
+                    layer: "Convolution",
+                    takes: Takes::Window { window: (9, 9), .. },
+                    ..
+                }
+            ),
+            "{source:?}"
+        );
         let err = NetSpec::new(&[784]).affine(10).conv(4, 3).layer_specs().unwrap_err();
-        assert!(err.to_string().contains("layer 2"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "layer 2 (on input [10]): a Convolution takes [C, H, W] per example, not [10]; put convolutions before the first Affine layer"
+        );
         let err = NetSpec::new(&[1, 8, 8]).conv(4, 3).layer_specs().unwrap_err();
         assert!(err.to_string().contains("end with an Affine"), "{err}");
+        assert_eq!(err, LayerError::OutputNotScores { output: vec![4, 6, 6] });
         let err = NetSpec::new(&[784])
             .affine(65536)
             .affine(65536)
             .layer_specs()
             .unwrap_err();
         assert!(matches!(err, LayerError::TooManyParams { .. }), "{err}");
-        assert!(NetSpec::new(&[784]).layer_specs().is_err());
-        assert!(NetSpec::new(&[0]).affine(2).layer_specs().is_err());
-        assert!(NetSpec::new(&[4]).affine(2).weight_decay(-1.0).layer_specs().is_err());
+        let out_of_range = |net: NetSpec| match net.layer_specs() {
+            Err(LayerError::OutOfRange { what, value, .. }) => (what, value),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(out_of_range(NetSpec::new(&[784])), ("the number of layers", 0));
+        let deep = NetSpec {
+            layers: vec![LayerDef::Relu; MAX_LAYERS + 1],
+            ..NetSpec::new(&[784])
+        };
+        assert_eq!(out_of_range(deep), ("the number of layers", MAX_LAYERS + 1));
+        assert_eq!(
+            out_of_range(NetSpec::new(&[0]).affine(2)),
+            ("an example's dimensions", 0)
+        );
+        assert_eq!(
+            out_of_range(NetSpec::new(&[1, 1, 1, 1]).affine(2)),
+            ("an example's number of dimensions", 4)
+        );
+        assert!(matches!(
+            NetSpec::new(&[4]).affine(2).weight_decay(-1.0).layer_specs(),
+            Err(LayerError::InvalidSetting {
+                field: "weight_decay",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -519,6 +584,10 @@ mod tests {
         let error = |net: NetSpec| net.layer_specs().unwrap_err().to_string();
         let err = error(NetSpec::new(&[4]).name("early").affine(3));
         assert!(err.contains("given before the layer it names"), "{err}");
+        assert_eq!(
+            NetSpec::new(&[4]).name("early").affine(3).layer_specs(),
+            Err(LayerError::LayerNameCount { names: 2, layers: 1 })
+        );
         let err = error(NetSpec::new(&[4]).affine(4).name("fc").affine(3).name("fc"));
         assert!(err.contains("layers 1 and 2 are both named 'fc'"), "{err}");
         let err = error(NetSpec::new(&[4]).affine(4).relu().name("re lu").affine(3));
@@ -528,6 +597,10 @@ mod tests {
         );
         let err = error(NetSpec::new(&[4]).affine(3).name("b1"));
         assert!(err.contains("reads as the name"), "{err}");
+        assert!(matches!(
+            NetSpec::new(&[4]).affine(4).relu().name("re lu").affine(3).layer_specs(),
+            Err(LayerError::BadLayerName { layer: 2, name, .. }) if name == "re lu"
+        ));
         assert!(NetSpec::new(&[4]).affine(3).name("x").build::<f32>(1).is_ok());
         assert!(NetSpec::new(&[4])
             .affine(3)

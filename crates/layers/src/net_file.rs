@@ -76,6 +76,7 @@
 //! );
 //! ```
 
+use crate::error::shown_name;
 use crate::model::check_layer_name;
 use crate::{
     Init, LayerDef, LayerError, LayerSpec, NetSpec, BATCH_NORM_EPS, BATCH_NORM_MOMENTUM, MAX_LAYERS, MAX_WIDTH,
@@ -124,14 +125,14 @@ impl FromStr for NetSpec {
     type Err = LayerError;
 
     /// The net the text describes, or the first malformed line as
-    /// [`LayerError::NetFile`] (text over 1 MiB: [`LayerError::Config`]).
+    /// [`LayerError::NetFile`] (text over 1 MiB: [`LayerError::NetFileTooLarge`]).
     /// Sizes that do not chain are left to [`NetSpec::layer_specs`].
     fn from_str(text: &str) -> Result<Self, LayerError> {
         if text.len() > MAX_NET_FILE_BYTES {
-            return Err(LayerError::Config(format!(
-                "a net file may have at most {MAX_NET_FILE_BYTES} bytes (1 MiB), this one has {}; check that it is a net file",
-                text.len()
-            )));
+            return Err(LayerError::NetFileTooLarge {
+                bytes: text.len(),
+                max: MAX_NET_FILE_BYTES,
+            });
         }
         // Windows editors may start a UTF-8 file with a byte-order mark.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -177,7 +178,8 @@ impl FromStr for NetSpec {
             };
             let item = parse_item(keyword, &values).map_err(|problem| error(format!("{problem}; expected {form}")))?;
             if let Some(name) = name {
-                check_layer_name(name).map_err(error)?;
+                check_layer_name(name)
+                    .map_err(|reason| error(format!("the layer name '{}' {reason}", shown_name(name))))?;
                 if let Some(first) = name_lines.get(name) {
                     return Err(error(format!(
                         "the name '{name}' is already the name of the layer on line {first}; layer names must be unique"
@@ -288,7 +290,13 @@ fn parse_item(keyword: &str, values: &[&str]) -> Result<Item, String> {
                 ([other], None) => return Err(format!("unknown initializer '{other}'")),
                 _ => return Err(wrong_count()),
             };
-            init.validate().map_err(problem)?;
+            // The item's own words for the library's `init std`.
+            init.validate().map_err(|error| match error {
+                LayerError::InvalidSetting { value, expected, .. } => {
+                    format!("the initial weight std must be {expected}, got {value}")
+                }
+                other => other.to_string(),
+            })?;
             Item::Init(init)
         }
         "weight_decay" => {
@@ -326,7 +334,7 @@ fn parse_item(keyword: &str, values: &[&str]) -> Result<Item, String> {
                 pad,
             }
             .validate()
-            .map_err(problem)?;
+            .map_err(|e| e.to_string())?;
             Item::Layer(LayerDef::Conv {
                 filters,
                 size: (filter_h, filter_w),
@@ -348,7 +356,7 @@ fn parse_item(keyword: &str, values: &[&str]) -> Result<Item, String> {
                 pad,
             }
             .validate()
-            .map_err(problem)?;
+            .map_err(|e| e.to_string())?;
             Item::Layer(LayerDef::Pool {
                 size: (pool_h, pool_w),
                 stride,
@@ -380,14 +388,14 @@ fn parse_item(keyword: &str, values: &[&str]) -> Result<Item, String> {
                 eps,
             }
             .validate()
-            .map_err(problem)?;
+            .map_err(|e| e.to_string())?;
             Item::Layer(LayerDef::BatchNorm { momentum, eps })
         }
         "dropout" => {
             let [] = parse_options(options, [])?;
             let [ratio] = args else { return Err(wrong_count()) };
             let ratio = real(ratio, "the ratio")?;
-            LayerSpec::Dropout { ratio }.validate().map_err(problem)?;
+            LayerSpec::Dropout { ratio }.validate().map_err(|e| e.to_string())?;
             Item::Layer(LayerDef::Dropout { ratio })
         }
         _ => unreachable!("the caller checks the keyword against FORMS"),
@@ -458,15 +466,6 @@ fn real(token: &str, what: &str) -> Result<f64, String> {
     token
         .parse::<f64>()
         .map_err(|_| format!("{what} '{}' is not a number", quote(token)))
-}
-
-/// The message of a range check, without the "invalid network" prefix the
-/// caller's line number replaces.
-fn problem(error: LayerError) -> String {
-    match error {
-        LayerError::Config(message) => message,
-        other => other.to_string(),
-    }
 }
 
 /// At most [`MAX_QUOTED_CHARS`] of a line, for an error message.
@@ -916,7 +915,10 @@ affine 3
         // Over 1 MiB is refused whole, even if it is only comments.
         let text = format!("input 784\naffine 10\n{}", "#".repeat(MAX_NET_FILE_BYTES));
         let err = text.parse::<NetSpec>().unwrap_err();
-        assert!(matches!(err, LayerError::Config(_)), "{err:?}");
+        assert!(
+            matches!(err, LayerError::NetFileTooLarge { bytes, max: MAX_NET_FILE_BYTES } if bytes == text.len()),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("at most 1048576 bytes (1 MiB)"), "{err}");
     }
 

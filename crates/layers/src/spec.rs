@@ -5,7 +5,7 @@
 //! Specs come from files, so they are untrusted: [`LayerSpec::validate`]
 //! bounds every size before [`LayerSpec::build`] allocates anything.
 
-use crate::{Affine, BatchNorm, Convolution, Dropout, Layer, LayerError, Pooling, Relu, Sigmoid};
+use crate::{Affine, BatchNorm, Convolution, Dropout, Layer, LayerError, Pooling, Relu, Sigmoid, Takes};
 use serde::{Deserialize, Serialize};
 use tensor::conv::ConvGeometry;
 use tensor::{Element, Tensor};
@@ -84,31 +84,30 @@ pub enum LayerSpec {
 impl LayerSpec {
     /// Refuses sizes and ratios no layer can have, before any allocation.
     pub fn validate(&self) -> Result<(), LayerError> {
-        let bad = |msg: String| Err(LayerError::Config(msg));
-        let width_ok = |w: usize| (1..=MAX_WIDTH).contains(&w);
         match *self {
             LayerSpec::Affine { inputs, outputs } => {
-                if !width_ok(inputs) || !width_ok(outputs) {
-                    return bad(format!(
-                        "affine {inputs} -> {outputs}: widths must be between 1 and {MAX_WIDTH}"
-                    ));
-                }
+                width("an Affine layer's widths", inputs)?;
+                width("an Affine layer's widths", outputs)?;
             }
             LayerSpec::BatchNorm {
                 features,
                 momentum,
                 eps,
             } => {
-                if !width_ok(features) {
-                    return bad(format!(
-                        "batch norm over {features} features: must be between 1 and {MAX_WIDTH}"
-                    ));
-                }
+                width("a BatchNorm's features", features)?;
                 if !(0.0..1.0).contains(&momentum) {
-                    return bad(format!("batch norm momentum must be in [0, 1), got {momentum}"));
+                    return Err(LayerError::InvalidSetting {
+                        field: "batch norm momentum",
+                        value: momentum,
+                        expected: "in [0, 1)",
+                    });
                 }
                 if !(eps.is_finite() && eps > 0.0) {
-                    return bad(format!("batch norm eps must be a positive number, got {eps}"));
+                    return Err(LayerError::InvalidSetting {
+                        field: "batch norm eps",
+                        value: eps,
+                        expected: "a positive number",
+                    });
                 }
             }
             LayerSpec::Dropout { ratio } => {
@@ -128,19 +127,24 @@ impl LayerSpec {
                 stride,
                 pad,
             } => {
-                if !width_ok(channels) || !width_ok(filters) {
-                    return bad(format!(
-                        "convolution of {channels} channels into {filters} filters: both must be between 1 and {MAX_WIDTH}"
-                    ));
-                }
-                window_ok("convolution", filter_h, filter_w, stride, pad)?;
+                width("a Convolution's channels", channels)?;
+                width("a Convolution's filters", filters)?;
+                window_ok(
+                    ("a Convolution's filter sides and stride", "a Convolution's pad"),
+                    [filter_h, filter_w, stride],
+                    pad,
+                )?;
             }
             LayerSpec::Pooling {
                 pool_h,
                 pool_w,
                 stride,
                 pad,
-            } => window_ok("pooling", pool_h, pool_w, stride, pad)?,
+            } => window_ok(
+                ("a Pooling layer's window sides and stride", "a Pooling layer's pad"),
+                [pool_h, pool_w, stride],
+                pad,
+            )?,
             LayerSpec::Relu | LayerSpec::Sigmoid => {}
         }
         Ok(())
@@ -156,18 +160,21 @@ impl LayerSpec {
                 // An Affine layer flattens whatever it is given: [C, H, W] is C*H*W inputs.
                 let features = input.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
                 if features != Some(inputs) {
-                    return Err(LayerError::Config(format!(
-                        "an Affine layer of {inputs} inputs cannot take inputs of shape {input:?} ({} values)",
-                        features.map_or("too many".to_string(), |f| f.to_string())
-                    )));
+                    return Err(LayerError::InputMisfit {
+                        layer: "Affine",
+                        input: input.to_vec(),
+                        takes: Takes::Values(inputs),
+                    });
                 }
                 Ok(vec![outputs])
             }
             LayerSpec::BatchNorm { features, .. } => {
                 if input.first() != Some(&features) || !(input.len() == 1 || input.len() == 3) {
-                    return Err(LayerError::Config(format!(
-                        "a BatchNorm over {features} features takes [{features}] or [{features}, H, W] per example, not {input:?}"
-                    )));
+                    return Err(LayerError::InputMisfit {
+                        layer: "BatchNorm",
+                        input: input.to_vec(),
+                        takes: Takes::Features(features),
+                    });
                 }
                 Ok(input.to_vec())
             }
@@ -184,51 +191,43 @@ impl LayerSpec {
     }
 
     /// Where a Convolution's filters (or a Pooling layer's windows) slide
-    /// over one example of shape `[C, H, W]`. Errors for other layers.
+    /// over one example of shape `[C, H, W]`. Only for those two layers.
     pub(crate) fn window_geometry(&self, example: &[usize]) -> Result<ConvGeometry, LayerError> {
-        let [channels, height, width] = example[..] else {
-            return Err(LayerError::Config(format!(
-                "a {} takes [C, H, W] per example, not {example:?}",
-                self.kind_name()
-            )));
-        };
         // A pool slides over each channel's plane alone: a geometry of one channel.
-        let (what, window, stride, pad, plane_channels) = match *self {
+        let (layer, channels, window, stride, pad) = match *self {
             LayerSpec::Convolution {
-                channels: expected,
+                channels,
                 filter_h,
                 filter_w,
                 stride,
                 pad,
                 ..
-            } => {
-                if channels != expected {
-                    return Err(LayerError::Config(format!(
-                        "a Convolution over {expected} channels cannot take {channels}"
-                    )));
-                }
-                ("filter", (filter_h, filter_w), stride, pad, channels)
-            }
+            } => ("Convolution", Some(channels), (filter_h, filter_w), stride, pad),
             LayerSpec::Pooling {
                 pool_h,
                 pool_w,
                 stride,
                 pad,
-            } => ("pool", (pool_h, pool_w), stride, pad, 1),
-            _ => return Err(LayerError::Config(format!("a {} has no window", self.kind_name()))),
-        };
-        if channels == 0 {
-            return Err(LayerError::Config(format!(
-                "a {} cannot take 0 channels",
+            } => ("Pooling", None, (pool_h, pool_w), stride, pad),
+            _ => unreachable!(
+                "only a Convolution or a Pooling layer has a window, not a {}",
                 self.kind_name()
-            )));
+            ),
+        };
+        let misfit = |takes| LayerError::InputMisfit {
+            layer,
+            input: example.to_vec(),
+            takes,
+        };
+        let [given, height, width] = example[..] else {
+            return Err(misfit(Takes::Image { channels }));
+        };
+        if given == 0 || channels.is_some_and(|expected| given != expected) {
+            return Err(misfit(Takes::Image { channels }));
         }
-        ConvGeometry::new((plane_channels, height, width), window, stride, pad).map_err(|_| {
-            LayerError::Config(format!(
-                "a {}x{} {what} with pad {pad} does not fit a {height}x{width} input (stride {stride})",
-                window.0, window.1
-            ))
-        })
+        let plane_channels = channels.unwrap_or(1);
+        ConvGeometry::new((plane_channels, height, width), window, stride, pad)
+            .map_err(|_| misfit(Takes::Window { window, stride, pad }))
     }
 
     /// The layer's name in messages: `Affine`, `Convolution`, ...
@@ -304,13 +303,37 @@ impl LayerSpec {
     }
 }
 
-/// Window sides and stride in `1..=MAX_WINDOW`, pad in `0..=MAX_WINDOW`.
-fn window_ok(what: &str, height: usize, width: usize, stride: usize, pad: usize) -> Result<(), LayerError> {
-    let side_ok = |v: usize| (1..=MAX_WINDOW).contains(&v);
-    if !side_ok(height) || !side_ok(width) || !side_ok(stride) || pad > MAX_WINDOW {
-        return Err(LayerError::Config(format!(
-            "{what} window {height}x{width}, stride {stride}, pad {pad}: sides and stride must be between 1 and {MAX_WINDOW}, pad at most {MAX_WINDOW}"
-        )));
+/// A width (inputs, outputs, features, channels, filters) in `1..=MAX_WIDTH`.
+fn width(what: &'static str, value: usize) -> Result<(), LayerError> {
+    if !(1..=MAX_WIDTH).contains(&value) {
+        return Err(LayerError::OutOfRange {
+            what,
+            value,
+            min: 1,
+            max: MAX_WIDTH,
+        });
+    }
+    Ok(())
+}
+
+/// A window's height, width and stride in `1..=MAX_WINDOW`, its pad in
+/// `0..=MAX_WINDOW`; `what` names the first three and the pad in the error.
+fn window_ok(what: (&'static str, &'static str), sides_and_stride: [usize; 3], pad: usize) -> Result<(), LayerError> {
+    if let Some(&value) = sides_and_stride.iter().find(|&&v| !(1..=MAX_WINDOW).contains(&v)) {
+        return Err(LayerError::OutOfRange {
+            what: what.0,
+            value,
+            min: 1,
+            max: MAX_WINDOW,
+        });
+    }
+    if pad > MAX_WINDOW {
+        return Err(LayerError::OutOfRange {
+            what: what.1,
+            value: pad,
+            min: 0,
+            max: MAX_WINDOW,
+        });
     }
     Ok(())
 }
@@ -344,54 +367,174 @@ mod tests {
 
     #[test]
     fn absurd_specs_are_refused_before_allocation() {
-        for spec in [
-            LayerSpec::Affine {
-                inputs: usize::MAX,
-                outputs: 10,
-            },
-            LayerSpec::Affine { inputs: 0, outputs: 10 },
-            LayerSpec::BatchNorm {
-                features: 3,
-                momentum: 1.5,
-                eps: 1e-6,
-            },
-            LayerSpec::BatchNorm {
-                features: 3,
-                momentum: 0.9,
-                eps: f64::NAN,
-            },
-            LayerSpec::Dropout { ratio: 1.0 },
-            LayerSpec::Dropout { ratio: f64::NAN },
-            LayerSpec::Convolution {
-                channels: 1,
-                filters: 30,
-                filter_h: 5,
-                filter_w: 5,
-                stride: 0,
-                pad: 0,
-            },
-            LayerSpec::Convolution {
-                channels: 1,
-                filters: usize::MAX,
-                filter_h: 5,
-                filter_w: 5,
-                stride: 1,
-                pad: 0,
-            },
-            LayerSpec::Pooling {
-                pool_h: 2,
-                pool_w: 1000,
-                stride: 2,
-                pad: 0,
-            },
+        let conv = |filters, stride| LayerSpec::Convolution {
+            channels: 1,
+            filters,
+            filter_h: 5,
+            filter_w: 5,
+            stride,
+            pad: 0,
+        };
+        let batch_norm = |momentum, eps| LayerSpec::BatchNorm {
+            features: 3,
+            momentum,
+            eps,
+        };
+        // Each refusal names what is out of range and the value given.
+        for (spec, name, given) in [
+            (
+                LayerSpec::Affine {
+                    inputs: usize::MAX,
+                    outputs: 10,
+                },
+                "an Affine layer's widths",
+                usize::MAX as f64,
+            ),
+            (
+                LayerSpec::Affine { inputs: 0, outputs: 10 },
+                "an Affine layer's widths",
+                0.0,
+            ),
+            (batch_norm(1.5, 1e-6), "batch norm momentum", 1.5),
+            (batch_norm(0.9, -1.0), "batch norm eps", -1.0),
+            (LayerSpec::Dropout { ratio: 1.0 }, "dropout ratio", 1.0),
+            (conv(30, 0), "a Convolution's filter sides and stride", 0.0),
+            (conv(usize::MAX, 1), "a Convolution's filters", usize::MAX as f64),
+            (
+                LayerSpec::Pooling {
+                    pool_h: 2,
+                    pool_w: 1000,
+                    stride: 2,
+                    pad: 0,
+                },
+                "a Pooling layer's window sides and stride",
+                1000.0,
+            ),
+            (
+                LayerSpec::Pooling {
+                    pool_h: 2,
+                    pool_w: 2,
+                    stride: 2,
+                    pad: 65,
+                },
+                "a Pooling layer's pad",
+                65.0,
+            ),
         ] {
+            match spec.build::<f32>() {
+                Err(LayerError::OutOfRange { what, value, .. }) => assert_eq!((what, value as f64), (name, given)),
+                Err(LayerError::InvalidSetting { field, value, .. }) => assert_eq!((field, value), (name, given)),
+                other => panic!("{spec:?}: {:?}", other.err()),
+            }
+        }
+        for spec in [batch_norm(0.9, f64::NAN), LayerSpec::Dropout { ratio: f64::NAN }] {
             assert!(
-                matches!(
-                    spec.build::<f32>(),
-                    Err(LayerError::Config(_) | LayerError::InvalidSetting { .. })
-                ),
+                matches!(spec.validate(), Err(LayerError::InvalidSetting { value, .. }) if value.is_nan()),
                 "{spec:?}"
             );
+        }
+        let err = conv(30, 1).validate().and(conv(0, 1).validate()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a Convolution's filters must be between 1 and 65536, got 0"
+        );
+        let err = LayerSpec::Pooling {
+            pool_h: 2,
+            pool_w: 2,
+            stride: 2,
+            pad: 65,
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(err.to_string(), "a Pooling layer's pad must be at most 64, got 65");
+    }
+
+    #[test]
+    fn inputs_that_do_not_fit_say_what_the_layer_takes() {
+        let conv = LayerSpec::Convolution {
+            channels: 3,
+            filters: 4,
+            filter_h: 5,
+            filter_w: 5,
+            stride: 1,
+            pad: 1,
+        };
+        let pool = LayerSpec::Pooling {
+            pool_h: 2,
+            pool_w: 2,
+            stride: 2,
+            pad: 0,
+        };
+        let cases = [
+            (
+                LayerSpec::Affine { inputs: 10, outputs: 2 },
+                vec![2, 2, 2],
+                Takes::Values(10),
+                "an Affine layer of 10 inputs cannot take inputs of shape [2, 2, 2] (8 values)",
+            ),
+            (
+                LayerSpec::BatchNorm {
+                    features: 4,
+                    momentum: 0.9,
+                    eps: 1e-6,
+                },
+                vec![4, 2],
+                Takes::Features(4),
+                "a BatchNorm over 4 features takes [4] or [4, H, W] per example, not [4, 2]",
+            ),
+            (
+                conv.clone(),
+                vec![300],
+                Takes::Image { channels: Some(3) },
+                "a Convolution takes [C, H, W] per example, not [300]; put convolutions before the first Affine layer",
+            ),
+            (
+                conv.clone(),
+                vec![1, 10, 10],
+                Takes::Image { channels: Some(3) },
+                "a Convolution over 3 channels cannot take 1 channels ([1, 10, 10])",
+            ),
+            (
+                conv,
+                vec![3, 2, 9],
+                Takes::Window {
+                    window: (5, 5),
+                    stride: 1,
+                    pad: 1,
+                },
+                "a 5x5 Convolution window with pad 1 does not fit a 2x9 input (stride 1)",
+            ),
+            (
+                pool.clone(),
+                vec![0, 4, 4],
+                Takes::Image { channels: None },
+                "a Pooling layer cannot take 0 channels ([0, 4, 4])",
+            ),
+            (
+                pool,
+                vec![3, 1, 4],
+                Takes::Window {
+                    window: (2, 2),
+                    stride: 2,
+                    pad: 0,
+                },
+                "a 2x2 Pooling window with pad 0 does not fit a 1x4 input (stride 2)",
+            ),
+        ];
+        for (spec, input, expected, message) in cases {
+            let err = spec.output_shape(&input).unwrap_err();
+            assert_eq!(err.to_string(), message);
+            let LayerError::InputMisfit {
+                layer,
+                input: at,
+                takes,
+            } = err
+            else {
+                panic!("{err:?}")
+            };
+            // The kind as the spec's variant names it.
+            assert!(format!("{spec:?}").starts_with(layer), "{spec:?}: {layer}");
+            assert_eq!((at, takes), (input, expected));
         }
     }
 }

@@ -91,34 +91,28 @@ pub(super) enum StateMut<'a, T> {
     Buffer { index: usize, value: &'a mut Tensor<T> },
 }
 
-/// Why `name` cannot name a layer (see the module doc), or `Ok`.
-pub(crate) fn check_layer_name(name: &str) -> Result<(), String> {
-    // Bounded before it is quoted: the name may come from a file.
+// check_layer_name's reason writes the limit out: a change must change both.
+const _: () = assert!(MAX_LAYER_NAME_LEN == 32);
+
+/// Why `name` cannot name a layer (see the module doc), or `Ok`: the end
+/// of a sentence that starts "the layer name 'NAME'", as
+/// [`LayerError::BadLayerName`] writes it.
+pub(crate) fn check_layer_name(name: &str) -> Result<(), &'static str> {
     if name.len() > MAX_LAYER_NAME_LEN {
-        let start: String = name.chars().take(MAX_LAYER_NAME_LEN).collect();
-        return Err(format!(
-            "the layer name '{}...' is longer than {MAX_LAYER_NAME_LEN} characters",
-            start.escape_debug()
-        ));
+        return Err("is longer than 32 characters");
     }
     let mut chars = name.chars();
     let plain = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !plain {
-        // Escaped: a name from a file may hold control characters.
-        return Err(format!(
-            "the layer name '{}' is not a plain identifier: letters, digits and '_', not starting with a digit",
-            name.escape_debug()
-        ));
+        return Err("is not a plain identifier: letters, digits and '_', not starting with a digit");
     }
     let book_name = BOOK_KINDS.iter().any(|kind| {
         name.strip_prefix(kind)
             .is_some_and(|number| !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()))
     });
     if book_name {
-        return Err(format!(
-            "the layer name '{name}' reads as the name of an unnamed layer's tensor (W2, gamma1, ...); choose another, such as 'fc2'"
-        ));
+        return Err("reads as the name of an unnamed layer's tensor (W2, gamma1, ...); choose another, such as 'fc2'");
     }
     Ok(())
 }
@@ -129,13 +123,17 @@ pub(crate) fn check_layer_names(names: &[Option<String>]) -> Result<(), LayerErr
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (index, name) in names.iter().enumerate() {
         let Some(name) = name else { continue };
-        check_layer_name(name).map_err(|detail| LayerError::Config(format!("layer {}: {detail}", index + 1)))?;
+        check_layer_name(name).map_err(|reason| LayerError::BadLayerName {
+            layer: index + 1,
+            name: name.clone(),
+            reason,
+        })?;
         if let Some(first) = seen.insert(name, index) {
-            return Err(LayerError::Config(format!(
-                "layers {} and {} are both named '{name}'; layer names must be unique",
-                first + 1,
-                index + 1
-            )));
+            return Err(LayerError::DuplicateLayerName {
+                name: name.clone(),
+                first: first + 1,
+                second: index + 1,
+            });
         }
     }
     Ok(())
@@ -186,10 +184,12 @@ impl<T: Element> Sequential<T> {
     /// Names the layers: `names[i]` is layer `i`'s (`None`: unnamed), one
     /// per layer. Every parameter and buffer is renamed from them (see the
     /// module doc); the values are not touched. Fails with
-    /// [`LayerError::Config`] for a count that is not the layers', a name
-    /// that is not a plain identifier of at most [`MAX_LAYER_NAME_LEN`]
-    /// characters or reads as a book name (`W2`), a name given to two
-    /// layers, or two unnamed layers whose tensors would share a name.
+    /// [`LayerError::LayerNameCount`] for a count that is not the layers',
+    /// [`LayerError::BadLayerName`] for a name that is not a plain
+    /// identifier of at most [`MAX_LAYER_NAME_LEN`] characters or reads as
+    /// a book name (`W2`), [`LayerError::DuplicateLayerName`] for a name
+    /// given to two layers, and [`LayerError::DuplicateTensorName`] for two
+    /// unnamed layers whose tensors would share a name.
     ///
     /// ```
     /// use layers::NetSpec;
@@ -203,11 +203,10 @@ impl<T: Element> Sequential<T> {
     /// ```
     pub fn with_layer_names(mut self, names: Vec<Option<String>>) -> Result<Self, LayerError> {
         if names.len() != self.layers.len() {
-            return Err(LayerError::Config(format!(
-                "{} layer names for {} layers; give one per layer (None: unnamed)",
-                names.len(),
-                self.layers.len()
-            )));
+            return Err(LayerError::LayerNameCount {
+                names: names.len(),
+                layers: self.layers.len(),
+            });
         }
         check_layer_names(&names)?;
         let (param_names, buffer_names) = self.tensor_names(&names)?;
@@ -237,19 +236,25 @@ impl<T: Element> Sequential<T> {
             Some(name) => format!("{name}.{kind}"),
             None => format!("{kind}{}", numbers[layer]),
         };
-        let (mut param_names, mut buffer_names) = (Vec::new(), Vec::new());
+        // Every name with its layer's position, to name both layers of a clash.
+        let (mut params, mut buffers) = (Vec::new(), Vec::new());
         self.visit_state(&mut |state| match state {
-            State::Param { layer, param, .. } => param_names.push(name(layer, param.kind)),
-            State::Buffer { layer, kind, .. } => buffer_names.push(name(layer, kind)),
+            State::Param { layer, param, .. } => params.push((name(layer, param.kind), layer)),
+            State::Buffer { layer, kind, .. } => buffers.push((name(layer, kind), layer)),
         });
-        let mut all: Vec<&String> = param_names.iter().chain(&buffer_names).collect();
+        let mut all: Vec<&(String, usize)> = params.iter().chain(&buffers).collect();
         all.sort();
-        if let Some(pair) = all.windows(2).find(|pair| pair[0] == pair[1]) {
-            return Err(LayerError::Config(format!(
-                "two tensors would be named {}; put an Affine layer between layers of the same kind, or name one of them",
-                pair[0]
-            )));
+        if let Some(pair) = all.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+            return Err(LayerError::DuplicateTensorName {
+                name: pair[0].0.clone(),
+                first: pair[0].1 + 1,
+                second: pair[1].1 + 1,
+            });
         }
+        let (param_names, buffer_names) = (
+            params.into_iter().map(|(name, _)| name).collect(),
+            buffers.into_iter().map(|(name, _)| name).collect(),
+        );
         Ok((param_names, buffer_names))
     }
 
@@ -516,6 +521,10 @@ mod tests {
             let err = model().with_layer_names(vec![Some(name.to_string())]).unwrap_err();
             assert!(err.to_string().contains(fragment), "{name:?}: {err}");
             assert!(err.to_string().contains("layer 1"), "{name:?}: {err}");
+            assert!(
+                matches!(&err, LayerError::BadLayerName { layer: 1, name: given, .. } if given == name),
+                "{err:?}"
+            );
         }
         for name in ["_", "W", "b", "Wide2", "bn1", "fc_2", "gamma_1", &"a".repeat(32)] {
             assert!(
@@ -525,6 +534,7 @@ mod tests {
         }
         let err = model().with_layer_names(vec![None, None]).unwrap_err();
         assert!(err.to_string().contains("2 layer names for 1 layers"), "{err}");
+        assert_eq!(err, LayerError::LayerNameCount { names: 2, layers: 1 });
         let two = Sequential::<f32>::from_specs(
             &[4],
             &[
@@ -537,6 +547,24 @@ mod tests {
             .with_layer_names(vec![Some("fc".into()), Some("fc".into())])
             .unwrap_err();
         assert!(err.to_string().contains("layers 1 and 2 are both named 'fc'"), "{err}");
+        assert_eq!(
+            err,
+            LayerError::DuplicateLayerName {
+                name: "fc".into(),
+                first: 1,
+                second: 2
+            }
+        );
+        // A long name with a control character is shown escaped and cut.
+        let long = format!("\n{}", "a".repeat(40));
+        let err = model().with_layer_names(vec![Some(long)]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "layer 1: the layer name '\\n{}...' is longer than 32 characters",
+                "a".repeat(31)
+            )
+        );
     }
 
     #[test]
