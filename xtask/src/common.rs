@@ -30,6 +30,7 @@ fn flag(field: &str) -> String {
         "learning_rate" => "--lr".into(),
         "model weight_decay" => "weight_decay in the --net file".into(),
         "dropout ratio" => "--dropout".into(),
+        "init std" => "--init std".into(),
         other => format!("--{}", other.replace('_', "-")),
     }
 }
@@ -59,7 +60,10 @@ fn in_flags(message: &str, field: Option<&'static str>) -> String {
     message
         .replace("try a lower learning rate", "try a lower --lr")
         .replace("or a lower weight decay", "or a lower --weight-decay")
-        .replace("try smaller initial weights", "try a smaller --init std")
+        .replace(
+            "try smaller initial weights",
+            "try smaller initial weights (--init for the mlp, `init` in a --net file)",
+        )
 }
 
 /// The networks `--model` names.
@@ -287,6 +291,12 @@ pub fn check_out_dir(out: Option<&Path>, overwrite: bool) -> Result<()> {
     let Some(out) = out else {
         return Ok(());
     };
+    if out.exists() && !out.is_dir() {
+        return Err(XtaskError::Usage(format!(
+            "--out {} is a file, not a folder; give --out a folder (new or empty)",
+            out.display()
+        )));
+    }
     let lock = out.join(LOCK_FILE);
     if lock.exists() && !RunDir::holder_is_gone(&lock) {
         return Err(RunDir::busy(
@@ -399,7 +409,12 @@ fn load_model(path: &Path, dataset: Option<Dataset>) -> Result<(train::Checkpoin
             .get("dataset")
             .map(|d| d.parse())
             .unwrap_or(Ok(Dataset::Mnist))
-            .map_err(XtaskError::Usage)?,
+            .map_err(|e| {
+                XtaskError::Usage(format!(
+                    "{}: the data set in its metadata is not one this project reads ({e}); give --dataset",
+                    path.display()
+                ))
+            })?,
     };
     let model = &checkpoint.model;
     let (pixels, classes) = (dataset.pixels(), usize::from(mnist::CLASSES));

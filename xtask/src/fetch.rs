@@ -21,6 +21,12 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let dir = args.dir.unwrap_or_else(|| default_data_dir(args.dataset));
+    if dir.exists() && !dir.is_dir() {
+        return Err(crate::common::XtaskError::Usage(format!(
+            "--dir {} is a file, not a folder; give a folder (it is created if missing)",
+            dir.display()
+        )));
+    }
     let outcomes = mnist::fetch(args.dataset, &dir, &args.from, &mut BarProgress::default())?;
     for outcome in outcomes {
         match outcome {

@@ -3,11 +3,12 @@
 
 /// `println!` that never panics: when stdout is closed (`cargo xtask train |
 /// head`), what would have been printed is dropped and the work goes on, so a
-/// run still finishes and keeps its files.
+/// run still finishes and keeps its files. Any other failure to write (a full
+/// disk) is remembered, and the command ends with an error saying so.
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
+        $crate::stdout_result(writeln!(std::io::stdout(), $($arg)*));
     }};
 }
 
@@ -15,8 +16,21 @@ macro_rules! say {
 macro_rules! say_inline {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stdout(), $($arg)*);
+        $crate::stdout_result(write!(std::io::stdout(), $($arg)*));
     }};
+}
+
+/// The first failure to write to stdout other than a closed pipe.
+static STDOUT_FAILURE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Keeps the first failure of a write to stdout, unless stdout was closed
+/// (a reader that went away: the work goes on, nothing is lost).
+fn stdout_result(result: std::io::Result<()>) {
+    if let Err(e) = result {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            let _ = STDOUT_FAILURE.set(e.to_string());
+        }
+    }
 }
 
 mod bench;
@@ -80,8 +94,21 @@ fn main() -> ExitCode {
         Task::Predict(args) => predict::run(args),
         Task::Bench(args) => bench::run(args),
     };
+    {
+        use std::io::Write as _;
+        stdout_result(std::io::stdout().flush());
+    }
     match result {
-        Ok(code) => code,
+        Ok(code) => match STDOUT_FAILURE.get() {
+            // The work is done (and its files written); its report is not.
+            Some(e) => {
+                eprintln!(
+                    "error: could not write the output to stdout ({e}); the command's files, if any, are written"
+                );
+                ExitCode::FAILURE
+            }
+            None => code,
+        },
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -113,6 +113,11 @@ fn bad_flag_values_are_refused_before_any_work() {
         (&["fetch", "--from", "ftp://example.org/"], "unsupported source"),
         (&["gradcheck", "--samples", "0"], "samples"),
         (&["gradcheck", "--samples", "-1"], "invalid value '-1'"),
+        (
+            &["fetch", "--from", "/nonexistent", "--dir", "Cargo.toml"],
+            "is a file, not a folder",
+        ),
+        (&["train", "--out", "Cargo.toml"], "is a file, not a folder"),
         (&["train", "--iters", "-5"], "invalid value '-5'"),
         (
             &["predict", "--model", "m.safetensors", "--index", "-1"],
@@ -163,7 +168,7 @@ fn bad_flag_values_are_refused_before_any_work() {
     for (args, needle) in cases {
         let mut full = args.to_vec();
         full.extend_from_slice(&["--data-dir", "/nonexistent"]);
-        if args[0] == "train" {
+        if args[0] == "train" && !args.contains(&"--out") {
             full.extend_from_slice(&["--out", out_arg]);
         }
         if args[0] == "fetch" {
@@ -1040,4 +1045,27 @@ fn a_stopped_experiment_keeps_its_curves_and_figure() {
     let csv = std::fs::read_to_string(out_dir.join("optimizers.csv")).unwrap();
     assert!(csv.lines().count() > 2, "the losses so far: {csv}");
     assert!(!out_dir.join(".backprop-rs.lock").exists());
+}
+
+/// A stdout that cannot be written (a full disk) is an error at the end, the
+/// work and its files kept; a closed one (`| head`) is not an error at all.
+#[test]
+fn a_full_stdout_is_reported_after_the_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("paths");
+    let full = std::fs::File::create("/dev/full");
+    let Ok(full) = full else {
+        return; // not on this system
+    };
+    let out = command(
+        &["experiment", "optimizer-paths", "--out", out_dir.to_str().unwrap()],
+        None,
+    )
+    .stdout(full)
+    .output()
+    .expect("xtask runs");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("could not write the output to stdout"), "{stderr}");
+    assert!(out_dir.join("optimizer-paths.png").is_file(), "the work was kept");
 }

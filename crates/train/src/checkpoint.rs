@@ -35,6 +35,11 @@ pub(crate) fn temp_beside(path: &Path) -> Result<std::path::PathBuf, TrainError>
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    if dir.exists() && !dir.is_dir() {
+        return Err(TrainError::NotAFolder {
+            path: dir.to_path_buf(),
+        });
+    }
     std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
     let name = path
         .file_name()

@@ -39,7 +39,10 @@ pub enum TrainError {
             "training diverged: try a lower learning rate{}. The weights kept are those of iteration {good}",
             if *weight_decay > 0.0 { " or a lower weight decay" } else { "" }
         ),
-        None => "the initial weights already give a non-finite loss: try smaller initial weights".to_string(),
+        None => format!(
+            "the initial weights already give a non-finite loss: try smaller initial weights{}",
+            if *weight_decay > 0.0 { " or a lower weight decay" } else { "" }
+        ),
     })]
     NonFiniteLoss {
         /// The iteration whose loss was not finite.
@@ -62,6 +65,12 @@ pub enum TrainError {
     /// The network refused its description, input or parameters.
     #[error(transparent)]
     Layer(#[from] layers::LayerError),
+    /// A folder was needed where a file is.
+    #[error("{} is a file, not a folder; give a path in a folder", path.display())]
+    NotAFolder {
+        /// The file in the way.
+        path: PathBuf,
+    },
     /// A file could not be read or written.
     #[error("{}: {source}; check that the folder exists and is writable", path.display())]
     Io {

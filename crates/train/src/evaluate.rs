@@ -24,7 +24,7 @@ pub const EVAL_CHUNK: usize = 500;
 const CHUNK_VALUES: usize = 1 << 21;
 
 /// Images per evaluation chunk for `net`: [`EVAL_CHUNK`], or fewer so that
-/// the widest layer output of a chunk holds at most [`CHUNK_VALUES`].
+/// the widest layer output of a chunk holds at most 2^21 values (8 MiB in f32).
 pub fn chunk_images<T: Element>(net: &Sequential<T>) -> usize {
     chunk_rows(net.widest_activation())
 }

@@ -71,7 +71,11 @@ fn draw_png(path: &Path, draw: impl FnOnce(&Path) -> Result<(), Box<dyn std::err
         let _ = std::fs::remove_file(&temp);
         return Err(plot_error(e.to_string()));
     }
-    std::fs::rename(&temp, path).map_err(|e| TrainError::io(path, e))
+    std::fs::rename(&temp, path).map_err(|e| {
+        // A folder in the way, say: the temporary file must not stay behind.
+        let _ = std::fs::remove_file(&temp);
+        TrainError::io(path, e)
+    })
 }
 
 /// One line of a chart.
@@ -160,7 +164,9 @@ fn draw_panel(
     legend: Option<SeriesLabelPosition>,
 ) -> DrawResult {
     let axes = panel.axes;
-    let y_decimals = if axes.y.end - axes.y.start <= 1.0 { 1 } else { 0 };
+    let y_decimals = tick_decimals(axes.y.end - axes.y.start);
+    // The legend goes to the corner its lines leave most free.
+    let legend = legend.map(|preferred| least_crowded_corner(&panel.series, &axes, preferred));
     let mut chart = ChartBuilder::on(area)
         .caption(&panel.title, (FONT, font_size + 7))
         .margin(font_size)
@@ -207,6 +213,61 @@ fn draw_panel(
             .draw()?;
     }
     Ok(())
+}
+
+/// Decimals that tell apart the labels of about ten ticks over `span`: a
+/// span of 2 ticks every 0.2, labelled with one decimal (with none it read
+/// "2, 2, 2, 1, 1").
+fn tick_decimals(span: f64) -> usize {
+    if !(span.is_finite() && span > 0.0) {
+        return 1;
+    }
+    let step = span / 10.0;
+    (-step.log10().floor()).clamp(0.0, 6.0) as usize
+}
+
+/// The corner of the plot where a legend of `series.len()` entries covers
+/// the fewest points of the lines (segments sampled between their points),
+/// `preferred` when it is as free as any.
+fn least_crowded_corner(series: &[Series], axes: &Axes, preferred: SeriesLabelPosition) -> SeriesLabelPosition {
+    use SeriesLabelPosition::{LowerLeft, LowerRight, UpperLeft, UpperRight};
+    let (x0, x1, y0, y1) = (axes.x.start, axes.x.end, axes.y.start, axes.y.end);
+    let entries = series.iter().filter(|s| !s.label.is_empty()).count() as f64;
+    // The legend box as fractions of the plot: a third of its width, a line
+    // of text per entry.
+    let (width, height) = (0.38, (0.08 * entries + 0.05).min(0.6));
+    let covered = |position: &SeriesLabelPosition| -> usize {
+        let (left, bottom) = match position {
+            UpperLeft => (0.0, 1.0 - height),
+            UpperRight => (1.0 - width, 1.0 - height),
+            LowerLeft => (0.0, 0.0),
+            _ => (1.0 - width, 0.0),
+        };
+        let inside = |(x, y): (f64, f64)| {
+            let (u, v) = ((x - x0) / (x1 - x0), (y - y0) / (y1 - y0));
+            (left..=left + width).contains(&u) && (bottom..=bottom + height).contains(&v)
+        };
+        series
+            .iter()
+            .flat_map(|s| s.points.windows(2))
+            .flat_map(|pair| {
+                let ((xa, ya), (xb, yb)) = (pair[0], pair[1]);
+                (0..8).map(move |k| {
+                    let t = k as f64 / 8.0;
+                    (xa + t * (xb - xa), ya + t * (yb - ya))
+                })
+            })
+            .filter(|&p| inside(p))
+            .count()
+    };
+    let mut best = (covered(&preferred), preferred);
+    for corner in [UpperRight, UpperLeft, LowerRight, LowerLeft] {
+        let count = covered(&corner);
+        if count < best.0 {
+            best = (count, corner);
+        }
+    }
+    best.1
 }
 
 /// An 800x560 line chart with a title, labelled axes over the given ranges, and a legend.
@@ -541,8 +602,44 @@ mod tests {
         let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
         assert!(width <= 8 * 74 + 10 && height <= 16 * 74 + 50, "{width}x{height}");
 
+        // A folder where the figure goes: refused, and no temporary file left.
+        let in_the_way = dir.path().join("in-the-way.png");
+        std::fs::create_dir_all(in_the_way.join("x")).unwrap();
+        assert!(plot_filters(&in_the_way, "x", &filters).is_err());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+
         let err = plot_filters(&dir.path().join("filters.jpg"), "x", &filters).unwrap_err();
         assert!(err.to_string().contains("ending in .png"), "{err}");
         assert!(!err.to_string().contains("ImageError"), "{err}");
+    }
+
+    #[test]
+    fn tick_labels_tell_ticks_apart_and_legends_avoid_the_lines() {
+        assert_eq!(tick_decimals(2.0), 1);
+        assert_eq!(tick_decimals(1.0), 1);
+        assert_eq!(tick_decimals(100.0), 0);
+        assert_eq!(tick_decimals(0.05), 3);
+        // A line falling from upper left to lower right: the free corners are
+        // upper right and lower left; a legend asked for upper right stays.
+        let axes = Axes::from_zero("x", "y", 10.0, 10.0);
+        let falling = vec![Series::new(
+            "a",
+            (0..=10).map(|i| (i as f64, 10.0 - i as f64)).collect(),
+            0,
+        )];
+        let corner = least_crowded_corner(&falling, &axes, SeriesLabelPosition::UpperRight);
+        assert!(matches!(corner, SeriesLabelPosition::UpperRight));
+        // A flat line along the top: the legend moves to a lower corner.
+        let flat = vec![Series::new("b", (0..=10).map(|i| (i as f64, 9.5)).collect(), 0)];
+        let corner = least_crowded_corner(&flat, &axes, SeriesLabelPosition::UpperRight);
+        assert!(matches!(
+            corner,
+            SeriesLabelPosition::LowerRight | SeriesLabelPosition::LowerLeft
+        ));
     }
 }
