@@ -9,7 +9,7 @@ use thiserror::Error;
 /// Every way an xtask can fail; each message says what to do.
 #[derive(Debug, Error)]
 pub enum XtaskError {
-    #[error(transparent)]
+    #[error("{}", data_in_cli_terms(&.0.to_string()))]
     Data(#[from] MnistError),
     #[error("{}", in_flags(&.0.to_string(), setting_of_train(.0)))]
     Train(#[from] train::TrainError),
@@ -64,6 +64,30 @@ fn in_flags(message: &str, field: Option<&'static str>) -> String {
             "try smaller initial weights",
             "try smaller initial weights (--init for the mlp, `init` in a --net file)",
         )
+}
+
+/// The data crate's advice in this command line's terms: its fetch is
+/// `cargo xtask fetch`, and a folder can also be given as `--data-dir`.
+fn data_in_cli_terms(message: &str) -> String {
+    let mut message = message
+        .replace(
+            "fetch the fashion-mnist files again",
+            "run `cargo xtask fetch --dataset fashion-mnist`",
+        )
+        .replace("fetch the mnist files again", "run `cargo xtask fetch`")
+        .replace("fetch the files again", "run `cargo xtask fetch`")
+        .replace("fetch the files into it", "run `cargo xtask fetch`")
+        .replace(
+            "fetch from a local folder or file:// source",
+            "run `cargo xtask fetch --from DIR`",
+        );
+    for var in ["FASHION_MNIST_DIR", "MNIST_DIR"] {
+        if message.contains(&format!("point {var} at")) {
+            message = message.replace(&format!("point {var} at"), &format!("point {var} (or --data-dir) at"));
+            break;
+        }
+    }
+    message
 }
 
 /// The networks `--model` names.

@@ -17,7 +17,9 @@ pub enum MnistError {
     },
     /// A URL source (a mirror, or one given) could not be reached, or
     /// answered with an HTTP error status.
-    #[error("{url}: download failed ({reason}); check the network, or use --from DIR / MNIST_DIR offline")]
+    #[error(
+        "{url}: download failed ({reason}); check the network, or fetch from a local folder or file:// source offline"
+    )]
     Download {
         /// The full URL of the `.gz` file.
         url: String,
@@ -27,7 +29,7 @@ pub enum MnistError {
     /// A file starts with the gzip signature but does not decompress: a
     /// corrupt or cut-short stream, a trailer (CRC, length) that does not
     /// match, or bytes after the last member that start no other.
-    #[error("{}: not a valid gzip stream ({source}); the file is corrupt or not gzip: delete it and run `cargo xtask fetch`", path.display())]
+    #[error("{}: not a valid gzip stream ({source}); the file is corrupt or not gzip: delete it and fetch the files again", path.display())]
     Gzip {
         /// The compressed file.
         path: PathBuf,
@@ -37,7 +39,7 @@ pub enum MnistError {
     },
     /// An IDX file's first four bytes are not the magic number of the
     /// expected kind (2051 for images, 2049 for labels).
-    #[error("{}: wrong magic number {found:#010x} (expected {expected:#010x}, {what}); is this the right file? run `cargo xtask fetch` to get a fresh copy", path.display())]
+    #[error("{}: wrong magic number {found:#010x} (expected {expected:#010x}, {what}); is this the right file? fetch the files again for a fresh copy", path.display())]
     BadMagic {
         /// The IDX file.
         path: PathBuf,
@@ -51,7 +53,7 @@ pub enum MnistError {
     /// An IDX header that cannot describe a data set: images of zero rows or
     /// columns, dimensions whose product overflows, or a file (or what it
     /// decompresses to) larger than what is left of [`crate::MAX_LOADED`].
-    #[error("{}: bad header: {detail}; the file is damaged: delete it and run `cargo xtask fetch`", path.display())]
+    #[error("{}: bad header: {detail}; the file is damaged: delete it and fetch the files again", path.display())]
     BadHeader {
         /// The IDX file.
         path: PathBuf,
@@ -60,7 +62,7 @@ pub enum MnistError {
     },
     /// An IDX file ends before its header does, or before the payload the
     /// header announces.
-    #[error("{}: truncated: the header promises {expected} bytes of data but only {found} are there; delete it and run `cargo xtask fetch`", path.display())]
+    #[error("{}: truncated: the header promises {expected} bytes of data but only {found} are there; delete it and fetch the files again", path.display())]
     Truncated {
         /// The IDX file.
         path: PathBuf,
@@ -70,7 +72,7 @@ pub enum MnistError {
         found: u64,
     },
     /// Bytes follow the payload the IDX header announces.
-    #[error("{}: {extra} unexpected bytes after the {expected} bytes of data the header describes; delete it and run `cargo xtask fetch`", path.display())]
+    #[error("{}: {extra} unexpected bytes after the {expected} bytes of data the header describes; delete it and fetch the files again", path.display())]
     TrailingBytes {
         /// The IDX file.
         path: PathBuf,
@@ -123,7 +125,7 @@ pub enum MnistError {
     #[error(transparent)]
     NotTheDataset(Box<NotTheDataset>),
     /// A folder holds neither `NAME.gz` nor `NAME` for one of the four files.
-    #[error("{}: no {name}[.gz] here; run `cargo xtask fetch`, or set {var} (or --data-dir) to a folder with the four files", dir.display())]
+    #[error("{}: no {name}[.gz] here; fetch the files into it, or point {var} at a folder with the four files", dir.display())]
     MissingFile {
         /// The folder searched.
         dir: PathBuf,
@@ -133,7 +135,7 @@ pub enum MnistError {
         var: &'static str,
     },
     /// The data folder does not exist, cannot be read, or is not a folder.
-    #[error("{}: {what}; set {var} (or --data-dir) to a folder with the four files, or run `cargo xtask fetch`", dir.display())]
+    #[error("{}: {what}; point {var} at a folder with the four files, or fetch the files into it", dir.display())]
     NotAFolder {
         /// The path given as the folder.
         dir: PathBuf,
@@ -144,7 +146,7 @@ pub enum MnistError {
     },
     /// A folder, a special file or a symbolic link loop stands where a data
     /// file should be.
-    #[error("{}: {what} where a data file should be; put the file there, or run `cargo xtask fetch`", path.display())]
+    #[error("{}: {what} where a data file should be; put the file there, or fetch the files again", path.display())]
     NotAFile {
         /// The path of the data file.
         path: PathBuf,
@@ -158,7 +160,7 @@ pub enum MnistError {
         path: PathBuf,
     },
     /// No source could provide a verified copy of a file during a fetch.
-    #[error("could not get {file} from any source:\n{}\nto continue offline, copy the four files from a machine that has them and run `cargo xtask fetch --from DIR`, or set {var} to that folder", attempts.iter().map(|(s, r)| format!("  - {s}: {r}")).collect::<Vec<_>>().join("\n"))]
+    #[error("could not get {file} from any source:\n{}\nto continue offline, copy the four files from a machine that has them and fetch from a local folder or file:// source, or point {var} at that folder", attempts.iter().map(|(s, r)| format!("  - {s}: {r}")).collect::<Vec<_>>().join("\n"))]
     AllSourcesFailed {
         /// The file, as `NAME.gz`.
         file: String,
@@ -184,7 +186,7 @@ impl MnistError {
 
 /// A file whose bytes are not the pinned ones of the data set it stands for.
 #[derive(Debug, Error)]
-#[error("{}: not {dataset}'s {name}: its decompressed SHA-256 is {actual}, not the pinned {expected}{}; point {var} (or --data-dir) at a folder with the real files, or run `cargo xtask fetch --dataset {cli_name}`", path.display(), looks_like.as_ref().map(|other| format!(" (it is {other})")).unwrap_or_default())]
+#[error("{}: not {dataset}'s {name}: its decompressed SHA-256 is {actual}, not the pinned {expected}{}; point {var} at a folder with the real files, or fetch the {cli_name} files again", path.display(), looks_like.as_ref().map(|other| format!(" (it is {other})")).unwrap_or_default())]
 pub struct NotTheDataset {
     /// The file.
     pub path: PathBuf,

@@ -105,7 +105,7 @@ fn a_checksum_mismatch_is_refused_and_leaves_nothing() {
         other => panic!("unexpected {other}"),
     }
     assert!(
-        err.to_string().contains("--from DIR"),
+        err.to_string().contains("local folder or file:// source"),
         "the error says how to continue offline: {err}"
     );
     assert!(

@@ -37,7 +37,7 @@ fn each_defect_gets_its_own_error_naming_the_file() {
     let err = load_pair(&labels, &images).unwrap_err();
     assert!(matches!(err, MnistError::BadMagic { .. }), "{err}");
     assert!(
-        err.to_string().contains("images.gz") && err.to_string().contains("cargo xtask fetch"),
+        err.to_string().contains("images.gz") && err.to_string().contains("fetch the files"),
         "{err}"
     );
     // Truncated payload, raw and inside gzip.
