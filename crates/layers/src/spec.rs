@@ -102,11 +102,13 @@ impl LayerSpec {
                         expected: "in [0, 1)",
                     });
                 }
-                if !(eps.is_finite() && eps > 0.0) {
+                // Positive in f32 too, where training runs: 1e-50 is 0 there,
+                // and a variance of 0 then divides by 0.
+                if !(eps.is_finite() && eps > 0.0 && (eps as f32) > 0.0) {
                     return Err(LayerError::InvalidSetting {
                         field: "batch norm eps",
                         value: eps,
-                        expected: "a positive number",
+                        expected: "a positive number (at least 1e-45, f32's smallest)",
                     });
                 }
             }
@@ -397,6 +399,8 @@ mod tests {
             ),
             (batch_norm(1.5, 1e-6), "batch norm momentum", 1.5),
             (batch_norm(0.9, -1.0), "batch norm eps", -1.0),
+            // Positive in f64, 0 in f32 where it runs.
+            (batch_norm(0.9, 1e-50), "batch norm eps", 1e-50),
             (LayerSpec::Dropout { ratio: 1.0 }, "dropout ratio", 1.0),
             (conv(30, 0), "a Convolution's filter sides and stride", 0.0),
             (conv(usize::MAX, 1), "a Convolution's filters", usize::MAX as f64),

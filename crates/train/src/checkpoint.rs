@@ -305,6 +305,16 @@ pub fn load_checkpoint<T: Element>(path: &Path) -> Result<Checkpoint<T>, TrainEr
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not safetensors ({e})")))?;
     let metadata = header.metadata().clone().unwrap_or_default();
     let (input_shape, specs) = architecture(&metadata).map_err(bad)?;
+    // A checkpoint holds every parameter, 4 bytes each at the least: layers
+    // claiming more than the file can hold are refused before the model is
+    // allocated (a few bytes of metadata could otherwise ask for a GiB).
+    let claimed = specs.iter().fold(0usize, |n, spec| n.saturating_add(spec.num_params()));
+    if claimed.saturating_mul(4) > bytes.len() {
+        return Err(bad(format!(
+            "its layers have {claimed} parameters, more than its {} bytes can hold",
+            bytes.len()
+        )));
+    }
     // Bounded by from_specs before it allocates.
     let mut model = Sequential::<T>::from_specs(&input_shape, &specs).map_err(|e| bad(e.to_string()))?;
     if let Some(text) = metadata.get(LAYER_NAMES_KEY) {

@@ -74,3 +74,58 @@ fn the_valid_ones_load() {
         assert!(load(&bytes));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// The convnet's checkpoint with its layers' geometry replaced by random
+    /// numbers, absurd ones included (filters, windows, strides, paddings,
+    /// channels): a typed error or a model, never a panic or a model larger
+    /// than the file.
+    #[test]
+    fn random_convnet_geometries_are_bounded(
+        filters in prop_oneof![0usize..64, any::<u32>().prop_map(|n| n as usize)],
+        channels in prop_oneof![0usize..4, any::<u32>().prop_map(|n| n as usize)],
+        size in prop_oneof![0usize..8, 0usize..200],
+        stride in prop_oneof![0usize..4, 0usize..100],
+        pad in prop_oneof![0usize..4, any::<u16>().prop_map(|n| n as usize)],
+        pool in prop_oneof![0usize..4, 0usize..200],
+        width in prop_oneof![1usize..64, any::<u32>().prop_map(|n| n as usize)],
+    ) {
+        let layers = serde_json::json!([
+            {"type": "convolution", "channels": channels, "filters": filters, "filter_h": size,
+             "filter_w": size, "stride": stride, "pad": pad},
+            {"type": "relu"},
+            {"type": "pooling", "pool_h": pool, "pool_w": pool, "stride": pool, "pad": 0},
+            {"type": "affine", "inputs": width, "outputs": 10},
+        ]);
+        let bytes = with_layers(&valid_checkpoints()[1], &layers.to_string());
+        if let Some(model) = load_model(&bytes) {
+            prop_assert!(model.num_params() * 4 <= bytes.len());
+        }
+    }
+}
+
+/// `checkpoint` with its metadata's `layers` replaced by `layers`.
+fn with_layers(checkpoint: &[u8], layers: &str) -> Vec<u8> {
+    let n = u64::from_le_bytes(checkpoint[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&checkpoint[8..8 + n]).unwrap();
+    header["__metadata__"]["layers"] = serde_json::Value::String(layers.to_string());
+    let mut text = header.to_string();
+    // safetensors pads the header to 8 bytes with spaces.
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&checkpoint[8 + n..]);
+    out
+}
+
+/// The model in `bytes`, if they load.
+fn load_model(bytes: &[u8]) -> Option<layers::Sequential<f32>> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    std::fs::write(&path, bytes).unwrap();
+    load_checkpoint::<f32>(&path).ok().map(|c| c.model)
+}
