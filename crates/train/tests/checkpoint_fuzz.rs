@@ -113,7 +113,7 @@ fn with_layers(checkpoint: &[u8], layers: &str) -> Vec<u8> {
     header["__metadata__"]["layers"] = serde_json::Value::String(layers.to_string());
     let mut text = header.to_string();
     // safetensors pads the header to 8 bytes with spaces.
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(' ');
     }
     let mut out = (text.len() as u64).to_le_bytes().to_vec();
