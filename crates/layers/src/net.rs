@@ -443,24 +443,32 @@ pub(crate) fn check_weight_decay(lambda: f64) -> Result<(), LayerError> {
     Ok(())
 }
 
+/// LeNet-5 on 28x28 MNIST (ReLU, max pooling), as the tests of the builder
+/// and of the text form (`nets/lenet5.net`) both take it.
+#[cfg(test)]
+pub(crate) fn lenet5() -> NetSpec {
+    NetSpec::new(&[1, 28, 28])
+        .init(Init::He)
+        .conv_with(6, 5, 1, 2)
+        .relu()
+        .pool(2)
+        .conv(16, 5)
+        .relu()
+        .pool(2)
+        .affine(120)
+        .relu()
+        .affine(84)
+        .relu()
+        .affine(10)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn sizes_are_inferred_and_checked() {
-        let lenet = NetSpec::new(&[1, 28, 28])
-            .conv_with(6, 5, 1, 2)
-            .relu()
-            .pool(2)
-            .conv(16, 5)
-            .relu()
-            .pool(2)
-            .affine(120)
-            .relu()
-            .affine(84)
-            .relu()
-            .affine(10);
+        let lenet = super::lenet5();
         let shapes = lenet.output_shapes().unwrap();
         assert_eq!(shapes[0], [6, 28, 28]);
         assert_eq!(shapes[3], [16, 10, 10]);

@@ -580,22 +580,6 @@ relu
 affine 10
 ";
 
-    fn lenet5_builder() -> NetSpec {
-        NetSpec::new(&[1, 28, 28])
-            .init(Init::He)
-            .conv_with(6, 5, 1, 2)
-            .relu()
-            .pool(2)
-            .conv(16, 5)
-            .relu()
-            .pool(2)
-            .affine(120)
-            .relu()
-            .affine(84)
-            .relu()
-            .affine(10)
-    }
-
     /// The error of parsing `text`, checked to name `line`.
     fn error_on_line(text: &str, line: usize) -> String {
         let err = text.parse::<NetSpec>().unwrap_err();
@@ -611,7 +595,7 @@ affine 10
     #[test]
     fn lenet5_text_matches_the_builder() {
         let spec: NetSpec = LENET5.parse().unwrap();
-        assert_eq!(spec, lenet5_builder());
+        assert_eq!(spec, crate::net::lenet5());
         assert_eq!(spec.layer_specs().unwrap().len(), 11);
         assert_eq!(spec.output_shapes().unwrap().last().unwrap(), &[10]);
     }
@@ -682,7 +666,7 @@ affine 10
     #[test]
     fn comments_blank_lines_crlf_and_case_are_accepted() {
         let text = "\u{feff}\r\n  # header\r\n\r\nINPUT 1 28 28   # images\r\nInit HE\r\n\tConv 6 5 PAD=2\r\nrelu\r\nPOOL 2\r\nconv 16 5\r\nrelu\r\npool 2\r\naffine 120 # hidden\r\nrelu\r\naffine 84\r\nrelu\r\naffine 10";
-        assert_eq!(text.parse::<NetSpec>(), Ok(lenet5_builder()));
+        assert_eq!(text.parse::<NetSpec>(), Ok(crate::net::lenet5()));
         // Options in any order, the alias, explicit defaults.
         let spec: NetSpec =
             "input 2 4 4\nconv 3 3 pad=1 stride=1\nbatch_norm eps=1e-6 momentum=0.9\npool 2 stride=2\naffine 2"
@@ -938,7 +922,7 @@ affine 3
     #[test]
     fn shipped_nets_parse_and_end_in_ten_outputs() {
         let lenet5: NetSpec = include_str!("../../../nets/lenet5.net").parse().unwrap();
-        assert_eq!(lenet5, lenet5_builder());
+        assert_eq!(lenet5, crate::net::lenet5());
         assert_eq!(lenet5.output_shapes().unwrap().last().unwrap(), &[10]);
 
         let mlp: NetSpec = include_str!("../../../nets/mlp-bn-dropout.net").parse().unwrap();
