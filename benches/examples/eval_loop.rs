@@ -4,7 +4,7 @@
 //! then e.g. `perf record -g target/release/examples/eval_loop 2 100`.
 
 use benches::{example_args, images, seconds_on_busy_pool, two_layer_net};
-use train::{accuracy, Dataset as _, ImageData};
+use train::{accuracy, ImageData};
 
 fn main() {
     let numbers = example_args(

@@ -60,6 +60,7 @@ fn in_flags(message: &str, field: Option<&'static str>) -> String {
     message
         .replace("try a lower learning rate", "try a lower --lr")
         .replace("or a lower weight decay", "or a lower --weight-decay")
+        .replace("try a lower weight decay", "try a lower --weight-decay")
         .replace(
             "try smaller initial weights",
             "try smaller initial weights (--init for the mlp, `init` in a --net file)",
@@ -454,9 +455,14 @@ fn load_model(path: &Path, dataset: Option<Dataset>) -> Result<(train::Checkpoin
 }
 
 /// Most floating-point operations a command reading a checkpoint may ask
-/// for: about fifty times DeepConvNet's over the 10000 test images (2e11),
-/// minutes of work at most on two cores.
-const MAX_INFERENCE_FLOPS: f64 = 1e13;
+/// for: twice DeepConvNet's over the 10000 test images (1.5e11), half a
+/// minute of work on two cores.
+const MAX_INFERENCE_FLOPS: f64 = 3e11;
+
+/// Most values one image may keep in flight through a checkpoint's layers
+/// (64 MiB in f32): a thousand times SimpleConvNet's (60k). Without it a 5 MB
+/// file of 65536 padded filters asked `predict` for 18 GB.
+const MAX_VALUES_PER_IMAGE: usize = 1 << 24;
 
 /// Refuses a checkpoint whose inference would not fit in memory or would
 /// run for hours: the checkpoint is an untrusted file, and its layers (a
@@ -469,6 +475,13 @@ pub fn check_inference_cost(
     threads: usize,
 ) -> Result<()> {
     let cost = train::ModelCost::of(model.input_shape(), &model.specs(), model.output_size())?;
+    if cost.values_per_example > MAX_VALUES_PER_IMAGE {
+        return Err(XtaskError::Usage(format!(
+            "{}: one image keeps {} values in flight through this model's layers, more than the {MAX_VALUES_PER_IMAGE} a command takes from a checkpoint; it is not a model this project trains",
+            path.display(),
+            cost.values_per_example
+        )));
+    }
     let rows = train::chunk_images(model) * threads.max(1);
     let bytes = 4.0 * cost.params as f64 + cost.batch_bytes(rows.min(examples.max(1)), 1.0);
     let gib = |b: f64| b / f64::from(1u32 << 30);
@@ -586,15 +599,41 @@ pub struct RunDir {
 /// The lock file's name inside a run folder.
 const LOCK_FILE: &str = ".backprop-rs.lock";
 
-/// What a run writes, by extension: the files `--overwrite` removes from a
-/// folder before a new run (anything else in it is left alone).
-const RUN_FILE_EXTENSIONS: [&str; 4] = ["png", "csv", "json", "safetensors"];
+/// What a run writes (train, and every experiment): the files `--overwrite`
+/// removes from a folder before a new run. Anything else in it, a user's own
+/// `results.csv` say, is left alone.
+const RUN_FILES: [&str; 24] = [
+    "accuracy.csv",
+    "accuracy.png",
+    "loss.csv",
+    "loss.png",
+    "model.safetensors",
+    "config.json",
+    "filters-before.png",
+    "filters-after.png",
+    "initial.safetensors",
+    "golden.json",
+    "optimizer-paths.csv",
+    "optimizer-paths.png",
+    "optimizers.csv",
+    "optimizers.png",
+    "weight-init.csv",
+    "weight-init.png",
+    "activations.png",
+    "batch-norm.csv",
+    "batch-norm.png",
+    "overfit.csv",
+    "overfit.png",
+    "hyperparameter-search.csv",
+    "hyperparameter-search.png",
+    "trials.csv",
+];
 
 impl RunDir {
     /// Creates `dir` if needed and claims it with an exclusive create of its
     /// lock file. A lock left by a process that no longer runs (killed
     /// outright) is taken over. With `overwrite`, the previous run's files
-    /// are removed (see [`RUN_FILE_EXTENSIONS`]); without it a folder that
+    /// are removed (see [`RUN_FILES`]); without it a folder that
     /// holds files is refused, as [`check_out_dir`] refuses it earlier.
     pub fn claim(dir: &Path, overwrite: bool) -> Result<Self> {
         if dir.exists() && !dir.is_dir() {
@@ -616,7 +655,13 @@ impl RunDir {
                 let _ = std::fs::remove_file(&lock);
                 create().map_err(|e| Self::busy(dir, &e))?
             }
-            Err(e) => return Err(Self::busy(dir, &e)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Self::busy(dir, &e)),
+            Err(e) => {
+                return Err(XtaskError::Usage(format!(
+                    "cannot write into {} ({e}); give --out a folder you can write",
+                    dir.display()
+                )))
+            }
         };
         use std::io::Write;
         let _ = write!(file, "{}", std::process::id());
@@ -663,9 +708,9 @@ impl RunDir {
             let path = entry.path();
             let is_run_file = path.is_file()
                 && path
-                    .extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| RUN_FILE_EXTENSIONS.contains(&e));
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| RUN_FILES.contains(&n));
             if is_run_file {
                 std::fs::remove_file(&path).map_err(|e| train::TrainError::Io {
                     path: path.clone(),

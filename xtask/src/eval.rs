@@ -3,7 +3,7 @@
 use crate::common::{JsonArg, Result, SavedModelArgs, ThreadsArg, XtaskError};
 use mnist::Split;
 use std::process::ExitCode;
-use train::{checked_accuracy, confusion_matrix, Dataset as _, ImageData};
+use train::{checked_accuracy, confusion_matrix, ImageData};
 
 #[derive(clap::Args)]
 pub struct Args {

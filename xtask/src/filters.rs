@@ -28,14 +28,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
     })?;
     let out = args.out.unwrap_or_else(|| args.model.with_file_name("filters.png"));
     let shape = filters.shape().to_vec();
+    // The figure shows the first 128 (report::plot_filters).
+    let shown = match shape[0] {
+        n if n > 128 => format!("the first 128 of {n}"),
+        n => n.to_string(),
+    };
     report::plot_filters(
         &out,
-        &format!("{} filters of {}x{} (channel 0)", shape[0], shape[2], shape[3]),
+        &format!("{shown} filters of {}x{} (channel 0)", shape[2], shape[3]),
         &filters,
     )?;
     say!(
-        "{} filters of {}x{}x{} drawn to {}",
-        shape[0],
+        "{shown} filters of {}x{}x{} drawn to {}",
         shape[1],
         shape[2],
         shape[3],

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use train::{
-    report, save_checkpoint, Dataset as _, EvalRecord, ImageData, MlpOptions, ModelSpec, Observer, Summary,
-    TrainConfig, TrainError, Trainer,
+    report, save_checkpoint, EvalRecord, ImageData, MlpOptions, ModelSpec, Observer, Summary, TrainConfig, TrainError,
+    Trainer,
 };
 
 #[derive(clap::Args)]

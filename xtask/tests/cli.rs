@@ -113,6 +113,8 @@ fn bad_flag_values_are_refused_before_any_work() {
         (&["fetch", "--from", "ftp://example.org/"], "unsupported source"),
         (&["gradcheck", "--samples", "0"], "samples"),
         (&["gradcheck", "--samples", "-1"], "invalid value '-1'"),
+        (&["train", "--lr", "1e308"], "--lr must be"),
+        (&["train", "--weight-decay", "1e300"], "--weight-decay must be"),
         (
             &["fetch", "--from", "/nonexistent", "--dir", "Cargo.toml"],
             "is a file, not a folder",
@@ -853,22 +855,22 @@ fn hostile_checkpoints_end_in_one_line_errors() {
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 5, "nothing written");
 
-    // A 10 MB convnet whose padding and filters ask for hours of scoring
-    // (3e14 operations over the test set) is refused from its shapes, before
-    // the data is looked for.
-    let layers = r#"[{"type":"convolution","channels":1,"filters":512,"filter_h":3,"filter_w":3,"stride":1,"pad":30},
-        {"type":"convolution","channels":512,"filters":512,"filter_h":3,"filter_w":3,"stride":1,"pad":0},
-        {"type":"pooling","pool_h":64,"pool_w":64,"stride":64,"pad":0},
-        {"type":"affine","inputs":512,"outputs":10}]"#;
+    // A 600 kB convnet whose filters ask for minutes of scoring (1.7e12
+    // operations over the test set) is refused from its shapes, before the
+    // data is looked for.
+    let layers = r#"[{"type":"convolution","channels":1,"filters":64,"filter_h":3,"filter_w":3,"stride":1,"pad":0},
+        {"type":"convolution","channels":64,"filters":256,"filter_h":3,"filter_w":3,"stride":1,"pad":0},
+        {"type":"pooling","pool_h":24,"pool_w":24,"stride":24,"pad":0},
+        {"type":"affine","inputs":256,"outputs":10}]"#;
     let hours = dir.path().join("hours.safetensors");
     write_checkpoint(
         &hours,
         &[
-            ("W1", vec![512, 1, 3, 3], 0.0),
-            ("b1", vec![512], 0.0),
-            ("W2", vec![512, 512, 3, 3], 0.0),
-            ("b2", vec![512], 0.0),
-            ("W3", vec![512, 10], 0.0),
+            ("W1", vec![64, 1, 3, 3], 0.0),
+            ("b1", vec![64], 0.0),
+            ("W2", vec![256, 64, 3, 3], 0.0),
+            ("b2", vec![256], 0.0),
+            ("W3", vec![256, 10], 0.0),
             ("b3", vec![10], 0.0),
         ],
         &[
@@ -878,6 +880,32 @@ fn hostile_checkpoints_end_in_one_line_errors() {
         ],
     );
     let hours_arg = hours.to_str().unwrap();
+    // 1024 filters padded by 64: 24 million values per image (a 200 kB
+    // file), refused by predict as well as eval.
+    let wide = dir.path().join("wide.safetensors");
+    let wide_layers = r#"[{"type":"convolution","channels":1,"filters":1024,"filter_h":3,"filter_w":3,"stride":1,"pad":64},
+        {"type":"pooling","pool_h":64,"pool_w":64,"stride":64,"pad":0},
+        {"type":"affine","inputs":4096,"outputs":10}]"#;
+    write_checkpoint(
+        &wide,
+        &[
+            ("W1", vec![1024, 1, 3, 3], 0.0),
+            ("b1", vec![1024], 0.0),
+            ("W2", vec![4096, 10], 0.0),
+            ("b2", vec![10], 0.0),
+        ],
+        &[
+            ("format", "backprop-rs/2"),
+            ("input_shape", "1,28,28"),
+            ("layers", wide_layers),
+        ],
+    );
+    let wide_arg = wide.to_str().unwrap();
+    for task in [&["eval"][..], &["predict", "--index", "0"][..]] {
+        let mut args = task.to_vec();
+        args.extend_from_slice(&["--model", wide_arg, "--data-dir", "/nonexistent"]);
+        fails_with(&args, None, "values in flight");
+    }
     fails_with(
         &["eval", "--model", hours_arg, "--data-dir", "/nonexistent"],
         None,
@@ -990,6 +1018,7 @@ fn run_folders_are_claimed_overwritten_cleanly_and_kept_on_a_failed_write() {
     // included), and nothing else.
     std::fs::write(dir.join("filters-before.png"), b"an old convnet run's").unwrap();
     std::fs::write(dir.join("notes.txt"), b"mine").unwrap();
+    std::fs::write(dir.join("my-results.csv"), b"mine too").unwrap();
     fails_with(&short, Some(&real), "--overwrite");
     let mut again = short.to_vec();
     again.push("--overwrite");
@@ -997,6 +1026,7 @@ fn run_folders_are_claimed_overwritten_cleanly_and_kept_on_a_failed_write() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(!dir.join("filters-before.png").exists());
     assert_eq!(std::fs::read(dir.join("notes.txt")).unwrap(), b"mine");
+    assert_eq!(std::fs::read(dir.join("my-results.csv")).unwrap(), b"mine too");
 
     // The checkpoint cannot be written (a folder is in its way): the run says
     // so, and its records and plots are still written.

@@ -51,7 +51,7 @@ pub enum LayerError {
     /// A setting outside its range: `field` is the library's name for it
     /// (`learning_rate`, `beta1`, `dropout ratio`), so a command line can
     /// name its own flag instead.
-    #[error("{field} must be {expected}, got {value}")]
+    #[error("{field} must be {expected}, got {}", readable(*value))]
     InvalidSetting {
         /// The setting's name in the library.
         field: &'static str,
@@ -278,5 +278,15 @@ fn misfit(layer: &str, input: &[usize], takes: &Takes) -> String {
                 "a {window_h}x{window_w} {layer} window with pad {pad} does not fit a {image} input (stride {stride})"
             )
         }
+    }
+}
+
+/// `value` as a person reads it: `1e-50` rather than fifty zeros, `0.9` as is.
+pub(crate) fn readable(value: f64) -> String {
+    let magnitude = value.abs();
+    if magnitude != 0.0 && magnitude.is_finite() && !(1e-4..1e6).contains(&magnitude) {
+        format!("{value:e}")
+    } else {
+        value.to_string()
     }
 }

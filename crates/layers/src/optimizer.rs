@@ -14,10 +14,12 @@
 //!   `p -= lr_t * m / (sqrt(v) + 1e-7)`
 //!
 //! An optimizer is built from the parameters it will update (a
-//! [`Sequential`], or any [`Parameters`]): their shapes
-//! are checked once and its state (`v`, `h`, `m`) is allocated then. It owns
-//! that state; [`Optimizer::step`] updates every parameter in place from the
-//! gradients the last backward pass left, allocating nothing.
+//! [`Sequential`], or any [`Parameters`]): it records their shapes and
+//! allocates its state (`v`, `h`, `m`) then. It owns that state;
+//! [`Optimizer::step`] updates every parameter in place from the gradients
+//! the last backward pass left, allocating nothing. Given parameters of other
+//! shapes than it was built for (another model: a programming error, not bad
+//! data) a step or an undo panics before it writes anything.
 //!
 //! **Taking a step back** is opt-in ([`Optimizer::keep_previous`]): the
 //! optimizer then holds a spare set of parameters and state, each step writes
@@ -217,19 +219,41 @@ impl<T: Element, const S: usize> Slots<T, S> {
         }
     }
 
+    /// Panics, before anything is written, unless `params` are the ones
+    /// this state was built for: as many, each value and gradient of the
+    /// recorded shape.
+    fn check(&self, params: &mut dyn Parameters<T>, what: &str) {
+        let mut count = 0;
+        let mut mismatch = None;
+        params.visit_params_mut(&mut |index, param| {
+            count += 1;
+            let expected = self.shapes.get(index).map(Vec::as_slice);
+            if mismatch.is_none()
+                && (expected != Some(param.value.shape()) || param.grad.shape() != param.value.shape())
+            {
+                mismatch = Some((index, param.value.shape().to_vec(), param.grad.shape().to_vec()));
+            }
+        });
+        if let Some((index, value, grad)) = mismatch {
+            panic!(
+                "optimizer {what}: parameter {index} has shape {value:?} (gradient {grad:?}), not the {:?} the optimizer was built for",
+                self.shapes.get(index)
+            );
+        }
+        assert_eq!(
+            count,
+            self.shapes.len(),
+            "optimizer {what}: {count} parameters, but the optimizer was built for {}",
+            self.shapes.len()
+        );
+    }
+
     /// Applies `rule(p, g, state) -> p'` (which updates `state`) to every
     /// element of every parameter.
     fn step(&mut self, params: &mut dyn Parameters<T>, rule: &(impl Fn(T, T, &mut [T; S]) -> T + Sync)) {
-        let (shapes, state, spare) = (&self.shapes, &mut self.state, &mut self.spare);
-        let mut count = 0;
+        self.check(params, "step");
+        let (state, spare) = (&mut self.state, &mut self.spare);
         params.visit_params_mut(&mut |index, param| {
-            assert!(
-                shapes.get(index).map(Vec::as_slice) == Some(param.value.shape()),
-                "optimizer step: parameter {index} has shape {:?}, not the {:?} the optimizer was built for",
-                param.value.shape(),
-                shapes.get(index)
-            );
-            count += 1;
             let grad = param.grad.as_slice();
             match spare {
                 None => {
@@ -253,17 +277,15 @@ impl<T: Element, const S: usize> Slots<T, S> {
                 }
             }
         });
-        assert_eq!(
-            count,
-            self.shapes.len(),
-            "optimizer step: {count} parameters, but the optimizer was built for {}",
-            self.shapes.len()
-        );
         self.can_undo = self.spare.is_some();
     }
 
     fn undo(&mut self, params: &mut dyn Parameters<T>) -> bool {
-        let (Some(spare), true) = (&mut self.spare, self.can_undo) else {
+        if self.spare.is_none() || !self.can_undo {
+            return false;
+        }
+        self.check(params, "undo");
+        let Some(spare) = &mut self.spare else {
             return false;
         };
         params.visit_params_mut(&mut |index, param| {
@@ -393,13 +415,14 @@ fn update_beside<T: Element, const S: usize>(
 
 /// `learning_rate` must be a positive number.
 fn check_learning_rate(learning_rate: f64) -> Result<(), LayerError> {
-    if learning_rate.is_finite() && learning_rate > 0.0 {
+    // Finite in f32 too, where training runs: 1e308 is infinite there.
+    if learning_rate.is_finite() && learning_rate > 0.0 && (learning_rate as f32).is_finite() {
         Ok(())
     } else {
         Err(LayerError::InvalidSetting {
             field: "learning_rate",
             value: learning_rate,
-            expected: "a positive number",
+            expected: "a positive number (below 3.4e38, f32's largest)",
         })
     }
 }
@@ -1176,6 +1199,33 @@ mod tests {
             pairs: vec![(Tensor::<f64>::zeros(&[2]), Tensor::zeros(&[2]))],
         };
         optimizer.step(&mut other);
+    }
+
+    #[test]
+    fn parameters_that_do_not_fit_are_refused_before_any_write() {
+        // Two parameters; the second's gradient is short. The panic comes
+        // before the first parameter is touched.
+        let good = || {
+            (
+                Tensor::<f64>::from_vec(vec![1.0, 2.0], &[2]).unwrap(),
+                Tensor::from_vec(vec![0.5, 0.5], &[2]).unwrap(),
+            )
+        };
+        let built_for = ParamList {
+            pairs: vec![good(), good()],
+        };
+        let mut optimizer = Sgd::new(SgdConfig::default(), &built_for).unwrap();
+        let mut short_grad = ParamList {
+            pairs: vec![good(), (Tensor::zeros(&[2]), Tensor::zeros(&[1]))],
+        };
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| optimizer.step(&mut short_grad)));
+        assert!(step.is_err());
+        assert_eq!(short_grad.pairs[0].0.as_slice(), &[1.0, 2.0], "nothing was written");
+        // Fewer parameters than it was built for: refused too.
+        let mut fewer = ParamList { pairs: vec![good()] };
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| optimizer.step(&mut fewer)));
+        assert!(step.is_err());
+        assert_eq!(fewer.pairs[0].0.as_slice(), &[1.0, 2.0]);
     }
 
     #[test]

@@ -15,15 +15,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let train_set = ImageData::new(&mnist.train.images, &mnist.train.labels, 784)?;
     let test_set = ImageData::new(&mnist.test.images, &mnist.test.labels, 784)?;
 
-    // conv -> BatchNorm -> ReLU -> pool -> affine: 16x24x24, 16x12x12, 10 scores.
-    let net = NetSpec::new(&[1, 28, 28])
-        .conv(16, 5)
-        .batch_norm()
-        .relu()
-        .pool(2)
-        .affine(10);
+    // conv -> BatchNorm -> ReLU -> pool: 16x24x24, then 16x12x12; an affine layer scores 10 classes.
+    let features = NetSpec::new(&[1, 28, 28]).conv(16, 5).batch_norm().relu().pool(2);
     let config = TrainConfig {
-        model: ModelSpec::Net(net.init(Init::He)),
+        model: ModelSpec::Net(features.affine(10).init(Init::He)),
         optimizer: OptimizerConfig::new(OptimizerKind::Adam),
         epochs: Some(std::env::args().nth(1).map_or(Ok(1), |n| n.parse())?),
         ..TrainConfig::default()
@@ -31,10 +26,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut trainer = Trainer::<f32, _>::new(config, train_set, test_set, 10)?;
     let summary = trainer.run(&mut ())?;
     for e in trainer.evals() {
-        println!(
-            "epoch {:.0}: train acc {:.4}, test acc {:.4}",
-            e.epoch, e.train_accuracy, e.test_accuracy
-        );
+        let (epoch, train, test) = (e.epoch, e.train_accuracy, e.test_accuracy);
+        println!("epoch {epoch:.0}: train acc {train:.4}, test acc {test:.4}");
     }
     println!("{} in {:.1} s", trainer.model().summary(), summary.seconds_total);
     Ok(())

@@ -1,7 +1,9 @@
 //! The book's `ch05/train_neuralnet.py`, line for line: TwoLayerNet
 //! (784-50-10, ReLU, `W ~ 0.01 N(0, 1)`), SGD at 0.1 on batches of 100 drawn
 //! with replacement, train and test accuracy once an epoch. The loop is
-//! written out, as the book writes it; `train::Trainer` runs the same loop.
+//! written out, as the book writes it (evaluating after the epoch's first
+//! step, where `train::Trainer` evaluates before it); the steps are the same,
+//! and so are the final numbers.
 //!
 //! `MNIST_DIR=../shared/data/mnist cargo run --release -p train --example two_layer_net [ITERS]`
 

@@ -308,10 +308,21 @@ pub fn load_checkpoint<T: Element>(path: &Path) -> Result<Checkpoint<T>, TrainEr
     // A checkpoint holds every parameter, 4 bytes each at the least: layers
     // claiming more than the file can hold are refused before the model is
     // allocated (a few bytes of metadata could otherwise ask for a GiB).
+    // (After each layer's own checks, whose messages say more.)
+    for spec in &specs {
+        spec.validate().map_err(|e| bad(e.to_string()))?;
+    }
     let claimed = specs.iter().fold(0usize, |n, spec| n.saturating_add(spec.num_params()));
+    if claimed > layers::MAX_PARAMS {
+        let too_many = layers::LayerError::TooManyParams {
+            params: claimed,
+            max: layers::MAX_PARAMS,
+        };
+        return Err(bad(too_many.to_string()));
+    }
     if claimed.saturating_mul(4) > bytes.len() {
         return Err(bad(format!(
-            "its layers have {claimed} parameters, more than its {} bytes can hold",
+            "its layers have {claimed} parameters, more than its {} bytes can hold at 4 bytes each (F32; F64 takes 8)",
             bytes.len()
         )));
     }

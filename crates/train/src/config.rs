@@ -250,8 +250,13 @@ impl TrainConfig {
             }
             ModelSpec::SimpleConvNet | ModelSpec::DeepConvNet => {}
         }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return setting("weight_decay", &self.weight_decay, "a number >= 0".into());
+        // Finite in f32 too, where training runs: 1e300 is infinite there.
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0 && (self.weight_decay as f32).is_finite()) {
+            return setting(
+                "weight_decay",
+                &self.weight_decay,
+                "a number >= 0 (below 3.4e38, f32's largest)".into(),
+            );
         }
         self.optimizer.validate()?;
         if self.batch_size == 0 || self.batch_size > MAX_BATCH {

@@ -38,7 +38,10 @@ pub trait Dataset: Clone + Send + Sync {
 
     /// The largest label plus one (0 when empty).
     fn classes(&self) -> usize {
-        (0..self.len()).map(|i| self.label(i) + 1).max().unwrap_or(0)
+        (0..self.len())
+            .map(|i| self.label(i).saturating_add(1))
+            .max()
+            .unwrap_or(0)
     }
 
     /// The first `count` examples (all of them if there are fewer).
@@ -91,6 +94,15 @@ impl<'a, V: Element> ArrayData<'a, V> {
                 labels.len()
             )));
         }
+        // A label is a class index: one past the widest output a model can
+        // have is no class of any model (and `label + 1` stays far from overflow).
+        if let Some(at) = labels.iter().position(|&label| label >= layers::MAX_WIDTH) {
+            return Err(TrainError::Data(format!(
+                "label {} of row {at} is not a class index (0 to {})",
+                labels[at],
+                layers::MAX_WIDTH - 1
+            )));
+        }
         if let Some(at) = values.iter().position(|v| !v.is_finite()) {
             return Err(TrainError::Data(format!(
                 "value {at} (row {}) is {}; a data set must hold finite numbers",
@@ -109,19 +121,39 @@ impl<'a, V: Element> ArrayData<'a, V> {
     pub fn row(&self, i: usize) -> &'a [V] {
         &self.values[i * self.features..(i + 1) * self.features]
     }
+
+    /// Number of rows (also [`Dataset::len`], here without the trait in scope).
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// `true` when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Values per row.
+    pub fn features(&self) -> usize {
+        self.features
+    }
+
+    /// Row `i`'s class. Panics if `i >= len`.
+    pub fn label(&self, i: usize) -> usize {
+        self.labels[i]
+    }
 }
 
 impl<V: Element> Dataset for ArrayData<'_, V> {
     fn len(&self) -> usize {
-        self.labels.len()
+        ArrayData::len(self)
     }
 
     fn features(&self) -> usize {
-        self.features
+        ArrayData::features(self)
     }
 
     fn label(&self, i: usize) -> usize {
-        self.labels[i]
+        ArrayData::label(self, i)
     }
 
     fn first(&self, count: usize) -> Self {
@@ -188,6 +220,31 @@ impl<'a> ImageData<'a> {
         })
     }
 
+    /// Number of images (also [`Dataset::len`], here without the trait in scope).
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// `true` when there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Pixels per image.
+    pub fn features(&self) -> usize {
+        self.features
+    }
+
+    /// Image `i`'s class. Panics if `i >= len`.
+    pub fn label(&self, i: usize) -> usize {
+        self.labels[i] as usize
+    }
+
+    /// The largest label plus one (0 when empty).
+    pub fn classes(&self) -> usize {
+        self.labels.iter().copied().max().map_or(0, |m| m as usize + 1)
+    }
+
     /// Image `i`'s pixels. Panics if `i >= len`.
     pub fn image(&self, i: usize) -> &'a [u8] {
         &self.pixels[i * self.features..(i + 1) * self.features]
@@ -196,23 +253,21 @@ impl<'a> ImageData<'a> {
 
 impl Dataset for ImageData<'_> {
     fn len(&self) -> usize {
-        self.labels.len()
+        ImageData::len(self)
     }
 
     fn features(&self) -> usize {
-        self.features
+        ImageData::features(self)
     }
 
     fn label(&self, i: usize) -> usize {
-        self.labels[i] as usize
+        ImageData::label(self, i)
     }
 
-    /// The largest label plus one.
     fn classes(&self) -> usize {
-        self.labels.iter().copied().max().map_or(0, |m| m as usize + 1)
+        ImageData::classes(self)
     }
 
-    /// The first `count` images (all of them if there are fewer).
     fn first(&self, count: usize) -> Self {
         let count = count.min(self.len());
         ImageData {
@@ -319,6 +374,25 @@ mod tests {
             let expected_labels: Vec<usize> = indices.iter().map(|&i| data.label(i)).collect();
             assert_eq!(t, expected_labels);
         }
+    }
+
+    #[test]
+    fn array_data_refuses_what_no_model_can_take() {
+        let values = [0.5f32, 1.0, -1.0, 2.0];
+        assert!(ArrayData::new(&values, &[0, 1], 2).is_ok());
+        // A label past any model's outputs (it would overflow `label + 1`).
+        assert!(matches!(
+            ArrayData::new(&values, &[0, usize::MAX], 2),
+            Err(TrainError::Data(_))
+        ));
+        assert!(ArrayData::new(&values, &[0, 1], 3).is_err(), "rows that do not fit");
+        let nan = [0.5f32, f32::NAN, 1.0, 1.0];
+        assert!(ArrayData::new(&nan, &[0, 1], 2).is_err(), "a value that is not finite");
+        let data = ArrayData::new(&values, &[3, 1], 2).unwrap();
+        assert_eq!(
+            (data.len(), data.features(), data.label(0), Dataset::classes(&data)),
+            (2, 2, 3, 4)
+        );
     }
 
     #[test]

@@ -39,10 +39,10 @@ pub enum TrainError {
             "training diverged: try a lower learning rate{}. The weights kept are those of iteration {good}",
             if *weight_decay > 0.0 { " or a lower weight decay" } else { "" }
         ),
-        None => format!(
-            "the initial weights already give a non-finite loss: try smaller initial weights{}",
-            if *weight_decay > 0.0 { " or a lower weight decay" } else { "" }
-        ),
+        None if *weight_decay > 0.0 => {
+            "the initial weights already give a non-finite loss: try a lower weight decay, or smaller initial weights".to_string()
+        }
+        None => "the initial weights already give a non-finite loss: try smaller initial weights".to_string(),
     })]
     NonFiniteLoss {
         /// The iteration whose loss was not finite.
@@ -81,7 +81,7 @@ pub enum TrainError {
         source: std::io::Error,
     },
     /// A checkpoint that cannot be loaded.
-    #[error("{}: not a usable checkpoint: {detail}; give a model.safetensors written by `cargo xtask train`", path.display())]
+    #[error("{}: not a usable checkpoint: {detail}; give a model saved by train::save_checkpoint (`cargo xtask train` writes one)", path.display())]
     Checkpoint {
         /// The checkpoint file.
         path: PathBuf,

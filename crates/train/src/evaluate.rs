@@ -108,6 +108,13 @@ pub fn checked_accuracy<T: Element, D: Dataset>(net: &Sequential<T>, data: &D) -
     if data.is_empty() {
         return Ok(0.0);
     }
+    if data.features() != net.input_size() {
+        return Err(TrainError::Data(format!(
+            "the examples have {} values but the model takes {} inputs",
+            data.features(),
+            net.input_size()
+        )));
+    }
     let counts: Tally = predictions(net, data, |acc: &mut Tally, predicted, label, finite| {
         acc.correct += usize::from(predicted == label && finite);
         acc.nonfinite += usize::from(!finite);

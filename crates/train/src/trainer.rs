@@ -83,7 +83,7 @@ impl Observer for () {}
 /// use train::{ArrayData, Dataset, TrainConfig, Trainer};
 /// use layers::{NetSpec, OptimizerConfig, OptimizerKind};
 ///
-/// // Is x + y above 1? 64 points on a grid, four classes-worth of features.
+/// // Is x + y above 1? 64 points on a grid: 2 features, 2 classes.
 /// let mut values = Vec::new();
 /// let mut labels = Vec::new();
 /// for i in 0..64 {
@@ -189,7 +189,10 @@ impl<T: Element, D: Dataset> Trainer<T, D> {
                 )));
             }
         }
-        let needed = train.classes().max(test.classes());
+        // The largest label, read here rather than from a data set's own
+        // `classes`, which a user's type may get wrong.
+        let largest = |data: &D| (0..data.len()).map(|i| data.label(i)).max().unwrap_or(0);
+        let needed = largest(&train).max(largest(&test)).saturating_add(1);
         if needed > model.output_size() {
             return Err(TrainError::Data(format!(
                 "labels go up to {} but the model has {} outputs",

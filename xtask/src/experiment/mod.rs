@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 use train::report::{line_chart, smooth_curve, write_csv, Axes, Series, SeriesLabelPosition};
-use train::{Dataset as _, EvalRecord, ImageData, Observer, Summary, TrainConfig, TrainError, Trainer};
+use train::{EvalRecord, ImageData, Observer, Summary, TrainConfig, TrainError, Trainer};
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Name {
