@@ -281,8 +281,9 @@ fn misfit(layer: &str, input: &[usize], takes: &Takes) -> String {
     }
 }
 
-/// `value` as a person reads it: `1e-50` rather than fifty zeros, `0.9` as is.
-pub(crate) fn readable(value: f64) -> String {
+/// `value` as a person reads it in a message: `1e-50` rather than fifty
+/// zeros, `1e300` rather than three hundred digits, `0.9` as is.
+pub fn readable(value: f64) -> String {
     let magnitude = value.abs();
     if magnitude != 0.0 && magnitude.is_finite() && !(1e-4..1e6).contains(&magnitude) {
         format!("{value:e}")

@@ -84,7 +84,7 @@ pub use batch_norm::{BatchNorm, BATCH_NORM_EPS, BATCH_NORM_MOMENTUM};
 pub use convnet::SimpleConvNet;
 pub use convolution::Convolution;
 pub use dropout::Dropout;
-pub use error::{LayerError, Takes};
+pub use error::{readable, LayerError, Takes};
 pub use layer::{layer_stream, Layer, LayerRng, Param, ParamMut};
 pub use mlp::{Init, Mlp, MAX_HIDDEN_LAYERS};
 pub use model::{NamedParam, Sequential, MAX_LAYER_NAME_LEN};

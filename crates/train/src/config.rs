@@ -254,7 +254,7 @@ impl TrainConfig {
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0 && (self.weight_decay as f32).is_finite()) {
             return setting(
                 "weight_decay",
-                &self.weight_decay,
+                &layers::readable(self.weight_decay),
                 "a number >= 0 (below 3.4e38, f32's largest)".into(),
             );
         }
