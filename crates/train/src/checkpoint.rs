@@ -200,7 +200,37 @@ pub fn save_checkpoint<T: Element>(
         })
         .collect::<Result<_, TrainError>>()?;
     let serialized = safetensors::serialize(views, Some(metadata)).map_err(|e| bad(e.to_string()))?;
-    write_atomic(path, &serialized)
+    write_atomic(path, &with_sorted_header(serialized))
+}
+
+/// `file` (a safetensors file) with its JSON header's keys in sorted order.
+/// safetensors writes the metadata from a `HashMap`, whose order changes
+/// from run to run; sorted, the same model and seed give the same bytes.
+/// The data and its offsets are untouched (they count from the data's start).
+fn with_sorted_header(file: Vec<u8>) -> Vec<u8> {
+    let Some(length) = file
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+    else {
+        return file;
+    };
+    let Some(header) = file
+        .get(8..8usize.saturating_add(length))
+        .and_then(|h| serde_json::from_slice::<serde_json::Value>(h).ok())
+    else {
+        return file;
+    };
+    // serde_json's maps are ordered by key (no preserve_order feature).
+    let mut text = header.to_string();
+    // The data must start at a multiple of 8, as safetensors pads it.
+    while !(8 + text.len()).is_multiple_of(8) {
+        text.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + file.len() - 8 - length);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&file[8 + length..]);
+    out
 }
 
 /// A comma-separated list of sizes (`"784,50,10"`), at most `max_len` of them.
@@ -449,6 +479,26 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
+    }
+
+    #[test]
+    fn the_same_model_saves_to_the_same_bytes() {
+        // The metadata comes from a HashMap: its order changes between maps
+        // (and runs); the file must not.
+        let dir = tempfile::tempdir().unwrap();
+        let net = model_f32(9);
+        let extra = [("dataset", "mnist".to_string()), ("seed", "42".to_string())];
+        let files: Vec<Vec<u8>> = (0..6)
+            .map(|i| {
+                let path = dir.path().join(format!("m{i}.safetensors"));
+                save_checkpoint(&path, &net, &extra).unwrap();
+                std::fs::read(&path).unwrap()
+            })
+            .collect();
+        assert!(files.windows(2).all(|pair| pair[0] == pair[1]));
+        let loaded = load_checkpoint::<f32>(&dir.path().join("m0.safetensors")).unwrap();
+        assert_eq!(loaded.model.param_buffers(), net.param_buffers());
+        assert_eq!(loaded.metadata["seed"], "42");
     }
 
     #[test]
