@@ -131,6 +131,26 @@ impl std::str::FromStr for ModelKind {
 /// enough to read at once.
 const MAX_NET_FILE: u64 = 1 << 20;
 
+/// The net in `path` with its weight decay taken out, and the run's weight
+/// decay: one setting, the flag's (`flag`), else the file's; both given and
+/// different is refused.
+pub fn read_net_with_weight_decay(path: &Path, flag: Option<f64>) -> Result<(layers::NetSpec, f64)> {
+    let mut net = read_net_file(path)?;
+    let weight_decay = match flag {
+        Some(flag) if net.weight_decay != 0.0 && flag != net.weight_decay => {
+            return Err(XtaskError::Usage(format!(
+                "--weight-decay {flag} and the weight_decay {} of {} differ; give one",
+                net.weight_decay,
+                path.display()
+            )))
+        }
+        Some(flag) => flag,
+        None => net.weight_decay,
+    };
+    net.weight_decay = 0.0;
+    Ok((net, weight_decay))
+}
+
 /// The net described in `path` (see `nets/` and `layers::NetSpec`'s text form).
 pub fn read_net_file(path: &Path) -> Result<layers::NetSpec> {
     use std::io::Read;

@@ -17,13 +17,14 @@
 //! numerical gradient's (a kink within the step, truncation, rounding); one
 //! that stays is backprop's, or a kink nearer than the smallest step.
 
-use crate::common::{parse_dataset, read_net_file, thread_pool, DataArgs, JsonArg, ModelKind, Result, XtaskError};
+use crate::common::{
+    parse_dataset, read_net_with_weight_decay, thread_pool, DataArgs, JsonArg, ModelKind, Result, XtaskError,
+};
 use indicatif::{ProgressBar, ProgressStyle};
-use layers::gradcheck::{mean_abs_diff, relative_error};
+use layers::gradcheck::{mean_abs_diff, numerical_derivatives, relative_error};
 use layers::{layer_stream, Activation, Init, LayerRng, LayerSpec, NetSpec, Sequential, SimpleConvNet, Target};
 use mnist::{Dataset, Split};
 use rand::{Rng, SeedableRng};
-use rayon::prelude::*;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -188,10 +189,6 @@ const MAX_OPERATIONS: f64 = 1e13;
 /// step: its largest differences, enough to tell a kink from a wrong term
 /// and a small fraction of the first pass's cost.
 const RECHECK_ELEMENTS: usize = 1000;
-
-/// Parameters one worker perturbs before taking the next chunk (as
-/// `layers::gradcheck::numerical_gradient`), and the progress bar's step.
-const CHUNK: usize = 64;
 
 /// What is checked, settled from the flags before anything is loaded.
 struct Plan {
@@ -500,20 +497,8 @@ impl Args {
         let mut weight_decay = self.weight_decay.unwrap_or(0.0);
         let (model, features) = match &self.net {
             Some(path) => {
-                let mut net = read_net_file(path)?;
-                // One weight decay: the flag's, else the file's (as `train`).
-                match self.weight_decay {
-                    Some(flag) if net.weight_decay != 0.0 && flag != net.weight_decay => {
-                        return Err(XtaskError::Usage(format!(
-                            "--weight-decay {flag} and the weight_decay {} of {} differ; give one",
-                            net.weight_decay,
-                            path.display()
-                        )))
-                    }
-                    Some(_) => {}
-                    None => weight_decay = net.weight_decay,
-                }
-                net.weight_decay = 0.0;
+                let (net, net_weight_decay) = read_net_with_weight_decay(path, self.weight_decay)?;
+                weight_decay = net_weight_decay;
                 (ModelSpec::Net(net), self.data().dataset.pixels())
             }
             None if self.model == ModelKind::SimpleConvNet => {
@@ -600,11 +585,9 @@ fn check_convnet<T: Element>(args: &Args, plan: &Plan) -> Result<Report> {
 }
 
 /// `(L(p + h) - L(p - h)) / 2h` for each `(parameter, element)` of
-/// `elements`, in order: the passes of `layers::gradcheck::numerical_gradient`
-/// (training mode, the layers' stream reseeded from `seed` for every pass,
-/// weight decay included, one model copy per worker), over any subset of
-/// the elements and advancing `bar` as chunks finish. The caller has checked
-/// `x` and `target` against `net`.
+/// `elements`, in order ([`numerical_derivatives`], the passes of the
+/// library's numerical gradient), advancing `bar` as pieces finish. The
+/// caller has checked `x` and `target` against `net`.
 fn numerical_elements<T: Element>(
     net: &Sequential<T>,
     x: &Tensor<T>,
@@ -614,32 +597,7 @@ fn numerical_elements<T: Element>(
     elements: &[(usize, usize)],
     bar: &ProgressBar,
 ) -> Vec<T> {
-    let h = T::from_f64(h);
-    let two_h = h + h;
-    elements
-        .par_chunks(CHUNK)
-        .map_init(
-            || net.clone(),
-            |model, chunk| {
-                let loss = |model: &mut Sequential<T>| model.loss_train_unchecked(x, target, &mut layer_stream(seed));
-                let derivatives = chunk
-                    .iter()
-                    .map(|&(p, e)| {
-                        let original = model.replace_param_element(p, e, T::ZERO);
-                        model.replace_param_element(p, e, original + h);
-                        let plus = loss(model);
-                        model.replace_param_element(p, e, original - h);
-                        let minus = loss(model);
-                        model.replace_param_element(p, e, original);
-                        (plus - minus) / two_h
-                    })
-                    .collect::<Vec<T>>();
-                bar.inc(chunk.len() as u64);
-                derivatives
-            },
-        )
-        .flatten_iter()
-        .collect()
+    numerical_derivatives(net, x, target, T::from_f64(h), seed, elements, &|n| bar.inc(n as u64))
 }
 
 /// A bar over `len` parameters on stderr (hidden when stderr is not a terminal).

@@ -1,8 +1,8 @@
 //! `cargo xtask train`: the book's run, watchable and reproducible.
 
 use crate::common::{
-    available_memory, check_out_dir, project_root, read_net_file, timestamp, DataArgs, JsonArg, ModelKind, Result,
-    RunDir, StopSignal, ThreadsArg, XtaskError,
+    available_memory, check_out_dir, project_root, read_net_with_weight_decay, timestamp, DataArgs, JsonArg, ModelKind,
+    Result, RunDir, StopSignal, ThreadsArg, XtaskError,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use layers::{Activation, Init, LayerSpec, OptimizerConfig, OptimizerKind};
@@ -125,20 +125,8 @@ impl Args {
         let mut weight_decay = self.weight_decay.unwrap_or(0.0);
         let model = match (&self.net, kind) {
             (Some(path), _) => {
-                let mut net = read_net_file(path)?;
-                // The run's weight decay is one setting: the flag's, else the file's.
-                match self.weight_decay {
-                    Some(flag) if net.weight_decay != 0.0 && flag != net.weight_decay => {
-                        return Err(XtaskError::Usage(format!(
-                            "--weight-decay {flag} and the weight_decay {} of {} differ; give one",
-                            net.weight_decay,
-                            path.display()
-                        )))
-                    }
-                    Some(_) => {}
-                    None => weight_decay = net.weight_decay,
-                }
-                net.weight_decay = 0.0;
+                let (net, net_weight_decay) = read_net_with_weight_decay(path, self.weight_decay)?;
+                weight_decay = net_weight_decay;
                 ModelSpec::Net(net)
             }
             (None, ModelKind::Mlp) => {

@@ -187,29 +187,7 @@ pub fn numerical_gradient<T: Element>(
         .enumerate()
         .flat_map(|(p, param)| (0..param.value.numel()).map(move |e| (p, e)))
         .collect();
-    let two_h = h + h;
-    let derivatives: Vec<T> = flat
-        .par_chunks(NUMERICAL_CHUNK)
-        .map_init(
-            || model.clone(),
-            |model, chunk| {
-                let loss = |model: &mut Sequential<T>| model.loss_train_unchecked(x, target, &mut layer_stream(seed));
-                chunk
-                    .iter()
-                    .map(|&(p, e)| {
-                        let original = model.replace_param_element(p, e, T::ZERO);
-                        model.replace_param_element(p, e, original + h);
-                        let plus = loss(model);
-                        model.replace_param_element(p, e, original - h);
-                        let minus = loss(model);
-                        model.replace_param_element(p, e, original);
-                        (plus - minus) / two_h
-                    })
-                    .collect::<Vec<T>>()
-            },
-        )
-        .flatten_iter()
-        .collect();
+    let derivatives = numerical_derivatives(model, x, target, h, seed, &flat, &|_| {});
     let mut offset = 0;
     let mut out = Vec::with_capacity(params.len());
     for param in &params {
@@ -220,6 +198,47 @@ pub fn numerical_gradient<T: Element>(
         offset += n;
     }
     Ok(out)
+}
+
+/// The passes of [`numerical_gradient`] for the `(parameter, element)`
+/// pairs of `elements` only, in order: `(L(p + h) - L(p - h)) / 2h` each.
+/// `on_chunk(n)` is called as each piece of `n` elements finishes (on the
+/// worker that did it), for a progress bar. The caller has checked `x` and
+/// `target` against `model` ([`Sequential::check_target`]).
+pub fn numerical_derivatives<T: Element>(
+    model: &Sequential<T>,
+    x: &Tensor<T>,
+    target: Target<'_, T>,
+    h: T,
+    seed: u64,
+    elements: &[(usize, usize)],
+    on_chunk: &(dyn Fn(usize) + Sync),
+) -> Vec<T> {
+    let two_h = h + h;
+    elements
+        .par_chunks(NUMERICAL_CHUNK)
+        .map_init(
+            || model.clone(),
+            |model, chunk| {
+                let loss = |model: &mut Sequential<T>| model.loss_train_unchecked(x, target, &mut layer_stream(seed));
+                let derivatives = chunk
+                    .iter()
+                    .map(|&(p, e)| {
+                        let original = model.replace_param_element(p, e, T::ZERO);
+                        model.replace_param_element(p, e, original + h);
+                        let plus = loss(model);
+                        model.replace_param_element(p, e, original - h);
+                        let minus = loss(model);
+                        model.replace_param_element(p, e, original);
+                        (plus - minus) / two_h
+                    })
+                    .collect::<Vec<T>>();
+                on_chunk(chunk.len());
+                derivatives
+            },
+        )
+        .flatten_iter()
+        .collect()
 }
 
 #[cfg(test)]
