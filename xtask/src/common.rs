@@ -600,12 +600,17 @@ impl StopSignal {
     }
 
     /// The exit status of a command stopped this way: 130 for Ctrl-C, 143 for SIGTERM.
-    pub fn exit_code(&self) -> std::process::ExitCode {
+    pub fn status(&self) -> u8 {
         if self.terminated.load(std::sync::atomic::Ordering::Relaxed) {
-            std::process::ExitCode::from(143)
+            143
         } else {
-            std::process::ExitCode::from(130)
+            130
         }
+    }
+
+    /// [`StopSignal::status`] as `main` returns it.
+    pub fn exit_code(&self) -> std::process::ExitCode {
+        std::process::ExitCode::from(self.status())
     }
 }
 

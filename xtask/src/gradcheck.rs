@@ -18,7 +18,8 @@
 //! that stays is backprop's, or a kink nearer than the smallest step.
 
 use crate::common::{
-    parse_dataset, read_net_with_weight_decay, thread_pool, DataArgs, JsonArg, ModelKind, Result, XtaskError,
+    parse_dataset, read_net_with_weight_decay, thread_pool, DataArgs, JsonArg, ModelKind, Result, StopSignal,
+    XtaskError,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use layers::gradcheck::{mean_abs_diff, numerical_derivatives, relative_error};
@@ -354,8 +355,16 @@ struct Report {
     backprop_seconds: f64,
 }
 
+/// Ctrl-C and SIGTERM, installed by [`run`] and checked as the numerical
+/// gradient's pieces finish. Process-wide, as the signals are; unset in unit
+/// tests, which are then never stopped.
+static STOP: std::sync::OnceLock<StopSignal> = std::sync::OnceLock::new();
+
 pub fn run(args: Args) -> Result<ExitCode> {
     args.refuse_misplaced_flags()?;
+    // A gradient check writes nothing, so a stop loses nothing but the
+    // check: it ends at the next finished piece, saying how far it got.
+    let _ = STOP.set(StopSignal::install()?);
     let pool = thread_pool(args.threads)?;
     let plan = args.plan()?;
     args.check_cost(&plan, busy_threads(pool.current_num_threads()))?;
@@ -597,7 +606,19 @@ fn numerical_elements<T: Element>(
     elements: &[(usize, usize)],
     bar: &ProgressBar,
 ) -> Vec<T> {
-    numerical_derivatives(net, x, target, T::from_f64(h), seed, elements, &|n| bar.inc(n as u64))
+    numerical_derivatives(net, x, target, T::from_f64(h), seed, elements, &|n| {
+        bar.inc(n as u64);
+        if let Some(stop) = STOP.get().filter(|stop| stop.requested()) {
+            bar.abandon();
+            eprintln!(
+                "gradcheck interrupted ({}) after {} of {} derivatives; it writes nothing, so nothing is lost",
+                stop.cause(),
+                bar.position(),
+                bar.length().unwrap_or(0)
+            );
+            std::process::exit(i32::from(stop.status()));
+        }
+    })
 }
 
 /// A bar over `len` parameters on stderr (hidden when stderr is not a terminal).

@@ -244,6 +244,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
             gib(available)
         )));
     }
+    // Within what the machine has, but more than a person may expect of a
+    // from-scratch trainer: say so before the work, as the refusal would.
+    if needed > f64::from(1u32 << 30) {
+        eprintln!(
+            "note: this run needs about {:.1} GiB of memory for the network, its optimizer and its batches of {}; a smaller --batch-size needs less",
+            needed / f64::from(1u32 << 30),
+            config.batch_size
+        );
+    }
     let (data, data_dir, load_seconds) = args.data.load()?;
     let train_set = ImageData::new(&data.train.images, &data.train.labels, data.train.pixels())?;
     let test_set = ImageData::new(&data.test.images, &data.test.labels, data.test.pixels())?;

@@ -300,3 +300,38 @@ fn a_relu_input_of_exactly_zero_is_not_explained_away() {
     let json = last_json(&out);
     assert_eq!(json["rechecks"]["b1"]["verdict"], "Stays", "{json}");
 }
+
+/// Ctrl-C or SIGTERM ends a check under way at its next finished piece, with
+/// the signal's status and a line saying how far it got (it writes nothing).
+#[test]
+fn a_signal_ends_a_check_with_its_status_and_how_far_it_got() {
+    use std::io::BufRead;
+    for (signal, status, cause) in [("-INT", 130, "Ctrl-C"), ("-TERM", 143, "SIGTERM")] {
+        // 1000 random inputs: seconds of numerical gradient, no data set.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["gradcheck", "--model", "simple-convnet", "--samples", "1000"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("xtask starts");
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        while !seen.contains("numerical gradient:") {
+            assert!(stderr.read_line(&mut seen).unwrap() > 0, "ended early: {seen}");
+        }
+        let killed = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(killed.success());
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(status), "{signal}: {seen}{rest}");
+        assert!(
+            rest.contains(&format!("gradcheck interrupted ({cause}) after ")),
+            "{signal}: {rest}"
+        );
+        assert!(!rest.contains("panicked"), "{rest}");
+    }
+}

@@ -436,6 +436,8 @@ fn whole(token: &str, what: &str) -> Result<usize, String> {
     let digits_only = token.bytes().all(|b| b.is_ascii_digit());
     match token.parse::<usize>() {
         Ok(n) if digits_only => Ok(n),
+        // Digits only, and still no usize: more than 2^64 - 1.
+        Err(_) if digits_only && !token.is_empty() => Err(format!("{what} '{}' is far too large", quote(token))),
         _ => Err(format!("{what} '{}' is not a whole number", quote(token))),
     }
 }
@@ -710,6 +712,7 @@ affine 10
             ),
             ("input 784\naffine -3", 2, "'-3' is not a whole number"),
             ("input 784\naffine 1.5", 2, "'1.5' is not a whole number"),
+            ("input 784\naffine 99999999999999999999999", 2, "is far too large"),
             (
                 "input 784\naffine 10 10",
                 2,

@@ -18,6 +18,7 @@
 use crate::MnistError;
 use crate::Pixels;
 use byteorder::{BigEndian, ReadBytesExt};
+use flate2::bufread::GzDecoder;
 use flate2::read::MultiGzDecoder;
 use std::io::{BufRead, Read};
 use std::path::Path;
@@ -135,20 +136,39 @@ pub(crate) fn decompress(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>, MnistErro
 }
 
 /// Gunzips every member of `raw`, refusing to produce more than `limit` bytes.
+///
+/// The members are read one at a time (`bufread::GzDecoder` over a slice
+/// consumes exactly its member), so bytes after the last one that start no
+/// other are reported as such, not as the end of file a multi-member
+/// decoder would report for them.
 fn decompress_within(path: &Path, raw: &[u8], limit: u64) -> Result<Vec<u8>, MnistError> {
-    let mut out = Vec::new();
-    let mut decoder = MultiGzDecoder::new(raw).take(limit + 1);
-    decoder.read_to_end(&mut out).map_err(|source| MnistError::Gzip {
+    let gzip_error = |source| MnistError::Gzip {
         path: path.to_path_buf(),
         source,
-    })?;
-    if out.len() as u64 > limit {
-        return Err(MnistError::BadHeader {
-            path: path.to_path_buf(),
-            detail: format!("decompresses to more than the {limit} bytes a load may still hold"),
-        });
+    };
+    let mut out = Vec::new();
+    let mut rest = raw;
+    loop {
+        let mut member = GzDecoder::new(rest);
+        let room = (limit + 1).saturating_sub(out.len() as u64);
+        (&mut member).take(room).read_to_end(&mut out).map_err(gzip_error)?;
+        if out.len() as u64 > limit {
+            return Err(MnistError::BadHeader {
+                path: path.to_path_buf(),
+                detail: format!("decompresses to more than the {limit} bytes a load may still hold"),
+            });
+        }
+        rest = member.into_inner();
+        if rest.is_empty() {
+            return Ok(out);
+        }
+        if !rest.starts_with(&[0x1f, 0x8b]) {
+            return Err(gzip_error(std::io::Error::other(format!(
+                "{} bytes after the end of the compressed data start no other gzip member",
+                rest.len()
+            ))));
+        }
     }
-    Ok(out)
 }
 
 /// Reads and validates an IDX file of the given kind.
@@ -332,10 +352,15 @@ mod tests {
         for junk in [&b"<html>not gzip</html>"[..], &[0x1f, 0x8b, 0x00][..], &[0u8; 16][..]] {
             let mut damaged = gzip(&data);
             damaged.extend_from_slice(junk);
-            assert!(
-                matches!(decompress(&p(), damaged), Err(MnistError::Gzip { .. })),
-                "{junk:?} after the stream"
-            );
+            let err = decompress(&p(), damaged).unwrap_err();
+            assert!(matches!(err, MnistError::Gzip { .. }), "{junk:?} after the stream");
+            if !junk.starts_with(&[0x1f, 0x8b]) {
+                let message = err.to_string();
+                assert!(
+                    message.contains(&format!("{} bytes after the end of the compressed data", junk.len())),
+                    "{message}"
+                );
+            }
         }
     }
 
