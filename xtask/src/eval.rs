@@ -3,7 +3,7 @@
 use crate::common::{JsonArg, Result, SavedModelArgs, ThreadsArg, XtaskError};
 use mnist::Split;
 use std::process::ExitCode;
-use train::{checked_accuracy, confusion_matrix, ImageData};
+use train::{checked_confusion_matrix, matrix_accuracy, ImageData};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -26,9 +26,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         return Err(XtaskError::Usage(format!("the {dataset} test split holds no images")));
     }
     let classes = net.output_size();
-    // Scores that are not finite give no accuracy: refused, with the likely cause.
-    let acc = pool.install(|| checked_accuracy(net, &test))?;
-    let matrix = pool.install(|| confusion_matrix(net, &test, classes));
+    // One pass over the test set; scores that are not finite give no
+    // accuracy: refused, with the likely cause.
+    let matrix = pool.install(|| checked_confusion_matrix(net, &test, classes))?;
+    let acc = matrix_accuracy(&matrix, test.len());
     say!(
         "{}: {} images, test accuracy {:.4}",
         args.saved.model.display(),

@@ -20,10 +20,11 @@
 
 use crate::TrainError;
 use layers::{Activation, LayerSpec, Sequential};
-use safetensors::tensor::TensorView;
+use safetensors::tensor::Metadata;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 use tensor::Element;
 
@@ -79,10 +80,20 @@ pub fn remove_stale_temp_files(dir: &Path) {
 /// [`TrainError::Io`] (the temporary file removed) when the folder cannot be
 /// created or the file cannot be written or renamed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    write_atomic_with(path, |out| out.write_all(bytes))
+}
+
+/// [`write_atomic`] of what `write` puts into the temporary file, written as
+/// it comes (buffered), so that a large file is never whole in memory.
+fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> Result<(), TrainError> {
     let temp = temp_beside(path)?;
     let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(bytes)?;
+        let mut out = BufWriter::new(File::create(&temp)?);
+        write(&mut out)?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         std::fs::rename(&temp, path)
     })();
@@ -106,8 +117,15 @@ pub struct Checkpoint<T: Element> {
     pub metadata: HashMap<String, String>,
 }
 
-/// The largest checkpoint file read: the largest model in f64, plus room for the header.
-const MAX_CHECKPOINT_BYTES: u64 = (layers::MAX_PARAMS as u64) * 8 + (1 << 20);
+/// The largest checkpoint file read: the largest model in f64, the header's
+/// length and the longest header.
+const MAX_CHECKPOINT_BYTES: u64 = (layers::MAX_PARAMS as u64) * 8 + 8 + MAX_HEADER_BYTES;
+
+/// The longest safetensors header read: the metadata (the layers of at most
+/// [`layers::MAX_LAYERS`], their names: each value at most
+/// [`MAX_METADATA_VALUE`]) and an entry of about 100 bytes for each of the
+/// few thousand tensors such a model has, with room to spare.
+const MAX_HEADER_BYTES: u64 = 16 << 20;
 
 /// The longest metadata value read (the architecture of the deepest network
 /// `train` builds, 100 hidden layers with BatchNorm and Dropout, is ~20 KB).
@@ -156,21 +174,6 @@ pub fn save_checkpoint<T: Element>(
         path: path.to_path_buf(),
         detail,
     };
-    let params = model.params();
-    let tensors = params.iter().map(|p| (p.name, p.value)).chain(model.buffers());
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
-        .map(|(name, value)| {
-            let mut raw = Vec::with_capacity(value.numel() * std::mem::size_of::<T>());
-            for &v in value.as_slice() {
-                if T::NAME == "f64" {
-                    raw.extend_from_slice(&v.to_f64().to_le_bytes());
-                } else {
-                    raw.extend_from_slice(&(v.to_f64() as f32).to_le_bytes());
-                }
-            }
-            (name.to_string(), raw, value.shape().to_vec())
-        })
-        .collect();
     let layers = serde_json::to_string(&model.specs()).map_err(|e| bad(e.to_string()))?;
     let input_shape = model
         .input_shape()
@@ -178,59 +181,68 @@ pub fn save_checkpoint<T: Element>(
         .map(|d| d.to_string())
         .collect::<Vec<_>>()
         .join(",");
-    let mut metadata = HashMap::from([
-        ("format".to_string(), "backprop-rs/2".to_string()),
-        ("layers".to_string(), layers),
-        ("input_shape".to_string(), input_shape),
-        ("weight_decay".to_string(), model.weight_decay().to_string()),
-    ]);
+    // serde_json's maps are ordered by key (no preserve_order feature): the
+    // same model and seed give the same bytes.
+    let mut metadata = serde_json::Map::new();
+    let mut set = |key: &str, value: String| metadata.insert(key.to_string(), serde_json::Value::String(value));
+    set("format", "backprop-rs/2".to_string());
+    set("layers", layers);
+    set("input_shape", input_shape);
+    set("weight_decay", model.weight_decay().to_string());
     // Only when a layer is named: unnamed models' files stay as they were.
     if model.layer_names().iter().any(Option::is_some) {
         let names: Vec<&str> = model.layer_names().iter().map(|n| n.as_deref().unwrap_or("")).collect();
-        metadata.insert(LAYER_NAMES_KEY.to_string(), names.join(","));
+        set(LAYER_NAMES_KEY, names.join(","));
     }
     for (k, v) in extra {
-        metadata.insert(k.to_string(), v.clone());
+        set(k, v.clone());
     }
-    let views: Vec<(String, TensorView<'_>)> = bytes
+    let params = model.params();
+    let mut tensors: Vec<(&str, &tensor::Tensor<T>)> = params
         .iter()
-        .map(|(name, raw, shape)| {
-            let view = TensorView::new(dtype_of::<T>(), shape.clone(), raw).map_err(|e| bad(e.to_string()))?;
-            Ok((name.clone(), view))
-        })
-        .collect::<Result<_, TrainError>>()?;
-    let serialized = safetensors::serialize(views, Some(metadata)).map_err(|e| bad(e.to_string()))?;
-    write_atomic(path, &with_sorted_header(serialized))
-}
-
-/// `file` (a safetensors file) with its JSON header's keys in sorted order.
-/// safetensors writes the metadata from a `HashMap`, whose order changes
-/// from run to run; sorted, the same model and seed give the same bytes.
-/// The data and its offsets are untouched (they count from the data's start).
-fn with_sorted_header(file: Vec<u8>) -> Vec<u8> {
-    let Some(length) = file
-        .get(..8)
-        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
-    else {
-        return file;
-    };
-    let Some(header) = file
-        .get(8..8usize.saturating_add(length))
-        .and_then(|h| serde_json::from_slice::<serde_json::Value>(h).ok())
-    else {
-        return file;
-    };
-    // serde_json's maps are ordered by key (no preserve_order feature).
-    let mut text = header.to_string();
-    // The data must start at a multiple of 8, as safetensors pads it.
-    while !(8 + text.len()).is_multiple_of(8) {
-        text.push(' ');
+        .map(|p| (p.name, p.value))
+        .chain(model.buffers())
+        .collect();
+    // The data in safetensors::serialize's order (by dtype, here one, then by
+    // name): the file is the one safetensors writes, its header's keys sorted.
+    tensors.sort_by_key(|&(name, _)| name);
+    let dtype = dtype_of::<T>();
+    let bytes_per_value = if dtype == Dtype::F64 { 8 } else { 4 };
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".to_string(), serde_json::Value::Object(metadata));
+    let mut offset = 0usize;
+    for &(name, value) in &tensors {
+        let end = offset + value.numel() * bytes_per_value;
+        let info = serde_json::json!({"dtype": dtype, "shape": value.shape(), "data_offsets": [offset, end]});
+        header.insert(name.to_string(), info);
+        offset = end;
     }
-    let mut out = Vec::with_capacity(8 + text.len() + file.len() - 8 - length);
-    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
-    out.extend_from_slice(text.as_bytes());
-    out.extend_from_slice(&file[8 + length..]);
-    out
+    let mut header = serde_json::Value::Object(header).to_string();
+    // The data must start at a multiple of 8, as safetensors pads it.
+    while !header.len().is_multiple_of(8) {
+        header.push(' ');
+    }
+    if header.len() as u64 > MAX_HEADER_BYTES {
+        return Err(bad(format!(
+            "its header would take {} bytes, more than the {MAX_HEADER_BYTES} a checkpoint's may; give it shorter metadata",
+            header.len()
+        )));
+    }
+    // Each value converted as it is written: no copy of the weights is made.
+    write_atomic_with(path, |out| {
+        out.write_all(&(header.len() as u64).to_le_bytes())?;
+        out.write_all(header.as_bytes())?;
+        for (_, value) in &tensors {
+            for &v in value.as_slice() {
+                if dtype == Dtype::F64 {
+                    out.write_all(&v.to_f64().to_le_bytes())?;
+                } else {
+                    out.write_all(&(v.to_f64() as f32).to_le_bytes())?;
+                }
+            }
+        }
+        Ok(())
+    })
 }
 
 /// A comma-separated list of sizes (`"784,50,10"`), at most `max_len` of them.
@@ -306,35 +318,95 @@ fn parse_layer_names(text: &str, layers: usize) -> Result<Vec<Option<String>>, S
         .collect())
 }
 
+/// The safetensors header of the file `file` of `size` bytes, read from
+/// its start: its length (the first 8 bytes), bounded by the file and by
+/// [`MAX_HEADER_BYTES`] before it is allocated, its bytes, and what they
+/// say. The tensors' offsets are checked (in order, each the size of its
+/// dtype and shape) and the file must be exactly the header and the data
+/// they cover. The error is the detail of a [`TrainError::Checkpoint`].
+fn read_header(file: &mut File, size: u64) -> Result<(Vec<u8>, Metadata), String> {
+    let cannot_read = |e: std::io::Error| format!("cannot read it ({e})");
+    if size < 8 {
+        return Err(format!(
+            "not safetensors ({size} bytes, too short for the header's length)"
+        ));
+    }
+    let mut length = [0u8; 8];
+    file.read_exact(&mut length).map_err(cannot_read)?;
+    let header_len = u64::from_le_bytes(length);
+    if header_len > size - 8 {
+        return Err(format!(
+            "not safetensors (its first 8 bytes give a header of {header_len} bytes, but only {} follow)",
+            size - 8
+        ));
+    }
+    if header_len > MAX_HEADER_BYTES {
+        return Err(format!(
+            "not safetensors (a header of {header_len} bytes, more than the {MAX_HEADER_BYTES} a checkpoint's may have)"
+        ));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header).map_err(cannot_read)?;
+    // Metadata's deserializer checks the offsets (safetensors' own validation).
+    let metadata: Metadata =
+        serde_json::from_slice(&header).map_err(|e| format!("not safetensors (bad header: {e})"))?;
+    let data_len = metadata.data_len() as u64;
+    let after_header = size - 8 - header_len;
+    if data_len != after_header {
+        return Err(format!(
+            "not safetensors (its header gives {data_len} bytes of tensors, but {after_header} follow it)"
+        ));
+    }
+    Ok((header, metadata))
+}
+
 /// Loads a checkpoint written by [`save_checkpoint`] (or by the first
 /// format), converting F32/F64 to `T`. Every tensor the architecture needs
 /// must be there with its shape and finite values, and nothing else. Any
 /// problem, reading the file included, is a [`TrainError::Checkpoint`]
 /// naming `path` and what was wrong (unreadable, larger than the largest
-/// model, not safetensors, no usable architecture, bad layer names, a
-/// missing, unknown, misshapen or non-finite tensor, a negative running
-/// variance).
+/// model, not safetensors, no usable architecture, more than
+/// [`layers::MAX_LAYERS`] layers, bad layer names, a tensor of another
+/// dtype than F32 or F64, a missing, unknown, misshapen or non-finite
+/// tensor, a negative running variance).
+///
+/// The file is read in steps, each bounded before anything is allocated:
+/// the header's length, the header, the architecture it describes (checked
+/// against the size of the data), and only then the data.
 pub fn load_checkpoint<T: Element>(path: &Path) -> Result<Checkpoint<T>, TrainError> {
     let bad = |detail: String| TrainError::Checkpoint {
         path: path.to_path_buf(),
         detail,
     };
     // A file we read: its I/O errors are reasons it is not usable, not advice to write.
-    let size = std::fs::metadata(path)
-        .map_err(|e| bad(format!("cannot read it ({e})")))?
-        .len();
-    if !std::fs::metadata(path).map(|m| m.is_file()).unwrap_or(false) {
+    let cannot_read = |e: std::io::Error| bad(format!("cannot read it ({e})"));
+    // Checked before opening: opening a named pipe would wait for a writer.
+    if !std::fs::metadata(path).map_err(cannot_read)?.is_file() {
         return Err(bad("not a regular file".into()));
     }
+    let mut file = File::open(path).map_err(cannot_read)?;
+    let size = file.metadata().map_err(cannot_read)?.len();
     if size > MAX_CHECKPOINT_BYTES {
         return Err(bad(format!(
             "{size} bytes is more than the largest model ({MAX_CHECKPOINT_BYTES} bytes)"
         )));
     }
-    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read it ({e})")))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not safetensors ({e})")))?;
-    let metadata = header.metadata().clone().unwrap_or_default();
+    let (header, header_info) = read_header(&mut file, size).map_err(bad)?;
+    let data_len = header_info.data_len();
+    let metadata = header_info.metadata().clone().unwrap_or_default();
     let (input_shape, specs) = architecture(&metadata).map_err(bad)?;
+    // The depth a NetSpec may have: at a few bytes of JSON a layer, the
+    // `layers` value could otherwise ask for 60000 layers, each with its
+    // buffers and scratch.
+    if !(1..=layers::MAX_LAYERS).contains(&specs.len()) {
+        let depth = layers::LayerError::OutOfRange {
+            what: "the number of layers",
+            value: specs.len(),
+            min: 1,
+            max: layers::MAX_LAYERS,
+        };
+        return Err(bad(depth.to_string()));
+    }
     // A checkpoint holds every parameter, 4 bytes each at the least: layers
     // claiming more than the file can hold are refused before the model is
     // allocated (a few bytes of metadata could otherwise ask for a GiB).
@@ -350,10 +422,31 @@ pub fn load_checkpoint<T: Element>(path: &Path) -> Result<Checkpoint<T>, TrainEr
         };
         return Err(bad(too_many.to_string()));
     }
-    if claimed.saturating_mul(4) > bytes.len() {
+    // In offset order, so that the first one named is the same every time.
+    for name in header_info.offset_keys() {
+        let dtype = header_info.info(&name).map(|info| info.dtype);
+        if let Some(other) = dtype.filter(|d| !matches!(d, Dtype::F32 | Dtype::F64)) {
+            return Err(bad(format!("tensor {name} has dtype {other:?}; expected F32 or F64")));
+        }
+    }
+    // The whole file, as a bound: a tensor or two short is left to the
+    // check below that names the missing one.
+    if claimed.saturating_mul(4) as u64 > size {
         return Err(bad(format!(
-            "its layers have {claimed} parameters, more than its {} bytes can hold at 4 bytes each (F32; F64 takes 8)",
-            bytes.len()
+            "its layers have {claimed} parameters, more than its {size} bytes can hold at 4 bytes each (F32; F64 takes 8)"
+        )));
+    }
+    // Every parameter and buffer (BatchNorm's running mean and variance, as
+    // many as its parameters) at 8 bytes: more data than that is not this
+    // architecture's, and is not read.
+    let buffers = specs.iter().fold(0usize, |n, spec| match spec {
+        LayerSpec::BatchNorm { features, .. } => n.saturating_add(features.saturating_mul(2)),
+        _ => n,
+    });
+    let values = claimed.saturating_add(buffers);
+    if data_len > values.saturating_mul(8) {
+        return Err(bad(format!(
+            "its tensors take {data_len} bytes, more than its layers' {values} values take at 8 bytes each (F64)"
         )));
     }
     // Bounded by from_specs before it allocates.
@@ -369,6 +462,19 @@ pub fn load_checkpoint<T: Element>(path: &Path) -> Result<Checkpoint<T>, TrainEr
             .parse()
             .map_err(|_| bad(format!("bad 'weight_decay' '{lambda}'")))?;
         model = model.with_weight_decay(lambda).map_err(|e| bad(e.to_string()))?;
+    }
+    // Only now the data, whose size the header gave and the file matched.
+    let file_len = 8 + header.len() + data_len;
+    let mut bytes = Vec::with_capacity(file_len);
+    bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&header);
+    drop(header);
+    (&mut file)
+        .take(data_len as u64)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() != file_len {
+        return Err(bad("cannot read it (it became shorter while it was read)".into()));
     }
     let tensors = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
     let expected: Vec<String> = model
@@ -425,6 +531,7 @@ mod tests {
     use super::*;
     use layers::{Mlp, Target};
     use rand::SeedableRng;
+    use safetensors::tensor::TensorView;
 
     fn model_f32(seed: u64) -> Sequential<f32> {
         Mlp::new(&[6, 5, 4, 3])
@@ -499,6 +606,110 @@ mod tests {
         let loaded = load_checkpoint::<f32>(&dir.path().join("m0.safetensors")).unwrap();
         assert_eq!(loaded.model.param_buffers(), net.param_buffers());
         assert_eq!(loaded.metadata["seed"], "42");
+    }
+
+    /// The reference for [`save_checkpoint`]'s bytes: the file of
+    /// `safetensors::serialize` (every tensor copied into it), its header's
+    /// keys then sorted.
+    fn serialized_then_sorted<T: Element>(model: &Sequential<T>, extra: &[(&str, String)]) -> Vec<u8> {
+        let params = model.params();
+        let tensors = params.iter().map(|p| (p.name, p.value)).chain(model.buffers());
+        let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+            .map(|(name, value)| {
+                let mut raw = Vec::new();
+                for &v in value.as_slice() {
+                    if T::NAME == "f64" {
+                        raw.extend_from_slice(&v.to_f64().to_le_bytes());
+                    } else {
+                        raw.extend_from_slice(&(v.to_f64() as f32).to_le_bytes());
+                    }
+                }
+                (name.to_string(), raw, value.shape().to_vec())
+            })
+            .collect();
+        let mut metadata = HashMap::from([
+            ("format".to_string(), "backprop-rs/2".to_string()),
+            ("layers".to_string(), serde_json::to_string(&model.specs()).unwrap()),
+            (
+                "input_shape".to_string(),
+                model
+                    .input_shape()
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            ("weight_decay".to_string(), model.weight_decay().to_string()),
+        ]);
+        if model.layer_names().iter().any(Option::is_some) {
+            let names: Vec<&str> = model.layer_names().iter().map(|n| n.as_deref().unwrap_or("")).collect();
+            metadata.insert(LAYER_NAMES_KEY.to_string(), names.join(","));
+        }
+        for (k, v) in extra {
+            metadata.insert(k.to_string(), v.clone());
+        }
+        let views: Vec<(String, TensorView<'_>)> = bytes
+            .iter()
+            .map(|(name, raw, shape)| {
+                (
+                    name.clone(),
+                    TensorView::new(dtype_of::<T>(), shape.clone(), raw).unwrap(),
+                )
+            })
+            .collect();
+        let file = safetensors::serialize(views, Some(metadata)).unwrap();
+        // The header parsed and written again: serde_json's maps are sorted by key.
+        let length = u64::from_le_bytes(file[..8].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&file[8..8 + length]).unwrap();
+        let mut text = header.to_string();
+        while !(8 + text.len()).is_multiple_of(8) {
+            text.push(' ');
+        }
+        let mut out = (text.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(&file[8 + length..]);
+        out
+    }
+
+    #[test]
+    fn the_streamed_file_is_byte_for_byte_the_serialized_one() {
+        use layers::NetSpec;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let extra = [("dataset", "mnist".to_string()), ("seed", "42".to_string())];
+        // A named convnet with BatchNorm (buffers, names sorting among W1
+        // b1), trained off its start.
+        let mut named = NetSpec::new(&[1, 8, 8])
+            .conv(4, 3)
+            .name("stem")
+            .batch_norm()
+            .relu()
+            .pool(2)
+            .affine(6)
+            .batch_norm()
+            .name("bn")
+            .relu()
+            .affine(10)
+            .build::<f32>(4)
+            .unwrap();
+        train_a_little(&mut named);
+        save_checkpoint(&path, &named, &extra).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), serialized_then_sorted(&named, &extra));
+
+        // An mlp, with a built-in key given again by the caller; and in f64.
+        let mlp = model_f32(9);
+        let overriding = [("format", "mine/1".to_string())];
+        save_checkpoint(&path, &mlp, &overriding).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), serialized_then_sorted(&mlp, &overriding));
+        let wide = Mlp::new(&[6, 5, 4, 3]).weight_decay(0.5).build::<f64>(2).unwrap();
+        save_checkpoint(&path, &wide, &[]).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes, serialized_then_sorted(&wide, &[]));
+        assert!(String::from_utf8_lossy(&bytes).contains("\"dtype\":\"F64\""));
+        assert_eq!(
+            load_checkpoint::<f64>(&path).unwrap().model.param_buffers(),
+            wide.param_buffers()
+        );
     }
 
     #[test]
@@ -928,5 +1139,161 @@ mod tests {
         write_raw(&path, &bn(1.0), &meta(three, ",bn,"));
         let loaded = load_checkpoint::<f32>(&path).unwrap().model;
         assert_eq!(loaded.buffers()[1].0, "bn.running_var");
+    }
+
+    /// A file of `header` (JSON, as written) and `data`, as safetensors lays them out.
+    fn write_file(path: &Path, header: &serde_json::Value, data: &[u8]) {
+        let text = header.to_string();
+        let mut bytes = (text.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(text.as_bytes());
+        bytes.extend_from_slice(data);
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    /// The metadata of an Affine of 4 inputs to 2 scores and `relus` ReLUs after it.
+    fn affine_then_relus(relus: usize) -> Vec<(&'static str, String)> {
+        let mut layers = vec![serde_json::json!({"type": "affine", "inputs": 4, "outputs": 2})];
+        layers.extend(std::iter::repeat_n(serde_json::json!({"type": "relu"}), relus));
+        vec![
+            ("layers", serde_json::Value::Array(layers).to_string()),
+            ("input_shape", "4".to_string()),
+        ]
+    }
+
+    #[test]
+    fn more_layers_than_a_net_file_may_have_are_refused_before_building() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deep.safetensors");
+        let tensors = [("W1", vec![4, 2], vec![0.1f32; 8]), ("b1", vec![2], vec![0.0; 2])];
+        let load = |relus: usize| {
+            let metadata = affine_then_relus(relus);
+            let metadata: Vec<(&str, &str)> = metadata.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            write_raw(&path, &tensors, &metadata);
+            load_checkpoint::<f32>(&path)
+        };
+        // layers::MAX_LAYERS of them load, as from a --net file.
+        assert_eq!(
+            load(layers::MAX_LAYERS - 1).unwrap().model.specs().len(),
+            layers::MAX_LAYERS
+        );
+        for relus in [layers::MAX_LAYERS, 60_000] {
+            let err = load(relus).unwrap_err().to_string();
+            let expected = format!("the number of layers must be between 1 and 1000, got {}", relus + 1);
+            assert!(err.contains(&expected), "{err}");
+        }
+        let err = load_empty_layers(&path);
+        assert!(
+            err.contains("the number of layers must be between 1 and 1000, got 0"),
+            "{err}"
+        );
+    }
+
+    /// The error of a checkpoint whose `layers` is an empty list.
+    fn load_empty_layers(path: &Path) -> String {
+        write_raw(path, &[], &[("layers", "[]"), ("input_shape", "4")]);
+        load_checkpoint::<f32>(path).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_tensor_of_another_dtype_is_named_with_its_dtype() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("half.safetensors");
+        let metadata: serde_json::Map<String, serde_json::Value> = affine_then_relus(0)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.into()))
+            .collect();
+        // W1 in F16 (2 bytes a value): the file is too small for the layers'
+        // 10 parameters at 4 bytes, but the dtype is what is wrong.
+        for (dtype, width) in [("F16", 2), ("BF16", 2), ("I32", 4), ("F8_E4M3", 1)] {
+            let w1 = 8 * width;
+            let header = serde_json::json!({
+                "__metadata__": metadata,
+                "W1": {"dtype": dtype, "shape": [4, 2], "data_offsets": [0, w1]},
+                "b1": {"dtype": "F32", "shape": [2], "data_offsets": [w1, w1 + 8]},
+            });
+            write_file(&path, &header, &vec![0u8; w1 + 8]);
+            let err = load_checkpoint::<f32>(&path).unwrap_err().to_string();
+            let expected = format!("tensor W1 has dtype {dtype}; expected F32 or F64");
+            assert!(err.contains(&expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_header_and_the_file_size_are_checked_before_the_data_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let error = |bytes: &[u8]| {
+            std::fs::write(&path, bytes).unwrap();
+            load_checkpoint::<f32>(&path).unwrap_err().to_string()
+        };
+        // A length of 1 TiB in a file of 100 bytes.
+        let mut lying = (1u64 << 40).to_le_bytes().to_vec();
+        lying.resize(100, b' ');
+        let err = error(&lying);
+        assert!(
+            err.contains("a header of 1099511627776 bytes, but only 92 follow"),
+            "{err}"
+        );
+        assert!(error(&[1, 0, 0]).contains("3 bytes, too short"));
+
+        // A header longer than any checkpoint's, in a (sparse) file that holds it.
+        let mut file = File::create(&path).unwrap();
+        file.write_all(&(MAX_HEADER_BYTES + 8).to_le_bytes()).unwrap();
+        file.set_len(MAX_HEADER_BYTES + 64).unwrap();
+        drop(file);
+        let err = load_checkpoint::<f32>(&path).unwrap_err().to_string();
+        assert!(err.contains("more than the 16777216 a checkpoint's may have"), "{err}");
+
+        // A valid file with bytes after its data, or fewer than its header says.
+        save_checkpoint(&path, &model_f32(1), &[]).unwrap();
+        let saved = std::fs::read(&path).unwrap();
+        let mut longer = saved.clone();
+        longer.extend_from_slice(&[0; 5]);
+        let data_len = saved.len() - 8 - u64::from_le_bytes(saved[..8].try_into().unwrap()) as usize;
+        let err = error(&longer);
+        let expected = format!("gives {data_len} bytes of tensors, but {} follow it", data_len + 5);
+        assert!(err.contains(&expected), "{err}");
+        let err = error(&saved[..saved.len() - 4]);
+        let expected = format!("gives {data_len} bytes of tensors, but {} follow it", data_len - 4);
+        assert!(err.contains(&expected), "{err}");
+    }
+
+    #[test]
+    fn data_beyond_what_the_layers_hold_is_refused_unread() {
+        // An affine of 4 x 2 (10 parameters) beside a tensor of 10^6 values:
+        // more bytes than its layers take even in F64, refused from the header.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let metadata: serde_json::Map<String, serde_json::Value> = affine_then_relus(0)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.into()))
+            .collect();
+        let header = serde_json::json!({
+            "__metadata__": metadata,
+            "W1": {"dtype": "F32", "shape": [4, 2], "data_offsets": [0, 32]},
+            "b1": {"dtype": "F32", "shape": [2], "data_offsets": [32, 40]},
+            "junk": {"dtype": "F32", "shape": [1_000_000], "data_offsets": [40, 4_000_040]},
+        });
+        write_file(&path, &header, &vec![0u8; 4_000_040]);
+        let err = load_checkpoint::<f32>(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("its tensors take 4000040 bytes, more than its layers' 10 values take at 8 bytes each"),
+            "{err}"
+        );
+        // A BatchNorm's running statistics count as its values too.
+        let bn = r#"[{"type":"affine","inputs":4,"outputs":3},{"type":"batch_norm","features":3,"momentum":0.9,"eps":1e-6},{"type":"affine","inputs":3,"outputs":2}]"#;
+        let w = |n: usize| vec![0.5f32; n];
+        let tensors = [
+            ("W1", vec![4, 3], w(12)),
+            ("b1", vec![3], w(3)),
+            ("gamma1", vec![3], w(3)),
+            ("beta1", vec![3], w(3)),
+            ("running_mean1", vec![3], w(3)),
+            ("running_var1", vec![3], w(3)),
+            ("W2", vec![3, 2], w(6)),
+            ("b2", vec![2], w(2)),
+        ];
+        write_raw(&path, &tensors, &[("layers", bn), ("input_shape", "4")]);
+        assert!(load_checkpoint::<f64>(&path).is_ok());
     }
 }

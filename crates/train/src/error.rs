@@ -34,7 +34,7 @@ pub enum TrainError {
         of: usize,
     },
     /// The loss was not finite: the run stopped, keeping the last good weights.
-    #[error("the loss became {loss} at iteration {iteration} (learning rate {learning_rate}); {}", match last_good {
+    #[error("the loss became {loss} at iteration {iteration} (learning rate {}); {}", layers::readable(*learning_rate), match last_good {
         Some(good) => format!(
             "training diverged: try a lower learning rate{}. The weights kept are those of iteration {good}",
             if *weight_decay > 0.0 { " or a lower weight decay" } else { "" }
@@ -113,5 +113,29 @@ impl TrainError {
             value: value.to_string(),
             expected: expected.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_divergence_names_its_learning_rate_as_a_person_reads_it() {
+        let diverged = |learning_rate| {
+            TrainError::NonFiniteLoss {
+                iteration: 3,
+                loss: f64::NAN,
+                learning_rate,
+                weight_decay: 0.0,
+                last_good: Some(2),
+            }
+            .to_string()
+        };
+        // Not thirty-one digits.
+        let message = diverged(1e30);
+        assert!(message.contains("(learning rate 1e30)"), "{message}");
+        assert!(message.starts_with("the loss became NaN at iteration 3"), "{message}");
+        assert!(diverged(0.01).contains("(learning rate 0.01)"));
     }
 }

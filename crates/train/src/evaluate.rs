@@ -103,18 +103,13 @@ pub fn accuracy<T: Element, D: Dataset>(net: &Sequential<T>, data: &D) -> f64 {
 /// [`accuracy`] that refuses a model whose scores are not finite (NaN or
 /// infinite) on some example: such a model's "accuracy" would be a number
 /// with no meaning. The error counts the examples and names the likely
-/// causes.
+/// causes; [`TrainError::Data`] when the examples are not of the network's
+/// input size.
 pub fn checked_accuracy<T: Element, D: Dataset>(net: &Sequential<T>, data: &D) -> Result<f64, TrainError> {
     if data.is_empty() {
         return Ok(0.0);
     }
-    if data.features() != net.input_size() {
-        return Err(TrainError::Data(format!(
-            "the examples have {} values but the model takes {} inputs",
-            data.features(),
-            net.input_size()
-        )));
-    }
+    check_input_size(net, data)?;
     let counts: Tally = predictions(net, data, |acc: &mut Tally, predicted, label, finite| {
         acc.correct += usize::from(predicted == label && finite);
         acc.nonfinite += usize::from(!finite);
@@ -126,6 +121,19 @@ pub fn checked_accuracy<T: Element, D: Dataset>(net: &Sequential<T>, data: &D) -
         });
     }
     Ok(counts.correct as f64 / data.len() as f64)
+}
+
+/// Refuses examples that are not of the network's input size, which
+/// [`predictions`] would panic on.
+fn check_input_size<T: Element, D: Dataset>(net: &Sequential<T>, data: &D) -> Result<(), TrainError> {
+    if data.features() != net.input_size() {
+        return Err(TrainError::Data(format!(
+            "the examples have {} values but the model takes {} inputs",
+            data.features(),
+            net.input_size()
+        )));
+    }
+    Ok(())
 }
 
 /// Examples classified correctly, and examples whose scores were not finite.
@@ -149,35 +157,153 @@ impl std::ops::Add for Tally {
 /// `classes` rows of `classes` counts. A label or prediction of `classes` or
 /// more is not counted. Panics as [`accuracy`] does.
 pub fn confusion_matrix<T: Element, D: Dataset>(net: &Sequential<T>, data: &D, classes: usize) -> Vec<Vec<usize>> {
-    let counts: Counts = predictions(net, data, |acc: &mut Counts, predicted, label, _| {
-        if acc.0.is_empty() {
-            acc.0 = vec![0; classes * classes];
-        }
-        if predicted < classes && label < classes {
-            acc.0[label * classes + predicted] += 1;
-        }
-    });
-    let flat = if counts.0.is_empty() {
-        vec![0; classes * classes]
-    } else {
-        counts.0
-    };
-    flat.chunks(classes.max(1)).map(|row| row.to_vec()).collect()
+    count_predictions(net, data, classes).rows(classes)
 }
 
-/// A flat count matrix that adds elementwise (empty is zero).
+/// [`confusion_matrix`] in one pass over `data` that refuses, as
+/// [`checked_accuracy`] does, a model whose scores are not finite on some
+/// example ([`TrainError::NonFiniteOutput`]) or examples not of its input
+/// size ([`TrainError::Data`]). With labels below `classes`, the accuracy is
+/// its diagonal over `data.len()` ([`matrix_accuracy`]): the number
+/// [`checked_accuracy`] gives, without scoring the set a second time.
+pub fn checked_confusion_matrix<T: Element, D: Dataset>(
+    net: &Sequential<T>,
+    data: &D,
+    classes: usize,
+) -> Result<Vec<Vec<usize>>, TrainError> {
+    if !data.is_empty() {
+        check_input_size(net, data)?;
+    }
+    let counts = count_predictions(net, data, classes);
+    if counts.nonfinite > 0 {
+        return Err(TrainError::NonFiniteOutput {
+            examples: counts.nonfinite,
+            of: data.len(),
+        });
+    }
+    Ok(counts.rows(classes))
+}
+
+/// The fraction of `examples` on the diagonal of `matrix` (a
+/// [`confusion_matrix`]: the examples predicted as their label), in `[0,
+/// 1]`; 0 for no examples.
+pub fn matrix_accuracy(matrix: &[Vec<usize>], examples: usize) -> f64 {
+    if examples == 0 {
+        return 0.0;
+    }
+    let correct: usize = matrix.iter().enumerate().filter_map(|(i, row)| row.get(i)).sum();
+    correct as f64 / examples as f64
+}
+
+/// The counts of [`confusion_matrix`] over `data` (nothing scored for an empty set).
+fn count_predictions<T: Element, D: Dataset>(net: &Sequential<T>, data: &D, classes: usize) -> Counts {
+    if data.is_empty() {
+        return Counts::default();
+    }
+    predictions(net, data, |acc: &mut Counts, predicted, label, finite| {
+        if acc.matrix.is_empty() {
+            acc.matrix = vec![0; classes * classes];
+        }
+        if predicted < classes && label < classes {
+            acc.matrix[label * classes + predicted] += 1;
+        }
+        acc.nonfinite += usize::from(!finite);
+    })
+}
+
+/// A flat `classes x classes` count matrix that adds elementwise (empty is
+/// zero), and the examples whose scores were not finite.
 #[derive(Default)]
-struct Counts(Vec<usize>);
+struct Counts {
+    matrix: Vec<usize>,
+    nonfinite: usize,
+}
+
+impl Counts {
+    /// The matrix as `classes` rows.
+    fn rows(self, classes: usize) -> Vec<Vec<usize>> {
+        let flat = if self.matrix.is_empty() {
+            vec![0; classes * classes]
+        } else {
+            self.matrix
+        };
+        flat.chunks(classes.max(1)).map(|row| row.to_vec()).collect()
+    }
+}
 
 impl std::ops::Add for Counts {
     type Output = Counts;
     fn add(self, other: Counts) -> Counts {
-        if self.0.is_empty() {
-            return other;
+        let nonfinite = self.nonfinite + other.nonfinite;
+        let matrix = if self.matrix.is_empty() {
+            other.matrix
+        } else if other.matrix.is_empty() {
+            self.matrix
+        } else {
+            self.matrix.iter().zip(&other.matrix).map(|(a, b)| a + b).collect()
+        };
+        Counts { matrix, nonfinite }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ArrayData;
+    use layers::NetSpec;
+
+    /// 1234 examples (more than two chunks) of 6 values, labels of 3 classes.
+    fn examples() -> (Vec<f32>, Vec<usize>) {
+        let values = (0..1234 * 6).map(|i| (i as f32 * 0.731).sin()).collect();
+        let labels = (0..1234).map(|i| (i * 7 + i / 5) % 3).collect();
+        (values, labels)
+    }
+
+    #[test]
+    fn one_pass_gives_the_matrix_and_the_accuracy_of_two() {
+        let (values, labels) = examples();
+        let data = ArrayData::new(&values, &labels, 6).unwrap();
+        let net = NetSpec::new(&[6]).affine(5).relu().affine(3).build::<f32>(7).unwrap();
+        let matrix = checked_confusion_matrix(&net, &data, 3).unwrap();
+        assert_eq!(matrix, confusion_matrix(&net, &data, 3));
+        assert_eq!(matrix.iter().flatten().sum::<usize>(), 1234);
+        let acc = matrix_accuracy(&matrix, data.len());
+        // The very number the separate pass gives, not merely a close one.
+        assert_eq!(acc, checked_accuracy(&net, &data).unwrap());
+        assert_eq!(acc, accuracy(&net, &data));
+        assert!(acc > 0.0 && acc < 1.0, "{acc}: a test that can tell");
+        assert_eq!(matrix_accuracy(&matrix, 0), 0.0);
+        let empty = ArrayData::new(&values[..0], &labels[..0], 6).unwrap();
+        assert_eq!(checked_confusion_matrix(&net, &empty, 3).unwrap(), vec![vec![0; 3]; 3]);
+    }
+
+    #[test]
+    fn non_finite_scores_or_other_sizes_are_refused_as_by_checked_accuracy() {
+        let (mut values, labels) = examples();
+        // Rows 0, 10, 20, ... bright enough (3 x 10 x 2e37) to overflow f32; the
+        // others, within 1, stay finite.
+        for row in (0..1234).step_by(10) {
+            values[row * 6..(row + 1) * 6].fill(10.0);
         }
-        if other.0.is_empty() {
-            return self;
-        }
-        Counts(self.0.iter().zip(&other.0).map(|(a, b)| a + b).collect())
+        let data = ArrayData::new(&values, &labels, 6).unwrap();
+        let mut net = NetSpec::new(&[6]).affine(3).build::<f32>(1).unwrap();
+        let w: Vec<f32> = (0..18).map(|i| if i % 2 == 0 { 2e37 } else { 1e-3 }).collect();
+        net.set_tensor("W1", &[6, 3], &w).unwrap();
+        let err = checked_confusion_matrix(&net, &data, 3).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TrainError::NonFiniteOutput {
+                    examples: 124,
+                    of: 1234
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(err.to_string(), checked_accuracy(&net, &data).unwrap_err().to_string());
+
+        let narrow = ArrayData::new(&values[..50], &labels[..10], 5).unwrap();
+        let err = checked_confusion_matrix(&net, &narrow, 3).unwrap_err();
+        assert!(matches!(err, TrainError::Data(_)), "{err}");
     }
 }

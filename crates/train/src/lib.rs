@@ -27,5 +27,7 @@ pub use config::{MlpOptions, ModelSpec, TrainConfig, MAX_BATCH, MAX_ITERS, MAX_T
 pub use cost::ModelCost;
 pub use data::{ArrayData, Dataset, ImageData};
 pub use error::TrainError;
-pub use evaluate::{accuracy, checked_accuracy, chunk_images, confusion_matrix, EVAL_CHUNK};
+pub use evaluate::{
+    accuracy, checked_accuracy, checked_confusion_matrix, chunk_images, confusion_matrix, matrix_accuracy, EVAL_CHUNK,
+};
 pub use trainer::{EvalRecord, Observer, Summary, Trainer};

@@ -106,6 +106,47 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// The mlp's checkpoint with any number of ReLUs appended to its layers
+    /// (a few bytes of JSON each): it loads up to layers::MAX_LAYERS layers,
+    /// as a --net file does, and is refused beyond, saying why.
+    #[test]
+    fn depth_is_bounded_as_in_a_net_file(relus in prop_oneof![0usize..50, 990usize..1010, 0usize..5000]) {
+        let checkpoint = &valid_checkpoints()[0];
+        let n = u64::from_le_bytes(checkpoint[..8].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&checkpoint[8..8 + n]).unwrap();
+        let text = header["__metadata__"]["layers"].as_str().unwrap();
+        let mut layers: Vec<serde_json::Value> = serde_json::from_str(text).unwrap();
+        layers.extend(std::iter::repeat_n(serde_json::json!({"type": "relu"}), relus));
+        let depth = layers.len();
+        let bytes = with_layers(checkpoint, &serde_json::Value::Array(layers).to_string());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        std::fs::write(&path, bytes).unwrap();
+        match load_checkpoint::<f32>(&path) {
+            Ok(loaded) => prop_assert!(depth <= layers::MAX_LAYERS && loaded.model.specs().len() == depth),
+            Err(err) => {
+                prop_assert!(depth > layers::MAX_LAYERS, "{}", err);
+                prop_assert!(err.to_string().contains("the number of layers must be between 1 and 1000"), "{}", err);
+            }
+        }
+    }
+
+    /// A valid checkpoint whose first 8 bytes (the header's length) are
+    /// replaced by any number: a typed error unless it is the true length,
+    /// the header never read past the file.
+    #[test]
+    fn any_header_length_is_bounded_by_the_file(which in 0usize..3, length in prop_oneof![any::<u64>(), 0u64..4096]) {
+        let mut bytes = valid_checkpoints().swap_remove(which);
+        let true_length = u64::from_le_bytes(bytes[..8].try_into().unwrap());
+        bytes[..8].copy_from_slice(&length.to_le_bytes());
+        let loads = load(&bytes);
+        prop_assert_eq!(loads, length == true_length);
+    }
+}
+
 /// `checkpoint` with its metadata's `layers` replaced by `layers`.
 fn with_layers(checkpoint: &[u8], layers: &str) -> Vec<u8> {
     let n = u64::from_le_bytes(checkpoint[..8].try_into().unwrap()) as usize;
