@@ -81,6 +81,10 @@ fn data_in_cli_terms(message: &str) -> String {
         .replace(
             "fetch from a local folder or file:// source",
             "run `cargo xtask fetch --from DIR`",
+        )
+        .replace(
+            "fetch from another source or a public mirror",
+            "give --from another source (without --from, fetch uses the public mirrors)",
         );
     for var in ["FASHION_MNIST_DIR", "MNIST_DIR"] {
         if message.contains(&format!("point {var} at")) {
@@ -200,19 +204,9 @@ fn locate_data(dataset: Dataset, data_dir: Option<&Path>) -> Result<PathBuf> {
         return Ok(PathBuf::from(dir));
     }
     let dir = default_data_dir(dataset);
-    let existed = dir.exists();
-    // Verifies what is there (cheap) and fetches only what is missing or damaged.
-    if let Err(e) = mnist::fetch(dataset, &dir, &[], &mut BarProgress::default()) {
-        if !existed {
-            // Leave no empty data/<dataset> behind a fetch that got nothing
-            // (remove_dir removes only an empty folder).
-            let _ = std::fs::remove_dir(&dir);
-            if let Some(parent) = dir.parent() {
-                let _ = std::fs::remove_dir(parent);
-            }
-        }
-        return Err(e.into());
-    }
+    // Verifies what is there (cheap) and fetches only what is missing or
+    // damaged; a fetch that gets nothing removes the folders it created.
+    mnist::fetch(dataset, &dir, &[], &mut BarProgress::default())?;
     Ok(dir)
 }
 
@@ -289,7 +283,7 @@ impl SavedModelArgs {
 #[derive(clap::Args)]
 pub struct ThreadsArg {
     /// Worker threads (0: one per core). Results are identical for any value.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = parse_count::<0>)]
     pub threads: usize,
 }
 
@@ -339,6 +333,15 @@ pub fn check_out_dir(out: Option<&Path>, overwrite: bool) -> Result<()> {
     if out.exists() && !out.is_dir() {
         return Err(XtaskError::Usage(format!(
             "--out {} is a file, not a folder; give --out a folder (new or empty)",
+            out.display()
+        )));
+    }
+    // Found at the end it would cost the run its weights; and --overwrite
+    // removes only files, so it would still be in the way.
+    if let Some(name) = RUN_FILES.iter().find(|name| out.join(name).is_dir()) {
+        return Err(XtaskError::Usage(format!(
+            "{} is a folder, where a run writes its {name}; move it out of --out {}, or give another --out",
+            out.join(name).display(),
             out.display()
         )));
     }
@@ -402,6 +405,45 @@ pub fn parse_dataset(text: &str) -> std::result::Result<Dataset, String> {
 /// Parses a source for `--from`.
 pub fn parse_source(text: &str) -> std::result::Result<Source, String> {
     Source::parse(text).map_err(|e| e.to_string())
+}
+
+/// Parses every count flag (`--iters`, `--index`, a `--hidden` width...): a
+/// whole number. clap's own parser answers `-3` with Rust's "invalid digit
+/// found in string"; this says what the flag takes. `LEAST` is the flag's
+/// least value, for that message only: a number below it (`--iters 0`)
+/// parses, and the command's own check refuses it naming the flag's whole
+/// range ("--batch-size must be between 1 and 65536").
+pub fn parse_count<const LEAST: usize>(text: &str) -> std::result::Result<usize, String> {
+    text.parse().map_err(|e: std::num::ParseIntError| match e.kind() {
+        std::num::IntErrorKind::PosOverflow => "far too large for a count".to_string(),
+        _ => format!("must be a whole number of {LEAST} or more"),
+    })
+}
+
+/// Why a file could not be written, in a few words ("permission denied"),
+/// for a message that names several files: the library's own message
+/// repeats the path and the same advice for each.
+pub fn write_failure(e: &train::TrainError) -> String {
+    match e {
+        train::TrainError::Io { source, .. } => io_failure(source),
+        train::TrainError::NotAFolder { path } => format!("{} is a file, not a folder", path.display()),
+        train::TrainError::Plot { detail, .. } => detail.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// An operating system's error in a person's words, without "(os error 13)".
+fn io_failure(e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::PermissionDenied => "permission denied".into(),
+        ErrorKind::IsADirectory => "a folder has its name".into(),
+        ErrorKind::NotADirectory => "a file stands where its folder should be".into(),
+        ErrorKind::NotFound => "its folder does not exist".into(),
+        ErrorKind::StorageFull => "the disk is full".into(),
+        ErrorKind::ReadOnlyFilesystem => "the file system is read-only".into(),
+        _ => e.to_string(),
+    }
 }
 
 /// A byte progress bar on stderr for transfers (hidden when not a terminal).

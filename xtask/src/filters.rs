@@ -1,7 +1,7 @@
 //! `cargo xtask filters`: the first convolution's filters of a saved model as
 //! a PNG grid (the book's figure 7-24 and `ch07/visualize_filter.py`).
 
-use crate::common::{Result, XtaskError};
+use crate::common::{write_failure, Result, XtaskError};
 use crate::train::first_filters;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,7 +37,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
         &out,
         &format!("{shown} filters of {}x{} (channel 0)", shape[2], shape[3]),
         &filters,
-    )?;
+    )
+    .map_err(|e| match e {
+        // The figure is drawn; only the file is refused: say which and why
+        // in a few words, and which flag picks another.
+        train::TrainError::Io { .. } | train::TrainError::NotAFolder { .. } => XtaskError::Failed(format!(
+            "cannot write {}: {}; give --out a path you can write",
+            out.display(),
+            write_failure(&e)
+        )),
+        e => e.into(),
+    })?;
     say!(
         "{shown} filters of {}x{}x{} drawn to {}",
         shape[1],

@@ -44,10 +44,10 @@ pub struct Args {
     net: Option<PathBuf>,
     /// Number of training images (random inputs for simple-convnet) in the batch
     /// [default: 3, or 10 with BatchNorm].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::common::parse_count::<1>)]
     samples: Option<usize>,
     /// Hidden layer widths of the mlp, comma separated [default: 50].
-    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, value_parser = crate::common::parse_count::<1>)]
     hidden: Option<Vec<usize>>,
     /// Hidden activation of the mlp: relu or sigmoid [default: relu].
     #[arg(long)]
@@ -78,7 +78,7 @@ pub struct Args {
     #[arg(long, allow_negative_numbers = true)]
     tolerance: Option<f64>,
     /// Threads for the numerical gradient (0: one per core).
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = crate::common::parse_count::<0>)]
     threads: usize,
     /// mnist or fashion-mnist [default: mnist]; not with simple-convnet, whose inputs are random.
     #[arg(long, value_parser = parse_dataset)]

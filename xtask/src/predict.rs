@@ -11,7 +11,7 @@ pub struct Args {
     #[command(flatten)]
     saved: SavedModelArgs,
     /// Index of the image in the split.
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::common::parse_count::<0>)]
     index: usize,
     /// Which split to take the image from: test or train.
     #[arg(long, default_value = "test", value_parser = ["test", "train"])]

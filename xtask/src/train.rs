@@ -1,8 +1,8 @@
 //! `cargo xtask train`: the book's run, watchable and reproducible.
 
 use crate::common::{
-    available_memory, check_out_dir, project_root, read_net_with_weight_decay, timestamp, DataArgs, JsonArg, ModelKind,
-    Result, RunDir, StopSignal, ThreadsArg, XtaskError,
+    available_memory, check_out_dir, parse_count, project_root, read_net_with_weight_decay, timestamp, write_failure,
+    DataArgs, JsonArg, ModelKind, Result, RunDir, StopSignal, ThreadsArg, XtaskError,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use layers::{Activation, Init, LayerSpec, OptimizerConfig, OptimizerKind};
@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     net: Option<PathBuf>,
     /// Hidden layer widths of the mlp, comma separated: 50 is the book's net, 100,100 a deeper one [default: 50].
-    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, value_parser = parse_count::<1>)]
     hidden: Option<Vec<usize>>,
     /// Hidden activation of the mlp: relu or sigmoid [default: relu].
     #[arg(long)]
@@ -60,26 +60,31 @@ pub struct Args {
     #[arg(long, default_value_t = 0.999, allow_negative_numbers = true)]
     beta2: f64,
     /// Images per mini-batch (drawn with replacement).
-    #[arg(long, default_value_t = 100, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 100, allow_negative_numbers = true, value_parser = parse_count::<1>)]
     batch_size: usize,
     /// Number of steps [default: 10000 for the mlp].
-    #[arg(long, conflicts_with = "epochs", allow_negative_numbers = true)]
+    #[arg(long, conflicts_with = "epochs", allow_negative_numbers = true, value_parser = parse_count::<1>)]
     iters: Option<usize>,
     /// Train for N epochs instead (N * train size / batch size steps) [default: 20 for the convnets].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_count::<1>)]
     epochs: Option<usize>,
     /// Train on the first N training images only.
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_count::<1>)]
     train_size: Option<usize>,
     /// Evaluate train and test accuracy every N steps [default: one epoch, train size / batch size].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_count::<1>)]
     eval_every: Option<usize>,
     /// Measure training accuracy on the first N training images [default: all for the mlp, 10000 for the convnets].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_count::<1>)]
     eval_train_size: Option<usize>,
     /// Seed of every random choice (weights, batches, dropout masks).
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Refuse a run whose memory estimate (network, optimizer, batches) is
+    /// above this many GiB; a value above the memory this machine has
+    /// available is capped to it.
+    #[arg(long, value_name = "GIB", default_value_t = 4.0, allow_negative_numbers = true, value_parser = parse_gib)]
+    max_memory: f64,
     #[command(flatten)]
     threads: ThreadsArg,
     #[command(flatten)]
@@ -93,7 +98,7 @@ pub struct Args {
     /// Also write the initial weights (initial.safetensors) and the first N
     /// batches with their losses (golden.json), for an independent check of
     /// the first steps (benches/numpy/golden_check.py; CI runs it).
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_count::<0>)]
     export_golden: Option<usize>,
     #[command(flatten)]
     json: JsonArg,
@@ -236,23 +241,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     check_out_dir(args.out.as_deref(), args.overwrite)?;
     let dataset = args.data.dataset;
     let needed = config.memory_estimate(dataset.pixels(), 10, args.threads.count())?;
-    if let Some(available) = available_memory().filter(|&a| needed > a) {
-        let gib = |bytes: f64| bytes / f64::from(1u32 << 30);
-        return Err(XtaskError::Usage(format!(
-            "this run would need about {:.1} GiB for the network, its optimizer and its batches, more than the {:.1} GiB this machine has available; use a smaller network or --batch-size",
-            gib(needed),
-            gib(available)
-        )));
-    }
-    // Within what the machine has, but more than a person may expect of a
-    // from-scratch trainer: say so before the work, as the refusal would.
-    if needed > f64::from(1u32 << 30) {
-        eprintln!(
-            "note: this run needs about {:.1} GiB of memory for the network, its optimizer and its batches of {}; a smaller --batch-size needs less",
-            needed / f64::from(1u32 << 30),
-            config.batch_size
-        );
-    }
+    check_memory(needed, args.max_memory, config.batch_size)?;
     let (data, data_dir, load_seconds) = args.data.load()?;
     let train_set = ImageData::new(&data.train.images, &data.train.labels, data.train.pixels())?;
     let test_set = ImageData::new(&data.test.images, &data.test.labels, data.test.pixels())?;
@@ -383,62 +372,60 @@ pub fn run(args: Args) -> Result<ExitCode> {
     });
     // Every file is attempted whatever became of the others: a checkpoint
     // that cannot be written must not take the records with it.
-    let mut not_written = Vec::new();
-    let mut keep = |result: std::result::Result<(), TrainError>| {
-        if let Err(e) = result {
-            not_written.push(e.to_string());
-        }
-    };
-    keep(train::write_atomic(
-        &run_dir.join("config.json"),
-        serde_json::to_string_pretty(&config_json)
-            .unwrap_or_default()
-            .as_bytes(),
-    ));
-    let model_path = run_dir.join("model.safetensors");
-    keep(save_checkpoint(
-        &model_path,
-        trainer.model(),
-        &[
-            ("dataset", dataset.name().to_string()),
-            ("seed", config.seed.to_string()),
-        ],
-    ));
-    for write in write_records(&run_dir, trainer.losses(), trainer.evals(), &title) {
-        keep(write);
-    }
-    if args.export_golden.is_some() {
+    let config_text = serde_json::to_string_pretty(&config_json).unwrap_or_default();
+    let checkpoint_metadata = [
+        ("dataset", dataset.name().to_string()),
+        ("seed", config.seed.to_string()),
+    ];
+    let (model, losses, evals) = (trainer.model(), trainer.losses(), trainer.evals());
+    let golden_json = args.export_golden.map(|_| {
         let batches = &console.golden.1;
-        let json = serde_json::json!({
+        serde_json::json!({
             "batches": batches,
-            "losses": &trainer.losses()[..batches.len().min(trainer.losses().len())],
+            "losses": &losses[..batches.len().min(losses.len())],
             "learning_rate": config.optimizer.learning_rate,
             "optimizer": config.optimizer.kind.to_string(),
-        });
-        keep(train::write_atomic(
-            &run_dir.join("golden.json"),
-            json.to_string().as_bytes(),
+        })
+        .to_string()
+    });
+    let filters_after = first_filters(model);
+    let mut writes: Vec<RunFile> = vec![
+        (
+            "config.json",
+            Box::new(|path| train::write_atomic(path, config_text.as_bytes())),
+        ),
+        (
+            "model.safetensors",
+            Box::new(|path| save_checkpoint(path, model, &checkpoint_metadata)),
+        ),
+        ("loss.csv", Box::new(|path| report::write_loss_csv(path, losses))),
+        ("accuracy.csv", Box::new(|path| report::write_eval_csv(path, evals))),
+        (
+            "accuracy.png",
+            Box::new(|path| report::plot_accuracy(path, evals, &title)),
+        ),
+        ("loss.png", Box::new(|path| report::plot_loss(path, losses, &title))),
+    ];
+    if let Some(json) = &golden_json {
+        writes.push((
+            "golden.json",
+            Box::new(|path| train::write_atomic(path, json.as_bytes())),
         ));
     }
-    if let Some(w) = first_filters(trainer.model()) {
-        keep(report::plot_filters(
-            &run_dir.join("filters-after.png"),
-            "first-layer filters after training",
-            &w,
+    if let Some(w) = &filters_after {
+        writes.push((
+            "filters-after.png",
+            Box::new(|path| report::plot_filters(path, "first-layer filters after training", w)),
         ));
     }
-    if !not_written.is_empty() {
-        return Err(XtaskError::Failed(format!(
-            "the run {} but {} of its files could not be written ({}); the others are in {}",
-            match &result {
-                Ok(_) => "finished",
-                Err(_) => "stopped",
-            },
-            not_written.len(),
-            not_written.join("; "),
-            run_dir.display()
-        )));
+    let ending = match &result {
+        Ok(_) => "finished",
+        Err(_) => "stopped",
+    };
+    if let Some(failure) = write_run_files(&run_dir, &writes, ending) {
+        return Err(XtaskError::Failed(failure));
     }
+    let model_path = run_dir.join("model.safetensors");
 
     let summary = match result {
         Ok(summary) => summary,
@@ -484,19 +471,162 @@ pub fn first_filters(model: &layers::Sequential<f32>) -> Option<tensor::Tensor<f
     w
 }
 
-/// Writes the CSVs and plots of a run, each attempted whatever became of the others.
-fn write_records(
-    dir: &Path,
-    losses: &[f32],
-    evals: &[EvalRecord],
-    title: &str,
-) -> [std::result::Result<(), TrainError>; 4] {
-    [
-        report::write_loss_csv(&dir.join("loss.csv"), losses),
-        report::write_eval_csv(&dir.join("accuracy.csv"), evals),
-        report::plot_accuracy(&dir.join("accuracy.png"), evals, title),
-        report::plot_loss(&dir.join("loss.png"), losses, title),
-    ]
+/// One file of a run's final writes: its name, and how to write it at a path.
+type RunFile<'a> = (
+    &'static str,
+    Box<dyn Fn(&Path) -> std::result::Result<(), TrainError> + 'a>,
+);
+
+/// Writes every file into `run_dir`, each attempted whatever became of the
+/// others. Those that fail there are written into a fresh rescue folder
+/// under the system's temporary folder instead: a run folder made read-only
+/// or replaced during training must not cost the trained weights. Returns,
+/// when a file is not in `run_dir`, the message that says which files are
+/// where (`ending`: how the run ended, "finished" or "stopped").
+fn write_run_files(run_dir: &Path, files: &[RunFile<'_>], ending: &str) -> Option<String> {
+    let failed: Vec<(&str, String)> = files
+        .iter()
+        .filter_map(|(name, write)| write(&run_dir.join(name)).err().map(|e| (*name, write_failure(&e))))
+        .collect();
+    if failed.is_empty() {
+        return None;
+    }
+    let run = run_dir.display();
+    let mut message = match &failed[0] {
+        // Every file, for one reason (the folder is gone, or read-only): the reason says it all.
+        (_, reason) if failed.len() == files.len() && failed.iter().all(|(_, r)| r == reason) => format!(
+            "the run {ending} but none of its {} files could be written to {run} ({reason})",
+            files.len()
+        ),
+        _ => format!(
+            "the run {ending} but {} of its {} files could not be written to {run} ({}), {}",
+            failed.len(),
+            files.len(),
+            by_reason(&failed),
+            match files.len() - failed.len() {
+                1 => "the other one is there".to_string(),
+                others => format!("the other {others} are there"),
+            }
+        ),
+    };
+    let rescue = match make_rescue_dir(run_dir) {
+        Ok(rescue) => rescue,
+        Err(e) => {
+            message += &format!(
+                "; no folder could be made in {} to keep them ({e})",
+                std::env::temp_dir().display()
+            );
+            return Some(message);
+        }
+    };
+    let mut rescued = Vec::new();
+    let mut lost = Vec::new();
+    for (name, write) in files.iter().filter(|(name, _)| failed.iter().any(|(f, _)| f == name)) {
+        match write(&rescue.join(name)) {
+            Ok(()) => rescued.push(*name),
+            Err(e) => lost.push((*name, write_failure(&e))),
+        }
+    }
+    let rescue = rescue.display();
+    match (rescued.as_slice(), lost.is_empty()) {
+        ([_], true) => message += &format!("; it is in {rescue} instead"),
+        (_, true) => message += &format!("; they are in {rescue} instead"),
+        ([], false) => message += &format!("; nor to {rescue} ({})", by_reason(&lost)),
+        (some, false) => {
+            message += &format!(
+                "; {} {} in {rescue} instead, but not {}",
+                some.join(", "),
+                if some.len() == 1 { "is" } else { "are" },
+                by_reason(&lost)
+            )
+        }
+    }
+    Some(message)
+}
+
+/// `(file, why)` pairs as "a, b: permission denied; c: the disk is full".
+fn by_reason(failed: &[(&str, String)]) -> String {
+    let mut reasons: Vec<&str> = Vec::new();
+    for (_, reason) in failed {
+        if !reasons.contains(&reason.as_str()) {
+            reasons.push(reason);
+        }
+    }
+    reasons
+        .iter()
+        .map(|reason| {
+            let names: Vec<&str> = failed.iter().filter(|(_, r)| r == reason).map(|(n, _)| *n).collect();
+            format!("{}: {reason}", names.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A new, empty folder for the files a run could not write into
+/// `run_dir`: `<temp>/<run folder's name>-rescued`, numbered when that
+/// name is taken (never one that holds another run's files).
+fn make_rescue_dir(run_dir: &Path) -> std::io::Result<PathBuf> {
+    let name = run_dir
+        .file_name()
+        .map_or("backprop-rs-run".into(), |n| n.to_string_lossy().into_owned());
+    let temp = std::env::temp_dir();
+    for attempt in 1..=100 {
+        let dir = match attempt {
+            1 => temp.join(format!("{name}-rescued")),
+            n => temp.join(format!("{name}-rescued-{n}")),
+        };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        format!("{name}-rescued and {name}-rescued-2 to -100 all exist"),
+    ))
+}
+
+/// Refuses, before any work, a run whose memory estimate (`needed` bytes)
+/// is above `max_memory` GiB, or above what the machine has available when
+/// that is less. Runs above 1 GiB within the limit get a note.
+fn check_memory(needed: f64, max_memory: f64, batch_size: usize) -> Result<()> {
+    const GIB: f64 = (1u64 << 30) as f64;
+    let available = available_memory();
+    if let Some(available) = available.filter(|&a| needed > a && a < max_memory * GIB) {
+        return Err(XtaskError::Usage(format!(
+            "this run would need about {:.1} GiB for the network, its optimizer and its batches, more than the {:.1} GiB this machine has available; use a smaller network or --batch-size",
+            needed / GIB,
+            available / GIB
+        )));
+    }
+    if needed > max_memory * GIB {
+        let raise = match available {
+            Some(available) => format!("raise --max-memory (up to the {:.1} GiB available)", available / GIB),
+            None => "raise --max-memory".to_string(),
+        };
+        return Err(XtaskError::Usage(format!(
+            "this run would need about {:.1} GiB for the network, its optimizer and its batches, more than --max-memory {max_memory} GiB; use a smaller --batch-size or network, or {raise}",
+            needed / GIB
+        )));
+    }
+    // Within the limit, but more than a person may expect of a
+    // from-scratch trainer: say so before the work, as the refusal would.
+    if needed > GIB {
+        eprintln!(
+            "note: this run needs about {:.1} GiB of memory for the network, its optimizer and its batches of {batch_size}; a smaller --batch-size needs less",
+            needed / GIB
+        );
+    }
+    Ok(())
+}
+
+/// Parses `--max-memory`: a positive number of GiB.
+fn parse_gib(text: &str) -> std::result::Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(gib) if gib.is_finite() && gib > 0.0 => Ok(gib),
+        _ => Err("must be a positive number of GiB (4, 0.5)".to_string()),
+    }
 }
 
 fn print_summary(s: &Summary, run_dir: &Path) {
@@ -524,5 +654,41 @@ fn print_summary(s: &Summary, run_dir: &Path) {
         if path.exists() {
             say!("  {}", path.display());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(path: &Path) -> std::result::Result<(), TrainError> {
+        Err(TrainError::Io {
+            path: path.to_path_buf(),
+            source: std::io::ErrorKind::PermissionDenied.into(),
+        })
+    }
+
+    #[test]
+    fn files_written_nowhere_are_named_with_why() {
+        // The rescue folder is named after the run folder: a fresh name.
+        let run = tempfile::tempdir().unwrap();
+        let run_dir = run.path();
+        let files: Vec<RunFile> = vec![
+            ("config.json", Box::new(|path| train::write_atomic(path, b"{}"))),
+            ("model.safetensors", Box::new(refused)),
+            ("loss.csv", Box::new(refused)),
+        ];
+        let message = write_run_files(run_dir, &files, "finished").unwrap();
+        let rescue = std::env::temp_dir().join(format!("{}-rescued", run_dir.file_name().unwrap().to_string_lossy()));
+        let expected = format!(
+            "the run finished but 2 of its 3 files could not be written to {} (model.safetensors, loss.csv: permission denied), the other one is there; nor to {} (model.safetensors, loss.csv: permission denied)",
+            run_dir.display(),
+            rescue.display()
+        );
+        let rescue_was_empty = std::fs::remove_dir(&rescue).is_ok();
+        assert_eq!(message, expected);
+        assert!(rescue_was_empty, "{} is not an empty folder", rescue.display());
+        assert!(run_dir.join("config.json").is_file());
+        assert!(write_run_files(run_dir, &files[..1], "finished").is_none());
     }
 }

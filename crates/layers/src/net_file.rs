@@ -438,6 +438,9 @@ fn whole(token: &str, what: &str) -> Result<usize, String> {
         Ok(n) if digits_only => Ok(n),
         // Digits only, and still no usize: more than 2^64 - 1.
         Err(_) if digits_only && !token.is_empty() => Err(format!("{what} '{}' is far too large", quote(token))),
+        _ if token.len() > 1 && token.starts_with('-') && token[1..].bytes().all(|b| b.is_ascii_digit()) => Err(
+            format!("{what} '{}' is negative; expected a whole number", quote(token)),
+        ),
         _ => Err(format!("{what} '{}' is not a whole number", quote(token))),
     }
 }
@@ -710,7 +713,7 @@ affine 10
                 2,
                 "'12x' is not a whole number; expected `affine N`",
             ),
-            ("input 784\naffine -3", 2, "'-3' is not a whole number"),
+            ("input 784\naffine -3", 2, "'-3' is negative"),
             ("input 784\naffine 1.5", 2, "'1.5' is not a whole number"),
             ("input 784\naffine 99999999999999999999999", 2, "is far too large"),
             (

@@ -37,6 +37,16 @@ pub enum MnistError {
         #[source]
         source: std::io::Error,
     },
+    /// A file in a local source folder that does not decompress (a
+    /// [`MnistError::Gzip`] or too large, found by a fetch): fetching from
+    /// that folder again would copy the same bytes.
+    #[error("{}: {detail}; this copy in the source folder is corrupt: replace it with a good copy, or fetch from another source or a public mirror", path.display())]
+    CorruptSource {
+        /// The file in the source folder.
+        path: PathBuf,
+        /// What is wrong with it, for the message.
+        detail: String,
+    },
     /// An IDX file's first four bytes are not the magic number of the
     /// expected kind (2051 for images, 2049 for labels).
     #[error("{}: wrong magic number {found:#010x} (expected {expected:#010x}, {what}); is this the right file? fetch the files again for a fresh copy", path.display())]

@@ -104,13 +104,29 @@ pub fn fetch(
     } else {
         sources
     };
+    // The folders this fetch creates (the target and its missing parents,
+    // deepest first): a fetch that fails removes those it left empty, so a
+    // source with nothing to give leaves no empty data/mnist behind.
+    let created: Vec<PathBuf> = target
+        .ancestors()
+        .take_while(|dir| !dir.as_os_str().is_empty() && !dir.exists())
+        .map(Path::to_path_buf)
+        .collect();
     std::fs::create_dir_all(target).map_err(|e| MnistError::io(target, e))?;
     remove_stale_parts(target);
-    dataset
+    let outcomes: Result<Vec<FetchOutcome>, MnistError> = dataset
         .files()
         .iter()
         .map(|file| fetch_file(file, target, sources, dataset.env_var(), progress))
-        .collect()
+        .collect();
+    if outcomes.is_err() {
+        for dir in &created {
+            // remove_dir removes only an empty folder: files fetched before
+            // the failure are kept, and so are their folders.
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+    outcomes
 }
 
 /// Deletes the `.NAME.part-PID` files that fetches killed before their
@@ -263,6 +279,7 @@ fn fetch_from(
     progress.start(&final_name, &source.describe(), total);
     let result = copy_to(reader, &temp_path, progress)
         .and_then(|bytes| verify_bytes(&origin, file, bytes, downloaded))
+        .map_err(|e| in_source_terms(source, e))
         .and_then(|()| std::fs::rename(&temp_path, &final_path).map_err(|e| MnistError::io(&final_path, e)));
     progress.finish();
     if let Err(e) = result {
@@ -270,6 +287,20 @@ fn fetch_from(
         return Err(e);
     }
     Ok(final_path)
+}
+
+/// A local source's file that does not decompress is reported as the
+/// source's to replace: the usual advice (delete it and fetch again) would
+/// send the user back to this same folder.
+fn in_source_terms(source: &Source, e: MnistError) -> MnistError {
+    match (source, e) {
+        (Source::Dir(_), MnistError::Gzip { path, source }) => MnistError::CorruptSource {
+            path,
+            detail: format!("not a valid gzip stream ({source})"),
+        },
+        (Source::Dir(_), MnistError::BadHeader { path, detail }) => MnistError::CorruptSource { path, detail },
+        (_, e) => e,
+    }
 }
 
 /// Copies `reader` into a new file at `path` (synced to disk), returning the bytes.
@@ -306,5 +337,50 @@ mod stale_parts_tests {
         remove_stale_parts(dir.path());
         assert_eq!(stale.exists(), !Path::new("/proc/self").exists());
         assert!(ours.exists() && kept.exists());
+    }
+}
+
+#[cfg(test)]
+mod source_tests {
+    use super::*;
+
+    /// A gzip member of nothing (deflate's empty final block, CRC 0, length 0).
+    const EMPTY_GZIP: [u8; 20] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+    #[test]
+    fn a_source_file_that_does_not_decompress_is_the_sources_to_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("source");
+        std::fs::create_dir_all(&source).unwrap();
+        let mut bytes = EMPTY_GZIP.to_vec();
+        bytes.extend_from_slice(b"JUNK");
+        std::fs::write(source.join("train-images-idx3-ubyte.gz"), &bytes).unwrap();
+        let target = dir.path().join("data").join("mnist");
+        let err = fetch(Dataset::Mnist, &target, &[Source::Dir(source)], &mut NoProgress).unwrap_err();
+        let MnistError::AllSourcesFailed { attempts, .. } = &err else {
+            panic!("unexpected {err}");
+        };
+        let reason = &attempts[0].1;
+        assert!(reason.contains("not a valid gzip stream (4 bytes after"), "{reason}");
+        assert!(
+            reason.contains("in the source folder is corrupt: replace it"),
+            "{reason}"
+        );
+        assert!(!reason.contains("fetch the files again"), "{reason}");
+        // Neither the target nor the parent this fetch made is left behind.
+        assert!(!dir.path().join("data").exists());
+    }
+
+    #[test]
+    fn a_failed_fetch_removes_only_the_empty_folders_it_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let existing = dir.path().join("existing");
+        std::fs::create_dir_all(&existing).unwrap();
+        let nowhere = Source::Dir(dir.path().join("nowhere"));
+        for target in [existing.clone(), existing.join("a").join("b")] {
+            assert!(fetch(Dataset::Mnist, &target, std::slice::from_ref(&nowhere), &mut NoProgress).is_err());
+        }
+        assert!(existing.is_dir(), "a folder the fetch did not make was removed");
+        assert!(!existing.join("a").exists(), "the folders the fetch made stayed");
     }
 }

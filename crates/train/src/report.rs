@@ -4,7 +4,6 @@
 //! Every function fails with [`TrainError::Io`] when its file cannot be
 //! written, and the plots with [`TrainError::Plot`] when the drawing fails.
 
-use crate::checkpoint::temp_beside;
 use crate::{write_atomic, EvalRecord, TrainError};
 /// Where a chart's legend goes.
 pub use plotters::prelude::SeriesLabelPosition;
@@ -48,15 +47,26 @@ fn register_font() {
     });
 }
 
-/// Draws into a temporary PNG beside `path`, then renames it into place.
-fn draw_png(path: &Path, draw: impl FnOnce(&Path) -> Result<(), Box<dyn std::error::Error>>) -> Result<(), TrainError> {
+/// A drawing surface of a figure: the pixels of the bitmap backend, in memory.
+type Root<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// Draws a `width x height` figure in memory (on white), encodes it as PNG
+/// and writes it with [`write_atomic`]. The bitmap backend is never given
+/// the file: its failures to write come back as `Debug` text of types it
+/// does not export (`ImageError(IoError(Os { code: 13, .. }))`), while
+/// `write_atomic` fails with the [`TrainError::Io`] of every other file.
+fn draw_png(
+    path: &Path,
+    (width, height): (u32, u32),
+    draw: impl FnOnce(&Root<'_>) -> DrawResult,
+) -> Result<(), TrainError> {
     register_font();
     let plot_error = |detail: String| TrainError::Plot {
         path: path.to_path_buf(),
         detail,
     };
-    // The bitmap backend picks the format from the extension; anything but
-    // PNG would fail deep inside it with a message meant for programmers.
+    // Only PNG is encoded: refuse another extension rather than write PNG
+    // bytes under a name that says otherwise.
     let is_png = path
         .extension()
         .and_then(|e| e.to_str())
@@ -66,16 +76,31 @@ fn draw_png(path: &Path, draw: impl FnOnce(&Path) -> Result<(), Box<dyn std::err
             "plots are written as PNG; give a file name ending in .png".to_string(),
         ));
     }
-    let temp = temp_beside(path)?;
-    if let Err(e) = draw(&temp) {
-        let _ = std::fs::remove_file(&temp);
-        return Err(plot_error(e.to_string()));
-    }
-    std::fs::rename(&temp, path).map_err(|e| {
-        // A folder in the way, say: the temporary file must not stay behind.
-        let _ = std::fs::remove_file(&temp);
-        TrainError::io(path, e)
-    })
+    // RGB, 3 bytes a pixel, as `BitMapBackend::with_buffer` takes it.
+    let mut rgb = vec![0u8; width as usize * height as usize * 3];
+    let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
+    let drawn = (|| -> DrawResult {
+        root.fill(&WHITE)?;
+        draw(&root)?;
+        root.present()?;
+        Ok(())
+    })();
+    drawn.map_err(|e| plot_error(e.to_string()))?;
+    drop(root);
+    let png = encode_png(&rgb, width, height).map_err(|e| plot_error(format!("cannot encode the PNG: {e}")))?;
+    write_atomic(path, &png)
+}
+
+/// `rgb` (8 bits a channel, rows top to bottom) as the bytes of a PNG file.
+fn encode_png(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>, png::EncodingError> {
+    let mut bytes = Vec::new();
+    let mut encoder = png::Encoder::new(&mut bytes, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header()?;
+    writer.write_image_data(rgb)?;
+    writer.finish()?;
+    Ok(bytes)
 }
 
 /// One line of a chart.
@@ -278,17 +303,13 @@ pub fn line_chart(
     series: Vec<Series>,
     legend: SeriesLabelPosition,
 ) -> Result<(), TrainError> {
-    draw_png(path, |file| {
-        let root = BitMapBackend::new(file, (800, 560)).into_drawing_area();
-        root.fill(&WHITE)?;
+    draw_png(path, (800, 560), |root| {
         let panel = Panel {
             title: title.to_string(),
             axes,
             series,
         };
-        draw_panel(&root, panel, 15, Some(legend))?;
-        root.present()?;
-        Ok(())
+        draw_panel(root, panel, 15, Some(legend))
     })
 }
 
@@ -302,16 +323,13 @@ pub fn panel_grid(
     panels: Vec<Panel>,
     legend: SeriesLabelPosition,
 ) -> Result<(), TrainError> {
-    draw_png(path, |file| {
-        let size = ((cols * 320) as u32, (rows * 250 + 50) as u32);
-        let root = BitMapBackend::new(file, size).into_drawing_area();
-        root.fill(&WHITE)?;
+    let size = ((cols * 320) as u32, (rows * 250 + 50) as u32);
+    draw_png(path, size, |root| {
         let root = root.titled(title, (FONT, 26))?;
         let mut legend = Some(legend);
         for (panel, area) in panels.into_iter().zip(root.split_evenly((rows, cols))) {
             draw_panel(&area, panel, 11, legend.take())?;
         }
-        root.present()?;
         Ok(())
     })
 }
@@ -352,10 +370,8 @@ pub fn histogram_grid(
             counts
         })
         .collect();
-    draw_png(path, |file| {
-        let size = ((cols * 260) as u32, (rows * 220 + 50) as u32);
-        let root = BitMapBackend::new(file, size).into_drawing_area();
-        root.fill(&WHITE)?;
+    let size = ((cols * 260) as u32, (rows * 220 + 50) as u32);
+    draw_png(path, size, |root| {
         let root = root.titled(title, (FONT, 26))?;
         for ((histogram, counts), area) in histograms.iter().zip(&counts).zip(root.split_evenly((rows, cols))) {
             let tallest = counts.iter().copied().max().unwrap_or(1).max(1) as f64 * 1.05;
@@ -383,7 +399,6 @@ pub fn histogram_grid(
                 )
             }))?;
         }
-        root.present()?;
         Ok(())
     })
 }
@@ -413,14 +428,21 @@ pub fn plot_filters<T: tensor::Element>(
     let (filter_px_w, filter_px_h) = (width * cell, height * cell);
     let rows = shown.div_ceil(COLUMNS).max(1);
     const GAP: usize = 10;
-    let size = (
-        (COLUMNS * (filter_px_w + GAP) + GAP) as u32,
-        (rows * (filter_px_h + GAP) + GAP + 40) as u32,
-    );
-    draw_png(path, |file| {
-        let root = BitMapBackend::new(file, size).into_drawing_area();
-        root.fill(&WHITE)?;
-        let root = root.titled(title, (FONT, 18))?;
+    let grid_width = COLUMNS * (filter_px_w + GAP) + GAP;
+    // Small filters make a narrow grid (330 pixels for 3x3): the figure is
+    // widened to its title, which would otherwise be cut at both ends, and
+    // the grid centred in it.
+    register_font();
+    let title_font = (FONT, 18).into_font();
+    let title_width = title_font
+        .box_size(title)
+        .map(|(w, _)| w as usize)
+        .unwrap_or(title.chars().count() * 11);
+    let figure_width = grid_width.max(title_width + 4 * GAP);
+    let grid_left = (figure_width - grid_width) / 2;
+    let size = (figure_width as u32, (rows * (filter_px_h + GAP) + GAP + 40) as u32);
+    draw_png(path, size, |root| {
+        let root = root.titled(title, title_font)?;
         let plane = height * width;
         for (f, filter) in filters
             .as_slice()
@@ -433,7 +455,7 @@ pub fn plot_filters<T: tensor::Element>(
                 (lo.min(v.to_f64()), hi.max(v.to_f64()))
             });
             let (left, top) = (
-                (f % COLUMNS) * (filter_px_w + GAP) + GAP,
+                grid_left + (f % COLUMNS) * (filter_px_w + GAP) + GAP,
                 (f / COLUMNS) * (filter_px_h + GAP) + GAP,
             );
             for (i, v) in values.iter().enumerate() {
@@ -446,7 +468,6 @@ pub fn plot_filters<T: tensor::Element>(
                 ))?;
             }
         }
-        root.present()?;
         Ok(())
     })
 }
@@ -616,6 +637,46 @@ mod tests {
         let err = plot_filters(&dir.path().join("filters.jpg"), "x", &filters).unwrap_err();
         assert!(err.to_string().contains("ending in .png"), "{err}");
         assert!(!err.to_string().contains("ImageError"), "{err}");
+    }
+
+    /// The figure's pixels: width, height, and RGB rows top to bottom.
+    fn read_png(path: &Path) -> (usize, usize, Vec<u8>) {
+        let decoder = png::Decoder::new(std::fs::File::open(path).unwrap());
+        let mut reader = decoder.read_info().unwrap();
+        let mut rgb = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut rgb).unwrap();
+        assert_eq!(info.color_type, png::ColorType::Rgb);
+        (info.width as usize, info.height as usize, rgb)
+    }
+
+    #[test]
+    fn a_filter_figure_shows_its_whole_title_and_every_column() {
+        // 3x3 filters make a grid 330 pixels wide, narrower than this title:
+        // it was cut at both ends.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("filters.png");
+        let filters = tensor::Tensor::<f32>::zeros(&[200, 1, 3, 3]);
+        plot_filters(&path, "the first 128 of 200 filters of 3x3 (channel 0)", &filters).unwrap();
+        let (width, height, rgb) = read_png(&path);
+        let dark = |x: usize, y: usize| rgb[(y * width + x) * 3] < 200;
+        // The title's band: no ink within 10 pixels of either edge.
+        let title_ink: Vec<usize> = (0..30).flat_map(|y| (0..width).filter(move |&x| dark(x, y))).collect();
+        assert!(!title_ink.is_empty(), "no title drawn");
+        let (first, last) = (title_ink.iter().min().unwrap(), title_ink.iter().max().unwrap());
+        assert!(
+            *first >= 10 && *last < width - 10,
+            "title ink {first}..{last} of {width}"
+        );
+        // A row through the first filters: 8 gray squares (zeros draw mid-gray), the last
+        // one ending before the right edge.
+        let y = 45.min(height - 1);
+        let runs: Vec<(usize, usize)> = (0..width)
+            .filter(|&x| dark(x, y) && (x == 0 || !dark(x - 1, y)))
+            .map(|start| (start, (start..width).take_while(|&x| dark(x, y)).count()))
+            .collect();
+        assert_eq!(runs.len(), 8, "{runs:?}");
+        assert!(runs.iter().all(|&(_, len)| len == 30), "{runs:?}");
+        assert!(runs[7].0 + 30 < width - 5, "{runs:?} in {width}");
     }
 
     #[test]
