@@ -181,7 +181,7 @@ pub fn seconds_on_busy_pool(threads: usize, work: impl FnOnce() + Send) -> f64 {
         .build()
         .expect("a pool of a sane number of threads");
     pool.install(|| {
-        train::with_busy_workers(|| {
+        train::with_busy_workers(|_| {
             let start = std::time::Instant::now();
             work();
             start.elapsed().as_secs_f64()

@@ -36,7 +36,7 @@ fn train_step(c: &mut Criterion) {
             c.bench_function(&name, |b| {
                 // As the trainer runs it: the other workers kept busy.
                 pool.install(|| {
-                    with_busy_workers(|| {
+                    with_busy_workers(|_| {
                         b.iter(|| {
                             for index in indices.iter_mut() {
                                 *index = rng.random_range(0..n);

@@ -12,6 +12,17 @@
 //! `OMP_WAIT_POLICY=active` and OpenBLAS's threads do: they spin, taking
 //! work the moment it is pushed. The price is that those cores stay busy
 //! between pieces of work, which a run that asked for them uses anyway.
+//!
+//! Spinning is right only while the cores are ours. When another process
+//! holds one (a browser, a build), a worker that took half of a product can
+//! be descheduled for a whole time slice, milliseconds, while the step it
+//! belongs to waits: a 2-thread run became 2.5x slower than a 1-thread one.
+//! So the owner times its steps ([`Helpers::timed`]) and now and then runs a
+//! few of them the other way: with the helpers standing aside (asleep,
+//! taking no work, so that every job stays with the owner) or helping. The
+//! faster way is kept, and checked again after twice as many steps each time
+//! it wins. Which thread runs a job never changes what it computes, so the
+//! results are the same either way.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -21,17 +32,21 @@ use std::time::{Duration, Instant};
 /// returns (or panics). Which thread runs a job does not change what it
 /// computes, so results are the same as without spinning.
 ///
+/// `f` is given the [`Helpers`]: steps run through [`Helpers::timed`] let
+/// the helpers stand aside while they slow the work down (another process
+/// holding a core). Work not run through it leaves them helping.
+///
 /// Called outside a pool, in a pool of one thread, or in a pool of more
 /// threads than the machine has cores (spinners would then take turns on the
 /// cores with the threads doing the work), it just runs `f`.
-pub fn with_busy_workers<R>(f: impl FnOnce() -> R) -> R {
+pub fn with_busy_workers<R>(f: impl FnOnce(&mut Helpers<'_>) -> R) -> R {
     let Some(owner) = rayon::current_thread_index() else {
-        return f();
+        return f(&mut Helpers::none());
     };
     let threads = rayon::current_num_threads();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads < 2 || threads > cores {
-        return f();
+        return f(&mut Helpers::none());
     }
     let others = threads - 1;
     let spinners = Spinners {
@@ -39,6 +54,7 @@ pub fn with_busy_workers<R>(f: impl FnOnce() -> R) -> R {
         others,
         started: AtomicUsize::new(0),
         done: AtomicBool::new(false),
+        helping: AtomicBool::new(true),
     };
     // `in_place_scope` runs `f` here, on this worker, so `f` need not be
     // `Send`; the spinners are pushed to this worker's queue for the idle
@@ -54,8 +70,141 @@ pub fn with_busy_workers<R>(f: impl FnOnce() -> R) -> R {
         while spinners.started.load(Ordering::Acquire) < others && waiting.elapsed() < START_WAIT {
             std::hint::spin_loop();
         }
-        f()
+        f(&mut Helpers {
+            spinners: Some(&spinners),
+            pace: Pace::new(),
+        })
     })
+}
+
+/// The other workers of a pool kept busy by [`with_busy_workers`], as the
+/// owner sees them: helping (spinning, taking work) or standing aside.
+pub struct Helpers<'a> {
+    /// `None` where there are no helpers (one thread, no pool).
+    spinners: Option<&'a Spinners>,
+    pace: Pace,
+}
+
+impl Helpers<'_> {
+    fn none() -> Self {
+        Helpers {
+            spinners: None,
+            pace: Pace::new(),
+        }
+    }
+
+    /// Runs one step of a loop of like steps (a training iteration), timed:
+    /// the helpers help or stand aside for it as [`Pace`] has found faster.
+    pub fn timed<R>(&mut self, step: impl FnOnce() -> R) -> R {
+        let Some(spinners) = self.spinners else {
+            return step();
+        };
+        let start = Instant::now();
+        let result = step();
+        let helping = self.pace.record(start.elapsed());
+        // Between steps every job of the last one is finished, so the
+        // helpers can change their way here without a job in flight.
+        spinners.helping.store(helping, Ordering::Relaxed);
+        result
+    }
+
+    /// Whether the helpers help (spin and take work) at the next step; true
+    /// where there are none to stand aside.
+    pub fn helping(&self) -> bool {
+        self.spinners.is_none() || self.pace.helping
+    }
+}
+
+/// Steps in a measured window: 32 steps of the book's net are ~6 ms, several
+/// time slices, so that a helper descheduled now and then shows in the mean.
+const WINDOW: u32 = 32;
+/// Steps before the first window: the first steps allocate and warm caches.
+const WARM_UP: u32 = 8;
+/// Steps between trials of the other way, at first and after a change.
+const FIRST_INTERVAL: u32 = 4 * WINDOW;
+/// The most steps between trials: every ~1/16 of the steps are trials, at
+/// worst (the other way slower by as much as it ever is) a few percent.
+const LONGEST_INTERVAL: u32 = 64 * WINDOW;
+/// A trial wins when its mean step is faster than this fraction of the
+/// window before it: noise between windows is a few percent.
+const WIN_BELOW: f64 = 0.95;
+
+/// Which way the helpers run, and when to try the other one.
+struct Pace {
+    /// The way chosen: helping (spinning, taking work) or standing aside.
+    helping: bool,
+    /// Steps taken in the current window, and their time.
+    steps: u32,
+    elapsed: Duration,
+    /// The mean step of the last window run the chosen way.
+    chosen_mean: Option<Duration>,
+    /// Whether the current window is a trial of the other way.
+    trial: bool,
+    /// Windows the chosen way until the next trial, and that interval.
+    until_trial: u32,
+    interval: u32,
+    /// Steps left to warm up.
+    warm_up: u32,
+}
+
+impl Pace {
+    fn new() -> Self {
+        Pace {
+            helping: true,
+            steps: 0,
+            elapsed: Duration::ZERO,
+            chosen_mean: None,
+            // The first window after the warm-up is measured helping, the
+            // second standing aside: the choice is made from the start.
+            trial: false,
+            until_trial: 1,
+            interval: FIRST_INTERVAL / WINDOW,
+            warm_up: WARM_UP,
+        }
+    }
+
+    /// Records a step's time; returns whether the helpers help at the next.
+    fn record(&mut self, step: Duration) -> bool {
+        if self.warm_up > 0 {
+            self.warm_up -= 1;
+            return self.current();
+        }
+        self.steps += 1;
+        self.elapsed += step;
+        // A trial already slower than a window of the chosen way has lost:
+        // it ends there, so that a trial costs at most about one window's
+        // time however slow the other way is (a helper descheduled in every
+        // step of it: tens of times slower).
+        let chosen = self.chosen_mean.unwrap_or(Duration::MAX).as_secs_f64();
+        let lost = self.trial && self.elapsed.as_secs_f64() > chosen * f64::from(WINDOW);
+        if self.steps < WINDOW && !lost {
+            return self.current();
+        }
+        let mean = self.elapsed / self.steps;
+        (self.steps, self.elapsed) = (0, Duration::ZERO);
+        if self.trial {
+            self.trial = false;
+            if !lost && mean.as_secs_f64() < WIN_BELOW * chosen {
+                // The other way is faster: take it, and check it again soon.
+                self.helping = !self.helping;
+                self.chosen_mean = Some(mean);
+                self.interval = FIRST_INTERVAL / WINDOW;
+            } else {
+                self.interval = (self.interval * 2).min(LONGEST_INTERVAL / WINDOW);
+            }
+            self.until_trial = self.interval;
+        } else {
+            self.chosen_mean = Some(mean);
+            self.until_trial -= 1;
+            self.trial = self.until_trial == 0;
+        }
+        self.current()
+    }
+
+    /// The way of the next step: the chosen one, or the other in a trial.
+    fn current(&self) -> bool {
+        self.helping != self.trial
+    }
 }
 
 /// How long the owner waits for the spinners to start before running `f`
@@ -73,7 +222,14 @@ struct Spinners {
     started: AtomicUsize,
     /// Set when `f` has returned or panicked.
     done: AtomicBool,
+    /// Whether the spinners take work; when not, they sleep in short naps
+    /// and every job stays with the owner.
+    helping: AtomicBool,
 }
+
+/// A standing-aside spinner's nap: short enough that it is back within a
+/// step of being asked to help, long enough to leave the core to others.
+const NAP: Duration = Duration::from_micros(200);
 
 impl Spinners {
     /// A worker's loop while the owner's work lasts.
@@ -92,7 +248,9 @@ impl Spinners {
             std::hint::spin_loop();
         }
         while !self.done.load(Ordering::Acquire) {
-            if rayon::yield_now() != Some(rayon::Yield::Executed) {
+            if !self.helping.load(Ordering::Relaxed) {
+                std::thread::sleep(NAP);
+            } else if rayon::yield_now() != Some(rayon::Yield::Executed) {
                 std::hint::spin_loop();
             }
         }
@@ -130,11 +288,11 @@ mod tests {
     fn work_inside_finishes_and_returns_its_value_for_any_pool_size() {
         let values: Vec<u64> = (1..=10_000).collect();
         for threads in 1..=4 {
-            let sum = pool(threads).install(|| with_busy_workers(|| (0..50).map(|_| join_sum(&values)).sum::<u64>()));
+            let sum = pool(threads).install(|| with_busy_workers(|_| (0..50).map(|_| join_sum(&values)).sum::<u64>()));
             assert_eq!(sum, 50 * 10_000 * 10_001 / 2, "{threads} threads");
         }
         // Outside any pool it is a plain call.
-        assert_eq!(with_busy_workers(|| 7), 7);
+        assert_eq!(with_busy_workers(|_| 7), 7);
     }
 
     #[test]
@@ -144,7 +302,7 @@ mod tests {
         // there; the owner would then (after 10 s, a guard against hanging,
         // not a measure of speed) run it itself, and fail.
         pool(2).install(|| {
-            with_busy_workers(|| {
+            with_busy_workers(|_| {
                 let owner = rayon::current_thread_index();
                 for _ in 0..100 {
                     let taken_by = AtomicUsize::new(usize::MAX);
@@ -168,9 +326,101 @@ mod tests {
     #[test]
     fn a_panic_in_f_stops_the_spinners_and_reaches_the_caller() {
         let pool = pool(2);
-        let result = pool.install(|| std::panic::catch_unwind(|| with_busy_workers(|| panic!("inside"))));
+        let result = pool.install(|| std::panic::catch_unwind(|| with_busy_workers(|_| panic!("inside"))));
         assert!(result.is_err());
         // The scope waited for the spinners to stop, and the pool still works.
-        assert_eq!(pool.install(|| with_busy_workers(|| join_sum(&[1, 2, 3, 4, 5, 6]))), 21);
+        assert_eq!(
+            pool.install(|| with_busy_workers(|_| join_sum(&[1, 2, 3, 4, 5, 6]))),
+            21
+        );
+    }
+
+    /// Which worker runs the second half of a join while the first waits
+    /// (up to `wait`) for it to be taken.
+    fn taker_of_a_join(wait: Duration) -> Option<usize> {
+        let taken_by = AtomicUsize::new(usize::MAX);
+        let waiting = Instant::now();
+        rayon::join(
+            || {
+                while taken_by.load(Ordering::Acquire) == usize::MAX && waiting.elapsed() < wait {
+                    std::hint::spin_loop();
+                }
+            },
+            || taken_by.store(rayon::current_thread_index().unwrap(), Ordering::Release),
+        );
+        Some(taken_by.into_inner())
+    }
+
+    #[test]
+    fn standing_aside_helpers_leave_every_job_to_the_owner_and_return_to_help() {
+        pool(2).install(|| {
+            with_busy_workers(|helpers| {
+                let owner = rayon::current_thread_index();
+                let spinners = helpers.spinners.expect("two threads on a machine of two or more cores");
+                spinners.helping.store(false, Ordering::Relaxed);
+                // A nap or two for the spinner to see it.
+                std::thread::sleep(4 * NAP);
+                for _ in 0..20 {
+                    // Left 2 ms in the owner's queue, the job is still there
+                    // for the owner to run itself.
+                    assert_eq!(taker_of_a_join(Duration::from_millis(2)), owner);
+                }
+                spinners.helping.store(true, Ordering::Relaxed);
+                for _ in 0..20 {
+                    assert_ne!(taker_of_a_join(Duration::from_secs(10)), owner);
+                }
+            })
+        });
+    }
+
+    /// Runs `steps` steps through a [`Pace`] whose steps take `cost(helping,
+    /// step)`; returns how many ran helping.
+    fn paced(pace: &mut Pace, steps: u32, cost: impl Fn(bool, u32) -> Duration) -> u32 {
+        let mut helped = 0;
+        let mut helping = pace.current();
+        for step in 0..steps {
+            helped += u32::from(helping);
+            helping = pace.record(cost(helping, step));
+        }
+        helped
+    }
+
+    #[test]
+    fn pace_keeps_helping_while_it_is_faster_and_tries_the_other_way_rarely() {
+        let mut pace = Pace::new();
+        let ms = Duration::from_millis;
+        // Helping: 2 ms a step; standing aside: 3 ms (two cores of our own).
+        let helped = paced(&mut pace, 10_000, |helping, _| if helping { ms(2) } else { ms(3) });
+        assert!(pace.helping);
+        // The trials, at doubling intervals, are under 4% of the steps.
+        assert!(helped > 9_600, "{helped} of 10000 steps helped");
+    }
+
+    #[test]
+    fn pace_stands_aside_while_helping_is_slower_and_follows_a_change() {
+        let mut pace = Pace::new();
+        let ms = Duration::from_millis;
+        // Another process holds a core: helping costs 2.5x.
+        let helped = paced(&mut pace, 10_000, |helping, _| if helping { ms(5) } else { ms(2) });
+        assert!(!pace.helping);
+        assert!(helped < 400, "{helped} of 10000 steps helped");
+        // However slow helping is, a trial of it ends once it has taken a
+        // window's time: 50x slower, 16 trials cost well under 1.5 windows each.
+        let mut pace = Pace::new();
+        let helped = paced(&mut pace, 10_000, |helping, _| if helping { ms(100) } else { ms(2) });
+        assert!(!pace.helping);
+        assert!(helped < WARM_UP + WINDOW + 16, "{helped} of 10000 steps helped");
+        // The other process ends: within the longest interval and a trial,
+        // the helpers help again, and keep helping.
+        let helped = paced(&mut pace, 10_000, |helping, _| if helping { ms(2) } else { ms(3) });
+        assert!(pace.helping);
+        assert!(helped > 10_000 - LONGEST_INTERVAL - 2 * WINDOW - 400, "{helped}");
+    }
+
+    #[test]
+    fn timed_steps_without_helpers_run_as_they_are() {
+        // Outside a pool there is nothing to pace: the step's value comes back.
+        let total = with_busy_workers(|helpers| (0..100).map(|i| helpers.timed(|| i)).sum::<u32>());
+        assert_eq!(total, 4950);
     }
 }

@@ -21,7 +21,7 @@ mod evaluate;
 pub mod report;
 mod trainer;
 
-pub use busy::with_busy_workers;
+pub use busy::{with_busy_workers, Helpers};
 pub use checkpoint::{load_checkpoint, remove_stale_temp_files, save_checkpoint, write_atomic, Checkpoint};
 pub use config::{MlpOptions, ModelSpec, TrainConfig, MAX_BATCH, MAX_ITERS, MAX_THREADS};
 pub use cost::ModelCost;

@@ -14,7 +14,7 @@
 //! optimizer writes into a spare set of parameters (and state) that is then
 //! swapped in, which also keeps the previous ones for the divergence guard.
 
-use crate::{accuracy, with_busy_workers, Dataset, TrainConfig, TrainError};
+use crate::{accuracy, with_busy_workers, Dataset, Helpers, TrainConfig, TrainError};
 use layers::{layer_stream, Optimizer, Sequential, Target};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -305,10 +305,10 @@ impl<T: Element, D: Dataset> Trainer<T, D> {
         // rayon's joins need no allocation. The other workers spin between
         // the pieces of a step rather than sleep (see `busy`).
         let pool = Arc::clone(&self.pool);
-        pool.install(|| with_busy_workers(|| self.run_on_pool(observer)))
+        pool.install(|| with_busy_workers(|helpers| self.run_on_pool(observer, helpers)))
     }
 
-    fn run_on_pool(&mut self, observer: &mut dyn Observer) -> Result<Summary, TrainError> {
+    fn run_on_pool(&mut self, observer: &mut dyn Observer, helpers: &mut Helpers<'_>) -> Result<Summary, TrainError> {
         let config = self.config.clone();
         let eval_every = config.eval_interval(self.train.len());
         // Stream 0 of this seed drew the weights; the batches use stream 1,
@@ -337,14 +337,22 @@ impl<T: Element, D: Dataset> Trainer<T, D> {
                 *index = rng.random_range(0..self.train.len());
             }
             observer.on_batch(iteration, &indices);
-            self.train.gather(&indices, &mut x, &mut labels);
-            // [N, C, H, W] for a convolutional net (a reshape, never a copy).
-            self.model.shape_batch(&mut x)?;
-            self.model.copy_buffers_into(&mut saved[iteration % 2]);
-            let loss = self
-                .model
-                .gradient_unchecked(&x, Target::Labels(&labels), &mut layer_rng)
-                .to_f64();
+            // The step is timed, for the helpers to stand aside while they
+            // slow it down (see `busy`).
+            let loss = helpers.timed(|| -> Result<f64, TrainError> {
+                self.train.gather(&indices, &mut x, &mut labels);
+                // [N, C, H, W] for a convolutional net (a reshape, never a copy).
+                self.model.shape_batch(&mut x)?;
+                self.model.copy_buffers_into(&mut saved[iteration % 2]);
+                let loss = self
+                    .model
+                    .gradient_unchecked(&x, Target::Labels(&labels), &mut layer_rng)
+                    .to_f64();
+                if loss.is_finite() {
+                    self.optimizer.step(&mut self.model);
+                }
+                Ok(loss)
+            })?;
             if !loss.is_finite() {
                 // Back to the parameters of iteration - 1, whose loss was finite
                 // (nothing to undo before the first step).
@@ -360,7 +368,6 @@ impl<T: Element, D: Dataset> Trainer<T, D> {
                     last_good: iteration.checked_sub(1),
                 });
             }
-            self.optimizer.step(&mut self.model);
             self.losses.push(loss as f32);
             window_sum += loss;
             window_len += 1;
