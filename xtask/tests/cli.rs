@@ -1098,3 +1098,32 @@ fn a_full_stdout_is_reported_after_the_work() {
     assert!(stderr.contains("could not write the output to stdout"), "{stderr}");
     assert!(out_dir.join("optimizer-paths.png").is_file(), "the work was kept");
 }
+
+/// Downloads go through the system's `curl`: where it is missing, `fetch`
+/// from a URL says so and what to install; where a mirror answers an error
+/// status, curl's reason is in the message. Both leave no folder behind.
+#[test]
+fn a_download_names_what_went_wrong_with_curl() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("data");
+    // Nothing listens on port 9 of the loopback in a test machine: with
+    // curl found, the connection is refused; without, curl is asked for.
+    let args = [
+        "fetch",
+        "--from",
+        "http://127.0.0.1:9/mnist/",
+        "--dir",
+        target.to_str().unwrap(),
+    ];
+    let out = command(&args, None).env("PATH", dir.path()).output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("`curl` program"), "{stderr}");
+    assert!(stderr.contains("install curl"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    if Command::new("curl").arg("--version").output().is_ok() {
+        let out = fails_with(&args, None, "http://127.0.0.1:9/mnist/train-images-idx3-ubyte.gz");
+        assert!(text(&out.stderr).contains("download failed"), "{}", text(&out.stderr));
+    }
+    assert!(!target.exists(), "no empty folder left");
+}
