@@ -559,8 +559,9 @@ pub fn check_inference_cost(
     let flops = cost.flops_per_example * examples as f64;
     if flops > MAX_INFERENCE_FLOPS {
         return Err(XtaskError::Usage(format!(
-            "{}: scoring {examples} images with this model is about {flops:.1e} floating-point operations ({:.1e} per image), more than the {MAX_INFERENCE_FLOPS:.0e} a command takes from a checkpoint; it is not a model this project trains",
+            "{}: scoring {examples} image{} with this model is about {flops:.1e} floating-point operations ({:.1e} per image), more than the {MAX_INFERENCE_FLOPS:.0e} a command takes from a checkpoint; it is not a model this project trains",
             path.display(),
+            if examples == 1 { "" } else { "s" },
             cost.flops_per_example
         )));
     }

@@ -81,9 +81,9 @@ pub struct Args {
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Refuse a run whose memory estimate (network, optimizer, batches) is
-    /// above this many GiB; a value above the memory this machine has
-    /// available is capped to it.
-    #[arg(long, value_name = "GIB", default_value_t = 4.0, allow_negative_numbers = true, value_parser = parse_gib)]
+    /// above this many GiB (the book's nets need at most 0.8); a value above
+    /// the memory this machine has available is capped to it.
+    #[arg(long, value_name = "GIB", default_value_t = 1.0, allow_negative_numbers = true, value_parser = parse_gib)]
     max_memory: f64,
     #[command(flatten)]
     threads: ThreadsArg,

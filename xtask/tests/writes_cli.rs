@@ -448,7 +448,7 @@ fn a_negative_count_is_refused_saying_what_the_flag_takes() {
 }
 
 /// LeNet-5 on batches of 30000 was accepted at an 11.2 GiB estimate (8 GB
-/// resident, 38 s for one step): above `--max-memory` (4 GiB unless
+/// resident, 38 s for one step): above `--max-memory` (1 GiB unless
 /// raised) a run is refused before any work, saying the estimate, the
 /// limit and the fix. (A machine with less memory available than the
 /// limit caps it, and says so instead.)
@@ -479,9 +479,14 @@ fn a_run_above_max_memory_is_refused_before_any_work() {
         assert!(!stderr.contains("/nonexistent"), "the data was looked for: {stderr}");
     };
     let out = train(&["--net", lenet.to_str().unwrap(), "--batch-size", "30000"]);
-    refused(&out, "4");
-    // SimpleConvNet on batches of 4000 is about 1.7 GiB: refused below that...
+    refused(&out, "1");
+    // SimpleConvNet on batches of 4000 is about 1.7 GiB: refused below that,
+    // by default too...
     let convnet = ["--model", "simple-convnet", "--batch-size", "4000"];
+    refused(&train(&convnet), "1");
+    // ...and the book's largest recipe, DeepConvNet's (0.8 GiB), is not.
+    let out = train(&["--model", "deep-convnet"]);
+    assert!(stderr_of(&out).contains("/nonexistent"), "{}", stderr_of(&out));
     refused(&train(&[&convnet[..], &["--max-memory", "1.5"]].concat()), "1.5");
     // ...and, above it, noted and let through (to the missing data here).
     let out = train(&[&convnet[..], &["--max-memory", "2"]].concat());

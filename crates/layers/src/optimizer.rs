@@ -939,11 +939,18 @@ impl OptimizerConfig {
 
     /// The settings that apply to this kind, for headers: `adam lr 0.001 beta1 0.9 beta2 0.999`.
     pub fn describe(&self) -> String {
-        let lr = format!("{} lr {}", self.kind, self.learning_rate);
+        // As a person reads them: 1e30, not thirty-one digits.
+        let lr = format!("{} lr {}", self.kind, crate::readable(self.learning_rate));
         match self.kind {
-            OptimizerKind::Momentum | OptimizerKind::Nesterov => format!("{lr} momentum {}", self.momentum),
-            OptimizerKind::RmsProp => format!("{lr} decay {}", self.decay_rate),
-            OptimizerKind::Adam => format!("{lr} beta1 {} beta2 {}", self.beta1, self.beta2),
+            OptimizerKind::Momentum | OptimizerKind::Nesterov => {
+                format!("{lr} momentum {}", crate::readable(self.momentum))
+            }
+            OptimizerKind::RmsProp => format!("{lr} decay {}", crate::readable(self.decay_rate)),
+            OptimizerKind::Adam => format!(
+                "{lr} beta1 {} beta2 {}",
+                crate::readable(self.beta1),
+                crate::readable(self.beta2)
+            ),
             OptimizerKind::Sgd | OptimizerKind::AdaGrad => lr,
         }
     }
