@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# backprop-rs against PyTorch (eager, float32, CPU) on the book's three nets,
+# on the same machine, interleaved: RUNS rounds (default 3), each running
+# every net in ours and in PyTorch; the medians and the ratios.
+#
+#   MNIST_DIR=../shared/data/mnist bash benches/compare_torch.sh [RUNS]
+#
+#   default        the default run (TwoLayerNet, SGD, 10000 steps and 18
+#                  evaluations of 70k images): seconds_total
+#   simple-convnet one epoch of the book's SimpleConvNet (Adam, 600 steps
+#                  of 100): seconds_train
+#   deep-convnet   100 steps of the book's DeepConvNet (Adam, batch 100,
+#                  dropout): seconds_train
+#
+# PyTorch comes from pip into target/torch-venv (benches/torch/venv.sh); its
+# side is benches/torch/book_nets.py.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${MNIST_DIR:?set MNIST_DIR to a folder with the four MNIST .gz files}"
+MNIST_DIR="$(cd "$MNIST_DIR" && pwd)"
+runs="${1:-3}"
+case "$runs" in
+  [1-9] | [1-9][0-9]) ;;
+  *) echo "error: RUNS must be a whole number from 1 to 99, got '$runs'" >&2; exit 2 ;;
+esac
+
+. benches/torch/venv.sh
+cargo build --quiet --release -p xtask
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+
+ours() {
+  local net="$1"; shift
+  MNIST_DIR="$MNIST_DIR" target/release/xtask train --json --overwrite \
+    --out "target/compare-torch-$net" "$@" | tail -n 1
+}
+
+for i in $(seq "$runs"); do
+  for net in default simple-convnet deep-convnet; do
+    echo "run $i of $runs: $net ..." >&2
+    case "$net" in
+      default) json=$(ours "$net") ;;
+      simple-convnet) json=$(ours "$net" --model simple-convnet --epochs 1 --eval-every 100000 --eval-train-size 100) ;;
+      deep-convnet) json=$(ours "$net" --model deep-convnet --iters 100 --eval-every 100000 --eval-train-size 100) ;;
+    esac
+    echo "ours $net	$json" >>"$results"
+    json=$("$torch_venv/bin/python" benches/torch/book_nets.py "$MNIST_DIR" "$net")
+    echo "torch $net	$json" >>"$results"
+  done
+done
+
+CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \
+AVX512="$(grep -qw avx512f /proc/cpuinfo && echo yes || echo no)" \
+RESULTS="$results" "$torch_venv/bin/python" - <<'PY'
+import json, os, statistics
+runs = {}
+for line in open(os.environ["RESULTS"]):
+    name, text = line.rstrip("\n").split("\t", 1)
+    runs.setdefault(name, []).append(json.loads(text))
+first = runs["torch default"][0]
+print(f"CPU: {os.environ['CPU']} (AVX-512: {os.environ['AVX512']}); PyTorch {first['torch']} on {first['threads']} threads; medians of {len(runs['torch default'])}")
+print(f"{'work':44} {'ours':>8} {'PyTorch':>8} {'PyTorch / ours':>15}")
+for net, key, what in [
+    ("default", "seconds_total", "default run, seconds_total"),
+    ("simple-convnet", "seconds_train", "SimpleConvNet one epoch, seconds_train"),
+    ("deep-convnet", "seconds_train", "DeepConvNet 100 steps, seconds_train"),
+]:
+    ours = statistics.median(r[key] for r in runs["ours " + net])
+    torch = statistics.median(r[key] for r in runs["torch " + net])
+    spread = lambda name: "/".join(f"{r[key]:.2f}" for r in runs[name + " " + net])
+    print(f"{what:44} {ours:8.2f} {torch:8.2f} {torch / ours:14.2f}x   (ours {spread('ours')}; PyTorch {spread('torch')})")
+PY
