@@ -94,7 +94,8 @@ impl Helpers<'_> {
     }
 
     /// Runs one step of a loop of like steps (a training iteration), timed:
-    /// the helpers help or stand aside for it as [`Pace`] has found faster.
+    /// the helpers help or stand aside for it, whichever way the timings so
+    /// far have found faster.
     pub fn timed<R>(&mut self, step: impl FnOnce() -> R) -> R {
         let Some(spinners) = self.spinners else {
             return step();
