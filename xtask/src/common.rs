@@ -211,7 +211,7 @@ fn locate_data(dataset: Dataset, data_dir: Option<&Path>) -> Result<PathBuf> {
 }
 
 /// One split of a data set, from where [`locate_data`] finds it.
-fn load_split(dataset: Dataset, data_dir: Option<&Path>, split: Split) -> Result<ImageSet> {
+pub fn load_split(dataset: Dataset, data_dir: Option<&Path>, split: Split) -> Result<ImageSet> {
     let dir = locate_data(dataset, data_dir)?;
     // Folders are untrusted too: every file must be the data set's own.
     Ok(Mnist::load_split_verified(&dir, dataset, split)?)
@@ -487,7 +487,7 @@ impl FetchProgress for BarProgress {
 /// Loads a model written by `cargo xtask train` and picks the data set:
 /// `--dataset` if given, else the one recorded in the checkpoint. The model
 /// must take the data set's images and score its 10 classes.
-fn load_model(path: &Path, dataset: Option<Dataset>) -> Result<(train::Checkpoint<f32>, Dataset)> {
+pub fn load_model(path: &Path, dataset: Option<Dataset>) -> Result<(train::Checkpoint<f32>, Dataset)> {
     let checkpoint = train::load_checkpoint::<f32>(path)?;
     let dataset = match dataset {
         Some(d) => d,

@@ -1127,3 +1127,90 @@ fn a_download_names_what_went_wrong_with_curl() {
     }
     assert!(!target.exists(), "no empty folder left");
 }
+
+/// `eval` with several `--model`s averages their probabilities: each model's
+/// own accuracy is the one `eval` gives it alone, the ensemble's confusion
+/// matrix covers the test set, and `--misclassified` draws the images it
+/// gets wrong, saying how many.
+#[test]
+#[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
+fn an_ensemble_is_scored_and_its_mistakes_drawn() {
+    let real = mnist::test_data_dir("MNIST_DIR");
+    let runs = tempfile::tempdir().unwrap();
+    let mut models = Vec::new();
+    for seed in ["1", "2"] {
+        let dir = runs.path().join(format!("seed{seed}"));
+        let out = run(
+            &[
+                "train",
+                "--iters",
+                "150",
+                "--seed",
+                seed,
+                "--out",
+                dir.to_str().unwrap(),
+            ],
+            Some(&real),
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        models.push(dir.join("model.safetensors"));
+    }
+    let alone: Vec<f64> = models
+        .iter()
+        .map(|m| {
+            let out = run(&["eval", "--model", m.to_str().unwrap(), "--json"], Some(&real));
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            last_json(&out)["test_accuracy"].as_f64().unwrap()
+        })
+        .collect();
+    assert_ne!(alone[0], alone[1], "two different models");
+    let figure = runs.path().join("wrong.png");
+    let out = run(
+        &[
+            "eval",
+            "--model",
+            models[0].to_str().unwrap(),
+            "--model",
+            models[1].to_str().unwrap(),
+            "--misclassified",
+            figure.to_str().unwrap(),
+            "--json",
+        ],
+        Some(&real),
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json = last_json(&out);
+    let each: Vec<f64> = json["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["test_accuracy"].as_f64().unwrap())
+        .collect();
+    assert_eq!(each, alone);
+    let matrix: Vec<Vec<u64>> = serde_json::from_value(json["confusion_matrix"].clone()).unwrap();
+    let total: u64 = matrix.iter().flatten().sum();
+    let right: u64 = (0..10).map(|i| matrix[i][i]).sum();
+    assert_eq!(total, 10000);
+    assert_eq!(json["test_accuracy"].as_f64().unwrap(), right as f64 / 10000.0);
+    assert!(stdout.contains("the mean of these 2 models' probabilities"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{} of 10000 test images misclassified", 10000 - right)),
+        "{stdout}"
+    );
+    assert!(std::fs::read(&figure).unwrap().starts_with(b"\x89PNG"));
+    // Not PNG: refused in plain words, nothing written.
+    let jpeg = runs.path().join("wrong.jpg");
+    let out = fails_with(
+        &[
+            "eval",
+            "--model",
+            models[0].to_str().unwrap(),
+            "--misclassified",
+            jpeg.to_str().unwrap(),
+        ],
+        Some(&real),
+        "ending in .png",
+    );
+    assert!(!jpeg.exists(), "{}", text(&out.stderr));
+}

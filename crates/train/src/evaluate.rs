@@ -184,6 +184,81 @@ pub fn checked_confusion_matrix<T: Element, D: Dataset>(
     Ok(counts.rows(classes))
 }
 
+/// The class probabilities of every example of `data`, in order: the
+/// softmax of its scores, `data.len()` rows of `classes` (the network's
+/// outputs) values, row-major, in f64. One pass; refuses, as
+/// [`checked_accuracy`] does, scores that are not finite and examples not of
+/// the network's input size. For averaging several models (an ensemble)
+/// and for looking at single predictions.
+pub fn checked_probabilities<T: Element, D: Dataset>(net: &Sequential<T>, data: &D) -> Result<Vec<f64>, TrainError> {
+    if data.is_empty() {
+        return Ok(Vec::new());
+    }
+    check_input_size(net, data)?;
+    let classes = net.output_size();
+    let chunk_len = chunk_images(net);
+    let chunks = data.len().div_ceil(chunk_len);
+    let pieces = 2 * rayon::current_num_threads();
+    // Each chunk's rows, and how many of them had scores that are not finite.
+    let parts: Vec<(Vec<f64>, usize)> = (0..chunks)
+        .into_par_iter()
+        .with_min_len(chunks.div_ceil(pieces).max(1))
+        .map_init(
+            || Scratch {
+                x: Tensor::zeros(&[chunk_len, data.features()]),
+                labels: Vec::with_capacity(chunk_len),
+                activations: net.new_scratch(),
+            },
+            |scratch, chunk| {
+                data.gather_range(chunk * chunk_len, chunk_len, &mut scratch.x, &mut scratch.labels);
+                net.shape_batch(&mut scratch.x)
+                    .expect("evaluation data has the network's input size (checked above)");
+                let logits = net
+                    .predict_with(&scratch.x, &mut scratch.activations)
+                    .expect("evaluation data has the network's input size (checked above)");
+                let mut rows = Vec::with_capacity(scratch.labels.len() * classes);
+                let mut nonfinite = 0;
+                for row in logits.as_slice().chunks_exact(classes).take(scratch.labels.len()) {
+                    let scores: Vec<f64> = row.iter().map(|v| v.to_f64()).collect();
+                    nonfinite += usize::from(!scores.iter().all(|v| v.is_finite()));
+                    // exp(s - max) / sum: the largest term is 1, nothing overflows.
+                    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                    let sum: f64 = exps.iter().sum();
+                    rows.extend(exps.iter().map(|e| e / sum));
+                }
+                (rows, nonfinite)
+            },
+        )
+        .collect();
+    let nonfinite: usize = parts.iter().map(|(_, n)| n).sum();
+    if nonfinite > 0 {
+        return Err(TrainError::NonFiniteOutput {
+            examples: nonfinite,
+            of: data.len(),
+        });
+    }
+    Ok(parts.into_iter().flat_map(|(rows, _)| rows).collect())
+}
+
+/// The class of each row of `probabilities` (rows of `classes` values): the
+/// first of the largest, as [`accuracy`] takes the first of the largest
+/// scores.
+pub fn argmax_rows(probabilities: &[f64], classes: usize) -> Vec<usize> {
+    probabilities
+        .chunks_exact(classes.max(1))
+        .map(|row| {
+            let mut best = 0;
+            for (j, &p) in row.iter().enumerate() {
+                if p > row[best] {
+                    best = j;
+                }
+            }
+            best
+        })
+        .collect()
+}
+
 /// The fraction of `examples` on the diagonal of `matrix` (a
 /// [`confusion_matrix`]: the examples predicted as their label), in `[0,
 /// 1]`; 0 for no examples.
@@ -305,5 +380,27 @@ mod tests {
         let narrow = ArrayData::new(&values[..50], &labels[..10], 5).unwrap();
         let err = checked_confusion_matrix(&net, &narrow, 3).unwrap_err();
         assert!(matches!(err, TrainError::Data(_)), "{err}");
+    }
+
+    #[test]
+    fn probabilities_are_a_softmax_per_example_whose_argmax_is_the_prediction() {
+        let (values, labels) = examples();
+        let data = ArrayData::new(&values, &labels, 6).unwrap();
+        let net = NetSpec::new(&[6]).affine(5).relu().affine(3).build::<f32>(7).unwrap();
+        let probabilities = checked_probabilities(&net, &data).unwrap();
+        let classes = net.output_size();
+        assert_eq!(probabilities.len(), data.len() * classes);
+        for row in probabilities.chunks_exact(classes) {
+            let sum: f64 = row.iter().sum();
+            assert!(
+                (sum - 1.0).abs() < 1e-12 && row.iter().all(|&p| (0.0..=1.0).contains(&p)),
+                "{row:?}"
+            );
+        }
+        let predicted = argmax_rows(&probabilities, classes);
+        let correct = predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
+        let acc = correct as f64 / data.len() as f64;
+        assert_eq!(acc, accuracy(&net, &data));
+        assert!(acc > 0.0 && acc < 1.0, "{acc}: a test that can tell");
     }
 }

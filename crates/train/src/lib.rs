@@ -28,6 +28,7 @@ pub use cost::ModelCost;
 pub use data::{ArrayData, Dataset, ImageData};
 pub use error::TrainError;
 pub use evaluate::{
-    accuracy, checked_accuracy, checked_confusion_matrix, chunk_images, confusion_matrix, matrix_accuracy, EVAL_CHUNK,
+    accuracy, argmax_rows, checked_accuracy, checked_confusion_matrix, checked_probabilities, chunk_images,
+    confusion_matrix, matrix_accuracy, EVAL_CHUNK,
 };
 pub use trainer::{EvalRecord, Observer, Summary, Trainer};

@@ -472,6 +472,63 @@ pub fn plot_filters<T: tensor::Element>(
     })
 }
 
+/// Draws images (`side x side` bytes each, ink high as in MNIST) in a grid
+/// of ten columns, dark on white at three pixels a pixel, each with its
+/// caption under it, under `title`: the book's figure of the digits a net
+/// gets wrong (figure 8-6), with "true -> predicted" captions. At most
+/// [`MAX_DIGITS`] are drawn; the caller says how many there were.
+pub fn plot_digits(path: &Path, title: &str, digits: &[(&[u8], String)], side: usize) -> Result<(), TrainError> {
+    const COLUMNS: usize = 10;
+    const SCALE: usize = 3;
+    const GAP: usize = 12;
+    const CAPTION: usize = 18;
+    let shown = &digits[..digits.len().min(MAX_DIGITS)];
+    if let Some((image, _)) = shown.iter().find(|(image, _)| image.len() != side * side) {
+        return Err(TrainError::Plot {
+            path: path.to_path_buf(),
+            detail: format!("an image of {} values is not {side}x{side}", image.len()),
+        });
+    }
+    let cell = side * SCALE;
+    let rows = shown.len().div_ceil(COLUMNS).max(1);
+    let grid_width = COLUMNS * (cell + GAP) + GAP;
+    register_font();
+    let title_font = (FONT, 18).into_font();
+    let title_width = title_font
+        .box_size(title)
+        .map(|(w, _)| w as usize)
+        .unwrap_or(title.len() * 11);
+    let width = grid_width.max(title_width + 4 * GAP);
+    let left_margin = (width - grid_width) / 2;
+    let size = (width as u32, (rows * (cell + CAPTION + GAP) + GAP + 40) as u32);
+    draw_png(path, size, |root| {
+        let root = root.titled(title, title_font)?;
+        for (i, (image, caption)) in shown.iter().enumerate() {
+            let (left, top) = (
+                left_margin + (i % COLUMNS) * (cell + GAP) + GAP,
+                (i / COLUMNS) * (cell + CAPTION + GAP) + GAP,
+            );
+            for (p, &value) in image.iter().enumerate() {
+                let gray = 255 - value;
+                let (x, y) = (left + (p % side) * SCALE, top + (p / side) * SCALE);
+                root.draw(&Rectangle::new(
+                    [(x as i32, y as i32), ((x + SCALE) as i32, (y + SCALE) as i32)],
+                    RGBColor(gray, gray, gray).filled(),
+                ))?;
+            }
+            root.draw(&Text::new(
+                caption.clone(),
+                (left as i32, (top + cell + 2) as i32),
+                (FONT, 15).into_font(),
+            ))?;
+        }
+        Ok(())
+    })
+}
+
+/// The most images [`plot_digits`] draws: ten rows of ten.
+pub const MAX_DIGITS: usize = 100;
+
 /// Writes a CSV table: a header line, then one line per row.
 pub fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) -> Result<(), TrainError> {
     let mut text = header.join(",");
@@ -702,5 +759,42 @@ mod tests {
             corner,
             SeriesLabelPosition::LowerRight | SeriesLabelPosition::LowerLeft
         ));
+    }
+
+    #[test]
+    fn a_digit_grid_draws_each_image_dark_on_white_with_its_caption() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wrong.png");
+        // 12 images: a full 28x28 square of ink, so each cell is a black
+        // 84x84 block; two rows of ten columns, the second with 2.
+        let ink = vec![255u8; 28 * 28];
+        let digits: Vec<(&[u8], String)> = (0..12)
+            .map(|i| (&ink[..], format!("{} -> {}", i % 10, (i + 1) % 10)))
+            .collect();
+        plot_digits(&path, "12 of 10000 test images misclassified", &digits, 28).unwrap();
+        let (width, height, rgb) = read_png(&path);
+        let black = |x: usize, y: usize| rgb[(y * width + x) * 3] == 0;
+        // The middle of the first row of cells crosses ten black blocks of 84.
+        let y = 40 + 12 + 42;
+        let runs: Vec<usize> = (0..width)
+            .filter(|&x| black(x, y) && (x == 0 || !black(x - 1, y)))
+            .map(|start| (start..width).take_while(|&x| black(x, y)).count())
+            .collect();
+        assert_eq!(runs, vec![84; 10], "row of cells at y {y}");
+        // The second row has 2, and the captions put ink under each block.
+        let y2 = y + 84 + 18 + 12;
+        let second = (0..width)
+            .filter(|&x| black(x, y2) && (x == 0 || !black(x - 1, y2)))
+            .count();
+        assert_eq!(second, 2);
+        let caption_band = (y + 42 + 2)..(y + 42 + 17);
+        let ink_in_captions = caption_band
+            .flat_map(|yy| (0..width).map(move |x| (x, yy)))
+            .any(|(x, yy)| rgb[(yy * width + x) * 3] < 128);
+        assert!(ink_in_captions, "no caption drawn");
+        assert!(height < 400, "{height}");
+        // Images of the wrong size are refused, not drawn.
+        let short = [0u8; 10];
+        assert!(plot_digits(&path, "t", &[(&short[..], String::new())], 28).is_err());
     }
 }
