@@ -8,7 +8,7 @@ use crate::common::{
 use mnist::{Dataset, Split};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use train::{argmax_rows, checked_probabilities, matrix_accuracy, report, ImageData};
+use train::{argmax_rows, checked_probabilities_in, matrix_accuracy, report, ImageData, Precision};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -26,6 +26,11 @@ pub struct Args {
     /// their true and predicted labels, to this PNG (the first 100).
     #[arg(long, value_name = "FILE.png")]
     misclassified: Option<PathBuf>,
+    /// Run the model in this format: f32, or f16 / bf16 with its weights,
+    /// input and every layer's output rounded to it (the book's
+    /// half_float_network.py).
+    #[arg(long, default_value = "f32", value_name = "f32|f16|bf16")]
+    precision: Precision,
     #[command(flatten)]
     threads: ThreadsArg,
     #[command(flatten)]
@@ -78,7 +83,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut mean = vec![0.0f64; test.len() * classes];
     let mut each = Vec::new();
     for (path, _, checkpoint) in &models {
-        let probabilities = pool.install(|| checked_probabilities(&checkpoint.model, &test))?;
+        let probabilities = pool.install(|| checked_probabilities_in(&checkpoint.model, &test, args.precision))?;
         each.push((path, accuracy_of(&argmax_rows(&probabilities, classes))));
         for (m, p) in mean.iter_mut().zip(&probabilities) {
             *m += p / models.len() as f64;
@@ -100,7 +105,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         format!("the mean of these {} models' probabilities", models.len())
     };
-    say!("{name}: {} images, test accuracy {acc:.4}", test.len());
+    let format = match args.precision {
+        Precision::F32 => String::new(),
+        p => format!(" (weights, input and every layer's output in {p})"),
+    };
+    say!("{name}: {} images, test accuracy {acc:.4}{format}", test.len());
     say!("confusion matrix (rows: true label, columns: predicted)");
     say_inline!("      ");
     for j in 0..classes {
@@ -159,6 +168,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         "test_accuracy": acc,
         "confusion_matrix": matrix,
         "models": models_json,
+        "precision": args.precision.to_string(),
     }));
     Ok(ExitCode::SUCCESS)
 }

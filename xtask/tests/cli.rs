@@ -1134,7 +1134,7 @@ fn a_download_names_what_went_wrong_with_curl() {
 /// gets wrong, saying how many.
 #[test]
 #[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
-fn an_ensemble_is_scored_and_its_mistakes_drawn() {
+fn an_ensemble_is_scored_its_mistakes_drawn_and_half_precision_run() {
     let real = mnist::test_data_dir("MNIST_DIR");
     let runs = tempfile::tempdir().unwrap();
     let mut models = Vec::new();
@@ -1199,6 +1199,32 @@ fn an_ensemble_is_scored_and_its_mistakes_drawn() {
         "{stdout}"
     );
     assert!(std::fs::read(&figure).unwrap().starts_with(b"\x89PNG"));
+    // In float16 and bfloat16 (weights, input and activations rounded) the
+    // accuracy moves by a few images at most, and says so.
+    for precision in ["f16", "bf16"] {
+        let out = run(
+            &[
+                "eval",
+                "--model",
+                models[0].to_str().unwrap(),
+                "--precision",
+                precision,
+                "--json",
+            ],
+            Some(&real),
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).contains(&format!("every layer's output in {precision}")));
+        let json = last_json(&out);
+        assert_eq!(json["precision"], precision);
+        let acc = json["test_accuracy"].as_f64().unwrap();
+        assert!((acc - alone[0]).abs() <= 0.003, "{precision}: {acc} vs {}", alone[0]);
+    }
+    fails_with(
+        &["eval", "--model", models[0].to_str().unwrap(), "--precision", "f8"],
+        Some(&real),
+        "use f32, f16 or bf16",
+    );
     // Not PNG: refused in plain words, nothing written.
     let jpeg = runs.path().join("wrong.jpg");
     let out = fails_with(

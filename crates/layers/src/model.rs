@@ -372,6 +372,28 @@ impl<T: Element> Sequential<T> {
         Ok(Self::forward_into(&self.layers, x, scratch))
     }
 
+    /// [`Sequential::predict_with`] with `round` applied to the input and to
+    /// every layer's output before the next layer reads it: arithmetic in a
+    /// narrower format (float16, bfloat16) simulated in `T`, each value
+    /// rounded where that format would store it.
+    pub fn predict_rounded_with<'a>(
+        &self,
+        x: &mut Tensor<T>,
+        scratch: &'a mut Vec<Tensor<T>>,
+        round: &dyn Fn(&mut [T]),
+    ) -> Result<&'a Tensor<T>, LayerError> {
+        self.check_input(x)?;
+        scratch.resize(self.layers.len(), Tensor::zeros(&[0]));
+        round(x.as_mut_slice());
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (done, rest) = scratch.split_at_mut(i);
+            let input = if i == 0 { &*x } else { &done[i - 1] };
+            layer.forward(input, &mut rest[0]);
+            round(rest[0].as_mut_slice());
+        }
+        Ok(&scratch[self.layers.len() - 1])
+    }
+
     /// `lambda / 2 * sum(W^2)` over the decaying parameters (0 without weight decay).
     pub fn weight_decay_loss(&self) -> f64 {
         if self.weight_decay == 0.0 {

@@ -7,7 +7,7 @@
 //! (Dropout scales, BatchNorm uses its running statistics) and are shared by
 //! `&` between the threads.
 
-use crate::{Dataset, TrainError};
+use crate::{Dataset, Precision, TrainError};
 use layers::Sequential;
 use rayon::prelude::*;
 use tensor::{Element, Tensor};
@@ -191,6 +191,37 @@ pub fn checked_confusion_matrix<T: Element, D: Dataset>(
 /// the network's input size. For averaging several models (an ensemble)
 /// and for looking at single predictions.
 pub fn checked_probabilities<T: Element, D: Dataset>(net: &Sequential<T>, data: &D) -> Result<Vec<f64>, TrainError> {
+    probabilities_rounded(net, data, None)
+}
+
+/// [`checked_probabilities`] with the model run in `precision`: its
+/// weights rounded to that format once, and its input and every layer's
+/// output as they are produced (see [`Precision`]). F32 is
+/// [`checked_probabilities`] itself.
+pub fn checked_probabilities_in<D: Dataset>(
+    net: &Sequential<f32>,
+    data: &D,
+    precision: Precision,
+) -> Result<Vec<f64>, TrainError> {
+    if precision == Precision::F32 {
+        return checked_probabilities(net, data);
+    }
+    let mut rounded = net.clone();
+    rounded.visit_params_mut(&mut |_, param| precision.round_all(param.value.as_mut_slice()));
+    let round = |values: &mut [f32]| precision.round_all(values);
+    probabilities_rounded(&rounded, data, Some(&round))
+}
+
+/// Rounds values in place to a narrower format (see [`Precision`]).
+type Rounding<'a, T> = &'a (dyn Fn(&mut [T]) + Sync);
+
+/// The pass of [`checked_probabilities`], each layer's output passed
+/// through `round` when there is one.
+fn probabilities_rounded<T: Element, D: Dataset>(
+    net: &Sequential<T>,
+    data: &D,
+    round: Option<Rounding<'_, T>>,
+) -> Result<Vec<f64>, TrainError> {
     if data.is_empty() {
         return Ok(Vec::new());
     }
@@ -213,9 +244,11 @@ pub fn checked_probabilities<T: Element, D: Dataset>(net: &Sequential<T>, data: 
                 data.gather_range(chunk * chunk_len, chunk_len, &mut scratch.x, &mut scratch.labels);
                 net.shape_batch(&mut scratch.x)
                     .expect("evaluation data has the network's input size (checked above)");
-                let logits = net
-                    .predict_with(&scratch.x, &mut scratch.activations)
-                    .expect("evaluation data has the network's input size (checked above)");
+                let logits = match round {
+                    None => net.predict_with(&scratch.x, &mut scratch.activations),
+                    Some(round) => net.predict_rounded_with(&mut scratch.x, &mut scratch.activations, round),
+                }
+                .expect("evaluation data has the network's input size (checked above)");
                 let mut rows = Vec::with_capacity(scratch.labels.len() * classes);
                 let mut nonfinite = 0;
                 for row in logits.as_slice().chunks_exact(classes).take(scratch.labels.len()) {
@@ -402,5 +435,26 @@ mod tests {
         let acc = correct as f64 / data.len() as f64;
         assert_eq!(acc, accuracy(&net, &data));
         assert!(acc > 0.0 && acc < 1.0, "{acc}: a test that can tell");
+    }
+
+    #[test]
+    fn narrower_formats_round_the_weights_and_every_layer_output() {
+        let (values, labels) = examples();
+        let data = ArrayData::new(&values, &labels, 6).unwrap();
+        let net = NetSpec::new(&[6]).affine(5).relu().affine(3).build::<f32>(7).unwrap();
+        let exact = checked_probabilities(&net, &data).unwrap();
+        assert_eq!(checked_probabilities_in(&net, &data, Precision::F32).unwrap(), exact);
+        for (precision, bound) in [(Precision::F16, 1e-2), (Precision::Bf16, 5e-2)] {
+            let rounded = checked_probabilities_in(&net, &data, precision).unwrap();
+            let worst = rounded
+                .iter()
+                .zip(&exact)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            // Close, and not the same: the rounding happened.
+            assert!(worst > 0.0 && worst < bound, "{precision}: {worst}");
+        }
+        // The model itself is left as it was.
+        assert_eq!(checked_probabilities(&net, &data).unwrap(), exact);
     }
 }

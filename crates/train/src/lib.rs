@@ -18,6 +18,7 @@ mod cost;
 mod data;
 mod error;
 mod evaluate;
+mod precision;
 pub mod report;
 mod trainer;
 
@@ -28,7 +29,8 @@ pub use cost::ModelCost;
 pub use data::{ArrayData, Dataset, ImageData};
 pub use error::TrainError;
 pub use evaluate::{
-    accuracy, argmax_rows, checked_accuracy, checked_confusion_matrix, checked_probabilities, chunk_images,
-    confusion_matrix, matrix_accuracy, EVAL_CHUNK,
+    accuracy, argmax_rows, checked_accuracy, checked_confusion_matrix, checked_probabilities, checked_probabilities_in,
+    chunk_images, confusion_matrix, matrix_accuracy, EVAL_CHUNK,
 };
+pub use precision::Precision;
 pub use trainer::{EvalRecord, Observer, Summary, Trainer};
