@@ -3,24 +3,11 @@
 //! one line that says why. And the numbers the commands print: `eval`'s
 //! accuracy from its one pass, a divergence's learning rate.
 
+mod common;
+
+use common::{command, text};
 use std::path::Path;
 use std::process::{Command, Output};
-
-/// `cargo xtask ARGS` as a command, with `MNIST_DIR` set to `mnist_dir`, or,
-/// for `None`, with neither data-set variable of the test's own environment.
-fn command(args: &[&str], mnist_dir: Option<&Path>) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    command.args(args);
-    match mnist_dir {
-        Some(dir) => command.env("MNIST_DIR", dir),
-        None => command.env_remove("MNIST_DIR").env_remove("FASHION_MNIST_DIR"),
-    };
-    command
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// Asserts that `output` is a failure with exit code 1 saying `needle` on
 /// stderr, in one line, without a panic; returns stderr.

@@ -1,24 +1,10 @@
 //! The commands as a person runs them: exit codes, messages, files left behind.
 
+mod common;
+
+use common::{command, last_json, read_until, run, text};
 use std::path::Path;
 use std::process::{Command, Output};
-
-/// `cargo xtask ARGS` as a command, with `MNIST_DIR` set to `mnist_dir`, or,
-/// for `None`, with neither data-set variable of the test's own environment.
-fn command(args: &[&str], mnist_dir: Option<&Path>) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    command.args(args);
-    match mnist_dir {
-        Some(dir) => command.env("MNIST_DIR", dir),
-        None => command.env_remove("MNIST_DIR").env_remove("FASHION_MNIST_DIR"),
-    };
-    command
-}
-
-/// Runs `cargo xtask ARGS` to the end (see [`command`]).
-fn run(args: &[&str], mnist_dir: Option<&Path>) -> Output {
-    command(args, mnist_dir).output().expect("xtask runs")
-}
 
 /// Runs `cargo xtask ARGS` and asserts that it fails, saying `needle` on
 /// stderr, without a panic; returns the output for further checks.
@@ -30,16 +16,6 @@ fn fails_with(args: &[&str], mnist_dir: Option<&Path>, needle: &str) -> Output {
     assert!(stderr.contains(needle), "{args:?} should say {needle:?}: {stderr}");
     assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     out
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn last_json(output: &Output) -> serde_json::Value {
-    let stdout = text(&output.stdout);
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("last stdout line is not JSON ({e}): {stdout}"))
 }
 
 #[test]
@@ -675,20 +651,6 @@ fn spawn_train(real: &Path, run_dir: &Path, extra: &[&str]) -> std::process::Chi
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("xtask starts")
-}
-
-/// Reads stdout lines until one starts with `prefix`; returns the reader.
-fn read_until(child: &mut std::process::Child, prefix: &str) -> std::io::BufReader<std::process::ChildStdout> {
-    use std::io::BufRead;
-    let mut reader = std::io::BufReader::new(child.stdout.take().expect("piped"));
-    let mut line = String::new();
-    while reader.read_line(&mut line).expect("stdout readable") > 0 {
-        if line.trim_start().starts_with(prefix) {
-            return reader;
-        }
-        line.clear();
-    }
-    panic!("no line starting with {prefix:?}");
 }
 
 #[test]

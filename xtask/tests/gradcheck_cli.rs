@@ -3,24 +3,17 @@
 //! cost is bounded before any work, and a failure blames the side the
 //! evidence points at.
 
+mod common;
+
+use common::{last_json, text};
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// Runs `cargo xtask gradcheck ARGS` to the end, with `MNIST_DIR` set to
-/// `mnist_dir`, or, for `None`, with neither data-set variable of the test's
-/// own environment.
+/// Runs `cargo xtask gradcheck ARGS` to the end (see [`common::command`]).
 fn gradcheck(args: &[&str], mnist_dir: Option<&Path>) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    command.arg("gradcheck").args(args);
-    match mnist_dir {
-        Some(dir) => command.env("MNIST_DIR", dir),
-        None => command.env_remove("MNIST_DIR").env_remove("FASHION_MNIST_DIR"),
-    };
-    command.output().expect("xtask runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    let mut full = vec!["gradcheck"];
+    full.extend_from_slice(args);
+    common::run(&full, mnist_dir)
 }
 
 /// Asserts that `gradcheck ARGS` was refused with a one-line error saying
@@ -41,13 +34,6 @@ fn refused(args: &[&str], needle: &str) -> String {
     );
     assert!(out.stdout.is_empty(), "{args:?} printed: {}", text(&out.stdout));
     stderr
-}
-
-/// The JSON summary on the last line of stdout.
-fn last_json(output: &Output) -> serde_json::Value {
-    let stdout = text(&output.stdout);
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("last stdout line is not JSON ({e}): {stdout}"))
 }
 
 /// Asserts a passing run: exit 0, every mean difference within the

@@ -3,29 +3,11 @@
 //! run file goes, fetches that get nothing, and the flags that bound a run
 //! before it writes anything (counts, `--max-memory`).
 
+mod common;
+
+use common::{command, read_until, run, text};
 use std::path::Path;
 use std::process::{Command, Output};
-
-/// `cargo xtask ARGS` as a command, with `MNIST_DIR` set to `mnist_dir`, or,
-/// for `None`, with neither data-set variable of the test's own environment.
-fn command(args: &[&str], mnist_dir: Option<&Path>) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    command.args(args);
-    match mnist_dir {
-        Some(dir) => command.env("MNIST_DIR", dir),
-        None => command.env_remove("MNIST_DIR").env_remove("FASHION_MNIST_DIR"),
-    };
-    command
-}
-
-/// Runs `cargo xtask ARGS` to the end (see [`command`]).
-fn run(args: &[&str], mnist_dir: Option<&Path>) -> Output {
-    command(args, mnist_dir).output().expect("xtask runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// Stderr without the debug build's warning (tests run the debug binary).
 fn stderr_of(out: &Output) -> String {
@@ -162,20 +144,6 @@ fn spawn_long_train(real: &Path, run_dir: &Path, temp: &Path) -> std::process::C
     .stderr(std::process::Stdio::piped())
     .spawn()
     .expect("xtask starts")
-}
-
-/// Reads stdout lines until one starts with `prefix` (after spaces); returns the reader.
-fn read_until(child: &mut std::process::Child, prefix: &str) -> std::io::BufReader<std::process::ChildStdout> {
-    use std::io::BufRead;
-    let mut reader = std::io::BufReader::new(child.stdout.take().expect("piped"));
-    let mut line = String::new();
-    while reader.read_line(&mut line).expect("stdout readable") > 0 {
-        if line.trim_start().starts_with(prefix) {
-            return reader;
-        }
-        line.clear();
-    }
-    panic!("no line starting with {prefix:?}");
 }
 
 /// Asks the run to stop (Ctrl-C) and waits for it.

@@ -50,13 +50,41 @@ fn predictions<T: Element, D: Dataset, R: Send + Default + std::ops::Add<Output 
     data: &D,
     fold: impl Fn(&mut R, usize, usize, bool) + Sync,
 ) -> R {
+    let results = over_chunks(net, data, None, |logits, labels| {
+        let mut acc = R::default();
+        let scores = logits.shape()[1];
+        for (row, &label) in labels.iter().enumerate() {
+            let finite = logits.as_slice()[row * scores..(row + 1) * scores]
+                .iter()
+                .all(|v| v.is_finite());
+            fold(&mut acc, logits.row_argmax(row), label, finite);
+        }
+        acc
+    });
+    results.into_iter().fold(R::default(), |a, b| a + b)
+}
+
+/// Rounds values in place to a narrower format (see [`Precision`]).
+type Rounding<'a, T> = &'a (dyn Fn(&mut [T]) + Sync);
+
+/// The network's scores for `data` in fixed chunks of [`chunk_images`]
+/// examples, spread over rayon: `per_chunk(logits, labels)` for each, the
+/// results in chunk order (so the same for any thread count). With `round`,
+/// the input and every layer's output are rounded as they are produced.
+/// The caller has checked the examples' size.
+fn over_chunks<T: Element, D: Dataset, R: Send>(
+    net: &Sequential<T>,
+    data: &D,
+    round: Option<Rounding<'_, T>>,
+    per_chunk: impl Fn(&Tensor<T>, &[usize]) -> R + Sync,
+) -> Vec<R> {
     let chunk_len = chunk_images(net);
     let chunks = data.len().div_ceil(chunk_len);
     // Each piece of work rayon splits off builds its own scratch, several MB
     // of fresh pages (zeroed by the kernel) for the mlp: two pieces a thread
     // keep that cost small and still balance the threads.
     let pieces = 2 * rayon::current_num_threads();
-    let results: Vec<R> = (0..chunks)
+    (0..chunks)
         .into_par_iter()
         .with_min_len(chunks.div_ceil(pieces).max(1))
         .map_init(
@@ -69,22 +97,15 @@ fn predictions<T: Element, D: Dataset, R: Send + Default + std::ops::Add<Output 
                 data.gather_range(chunk * chunk_len, chunk_len, &mut scratch.x, &mut scratch.labels);
                 net.shape_batch(&mut scratch.x)
                     .expect("evaluation data has the network's input size (checked by the caller)");
-                let logits = net
-                    .predict_with(&scratch.x, &mut scratch.activations)
-                    .expect("evaluation data has the network's input size (checked by the caller)");
-                let mut acc = R::default();
-                let scores = logits.shape()[1];
-                for (row, &label) in scratch.labels.iter().enumerate() {
-                    let finite = logits.as_slice()[row * scores..(row + 1) * scores]
-                        .iter()
-                        .all(|v| v.is_finite());
-                    fold(&mut acc, logits.row_argmax(row), label, finite);
+                let logits = match round {
+                    None => net.predict_with(&scratch.x, &mut scratch.activations),
+                    Some(round) => net.predict_rounded_with(&mut scratch.x, &mut scratch.activations, round),
                 }
-                acc
+                .expect("evaluation data has the network's input size (checked by the caller)");
+                per_chunk(logits, &scratch.labels)
             },
         )
-        .collect();
-    results.into_iter().fold(R::default(), |a, b| a + b)
+        .collect()
 }
 
 /// Fraction of `data` the network classifies correctly (its arg-max
@@ -212,9 +233,6 @@ pub fn checked_probabilities_in<D: Dataset>(
     probabilities_rounded(&rounded, data, Some(&round))
 }
 
-/// Rounds values in place to a narrower format (see [`Precision`]).
-type Rounding<'a, T> = &'a (dyn Fn(&mut [T]) + Sync);
-
 /// The pass of [`checked_probabilities`], each layer's output passed
 /// through `round` when there is one.
 fn probabilities_rounded<T: Element, D: Dataset>(
@@ -227,43 +245,21 @@ fn probabilities_rounded<T: Element, D: Dataset>(
     }
     check_input_size(net, data)?;
     let classes = net.output_size();
-    let chunk_len = chunk_images(net);
-    let chunks = data.len().div_ceil(chunk_len);
-    let pieces = 2 * rayon::current_num_threads();
     // Each chunk's rows, and how many of them had scores that are not finite.
-    let parts: Vec<(Vec<f64>, usize)> = (0..chunks)
-        .into_par_iter()
-        .with_min_len(chunks.div_ceil(pieces).max(1))
-        .map_init(
-            || Scratch {
-                x: Tensor::zeros(&[chunk_len, data.features()]),
-                labels: Vec::with_capacity(chunk_len),
-                activations: net.new_scratch(),
-            },
-            |scratch, chunk| {
-                data.gather_range(chunk * chunk_len, chunk_len, &mut scratch.x, &mut scratch.labels);
-                net.shape_batch(&mut scratch.x)
-                    .expect("evaluation data has the network's input size (checked above)");
-                let logits = match round {
-                    None => net.predict_with(&scratch.x, &mut scratch.activations),
-                    Some(round) => net.predict_rounded_with(&mut scratch.x, &mut scratch.activations, round),
-                }
-                .expect("evaluation data has the network's input size (checked above)");
-                let mut rows = Vec::with_capacity(scratch.labels.len() * classes);
-                let mut nonfinite = 0;
-                for row in logits.as_slice().chunks_exact(classes).take(scratch.labels.len()) {
-                    let scores: Vec<f64> = row.iter().map(|v| v.to_f64()).collect();
-                    nonfinite += usize::from(!scores.iter().all(|v| v.is_finite()));
-                    // exp(s - max) / sum: the largest term is 1, nothing overflows.
-                    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-                    let sum: f64 = exps.iter().sum();
-                    rows.extend(exps.iter().map(|e| e / sum));
-                }
-                (rows, nonfinite)
-            },
-        )
-        .collect();
+    let parts: Vec<(Vec<f64>, usize)> = over_chunks(net, data, round, |logits, labels| {
+        let mut rows = Vec::with_capacity(labels.len() * classes);
+        let mut nonfinite = 0;
+        for row in logits.as_slice().chunks_exact(classes).take(labels.len()) {
+            let scores: Vec<f64> = row.iter().map(|v| v.to_f64()).collect();
+            nonfinite += usize::from(!scores.iter().all(|v| v.is_finite()));
+            // exp(s - max) / sum: the largest term is 1, nothing overflows.
+            let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+            let sum: f64 = exps.iter().sum();
+            rows.extend(exps.iter().map(|e| e / sum));
+        }
+        (rows, nonfinite)
+    });
     let nonfinite: usize = parts.iter().map(|(_, n)| n).sum();
     if nonfinite > 0 {
         return Err(TrainError::NonFiniteOutput {
