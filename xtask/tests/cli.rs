@@ -86,6 +86,7 @@ fn bad_flag_values_are_refused_before_any_work() {
         (&["gradcheck", "--dropout", "2"], "--dropout must be"),
         (&["train", "--dataset", "cifar"], "mnist or fashion-mnist"),
         (&["train", "--batch-size", "many"], "invalid"),
+        (&["train", "--lr-schedule", "linear"], "use constant, step or cosine"),
         (&["fetch", "--from", "ftp://example.org/"], "unsupported source"),
         (&["gradcheck", "--samples", "0"], "samples"),
         (&["gradcheck", "--samples", "-1"], "invalid value '-1'"),
@@ -1201,4 +1202,38 @@ fn an_ensemble_is_scored_its_mistakes_drawn_and_half_precision_run() {
         "ending in .png",
     );
     assert!(!jpeg.exists(), "{}", text(&out.stderr));
+}
+
+/// `--lr-schedule` runs, says so in the header and records it with the run.
+#[test]
+#[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
+fn a_learning_rate_schedule_is_shown_and_recorded() {
+    let real = mnist::test_data_dir("MNIST_DIR");
+    let runs = tempfile::tempdir().unwrap();
+    let dir = runs.path().join("cosine");
+    let out = run(
+        &[
+            "train",
+            "--iters",
+            "200",
+            "--lr-schedule",
+            "cosine",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        Some(&real),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("sgd lr 0.1 (cosine schedule)"),
+        "{}",
+        text(&out.stdout)
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["settings"]["lr_schedule"], "cosine");
+    assert_eq!(
+        config["settings"]["learning_rate"], 0.1,
+        "the base rate, which the schedule starts from"
+    );
 }

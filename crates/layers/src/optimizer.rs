@@ -175,6 +175,14 @@ pub trait Optimizer<T: Element>: Send {
     /// back: [`Optimizer::keep_previous`] was not called before it, or it was
     /// already undone.
     fn undo(&mut self, params: &mut dyn Parameters<T>) -> bool;
+
+    /// The learning rate the next step uses.
+    fn learning_rate(&self) -> f64;
+
+    /// Sets the learning rate of the steps from now on (a schedule's): the
+    /// state (momenta, moments, step count) is kept. The caller passes a
+    /// positive, finite rate.
+    fn set_learning_rate(&mut self, learning_rate: f64);
 }
 
 /// One parameter's value and its `S` state tensors, as a spare set holds them.
@@ -477,6 +485,14 @@ impl<T: Element> Sgd<T> {
 }
 
 impl<T: Element> Optimizer<T> for Sgd<T> {
+    fn learning_rate(&self) -> f64 {
+        self.config.learning_rate
+    }
+
+    fn set_learning_rate(&mut self, learning_rate: f64) {
+        self.config.learning_rate = learning_rate;
+    }
+
     fn step(&mut self, params: &mut dyn Parameters<T>) {
         let lr = T::from_f64(self.config.learning_rate);
         self.slots.step(params, &|p, g, _: &mut [T; 0]| p - lr * g);
@@ -541,6 +557,14 @@ impl<T: Element> Momentum<T> {
 }
 
 impl<T: Element> Optimizer<T> for Momentum<T> {
+    fn learning_rate(&self) -> f64 {
+        self.config.learning_rate
+    }
+
+    fn set_learning_rate(&mut self, learning_rate: f64) {
+        self.config.learning_rate = learning_rate;
+    }
+
     fn step(&mut self, params: &mut dyn Parameters<T>) {
         let (lr, momentum) = (
             T::from_f64(self.config.learning_rate),
@@ -587,6 +611,14 @@ impl<T: Element> Nesterov<T> {
 }
 
 impl<T: Element> Optimizer<T> for Nesterov<T> {
+    fn learning_rate(&self) -> f64 {
+        self.config.learning_rate
+    }
+
+    fn set_learning_rate(&mut self, learning_rate: f64) {
+        self.config.learning_rate = learning_rate;
+    }
+
     fn step(&mut self, params: &mut dyn Parameters<T>) {
         let (lr, momentum) = (
             T::from_f64(self.config.learning_rate),
@@ -655,6 +687,14 @@ fn adaptive_step<T: Element>(slots: &mut Slots<T, 1>, params: &mut dyn Parameter
 }
 
 impl<T: Element> Optimizer<T> for AdaGrad<T> {
+    fn learning_rate(&self) -> f64 {
+        self.config.learning_rate
+    }
+
+    fn set_learning_rate(&mut self, learning_rate: f64) {
+        self.config.learning_rate = learning_rate;
+    }
+
     fn step(&mut self, params: &mut dyn Parameters<T>) {
         adaptive_step(&mut self.slots, params, self.config.learning_rate, T::ONE, T::ONE);
     }
@@ -712,6 +752,14 @@ impl<T: Element> RmsProp<T> {
 }
 
 impl<T: Element> Optimizer<T> for RmsProp<T> {
+    fn learning_rate(&self) -> f64 {
+        self.config.learning_rate
+    }
+
+    fn set_learning_rate(&mut self, learning_rate: f64) {
+        self.config.learning_rate = learning_rate;
+    }
+
     fn step(&mut self, params: &mut dyn Parameters<T>) {
         let decay = T::from_f64(self.config.decay_rate);
         adaptive_step(
@@ -788,6 +836,14 @@ impl<T: Element> Adam<T> {
 }
 
 impl<T: Element> Optimizer<T> for Adam<T> {
+    fn learning_rate(&self) -> f64 {
+        self.config.learning_rate
+    }
+
+    fn set_learning_rate(&mut self, learning_rate: f64) {
+        self.config.learning_rate = learning_rate;
+    }
+
     fn step(&mut self, params: &mut dyn Parameters<T>) {
         let AdamConfig {
             learning_rate,

@@ -170,6 +170,72 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Worker threads; 0 uses every core.
     pub threads: usize,
+    /// How the optimizer's learning rate changes over the run.
+    pub lr_schedule: LrSchedule,
+}
+
+/// How the learning rate changes over a run of `T` steps, from the
+/// optimizer's rate `lr` (chapter 8 names learning-rate decay; the book's
+/// recipes keep it constant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LrSchedule {
+    /// `lr` at every step: the book's recipes.
+    #[default]
+    Constant,
+    /// `lr` for the first half of the run, `lr / 10` to three quarters,
+    /// `lr / 100` after (the step decay of the ResNet papers, in halves and
+    /// quarters of the run rather than fixed epochs).
+    Step,
+    /// Half a cosine from `lr` towards 0: `lr (1 + cos(pi t / T)) / 2` at
+    /// step `t` (never 0: the last step is `t = T - 1`).
+    Cosine,
+}
+
+impl LrSchedule {
+    /// The rate at step `step` (from 0) of `steps`, from the optimizer's `base`.
+    pub fn rate(self, base: f64, step: usize, steps: usize) -> f64 {
+        let steps = steps.max(1);
+        match self {
+            LrSchedule::Constant => base,
+            LrSchedule::Step => {
+                // In whole steps, so that the switch is exact: 2 * step >= steps.
+                if 4 * step >= 3 * steps {
+                    base / 100.0
+                } else if 2 * step >= steps {
+                    base / 10.0
+                } else {
+                    base
+                }
+            }
+            LrSchedule::Cosine => {
+                let progress = step.min(steps) as f64 / steps as f64;
+                base * (1.0 + (std::f64::consts::PI * progress).cos()) / 2.0
+            }
+        }
+    }
+}
+
+impl fmt::Display for LrSchedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LrSchedule::Constant => "constant",
+            LrSchedule::Step => "step",
+            LrSchedule::Cosine => "cosine",
+        })
+    }
+}
+
+impl std::str::FromStr for LrSchedule {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "constant" => Ok(LrSchedule::Constant),
+            "step" => Ok(LrSchedule::Step),
+            "cosine" => Ok(LrSchedule::Cosine),
+            other => Err(format!("unknown schedule '{other}'; use constant, step or cosine")),
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -186,6 +252,7 @@ impl Default for TrainConfig {
             eval_train_size: None,
             seed: 42,
             threads: 0,
+            lr_schedule: LrSchedule::Constant,
         }
     }
 }
@@ -328,6 +395,7 @@ impl TrainConfig {
             "weight_decay": self.weight_decay,
             "optimizer": self.optimizer.kind.to_string(),
             "learning_rate": self.optimizer.learning_rate,
+            "lr_schedule": self.lr_schedule.to_string(),
             "momentum": self.optimizer.momentum,
             "decay_rate": self.optimizer.decay_rate,
             "beta1": self.optimizer.beta1,
@@ -484,5 +552,24 @@ mod tests {
             ..TrainConfig::default()
         };
         assert!(too_long.iterations(60000).is_err());
+    }
+
+    #[test]
+    fn schedules_start_at_the_rate_and_fall_as_they_say() {
+        let steps = 1000;
+        for schedule in [LrSchedule::Constant, LrSchedule::Step, LrSchedule::Cosine] {
+            assert_eq!(schedule.rate(0.1, 0, steps), 0.1, "{schedule}");
+            assert_eq!(schedule.to_string().parse::<LrSchedule>(), Ok(schedule));
+            // Positive at every step: a valid learning rate throughout.
+            assert!((0..steps).all(|t| schedule.rate(0.1, t, steps) > 0.0), "{schedule}");
+        }
+        assert_eq!(LrSchedule::Constant.rate(0.1, 999, steps), 0.1);
+        let step = |t| LrSchedule::Step.rate(0.1, t, steps);
+        assert_eq!((step(499), step(500), step(749), step(750)), (0.1, 0.01, 0.01, 0.001));
+        let cosine = |t| LrSchedule::Cosine.rate(0.1, t, steps);
+        assert!((cosine(500) - 0.05).abs() < 1e-15);
+        assert!(cosine(999) < 1e-6 && cosine(999) > 0.0);
+        assert!((1..steps).all(|t| cosine(t) < cosine(t - 1)), "falls at every step");
+        assert!("linear".parse::<LrSchedule>().unwrap_err().contains("cosine"));
     }
 }

@@ -24,7 +24,7 @@ mod trainer;
 
 pub use busy::{with_busy_workers, Helpers};
 pub use checkpoint::{load_checkpoint, remove_stale_temp_files, save_checkpoint, write_atomic, Checkpoint};
-pub use config::{MlpOptions, ModelSpec, TrainConfig, MAX_BATCH, MAX_ITERS, MAX_THREADS};
+pub use config::{LrSchedule, MlpOptions, ModelSpec, TrainConfig, MAX_BATCH, MAX_ITERS, MAX_THREADS};
 pub use cost::ModelCost;
 pub use data::{ArrayData, Dataset, ImageData};
 pub use error::TrainError;

@@ -14,7 +14,7 @@
 //! optimizer writes into a spare set of parameters (and state) that is then
 //! swapped in, which also keeps the previous ones for the divergence guard.
 
-use crate::{accuracy, with_busy_workers, Dataset, Helpers, TrainConfig, TrainError};
+use crate::{accuracy, with_busy_workers, Dataset, Helpers, LrSchedule, TrainConfig, TrainError};
 use layers::{layer_stream, Optimizer, Sequential, Target};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -337,6 +337,12 @@ impl<T: Element, D: Dataset> Trainer<T, D> {
                 *index = rng.random_range(0..self.train.len());
             }
             observer.on_batch(iteration, &indices);
+            if config.lr_schedule != LrSchedule::Constant {
+                let rate = config
+                    .lr_schedule
+                    .rate(config.optimizer.learning_rate, iteration, self.iterations);
+                self.optimizer.set_learning_rate(rate);
+            }
             // The step is timed, for the helpers to stand aside while they
             // slow it down (see `busy`).
             let loss = helpers.timed(|| -> Result<f64, TrainError> {

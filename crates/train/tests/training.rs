@@ -6,7 +6,9 @@ mod common;
 
 use common::toy_set;
 use layers::{Activation, Init, OptimizerConfig, OptimizerKind};
-use train::{report, EvalRecord, ImageData, MlpOptions, ModelSpec, Observer, TrainConfig, TrainError, Trainer};
+use train::{
+    report, EvalRecord, ImageData, LrSchedule, MlpOptions, ModelSpec, Observer, TrainConfig, TrainError, Trainer,
+};
 
 /// The toy mlp: one hidden layer of 16, weights `0.1 N(0, 1)`.
 fn toy_mlp() -> MlpOptions {
@@ -395,4 +397,38 @@ fn a_net_of_ones_own_trains_saves_reloads_and_trains_on() {
         Trainer::with_model(other_net, reloaded, train, test),
         Err(TrainError::ModelMismatch(_))
     ));
+}
+
+/// A schedule changes the rate where it says and nowhere else: with the
+/// step schedule the losses are those of the constant rate up to half the
+/// run, bit for bit, and part from them at once after; the threads do not
+/// change either.
+#[test]
+fn a_schedule_changes_the_run_from_where_it_changes_the_rate() {
+    let (px, lb) = toy_set(1200, 1);
+    let (tpx, tlb) = toy_set(1100, 2);
+    let losses = |schedule: LrSchedule, threads: usize| {
+        let (train, test) = (
+            ImageData::new(&px, &lb, 64).unwrap(),
+            ImageData::new(&tpx, &tlb, 64).unwrap(),
+        );
+        let config = TrainConfig {
+            lr_schedule: schedule,
+            ..config(threads)
+        };
+        let mut trainer = Trainer::<f32, _>::new(config, train, test, 10).unwrap();
+        trainer.run(&mut ()).unwrap();
+        trainer.losses().to_vec()
+    };
+    let constant = losses(LrSchedule::Constant, 1);
+    let step = losses(LrSchedule::Step, 1);
+    // Step 150's rate is lr / 10: its loss (computed before its update) is
+    // still the constant run's; step 151's is not.
+    assert_eq!(step[..151], constant[..151]);
+    assert_ne!(step[151], constant[151]);
+    assert_eq!(losses(LrSchedule::Step, 2), step, "any thread count");
+    // Cosine lowers the rate from the second step on.
+    let cosine = losses(LrSchedule::Cosine, 1);
+    assert_eq!(cosine[..2], constant[..2]);
+    assert_ne!(cosine[2..], constant[2..]);
 }
