@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use train::{
-    report, save_checkpoint, EvalRecord, ImageData, LrSchedule, MlpOptions, ModelSpec, Observer, Summary, TrainConfig,
-    TrainError, Trainer,
+    report, save_checkpoint, Augment, EvalRecord, ImageData, LrSchedule, MlpOptions, ModelSpec, Observer, Summary,
+    TrainConfig, TrainError, Trainer,
 };
 
 #[derive(clap::Args)]
@@ -85,6 +85,12 @@ pub struct Args {
     /// cosine (half a cosine from --lr towards 0).
     #[arg(long, default_value = "constant", value_name = "constant|step|cosine")]
     lr_schedule: LrSchedule,
+    /// Move each training image by a random small affine map as its batch
+    /// is gathered: at strength 1 (the default when no value is given) a
+    /// shift of up to 2 pixels, a rotation of up to 10 degrees and a scale
+    /// within 10%; other strengths scale all three.
+    #[arg(long, value_name = "STRENGTH", num_args = 0..=1, default_missing_value = "1", allow_negative_numbers = true)]
+    augment: Option<f64>,
     /// Refuse a run whose memory estimate (network, optimizer, batches) is
     /// above this many GiB (the book's nets need at most 0.8); a value above
     /// the memory this machine has available is capped to it.
@@ -168,6 +174,15 @@ impl Args {
             (None, None) if convnet => Some(20),
             (epochs, _) => epochs,
         };
+        if let Some(strength) = self.augment {
+            // Strength 7 shifts by up to 14 pixels, half an MNIST image.
+            if !(strength.is_finite() && (0.0..=7.0).contains(&strength)) {
+                return Err(XtaskError::Usage(format!(
+                    "--augment {} is not a strength between 0 and 7 (1: shifts of up to 2 pixels, turns of up to 10 degrees, scale within 10%)",
+                    layers::readable(strength)
+                )));
+            }
+        }
         let defaults = TrainConfig::default();
         Ok(TrainConfig {
             model,
@@ -189,6 +204,7 @@ impl Args {
             seed: self.seed,
             threads: self.threads.threads,
             lr_schedule: self.lr_schedule,
+            augment: self.augment.map(Augment::with_strength),
         })
     }
 }
@@ -294,6 +310,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
             (name, network)
         }
     };
+    if let Some(a) = config.augment {
+        extras.push(format!(
+            "augmented (shifts up to {} px, turns up to {} degrees, scale within {}%)",
+            a.shift,
+            a.rotate,
+            100.0 * a.scale
+        ));
+        tags.push("-aug");
+    }
     if config.weight_decay > 0.0 {
         extras.push(format!("weight decay {}", config.weight_decay));
         tags.push("-wd");

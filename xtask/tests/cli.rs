@@ -87,6 +87,8 @@ fn bad_flag_values_are_refused_before_any_work() {
         (&["train", "--dataset", "cifar"], "mnist or fashion-mnist"),
         (&["train", "--batch-size", "many"], "invalid"),
         (&["train", "--lr-schedule", "linear"], "use constant, step or cosine"),
+        (&["train", "--augment", "-1"], "a strength between 0 and 7"),
+        (&["train", "--augment", "nan"], "a strength between 0 and 7"),
         (&["fetch", "--from", "ftp://example.org/"], "unsupported source"),
         (&["gradcheck", "--samples", "0"], "samples"),
         (&["gradcheck", "--samples", "-1"], "invalid value '-1'"),
@@ -1236,4 +1238,37 @@ fn a_learning_rate_schedule_is_shown_and_recorded() {
         config["settings"]["learning_rate"], 0.1,
         "the base rate, which the schedule starts from"
     );
+}
+
+/// `--augment` moves the training images: the header says so, config.json
+/// records the bounds, and the run differs from the plain one.
+#[test]
+#[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
+fn augmentation_is_shown_recorded_and_changes_the_run() {
+    let real = mnist::test_data_dir("MNIST_DIR");
+    let runs = tempfile::tempdir().unwrap();
+    let losses = |flags: &[&str], name: &str| {
+        let dir = runs.path().join(name);
+        let mut args = vec!["train", "--iters", "50", "--out", dir.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        let out = run(&args, Some(&real));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        (
+            text(&out.stdout),
+            std::fs::read_to_string(dir.join("loss.csv")).unwrap(),
+            dir,
+        )
+    };
+    let (_, plain, _) = losses(&[], "plain");
+    let (stdout, augmented, dir) = losses(&["--augment"], "augmented");
+    assert!(
+        stdout.contains("augmented (shifts up to 2 px, turns up to 10 degrees, scale within 10%)"),
+        "{stdout}"
+    );
+    assert_ne!(plain, augmented);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["settings"]["augment"]["rotate"], 10.0);
+    let (_, half, _) = losses(&["--augment", "0.5"], "half");
+    assert_ne!(half, augmented);
 }

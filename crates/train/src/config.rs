@@ -1,4 +1,4 @@
-use crate::{ModelCost, TrainError};
+use crate::{Augment, ModelCost, TrainError};
 use layers::{Activation, Init, Mlp, NetSpec, OptimizerConfig, OptimizerKind, Sequential, SimpleConvNet};
 use std::fmt;
 use tensor::Element;
@@ -172,6 +172,9 @@ pub struct TrainConfig {
     pub threads: usize,
     /// How the optimizer's learning rate changes over the run.
     pub lr_schedule: LrSchedule,
+    /// Random small affine distortions of each training image as its batch
+    /// is gathered (`None`: the images as they are, the book's recipes).
+    pub augment: Option<Augment>,
 }
 
 /// How the learning rate changes over a run of `T` steps, from the
@@ -253,6 +256,7 @@ impl Default for TrainConfig {
             seed: 42,
             threads: 0,
             lr_schedule: LrSchedule::Constant,
+            augment: None,
         }
     }
 }
@@ -326,6 +330,9 @@ impl TrainConfig {
             );
         }
         self.optimizer.validate()?;
+        if let Some(augment) = &self.augment {
+            augment.validate()?;
+        }
         if self.batch_size == 0 || self.batch_size > MAX_BATCH {
             return setting("batch_size", &self.batch_size, format!("between 1 and {MAX_BATCH}"));
         }
@@ -396,6 +403,7 @@ impl TrainConfig {
             "optimizer": self.optimizer.kind.to_string(),
             "learning_rate": self.optimizer.learning_rate,
             "lr_schedule": self.lr_schedule.to_string(),
+            "augment": self.augment.map(|a| serde_json::json!({"shift": a.shift, "rotate": a.rotate, "scale": a.scale})),
             "momentum": self.optimizer.momentum,
             "decay_rate": self.optimizer.decay_rate,
             "beta1": self.optimizer.beta1,

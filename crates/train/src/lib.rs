@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+mod augment;
 mod busy;
 mod checkpoint;
 mod config;
@@ -22,6 +23,7 @@ mod precision;
 pub mod report;
 mod trainer;
 
+pub use augment::Augment;
 pub use busy::{with_busy_workers, Helpers};
 pub use checkpoint::{load_checkpoint, remove_stale_temp_files, save_checkpoint, write_atomic, Checkpoint};
 pub use config::{LrSchedule, MlpOptions, ModelSpec, TrainConfig, MAX_BATCH, MAX_ITERS, MAX_THREADS};

@@ -14,6 +14,7 @@
 //! optimizer writes into a spare set of parameters (and state) that is then
 //! swapped in, which also keeps the previous ones for the divergence guard.
 
+use crate::augment::{warp_batch, ImageShape, Warp};
 use crate::{accuracy, with_busy_workers, Dataset, Helpers, LrSchedule, TrainConfig, TrainError};
 use layers::{layer_stream, Optimizer, Sequential, Target};
 use rand::{Rng, SeedableRng};
@@ -189,6 +190,13 @@ impl<T: Element, D: Dataset> Trainer<T, D> {
                 )));
             }
         }
+        if config.augment.is_some() && ImageShape::of_input(model.input_shape()).is_none() {
+            return Err(TrainError::setting(
+                "augment",
+                format!("{:?}", model.input_shape()),
+                "a model whose input is images: [C, H, W], or a square [H * W]",
+            ));
+        }
         // The largest label, read here rather than from a data set's own
         // `classes`, which a user's type may get wrong.
         let largest = |data: &D| (0..data.len()).map(|i| data.label(i)).max().unwrap_or(0);
@@ -319,6 +327,14 @@ impl<T: Element, D: Dataset> Trainer<T, D> {
         let mut indices = vec![0usize; config.batch_size];
         let mut x = Tensor::<T>::zeros(&[config.batch_size, self.train.features()]);
         let mut labels = Vec::with_capacity(config.batch_size);
+        // Augmentation: each image's map drawn from stream 3 of the seed,
+        // the batch resampled into `warped` and swapped in (both buffers
+        // made here, once).
+        let mut augment_rng = ChaCha8Rng::seed_from_u64(config.seed);
+        augment_rng.set_stream(3);
+        let augmenting = config.augment.zip(ImageShape::of_input(self.model.input_shape()));
+        let mut warps = vec![Warp::default(); if augmenting.is_some() { config.batch_size } else { 0 }];
+        let mut warped = Tensor::<T>::zeros(&[warps.len(), self.train.features()]);
         // Training passes also move non-trainable state (BatchNorm's running
         // statistics): `saved[i % 2]` holds it as it was before iteration i,
         // so that a divergence can put back what went with the kept weights.
@@ -347,6 +363,13 @@ impl<T: Element, D: Dataset> Trainer<T, D> {
             // slow it down (see `busy`).
             let loss = helpers.timed(|| -> Result<f64, TrainError> {
                 self.train.gather(&indices, &mut x, &mut labels);
+                if let Some((augment, shape)) = augmenting {
+                    for warp in &mut warps {
+                        *warp = augment.draw(&mut augment_rng);
+                    }
+                    warp_batch(x.as_slice(), warped.as_mut_slice(), &warps, shape);
+                    std::mem::swap(&mut x, &mut warped);
+                }
                 // [N, C, H, W] for a convolutional net (a reshape, never a copy).
                 self.model.shape_batch(&mut x)?;
                 self.model.copy_buffers_into(&mut saved[iteration % 2]);

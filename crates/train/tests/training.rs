@@ -7,7 +7,8 @@ mod common;
 use common::toy_set;
 use layers::{Activation, Init, OptimizerConfig, OptimizerKind};
 use train::{
-    report, EvalRecord, ImageData, LrSchedule, MlpOptions, ModelSpec, Observer, TrainConfig, TrainError, Trainer,
+    report, Augment, EvalRecord, ImageData, LrSchedule, MlpOptions, ModelSpec, Observer, TrainConfig, TrainError,
+    Trainer,
 };
 
 /// The toy mlp: one hidden layer of 16, weights `0.1 N(0, 1)`.
@@ -431,4 +432,43 @@ fn a_schedule_changes_the_run_from_where_it_changes_the_rate() {
     let cosine = losses(LrSchedule::Cosine, 1);
     assert_eq!(cosine[..2], constant[..2]);
     assert_ne!(cosine[2..], constant[2..]);
+}
+
+/// Augmentation moves every training image by its own random map: the run
+/// differs from the plain one from its first step, is the same for any
+/// thread count, and still learns; a model whose input is not an image
+/// cannot be augmented.
+#[test]
+fn augmented_runs_differ_learn_and_do_not_depend_on_the_threads() {
+    let (px, lb) = toy_set(1200, 1);
+    let (tpx, tlb) = toy_set(1100, 2);
+    let run = |augment: Option<Augment>, threads: usize| {
+        let (train, test) = (
+            ImageData::new(&px, &lb, 64).unwrap(),
+            ImageData::new(&tpx, &tlb, 64).unwrap(),
+        );
+        let config = TrainConfig {
+            augment,
+            ..config(threads)
+        };
+        let mut trainer = Trainer::<f32, _>::new(config, train, test, 10).unwrap();
+        let summary = trainer.run(&mut ()).unwrap();
+        (trainer.losses().to_vec(), summary.test_accuracy)
+    };
+    let (plain, _) = run(None, 1);
+    let gentle = Some(Augment::with_strength(0.5));
+    let (augmented, accuracy) = run(gentle, 1);
+    assert_ne!(augmented[0], plain[0], "the first batch is already moved");
+    assert_eq!(run(gentle, 2).0, augmented, "bit-identical for any thread count");
+    assert!(accuracy > 0.5, "{accuracy}");
+    // 64 values are an 8x8 image; 6 are not.
+    let (values, labels) = (vec![0.5f32; 60], vec![0usize, 1, 0, 1, 0, 1, 0, 1, 0, 1]);
+    let data = train::ArrayData::new(&values, &labels, 6).unwrap();
+    let config = TrainConfig {
+        model: ModelSpec::Net(layers::NetSpec::new(&[6]).affine(2)),
+        augment: gentle,
+        ..TrainConfig::default()
+    };
+    let err = Trainer::<f32, _>::new(config, data, data, 2).err().expect("refused");
+    assert!(err.to_string().contains("augment"), "{err}");
 }
