@@ -68,6 +68,10 @@ fn a_warm_iteration_allocates_nothing() {
         optimizer: OptimizerConfig::new(OptimizerKind::Adam),
         ..TrainConfig::default()
     };
+    let augmented = TrainConfig {
+        augment: Some(train::Augment::with_strength(1.0)),
+        ..convnet.clone()
+    };
     let cases = [
         (&px[..], 64, vec![50], 1, &sgd),
         (&px[..], 64, vec![40, 30], 1, &sgd),
@@ -76,6 +80,7 @@ fn a_warm_iteration_allocates_nothing() {
         (&wide[..], 784, vec![50, 20], 2, &adam_bn_dropout),
         (&px[..], 64, vec![50], 1, &convnet),
         (&wide[..], 784, vec![50], 2, &convnet),
+        (&wide[..], 784, vec![50], 2, &augmented),
     ];
     for (pixels, features, hidden, threads, recipe) in cases {
         let data = ImageData::new(pixels, &lb, features).unwrap();
