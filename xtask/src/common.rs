@@ -217,6 +217,18 @@ pub fn load_split(dataset: Dataset, data_dir: Option<&Path>, split: Split) -> Re
     Ok(Mnist::load_split_verified(&dir, dataset, split)?)
 }
 
+/// Refuses the first of the mlp's shaping flags that was `given` for a
+/// network that is as it is (`model_name`: `--model simple-convnet`,
+/// `--net FILE`); `train` and `gradcheck` take the same flags.
+pub fn refuse_mlp_flags(model_name: &str, given: [(&str, bool); 5]) -> Result<()> {
+    match given.iter().find(|(_, given)| *given) {
+        Some((flag, _)) => Err(XtaskError::Usage(format!(
+            "{flag} shapes the mlp; {model_name} is a network as it is"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// `--dataset` and `--data-dir`, for the tasks that train or check a network
 /// on a data set of their choosing (`train`, `gradcheck`, `experiment`).
 #[derive(clap::Args)]

@@ -18,8 +18,8 @@
 //! that stays is backprop's, or a kink nearer than the smallest step.
 
 use crate::common::{
-    parse_dataset, read_net_with_weight_decay, thread_pool, DataArgs, JsonArg, ModelKind, Result, StopSignal,
-    XtaskError,
+    parse_dataset, read_net_with_weight_decay, refuse_mlp_flags, thread_pool, DataArgs, JsonArg, ModelKind, Result,
+    StopSignal, XtaskError,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use layers::gradcheck::{mean_abs_diff, numerical_derivatives, relative_error};
@@ -422,19 +422,16 @@ impl Args {
             ));
         }
         if self.net.is_some() || self.model != ModelKind::Mlp {
-            let mlp_only = [
-                ("--hidden", self.hidden.is_some()),
-                ("--activation", self.activation.is_some()),
-                ("--init", self.init.is_some()),
-                ("--batch-norm", self.batch_norm),
-                ("--dropout", self.dropout.is_some()),
-            ];
-            if let Some((flag, _)) = mlp_only.iter().find(|(_, given)| *given) {
-                return Err(XtaskError::Usage(format!(
-                    "{flag} shapes the mlp; {} is a network as it is",
-                    self.model_name()
-                )));
-            }
+            refuse_mlp_flags(
+                &self.model_name(),
+                [
+                    ("--hidden", self.hidden.is_some()),
+                    ("--activation", self.activation.is_some()),
+                    ("--init", self.init.is_some()),
+                    ("--batch-norm", self.batch_norm),
+                    ("--dropout", self.dropout.is_some()),
+                ],
+            )?;
         }
         if self.net.is_none() && self.model == ModelKind::SimpleConvNet {
             let data_flags = [

@@ -1,8 +1,8 @@
 //! `cargo xtask train`: the book's run, watchable and reproducible.
 
 use crate::common::{
-    available_memory, check_out_dir, parse_count, project_root, read_net_with_weight_decay, timestamp, write_failure,
-    DataArgs, JsonArg, ModelKind, Result, RunDir, StopSignal, ThreadsArg, XtaskError,
+    available_memory, check_out_dir, parse_count, project_root, read_net_with_weight_decay, refuse_mlp_flags,
+    timestamp, write_failure, DataArgs, JsonArg, ModelKind, Result, RunDir, StopSignal, ThreadsArg, XtaskError,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use layers::{Activation, Init, LayerSpec, OptimizerConfig, OptimizerKind};
@@ -125,18 +125,16 @@ impl Args {
             None => format!("--model {kind}"),
         };
         if convnet {
-            let mlp_only = [
-                ("--hidden", self.hidden.is_some()),
-                ("--activation", self.activation.is_some()),
-                ("--init", self.init.is_some()),
-                ("--batch-norm", self.batch_norm),
-                ("--dropout", self.dropout.is_some()),
-            ];
-            if let Some((flag, _)) = mlp_only.iter().find(|(_, given)| *given) {
-                return Err(XtaskError::Usage(format!(
-                    "{flag} shapes the mlp; {model_name} is a network as it is"
-                )));
-            }
+            refuse_mlp_flags(
+                &model_name,
+                [
+                    ("--hidden", self.hidden.is_some()),
+                    ("--activation", self.activation.is_some()),
+                    ("--init", self.init.is_some()),
+                    ("--batch-norm", self.batch_norm),
+                    ("--dropout", self.dropout.is_some()),
+                ],
+            )?;
         }
         let mut weight_decay = self.weight_decay.unwrap_or(0.0);
         let model = match (&self.net, kind) {

@@ -250,13 +250,13 @@ fn probabilities_rounded<T: Element, D: Dataset>(
         let mut rows = Vec::with_capacity(labels.len() * classes);
         let mut nonfinite = 0;
         for row in logits.as_slice().chunks_exact(classes).take(labels.len()) {
-            let scores: Vec<f64> = row.iter().map(|v| v.to_f64()).collect();
-            nonfinite += usize::from(!scores.iter().all(|v| v.is_finite()));
+            nonfinite += usize::from(!row.iter().all(|v| v.is_finite()));
             // exp(s - max) / sum: the largest term is 1, nothing overflows.
-            let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-            let sum: f64 = exps.iter().sum();
-            rows.extend(exps.iter().map(|e| e / sum));
+            let max = row.iter().map(|v| v.to_f64()).fold(f64::NEG_INFINITY, f64::max);
+            let start = rows.len();
+            rows.extend(row.iter().map(|v| (v.to_f64() - max).exp()));
+            let sum: f64 = rows[start..].iter().sum();
+            rows[start..].iter_mut().for_each(|p| *p /= sum);
         }
         (rows, nonfinite)
     });
