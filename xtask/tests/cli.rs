@@ -1272,3 +1272,42 @@ fn augmentation_is_shown_recorded_and_changes_the_run() {
     let (_, half, _) = losses(&["--augment", "0.5"], "half");
     assert_ne!(half, augmented);
 }
+
+/// An ensemble scores one data set and a bounded number of models: models
+/// of two data sets, or more than 16, are refused before any data is read.
+#[test]
+fn an_ensemble_of_two_data_sets_or_too_many_models_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = |name: &str, dataset: &str| {
+        let path = dir.path().join(name);
+        write_checkpoint(
+            &path,
+            &[("W1", vec![784, 10], 0.01), ("b1", vec![10], 0.0)],
+            &[("sizes", "784,10"), ("dataset", dataset)],
+        );
+        path.to_str().unwrap().to_string()
+    };
+    let (digits, clothes) = (
+        model("digits.safetensors", "mnist"),
+        model("clothes.safetensors", "fashion-mnist"),
+    );
+    let out = fails_with(
+        &[
+            "eval",
+            "--model",
+            &digits,
+            "--model",
+            &clothes,
+            "--data-dir",
+            "/nonexistent",
+        ],
+        None,
+        "an ensemble scores one data set",
+    );
+    assert!(!text(&out.stderr).contains("/nonexistent"), "{}", text(&out.stderr));
+    let mut args = vec!["eval"];
+    for _ in 0..17 {
+        args.extend(["--model", digits.as_str()]);
+    }
+    fails_with(&args, None, "17 models is more than the 16");
+}
