@@ -55,6 +55,8 @@ pub fn with_busy_workers<R>(f: impl FnOnce(&mut Helpers<'_>) -> R) -> R {
         started: AtomicUsize::new(0),
         done: AtomicBool::new(false),
         helping: AtomicBool::new(true),
+        #[cfg(test)]
+        naps: AtomicUsize::new(0),
     };
     // `in_place_scope` runs `f` here, on this worker, so `f` need not be
     // `Send`; the spinners are pushed to this worker's queue for the idle
@@ -226,6 +228,11 @@ struct Spinners {
     /// Whether the spinners take work; when not, they sleep in short naps
     /// and every job stays with the owner.
     helping: AtomicBool,
+    /// Naps taken: a test's proof that a spinner has seen `helping` false
+    /// (waiting a fixed time instead would race with a descheduled spinner
+    /// that read it true just before the change).
+    #[cfg(test)]
+    naps: AtomicUsize,
 }
 
 /// A standing-aside spinner's nap: short enough that it is back within a
@@ -251,6 +258,8 @@ impl Spinners {
         while !self.done.load(Ordering::Acquire) {
             if !self.helping.load(Ordering::Relaxed) {
                 std::thread::sleep(NAP);
+                #[cfg(test)]
+                self.naps.fetch_add(1, Ordering::Release);
             } else if rayon::yield_now() != Some(rayon::Yield::Executed) {
                 std::hint::spin_loop();
             }
@@ -359,8 +368,17 @@ mod tests {
                 let owner = rayon::current_thread_index();
                 let spinners = helpers.spinners.expect("two threads on a machine of two or more cores");
                 spinners.helping.store(false, Ordering::Relaxed);
-                // A nap or two for the spinner to see it.
-                std::thread::sleep(4 * NAP);
+                // Until the spinner has napped once it may still be between
+                // reading `helping` (true) and looking for work: on a loaded
+                // machine that gap can last a time slice.
+                let waiting = Instant::now();
+                while spinners.naps.load(Ordering::Acquire) == 0 {
+                    assert!(
+                        waiting.elapsed() < Duration::from_secs(10),
+                        "the spinner never stood aside"
+                    );
+                    std::thread::sleep(NAP);
+                }
                 for _ in 0..20 {
                     // Left 2 ms in the owner's queue, the job is still there
                     // for the owner to run itself.
