@@ -41,6 +41,7 @@ mod fetch;
 mod filters;
 mod gradcheck;
 mod predict;
+mod serve;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -80,6 +81,8 @@ enum Task {
     Predict(predict::Args),
     /// Run the criterion benchmarks and print a summary table.
     Bench(bench::Args),
+    /// Serve a local page: draw a digit, browse the test set, the apple graph, train live.
+    Serve(serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Task::Filters(args) => filters::run(args),
         Task::Predict(args) => predict::run(args),
         Task::Bench(args) => bench::run(args),
+        Task::Serve(args) => serve::run(args),
     };
     {
         use std::io::Write as _;

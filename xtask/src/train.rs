@@ -396,23 +396,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     console.bar.finish_and_clear();
 
     // Whatever happened, keep what there is: on divergence, the last good weights.
-    let config_json = serde_json::json!({
-        "settings": config.to_json(train_len),
-        "dataset": dataset.name(),
-        "data_dir": data_dir.display().to_string(),
-        "layers": trainer.model().specs(),
-        "dtype": "f32",
-    });
-    // Every file is attempted whatever became of the others: a checkpoint
-    // that cannot be written must not take the records with it.
-    let config_text = serde_json::to_string_pretty(&config_json).unwrap_or_default();
-    let checkpoint_metadata = [
-        ("dataset", dataset.name().to_string()),
-        ("seed", config.seed.to_string()),
-    ];
-    let (model, losses, evals) = (trainer.model(), trainer.losses(), trainer.evals());
     let golden_json = args.export_golden.map(|_| {
         let batches = &console.golden.1;
+        let losses = trainer.losses();
         serde_json::json!({
             "batches": batches,
             "losses": &losses[..batches.len().min(losses.len())],
@@ -421,41 +407,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
         })
         .to_string()
     });
-    let filters_after = first_filters(model);
-    let mut writes: Vec<RunFile> = vec![
-        (
-            "config.json",
-            Box::new(|path| train::write_atomic(path, config_text.as_bytes())),
-        ),
-        (
-            "model.safetensors",
-            Box::new(|path| save_checkpoint(path, model, &checkpoint_metadata)),
-        ),
-        ("loss.csv", Box::new(|path| report::write_loss_csv(path, losses))),
-        ("accuracy.csv", Box::new(|path| report::write_eval_csv(path, evals))),
-        (
-            "accuracy.png",
-            Box::new(|path| report::plot_accuracy(path, evals, &title)),
-        ),
-        ("loss.png", Box::new(|path| report::plot_loss(path, losses, &title))),
-    ];
-    if let Some(json) = &golden_json {
-        writes.push((
-            "golden.json",
-            Box::new(|path| train::write_atomic(path, json.as_bytes())),
-        ));
-    }
-    if let Some(w) = &filters_after {
-        writes.push((
-            "filters-after.png",
-            Box::new(|path| report::plot_filters(path, "first-layer filters after training", w)),
-        ));
-    }
-    let ending = match &result {
-        Ok(_) => "finished",
-        Err(_) => "stopped",
+    let record = RunRecord {
+        run_dir: &run_dir,
+        dataset,
+        data_dir: &data_dir,
+        trainer: &trainer,
+        title: &title,
+        golden_json: golden_json.as_deref(),
     };
-    if let Some(failure) = write_run_files(&run_dir, &writes, ending) {
+    if let Some(failure) = write_run(&record, result.is_ok()) {
         return Err(XtaskError::Failed(failure));
     }
     let model_path = run_dir.join("model.safetensors");
@@ -502,6 +462,74 @@ pub fn first_filters(model: &layers::Sequential<f32>) -> Option<tensor::Tensor<f
         }
     });
     w
+}
+
+/// What a run that has ended leaves in its folder, and where it came from.
+pub struct RunRecord<'a> {
+    /// The run folder (claimed by the caller).
+    pub run_dir: &'a Path,
+    /// The data set trained on, and the folder it was read from.
+    pub dataset: mnist::Dataset,
+    pub data_dir: &'a Path,
+    /// The trainer after its run: settings, weights, losses, evaluations.
+    pub trainer: &'a Trainer<f32, ImageData<'a>>,
+    /// The plots' title.
+    pub title: &'a str,
+    /// `--export-golden`'s record, when asked for.
+    pub golden_json: Option<&'a str>,
+}
+
+/// Writes a run's files (config, weights, CSVs, plots) into its folder,
+/// each attempted whatever became of the others; returns the message that
+/// says what could not be written there, and where it went instead
+/// (`finished`: whether the run ran to its end, for the message).
+pub fn write_run(record: &RunRecord<'_>, finished: bool) -> Option<String> {
+    let trainer = record.trainer;
+    let config = trainer.config();
+    let config_json = serde_json::json!({
+        "settings": config.to_json(trainer.train_set().len()),
+        "dataset": record.dataset.name(),
+        "data_dir": record.data_dir.display().to_string(),
+        "layers": trainer.model().specs(),
+        "dtype": "f32",
+    });
+    let config_text = serde_json::to_string_pretty(&config_json).unwrap_or_default();
+    let checkpoint_metadata = [
+        ("dataset", record.dataset.name().to_string()),
+        ("seed", config.seed.to_string()),
+    ];
+    let (model, losses, evals, title) = (trainer.model(), trainer.losses(), trainer.evals(), record.title);
+    let filters_after = first_filters(model);
+    let mut writes: Vec<RunFile> = vec![
+        (
+            "config.json",
+            Box::new(|path| train::write_atomic(path, config_text.as_bytes())),
+        ),
+        (
+            "model.safetensors",
+            Box::new(|path| save_checkpoint(path, model, &checkpoint_metadata)),
+        ),
+        ("loss.csv", Box::new(|path| report::write_loss_csv(path, losses))),
+        ("accuracy.csv", Box::new(|path| report::write_eval_csv(path, evals))),
+        (
+            "accuracy.png",
+            Box::new(|path| report::plot_accuracy(path, evals, title)),
+        ),
+        ("loss.png", Box::new(|path| report::plot_loss(path, losses, title))),
+    ];
+    if let Some(json) = record.golden_json {
+        writes.push((
+            "golden.json",
+            Box::new(|path| train::write_atomic(path, json.as_bytes())),
+        ));
+    }
+    if let Some(w) = &filters_after {
+        writes.push((
+            "filters-after.png",
+            Box::new(|path| report::plot_filters(path, "first-layer filters after training", w)),
+        ));
+    }
+    write_run_files(record.run_dir, &writes, if finished { "finished" } else { "stopped" })
 }
 
 /// One file of a run's final writes: its name, and how to write it at a path.
