@@ -186,32 +186,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
         crate::stdout_result(std::io::stdout().flush());
     }
 
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| XtaskError::Failed(format!("cannot poll the listening socket ({e})")))?;
-    let open = Arc::new(AtomicUsize::new(0));
+    // Connections are taken on their own thread, blocking in accept (a
+    // listener polled with sleeps between tries would add up to a sleep to
+    // every request); this one waits for Ctrl-C. At exit that thread is
+    // simply left behind.
+    let accepting = Arc::clone(&state);
+    std::thread::Builder::new()
+        .name("accept".into())
+        .spawn(move || accept_connections(&listener, &accepting))
+        .map_err(|e| XtaskError::Failed(format!("cannot start the server's thread ({e})")))?;
     while !signal.requested() {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                if open.load(Ordering::Acquire) >= MAX_CONNECTIONS {
-                    refuse_busy(stream);
-                    continue;
-                }
-                open.fetch_add(1, Ordering::AcqRel);
-                let (state, done) = (Arc::clone(&state), Arc::clone(&open));
-                let spawned = std::thread::Builder::new().name("request".into()).spawn(move || {
-                    serve_connection(&state, stream);
-                    done.fetch_sub(1, Ordering::AcqRel);
-                });
-                if spawned.is_err() {
-                    open.fetch_sub(1, Ordering::AcqRel);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            // Out of file descriptors, say: wait for requests to finish.
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
+        std::thread::sleep(Duration::from_millis(50));
     }
     // A run going on stops at its next step (it checks the signal) and
     // writes its folder; wait for that.
@@ -227,6 +212,34 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(signal.exit_code())
 }
 
+/// Takes connections for as long as the process lives, each on its own
+/// thread, at most [`MAX_CONNECTIONS`] at once.
+fn accept_connections(listener: &TcpListener, state: &Arc<State>) {
+    let open = Arc::new(AtomicUsize::new(0));
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if open.load(Ordering::Acquire) >= MAX_CONNECTIONS {
+                    refuse_busy(stream);
+                    continue;
+                }
+                open.fetch_add(1, Ordering::AcqRel);
+                let (state, done) = (Arc::clone(state), Arc::clone(&open));
+                let spawned = std::thread::Builder::new().name("request".into()).spawn(move || {
+                    serve_connection(&state, stream);
+                    done.fetch_sub(1, Ordering::AcqRel);
+                });
+                if spawned.is_err() {
+                    open.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // Out of file descriptors, say: wait for requests to finish.
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
 /// Too many requests at once: answered without reading, and closed.
 fn refuse_busy(mut stream: TcpStream) {
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
@@ -237,7 +250,7 @@ fn refuse_busy(mut stream: TcpStream) {
 }
 
 fn serve_connection(state: &Arc<State>, mut stream: TcpStream) {
-    // The listener polls; this exchange blocks, each wait bounded.
+    // Each wait of the exchange is bounded.
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(http::REQUEST_DEADLINE));
     let _ = stream.set_write_timeout(Some(http::REQUEST_DEADLINE));
