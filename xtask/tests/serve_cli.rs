@@ -6,7 +6,7 @@ mod common;
 use common::{command, text};
 use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -110,18 +110,28 @@ fn train_mlp(dir: &Path, mnist_dir: &Path) {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
+/// A server whose runs folder is in a fresh temporary folder (kept while
+/// the returned guard lives), offering, `with_model`, a small mlp trained
+/// there first (`<temp>/run`). Returns the server, the folder, and MNIST's.
+fn server_in_temp(with_model: bool) -> (Server, tempfile::TempDir, PathBuf) {
+    let real = mnist::test_data_dir("MNIST_DIR");
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let mut args = vec!["--runs".to_string(), runs.display().to_string()];
+    if with_model {
+        let run = dir.path().join("run");
+        train_mlp(&run, &real);
+        args.extend(["--run".to_string(), run.display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    (Server::start(&args, &real), dir, real)
+}
+
 #[test]
 #[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
 fn the_page_predicts_as_predict_does_ranks_the_test_set_and_draws_the_apple_graph() {
-    let real = mnist::test_data_dir("MNIST_DIR");
-    let dir = tempfile::tempdir().unwrap();
+    let (server, dir, real) = server_in_temp(true);
     let run = dir.path().join("run");
-    train_mlp(&run, &real);
-    let runs = dir.path().join("runs");
-    let server = Server::start(
-        &["--run", run.to_str().unwrap(), "--runs", runs.to_str().unwrap()],
-        &real,
-    );
 
     let page = server.raw("GET", "/", &format!("Host: {}\r\n", server.address), "");
     assert_eq!(page.0, 200);
@@ -208,15 +218,7 @@ fn the_page_predicts_as_predict_does_ranks_the_test_set_and_draws_the_apple_grap
 #[test]
 #[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
 fn bad_requests_get_a_4xx_and_a_sentence_and_the_server_goes_on() {
-    let real = mnist::test_data_dir("MNIST_DIR");
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
-    train_mlp(&run, &real);
-    let runs = dir.path().join("runs");
-    let server = Server::start(
-        &["--run", run.to_str().unwrap(), "--runs", runs.to_str().unwrap()],
-        &real,
-    );
+    let (server, _dir, _) = server_in_temp(true);
     let short = serde_json::json!({"model": 0, "pixels": vec![0.5; 783]}).to_string();
     let mut bright = vec![0.0; 784];
     bright[100] = 1.5;
@@ -262,10 +264,8 @@ fn bad_requests_get_a_4xx_and_a_sentence_and_the_server_goes_on() {
 #[test]
 #[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
 fn a_training_run_from_the_page_streams_its_losses_stops_and_becomes_the_chosen_model() {
-    let real = mnist::test_data_dir("MNIST_DIR");
-    let dir = tempfile::tempdir().unwrap();
+    let (server, dir, _) = server_in_temp(false);
     let runs = dir.path().join("runs");
-    let server = Server::start(&["--runs", runs.to_str().unwrap()], &real);
     let (_, models) = server.request("GET", "/api/models", "");
     assert_eq!(models["models"], serde_json::json!([]));
     assert_eq!(models["selected"], serde_json::Value::Null);
@@ -340,10 +340,8 @@ fn a_training_run_from_the_page_streams_its_losses_stops_and_becomes_the_chosen_
 #[test]
 #[cfg_attr(not(mnist_data), ignore = "needs MNIST_DIR")]
 fn ctrl_c_stops_a_training_run_and_keeps_it() {
-    let real = mnist::test_data_dir("MNIST_DIR");
-    let dir = tempfile::tempdir().unwrap();
+    let (server, dir, _) = server_in_temp(false);
     let runs = dir.path().join("runs");
-    let server = Server::start(&["--runs", runs.to_str().unwrap()], &real);
     let start = r#"{"model": "mlp", "optimizer": "adam", "lr": 0.001, "epochs": 50}"#;
     assert_eq!(server.request("POST", "/api/train/start", start).0, 202);
     let waited = Instant::now();
