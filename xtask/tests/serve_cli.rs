@@ -253,6 +253,19 @@ fn bad_requests_get_a_4xx_and_a_sentence_and_the_server_goes_on() {
     assert_eq!(server.raw("POST", "/api/apple", &from_elsewhere, "{}").0, 403);
     let form = format!("Host: {}\r\nContent-Type: text/plain\r\n", server.address);
     assert_eq!(server.raw("POST", "/api/train/stop", &form, "").0, 415);
+    // Made by another site's page (the browser says so), read two ways.
+    let cross_site = format!("{}Sec-Fetch-Site: cross-site\r\n", host(&server.address));
+    assert_eq!(
+        server.raw("GET", "/api/test?model=0&position=0", &cross_site, "").0,
+        403
+    );
+    let two_hosts = format!("{}Host: evil.example\r\n", host(&server.address));
+    assert_eq!(server.raw("GET", "/api/models", &two_hosts, "").0, 400);
+    let near_json = format!("Host: {}\r\nContent-Type: application/jsonx\r\n", server.address);
+    assert_eq!(server.raw("POST", "/api/apple", &near_json, "{}").0, 415);
+    // HEAD: the page's head, without the page.
+    let (status, body) = server.raw("HEAD", "/", &host(&server.address), "");
+    assert_eq!((status, body.as_str()), (200, ""));
     let huge = "x".repeat(70_000);
     assert_eq!(server.raw("POST", "/api/predict", &host(&server.address), &huge).0, 413);
     // Still serving.
@@ -375,4 +388,18 @@ fn a_model_that_is_not_there_and_a_bad_port_are_refused_before_serving() {
     let out = command(&["serve", "--port", "70000"], None).output().unwrap();
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("--port"), "{}", text(&out.stderr));
+    // Every address: requests could not name it, so the Host check would refuse them all.
+    let out = command(&["serve", "--host", "0.0.0.0"], None).output().unwrap();
+    assert!(
+        text(&out.stderr).contains("listens on every address"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = command(&["serve", "--host", "255.255.255.255"], None).output().unwrap();
+    assert!(text(&out.stderr).contains("broadcast"), "{}", text(&out.stderr));
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let out = command(&["serve", "--runs", file.path().to_str().unwrap()], None)
+        .output()
+        .unwrap();
+    assert!(text(&out.stderr).contains("is not a folder"), "{}", text(&out.stderr));
 }

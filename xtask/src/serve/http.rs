@@ -31,6 +31,9 @@ pub struct Request {
     pub origin: Option<String>,
     /// The `Content-Type` header.
     pub content_type: Option<String>,
+    /// `Sec-Fetch-Site`: browsers say with every request whether another
+    /// site's page made it (`cross-site`).
+    pub fetch_site: Option<String>,
     /// The body, at most [`MAX_BODY`] bytes.
     pub body: Vec<u8>,
 }
@@ -106,12 +109,32 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Reads one request within [`REQUEST_DEADLINE`] (the stream's read timeout
-/// must be set, so that a read returns). `Err(Some(response))`: a request
-/// that must be refused with that answer; `Err(None)`: the client went away
-/// (or sent nothing), there is no one to answer.
-pub fn read_request(stream: &mut (impl Read + Write)) -> Result<Request, Option<Response>> {
+/// A connection whose reads can be made to give up: each read waits at
+/// most the time left before the request's deadline.
+pub trait Connection: Read + Write {
+    /// The longest the next read may wait.
+    fn wait_at_most(&mut self, wait: Duration);
+}
+
+impl Connection for std::net::TcpStream {
+    fn wait_at_most(&mut self, wait: Duration) {
+        // A zero timeout would mean "wait for ever".
+        let _ = self.set_read_timeout(Some(wait.max(Duration::from_millis(1))));
+    }
+}
+
+/// Reads one request within [`REQUEST_DEADLINE`]. `check` sees the request
+/// line and headers before the body is read (or a client waiting on
+/// `Expect: 100-continue` told to send it): a request it refuses is
+/// answered without its body. `Err(Some(response))`: a request refused with
+/// that answer; `Err(None)`: the client went away (or sent nothing), there
+/// is no one to answer.
+pub fn read_request(
+    stream: &mut impl Connection,
+    check: impl Fn(&Request) -> Option<Response>,
+) -> Result<Request, Option<Response>> {
     let started = Instant::now();
+    let left = || REQUEST_DEADLINE.saturating_sub(started.elapsed());
     let mut buf = vec![0u8; MAX_HEAD];
     let mut filled = 0;
     let (request, head_len, length) = loop {
@@ -121,9 +144,10 @@ pub fn read_request(stream: &mut (impl Read + Write)) -> Result<Request, Option<
                 "the request's line and headers are over 16 KiB",
             )));
         }
-        if started.elapsed() > REQUEST_DEADLINE {
+        if left().is_zero() {
             return Err(Some(Response::error(408, "the request took too long to arrive")));
         }
+        stream.wait_at_most(left());
         let n = match stream.read(&mut buf[filled..]) {
             Ok(0) => return Err(None),
             Ok(n) => n,
@@ -139,28 +163,39 @@ pub fn read_request(stream: &mut (impl Read + Write)) -> Result<Request, Option<
         match parsed.parse(&buf[..filled]) {
             Ok(httparse::Status::Partial) => continue,
             Ok(httparse::Status::Complete(head_len)) => {
-                let header = |name: &str| {
-                    parsed
-                        .headers
-                        .iter()
-                        .find(|h| h.name.eq_ignore_ascii_case(name))
-                        .map(|h| String::from_utf8_lossy(h.value).into_owned())
-                };
-                if header("transfer-encoding").is_some() {
-                    return Err(Some(Response::error(
-                        501,
-                        "chunked request bodies are not taken; send Content-Length",
-                    )));
+                // Every header that matters here at most once: two Hosts or
+                // two lengths are a request read two ways.
+                let mut values: [Option<String>; 5] = Default::default();
+                const NAMES: [&str; 5] = ["host", "origin", "content-type", "content-length", "sec-fetch-site"];
+                for h in parsed.headers.iter() {
+                    if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                        return Err(Some(Response::error(
+                            501,
+                            "Transfer-Encoding is not taken; send the body with Content-Length",
+                        )));
+                    }
+                    if let Some(i) = NAMES.iter().position(|n| h.name.eq_ignore_ascii_case(n)) {
+                        if values[i].is_some() {
+                            return Err(Some(Response::error(
+                                400,
+                                format!("the request has two {} headers", NAMES[i]),
+                            )));
+                        }
+                        values[i] = Some(String::from_utf8_lossy(h.value).trim().to_string());
+                    }
                 }
-                let length = match header("content-length").map(|v| v.trim().parse::<usize>()) {
+                let [host, origin, content_type, content_length, fetch_site] = values;
+                let length = match content_length {
                     None => 0,
-                    Some(Ok(length)) => length,
-                    Some(Err(_)) => return Err(Some(Response::error(400, "Content-Length is not a number"))),
+                    Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+                        v.parse::<usize>().unwrap_or(usize::MAX)
+                    }
+                    Some(_) => return Err(Some(Response::error(400, "Content-Length is not a number"))),
                 };
                 if length > MAX_BODY {
                     return Err(Some(Response::error(
                         413,
-                        format!("the request body is {length} bytes, more than the {MAX_BODY} this server takes"),
+                        format!("the request body is over the {MAX_BODY} bytes this server takes"),
                     )));
                 }
                 let target = parsed.path.unwrap_or("/");
@@ -169,12 +204,19 @@ pub fn read_request(stream: &mut (impl Read + Write)) -> Result<Request, Option<
                     method: parsed.method.unwrap_or("").to_string(),
                     path: path.to_string(),
                     query: query.to_string(),
-                    host: header("host"),
-                    origin: header("origin"),
-                    content_type: header("content-type"),
+                    host,
+                    origin,
+                    content_type,
+                    fetch_site,
                     body: Vec::new(),
                 };
-                let expects_continue = header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+                if let Some(refusal) = check(&request) {
+                    return Err(Some(refusal));
+                }
+                let expects_continue = parsed
+                    .headers
+                    .iter()
+                    .any(|h| h.name.eq_ignore_ascii_case("expect") && h.value.eq_ignore_ascii_case(b"100-continue"));
                 if expects_continue && length > filled - head_len {
                     // curl asks before sending a body over 1 KiB.
                     let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -194,9 +236,10 @@ pub fn read_request(stream: &mut (impl Read + Write)) -> Result<Request, Option<
     let mut body = buf[head_len..filled].to_vec();
     body.truncate(length);
     while body.len() < length {
-        if started.elapsed() > REQUEST_DEADLINE {
+        if left().is_zero() {
             return Err(Some(Response::error(408, "the request body took too long to arrive")));
         }
+        stream.wait_at_most(left());
         let mut chunk = [0u8; 8192];
         let want = (length - body.len()).min(chunk.len());
         match stream.read(&mut chunk[..want]) {
@@ -217,8 +260,9 @@ pub fn read_request(stream: &mut (impl Read + Write)) -> Result<Request, Option<
 /// nothing from outside is loaded even if something tried.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// Writes `response` and closes the exchange (`Connection: close`).
-pub fn write_response(stream: &mut impl Write, response: &Response) -> std::io::Result<()> {
+/// Writes `response` (its head only, for a HEAD request) and closes the
+/// exchange (`Connection: close`).
+pub fn write_response(stream: &mut impl Write, response: &Response, head_only: bool) -> std::io::Result<()> {
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n",
         response.status,
@@ -231,7 +275,9 @@ pub fn write_response(stream: &mut impl Write, response: &Response) -> std::io::
     }
     head += "\r\n";
     stream.write_all(head.as_bytes())?;
-    stream.write_all(&response.body)?;
+    if !head_only {
+        stream.write_all(&response.body)?;
+    }
     stream.flush()
 }
 
@@ -260,6 +306,10 @@ mod tests {
         }
     }
 
+    impl Connection for Exchange {
+        fn wait_at_most(&mut self, _wait: Duration) {}
+    }
+
     impl Write for Exchange {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             self.output.write(buf)
@@ -274,7 +324,7 @@ mod tests {
             pieces: pieces.iter().map(|p| p.to_vec()).collect(),
             output: Vec::new(),
         };
-        let result = read_request(&mut exchange);
+        let result = read_request(&mut exchange, |_| None);
         (result, exchange.output)
     }
 
@@ -331,6 +381,17 @@ mod tests {
             501
         );
         assert_eq!(refused_with(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n"), 400);
+        // Read two ways: refused.
+        assert_eq!(refused_with(b"GET / HTTP/1.1\r\nHost: a\r\nHOST: b\r\n\r\n"), 400);
+        assert_eq!(
+            refused_with(b"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}"),
+            400
+        );
+        assert_eq!(refused_with(b"POST / HTTP/1.1\r\nContent-Length: +2\r\n\r\n{}"), 400);
+        assert_eq!(
+            refused_with(b"POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n{}"),
+            501
+        );
         // A client that leaves before its request is complete gets no answer.
         assert!(matches!(read(b"GET / HTT").0, Err(None)));
         assert!(matches!(
@@ -340,18 +401,40 @@ mod tests {
     }
 
     #[test]
+    fn a_request_refused_by_its_head_is_not_told_to_send_its_body() {
+        let head: &[u8] = b"POST / HTTP/1.1\r\nHost: elsewhere\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
+        let mut exchange = Exchange {
+            pieces: [head.to_vec(), b"{}".to_vec()].into(),
+            output: Vec::new(),
+        };
+        let refusal = read_request(&mut exchange, |r| {
+            (r.host.as_deref() != Some("here")).then(|| Response::error(403, "not here"))
+        });
+        assert!(matches!(refusal, Err(Some(Response { status: 403, .. }))));
+        assert!(exchange.output.is_empty());
+    }
+
+    #[test]
     fn a_response_says_its_length_and_closes_and_the_page_gets_its_policy() {
         let mut out = Vec::new();
-        write_response(&mut out, &Response::error(404, "no such page")).unwrap();
+        write_response(&mut out, &Response::error(404, "no such page"), false).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"), "{text}");
         assert!(text.contains("Content-Length: 24\r\nConnection: close\r\n"), "{text}");
         assert!(text.ends_with("\r\n\r\n{\"error\":\"no such page\"}"), "{text}");
         assert!(!text.contains("Content-Security-Policy"));
         let mut out = Vec::new();
-        write_response(&mut out, &Response::html("<p>hi</p>")).unwrap();
+        write_response(&mut out, &Response::html("<p>hi</p>"), false).unwrap();
         assert!(String::from_utf8(out)
             .unwrap()
             .contains("Content-Security-Policy: default-src 'none'"));
+        // HEAD: the same head, no body.
+        let mut out = Vec::new();
+        write_response(&mut out, &Response::html("<p>hi</p>"), true).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("Content-Length: 9\r\n") && text.ends_with("\r\n\r\n"),
+            "{text}"
+        );
     }
 }

@@ -74,6 +74,9 @@ pub struct State {
     trainer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Ctrl-C or SIGTERM: the server stops, and so does a run.
     signal: StopSignal,
+    /// The test panel's first scoring of a model runs here: on the global
+    /// pool it would queue the drawings' predictions behind it.
+    scoring: rayon::ThreadPool,
 }
 
 impl State {
@@ -104,6 +107,24 @@ pub fn run(args: Args) -> Result<ExitCode> {
         eprintln!("warning: this is a debug build; `cargo xtask` runs the release profile, use it for real runs");
     }
     let signal = StopSignal::install()?;
+    let host = args.host.to_canonical();
+    if host.is_unspecified() {
+        return Err(XtaskError::Usage(format!(
+            "--host {host} listens on every address, but the page answers only requests that name the address given; give the address others will use (--host 192.168.1.5, say), or leave the default 127.0.0.1"
+        )));
+    }
+    if host.is_multicast() || matches!(host, IpAddr::V4(ip) if ip.is_broadcast()) {
+        return Err(XtaskError::Usage(format!(
+            "--host {host} is a multicast or broadcast address; give one of this machine's addresses (the default: 127.0.0.1)"
+        )));
+    }
+    let runs_dir = args.runs.clone().unwrap_or_else(|| project_root().join("runs"));
+    if runs_dir.exists() && !runs_dir.is_dir() {
+        return Err(XtaskError::Usage(format!(
+            "{} is not a folder; give --runs the folder of runs (it is made at the first training)",
+            runs_dir.display()
+        )));
+    }
     let dataset = args.data.dataset;
     let given: Vec<PathBuf> = args
         .run
@@ -120,32 +141,37 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
     }
     let (data, data_dir, _) = args.data.load()?;
-    let runs_dir = args.runs.clone().unwrap_or_else(|| project_root().join("runs"));
     let models = models::initial_models(&given, &runs_dir, dataset, data.test.labels.len())?;
-    let listener = TcpListener::bind(SocketAddr::new(args.host, args.port)).map_err(|e| {
+    let listener = TcpListener::bind(SocketAddr::new(host, args.port)).map_err(|e| {
         XtaskError::Usage(match e.kind() {
             std::io::ErrorKind::AddrInUse => format!(
-                "port {} is taken on {}; give another --port (0 picks a free one)",
-                args.port, args.host
+                "port {} is taken on {host}; give another --port (0 picks a free one)",
+                args.port
             ),
-            _ => format!("cannot listen on {}:{} ({e})", args.host, args.port),
+            _ => format!("cannot listen on {host} port {} ({e})", args.port),
         })
     })?;
     let address = listener
         .local_addr()
         .map_err(|e| XtaskError::Failed(format!("cannot read the address listened on ({e})")))?;
     let port = address.port();
-    let mut hosts = vec![
-        format!("localhost:{port}"),
-        format!("127.0.0.1:{port}"),
-        format!("[::1]:{port}"),
-    ];
     let shown = match address.ip() {
         IpAddr::V6(ip) => format!("[{ip}]:{port}"),
         IpAddr::V4(ip) => format!("{ip}:{port}"),
     };
-    if !hosts.contains(&shown) {
-        hosts.push(shown.clone());
+    // The names a request may give for this server: the address it listens
+    // on, and on loopback the usual names of this machine.
+    let mut hosts = vec![shown.clone()];
+    if host.is_loopback() {
+        for name in [
+            format!("localhost:{port}"),
+            format!("127.0.0.1:{port}"),
+            format!("[::1]:{port}"),
+        ] {
+            if !hosts.contains(&name) {
+                hosts.push(name);
+            }
+        }
     }
     let selected = (!models.is_empty()).then_some(0);
     let state = Arc::new(State {
@@ -160,13 +186,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         stop_training: AtomicBool::new(false),
         trainer_thread: Mutex::new(None),
         signal: signal.clone(),
+        scoring: crate::common::thread_pool(0)?,
     });
 
     say!("serving on http://{shown}/");
-    if !args.host.is_loopback() {
+    if !host.is_loopback() {
         eprintln!(
-            "warning: listening on {}: anyone who can reach this machine can use the page and start training; the page is made for loopback",
-            args.host
+            "warning: listening on {host}: anyone who can reach this machine there can use the page and start training; the page is made for loopback"
         );
     }
     {
@@ -242,72 +268,104 @@ fn accept_connections(listener: &TcpListener, state: &Arc<State>) {
 
 /// Too many requests at once: answered without reading, and closed.
 fn refuse_busy(mut stream: TcpStream) {
+    let _ = stream.set_nonblocking(false);
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-    let _ = http::write_response(
-        &mut stream,
-        &Response::error(503, "the server is answering too many requests; try again"),
-    );
+    let busy = Response::error(503, "the server is answering too many requests; try again");
+    if http::write_response(&mut stream, &busy, false).is_ok() {
+        // This runs on the accepting thread: what the client sent with its
+        // request is read for at most 50 ms.
+        drain_and_close(stream, Duration::from_millis(50));
+    }
+}
+
+/// Closes a connection whose request was not read to its end. Closing with
+/// unread bytes resets the connection, and the client loses the answer
+/// already sent: the rest is read first, at most 1 MiB for at most `wait`.
+fn drain_and_close(mut stream: TcpStream, wait: Duration) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(wait));
+    let _ = std::io::copy(&mut (&mut stream).take(1 << 20), &mut std::io::sink());
 }
 
 fn serve_connection(state: &Arc<State>, mut stream: TcpStream) {
     // Each wait of the exchange is bounded.
     let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(http::REQUEST_DEADLINE));
     let _ = stream.set_write_timeout(Some(http::REQUEST_DEADLINE));
-    match http::read_request(&mut stream) {
+    match http::read_request(&mut stream, |request| check_source(state, request)) {
         Ok(request) => {
-            let _ = http::write_response(&mut stream, &respond(state, &request));
+            let head_only = request.method == "HEAD";
+            let _ = http::write_response(&mut stream, &route(state, &request), head_only);
         }
         Err(Some(refusal)) => {
-            let _ = http::write_response(&mut stream, &refusal);
-            // Closing with the client's body unread would reset the
-            // connection and lose the answer: read what it still sends, a
-            // bounded amount for at most a second.
-            let _ = stream.shutdown(std::net::Shutdown::Write);
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-            let _ = std::io::copy(&mut (&mut stream).take(1 << 20), &mut std::io::sink());
+            let _ = http::write_response(&mut stream, &refusal, false);
+            drain_and_close(stream, Duration::from_secs(1));
         }
         Err(None) => {}
     }
 }
 
-/// Checks where a request comes from, then routes it.
-fn respond(state: &Arc<State>, request: &Request) -> Response {
-    match &request.host {
-        Some(host) if state.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) => {}
+/// Refuses, from its head alone, a request that does not come from the
+/// page: one for another host name (DNS rebinding), one made by another
+/// site's page, a POST from another origin or without a JSON body (what a
+/// form of another site would send).
+fn check_source(state: &State, request: &Request) -> Option<Response> {
+    let ours = |host: &str| state.hosts.iter().any(|h| h.eq_ignore_ascii_case(host));
+    match request.host.as_deref() {
+        Some(host) if ours(host) => {}
         host => {
-            return Response::error(
+            return Some(Response::error(
                 403,
                 format!(
                     "this server answers requests for {} only, not for {}",
-                    state.hosts[1],
-                    host.as_deref().unwrap_or("a request without a Host")
+                    state.hosts[0],
+                    host.map_or("a request without a Host".to_string(), shown)
                 ),
-            )
+            ))
         }
     }
+    // Browsers send Sec-Fetch-Site with every request, Origin with every POST.
+    if request
+        .fetch_site
+        .as_deref()
+        .is_some_and(|site| site.eq_ignore_ascii_case("cross-site") || site.eq_ignore_ascii_case("same-site"))
+    {
+        return Some(Response::error(
+            403,
+            "requests made by another site's page are not taken; use the page itself",
+        ));
+    }
     if request.method == "POST" {
-        // Browsers send Origin with every POST; another site's page would name itself.
         if let Some(origin) = &request.origin {
-            let own = origin
-                .strip_prefix("http://")
-                .is_some_and(|host| state.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)));
-            if !own {
-                return Response::error(
+            if !origin.strip_prefix("http://").is_some_and(ours) {
+                return Some(Response::error(
                     403,
-                    format!("requests from {origin} are not taken; use the page itself"),
-                );
+                    format!("requests from {} are not taken; use the page itself", shown(origin)),
+                ));
             }
         }
+        // The media type, without parameters (`; charset=utf-8`).
         let json = request
             .content_type
             .as_deref()
-            .is_some_and(|t| t.trim().to_ascii_lowercase().starts_with("application/json"));
+            .and_then(|t| t.split(';').next())
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
         if !json {
-            return Response::error(415, "a POST must carry a JSON body (Content-Type: application/json)");
+            return Some(Response::error(
+                415,
+                "a POST must carry a JSON body (Content-Type: application/json)",
+            ));
         }
     }
-    route(state, request)
+    None
+}
+
+/// A value the client sent, as an error message quotes it: at most 40
+/// characters (the rest elided), so that an answer never echoes a body.
+fn shown(value: &str) -> String {
+    match value.char_indices().nth(40) {
+        Some((end, _)) => format!("{}...", &value[..end]),
+        None => value.to_string(),
+    }
 }
 
 fn route(state: &Arc<State>, request: &Request) -> Response {
@@ -384,7 +442,12 @@ fn predict(state: &State, body: &serde_json::Value) -> Response {
     for (i, value) in values.iter().enumerate() {
         match value.as_f64() {
             Some(v) if (0.0..=1.0).contains(&v) => pixels.push(v as f32),
-            _ => return Response::error(400, format!("pixel {i} is {value}, not a number in [0, 1]")),
+            _ => {
+                return Response::error(
+                    400,
+                    format!("pixel {i} is {}, not a number in [0, 1]", shown(&value.to_string())),
+                )
+            }
         }
     }
     model.predict(&pixels, &state.dataset.class_names())
@@ -409,7 +472,7 @@ fn test_image(state: &State, request: &Request) -> Response {
             format!("\"position\" must be a whole number from 0 to {}", total - 1),
         );
     };
-    let ranking = match model.ranking(test) {
+    let ranking = match model.ranking(test, &state.scoring) {
         Ok(ranking) => ranking,
         Err(e) => return Response::error(500, format!("the test set could not be scored with this model: {e}")),
     };
@@ -452,7 +515,12 @@ fn apple(body: &serde_json::Value) -> Response {
             None if body.is_null() => default,
             Some(v) => match v.as_f64() {
                 Some(x) if x.is_finite() && x.abs() <= 1e12 => x,
-                _ => return Response::error(400, format!("\"{name}\" is {v}, not a number of at most 1e12")),
+                _ => {
+                    return Response::error(
+                        400,
+                        format!("\"{name}\" is {}, not a number of at most 1e12", shown(&v.to_string())),
+                    )
+                }
             },
             None => return Response::error(400, format!("\"{name}\" is missing")),
         };

@@ -18,8 +18,6 @@ pub const MAX_SCANNED: usize = 50;
 pub struct ServedModel {
     /// The run folder's name (or the file's, for a `--model` outside one).
     pub name: String,
-    /// Where it was read from or written to.
-    pub path: PathBuf,
     /// The network, shared read-only by every request.
     pub model: Sequential<f32>,
     /// The test set scored by this model, made on first request.
@@ -38,19 +36,28 @@ pub struct Ranking {
 
 impl ServedModel {
     /// Reads a checkpoint that `cargo xtask train` wrote and checks, before
-    /// it is offered, that it takes `dataset`'s images and that scoring the
-    /// whole test set with it is bounded (it is an untrusted file).
-    pub fn load(path: &Path, name: String, dataset: Dataset, test_len: usize) -> Result<Self> {
-        let (checkpoint, _) = load_model(path, Some(dataset))?;
+    /// it is offered, that it was trained on `dataset` (its metadata says;
+    /// MNIST and Fashion-MNIST models have the same shapes) and that scoring
+    /// the whole test set with it is bounded (it is an untrusted file).
+    /// `Err` of the data set it was trained on when that is another.
+    pub fn load(
+        path: &Path,
+        name: String,
+        dataset: Dataset,
+        test_len: usize,
+    ) -> Result<std::result::Result<Self, Dataset>> {
+        let (checkpoint, trained_on) = load_model(path, None)?;
+        if trained_on != dataset {
+            return Ok(Err(trained_on));
+        }
         check_inference_cost(path, &checkpoint.model, test_len, rayon::current_num_threads())?;
-        Ok(Self::new(name, path.to_path_buf(), checkpoint.model))
+        Ok(Ok(Self::new(name, checkpoint.model)))
     }
 
     /// A model just trained by the page.
-    pub fn new(name: String, path: PathBuf, model: Sequential<f32>) -> Self {
+    pub fn new(name: String, model: Sequential<f32>) -> Self {
         ServedModel {
             name,
-            path,
             model,
             ranking: OnceLock::new(),
         }
@@ -80,7 +87,6 @@ impl ServedModel {
             "dataset": dataset.name(),
             "layers": self.model.summary(),
             "parameters": self.model.num_params(),
-            "path": self.path.display().to_string(),
         })
     }
 
@@ -147,10 +153,10 @@ impl ServedModel {
     }
 
     /// The test set ranked by this model, scored on first use (seconds for
-    /// DeepConvNet, once) and kept.
-    pub fn ranking(&self, test: &ImageSet) -> std::result::Result<&Ranking, String> {
+    /// DeepConvNet, once) on `pool`, and kept.
+    pub fn ranking(&self, test: &ImageSet, pool: &rayon::ThreadPool) -> std::result::Result<&Ranking, String> {
         self.ranking
-            .get_or_init(|| Ranking::score(&self.model, test))
+            .get_or_init(|| pool.install(|| Ranking::score(&self.model, test)))
             .as_ref()
             .map_err(Clone::clone)
     }
@@ -185,7 +191,13 @@ pub fn initial_models(
 ) -> Result<Vec<ServedModel>> {
     let mut models = Vec::new();
     for path in given {
-        models.push(ServedModel::load(path, model_name(path), dataset, test_len)?);
+        match ServedModel::load(path, model_name(path), dataset, test_len)? {
+            Ok(model) => models.push(model),
+            Err(trained_on) => return Err(XtaskError::Usage(format!(
+                "{} is a model of {trained_on}; this page serves {dataset} (give --dataset {trained_on} to serve it)",
+                path.display()
+            ))),
+        }
     }
     let mut runs: Vec<(std::time::SystemTime, PathBuf)> = match std::fs::read_dir(runs_dir) {
         Ok(entries) => entries
@@ -207,9 +219,9 @@ pub fn initial_models(
     }
     for (_, path) in runs {
         match ServedModel::load(&path, model_name(&path), dataset, test_len) {
-            Ok(model) => models.push(model),
-            // A run of the other data set is not this page's; say why others are left out.
-            Err(XtaskError::Usage(message)) if message.contains("give a model trained on") => {}
+            Ok(Ok(model)) => models.push(model),
+            // A run of the other data set is not this page's.
+            Ok(Err(_)) => {}
             Err(e) => eprintln!("note: not offering {}: {e}", path.display()),
         }
     }

@@ -6,11 +6,11 @@ use super::http::Response;
 use super::models::ServedModel;
 use super::State;
 use crate::common::{timestamp, ModelKind, RunDir};
-use crate::train::{write_run, RunRecord};
+use crate::train::{first_filters, write_run, RunRecord};
 use layers::{OptimizerConfig, OptimizerKind};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use train::{EvalRecord, ImageData, ModelSpec, Observer, TrainConfig, TrainError, Trainer};
+use train::{report, EvalRecord, ImageData, ModelSpec, Observer, TrainConfig, TrainError, Trainer};
 
 /// The most epochs a run from the page may take (DeepConvNet: ~40 s each).
 pub const MAX_EPOCHS: usize = 50;
@@ -133,7 +133,10 @@ impl Request {
             .ok_or("\"lr\" is missing or not a number")?;
         // A rate that f32 rounds to 0 or infinity learns nothing or diverges.
         if !(lr > 0.0 && (lr as f32).is_normal() && lr <= 10.0) {
-            return Err(format!("\"lr\" {lr} is not a learning rate between 0 and 10"));
+            return Err(format!(
+                "\"lr\" {} is not a learning rate between 0 and 10",
+                layers::readable(lr)
+            ));
         }
         let epochs = body
             .get("epochs")
@@ -199,17 +202,40 @@ pub fn start(state: &Arc<State>, body: &serde_json::Value) -> Response {
             "a training run is already going; stop it first, or wait for it to end",
         );
     }
-    let dataset = state.dataset;
-    let name = format!(
-        "{dataset}-{}-{}-seed{SEED}-{}-page",
+    // Named as `train` names its runs, with a number after a name already
+    // taken (two runs started within a second).
+    let base = format!(
+        "{}-{}-{}-seed{SEED}-{}-page",
+        state.dataset,
         request.kind,
         request.optimizer,
         timestamp()
     );
-    let run_dir = state.runs_dir.join(&name);
-    let claim = match RunDir::claim(&run_dir, false) {
-        Ok(claim) => claim,
-        Err(e) => return Response::error(409, format!("no run folder for this run: {e}")),
+    let mut claimed = None;
+    for attempt in 1..=100 {
+        let name = match attempt {
+            1 => base.clone(),
+            n => format!("{base}-{n}"),
+        };
+        let run_dir = state.runs_dir.join(&name);
+        if run_dir.exists() {
+            continue;
+        }
+        match RunDir::claim(&run_dir, false) {
+            Ok(claim) => {
+                claimed = Some((name, run_dir, claim));
+                break;
+            }
+            Err(e) => {
+                return Response::error(
+                    500,
+                    format!("no folder for the run could be made in the runs folder: {e}"),
+                )
+            }
+        }
+    }
+    let Some((name, run_dir, claim)) = claimed else {
+        return Response::error(409, "a hundred runs were started within this second; wait a second");
     };
     state.stop_training.store(false, Ordering::Relaxed);
     *status = Status {
@@ -273,6 +299,11 @@ fn train_and_save(
         status.iterations = trainer.iterations();
         status.losses.reserve(trainer.iterations());
     }
+    // The first convolution's filters before training, as `train` draws them.
+    if let Some(w) = first_filters(trainer.model()) {
+        let path = run_dir.join("filters-before.png");
+        report::plot_filters(&path, "first-layer filters before training", &w).map_err(|e| e.to_string())?;
+    }
     let result = trainer.run(&mut PageObserver { state });
     let title = format!(
         "{} {} {}",
@@ -297,11 +328,7 @@ fn train_and_save(
     if let Some(failure) = failure {
         return Err(failure);
     }
-    let model = ServedModel::new(
-        name.to_string(),
-        run_dir.join("model.safetensors"),
-        trainer.model().clone(),
-    );
+    let model = ServedModel::new(name.to_string(), trainer.model().clone());
     Ok((phase, Some(state.add_model(model))))
 }
 
