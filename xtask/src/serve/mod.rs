@@ -29,9 +29,10 @@ use std::time::Duration;
 /// The page: HTML, CSS and script in one file, nothing fetched from outside.
 const PAGE: &str = include_str!("page.html");
 
-/// Requests answered at once; more wait for a free slot's answer (503).
+/// Requests answered at once; more are answered 503 at once.
 const MAX_CONNECTIONS: usize = 32;
 
+/// `cargo xtask serve`'s flags.
 #[derive(clap::Args)]
 pub struct Args {
     /// A model.safetensors written by `cargo xtask train` to offer (repeat
@@ -71,7 +72,6 @@ pub struct State {
     training: Mutex<training::Status>,
     /// Set by the page's stop button; the run checks it after every step.
     stop_training: AtomicBool,
-    trainer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Ctrl-C or SIGTERM: the server stops, and so does a run.
     signal: StopSignal,
     /// The test panel's first scoring of a model runs here: on the global
@@ -102,6 +102,8 @@ impl State {
     }
 }
 
+/// Serves the page until Ctrl-C or SIGTERM (exit status 130 or 143), a
+/// training run in progress stopped and written first.
 pub fn run(args: Args) -> Result<ExitCode> {
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; `cargo xtask` runs the release profile, use it for real runs");
@@ -184,7 +186,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
         selected: Mutex::new(selected),
         training: Mutex::new(training::Status::idle()),
         stop_training: AtomicBool::new(false),
-        trainer_thread: Mutex::new(None),
         signal: signal.clone(),
         scoring: crate::common::thread_pool(0)?,
     });
@@ -226,11 +227,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     // A run going on stops at its next step (it checks the signal) and
     // writes its folder; wait for that.
-    let running = state.trainer_thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let running = state.training.lock().unwrap_or_else(|e| e.into_inner()).take_thread();
     if let Some(handle) = running {
         let _ = handle.join();
         let status = state.training.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(dir) = status.to_json()["run_dir"].as_str() {
+        if let Some(dir) = status.run_dir() {
             eprintln!("the page's last training run is in {dir}");
         }
     }
@@ -249,20 +250,35 @@ fn accept_connections(listener: &TcpListener, state: &Arc<State>) {
                     refuse_busy(stream);
                     continue;
                 }
-                open.fetch_add(1, Ordering::AcqRel);
-                let (state, done) = (Arc::clone(state), Arc::clone(&open));
-                let spawned = std::thread::Builder::new().name("request".into()).spawn(move || {
+                let slot = Slot::take(&open);
+                let state = Arc::clone(state);
+                // Dropped when the exchange ends, a panic included, or
+                // with the closure when no thread could be made.
+                let _ = std::thread::Builder::new().name("request".into()).spawn(move || {
+                    let _slot = slot;
                     serve_connection(&state, stream);
-                    done.fetch_sub(1, Ordering::AcqRel);
                 });
-                if spawned.is_err() {
-                    open.fetch_sub(1, Ordering::AcqRel);
-                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             // Out of file descriptors, say: wait for requests to finish.
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
+    }
+}
+
+/// One of the [`MAX_CONNECTIONS`] requests answered at once, given back when dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::AcqRel);
+        Slot(Arc::clone(open))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -397,10 +413,11 @@ fn route(state: &Arc<State>, request: &Request) -> Response {
         },
         "/api/train/stop" if post => training::stop(state),
         "/" | "/index.html" | "/api/models" | "/api/predict" | "/api/test" | "/api/apple" | "/api/train"
-        | "/api/train/start" | "/api/train/stop" => {
-            Response::error(405, format!("{} does not take {}", request.path, request.method))
-        }
-        path => Response::error(404, format!("there is nothing at {path}")),
+        | "/api/train/start" | "/api/train/stop" => Response::error(
+            405,
+            format!("{} does not take {}", request.path, shown(&request.method)),
+        ),
+        path => Response::error(404, format!("there is nothing at {}", shown(path))),
     }
 }
 
@@ -479,10 +496,7 @@ fn test_image(state: &State, request: &Request) -> Response {
     let index = ranking.order[position];
     let classes = ranking.probabilities.len() / total;
     let probabilities = &ranking.probabilities[index * classes..(index + 1) * classes];
-    let predicted = probabilities
-        .iter()
-        .enumerate()
-        .fold(0, |best, (i, &p)| if p > probabilities[best] { i } else { best });
+    let predicted = ranking.predicted[index];
     Response::json(
         200,
         &serde_json::json!({

@@ -30,6 +30,8 @@ pub struct Ranking {
     pub order: Vec<usize>,
     /// How many the model gets wrong (the first `misclassified` of `order`).
     pub misclassified: usize,
+    /// Every image's predicted class.
+    pub predicted: Vec<usize>,
     /// Every image's class probabilities, `10` per image, row-major.
     pub probabilities: Vec<f64>,
 }
@@ -113,7 +115,7 @@ impl ServedModel {
             );
         }
         let probabilities = softmax(&logits);
-        let predicted = argmax(&probabilities);
+        let predicted = train::argmax_rows(&probabilities, probabilities.len())[0];
         let activations = self.first_hidden(&scratch);
         Response::json(
             200,
@@ -128,20 +130,24 @@ impl ServedModel {
 
     /// The first hidden layer's values, as `predict_with` left them in
     /// `scratch` (one buffer per layer): an mlp's first activation, a
-    /// convnet's first convolution after its ReLU (the feature maps).
+    /// convnet's feature maps (the output of its first convolution's ReLU).
     fn first_hidden(&self, scratch: &[Tensor<f32>]) -> serde_json::Value {
         let specs = self.model.specs();
-        let is_activation = |spec: &LayerSpec| matches!(spec, LayerSpec::Relu | LayerSpec::Sigmoid);
+        let activation = |spec: &LayerSpec| match spec {
+            LayerSpec::Relu => Some("ReLU"),
+            LayerSpec::Sigmoid => Some("Sigmoid"),
+            _ => None,
+        };
         let found = match specs.iter().position(|s| matches!(s, LayerSpec::Convolution { .. })) {
             // The ReLU right after the convolution, where there is one.
-            Some(conv) => match specs.get(conv + 1) {
-                Some(next) if is_activation(next) => Some((conv + 1, format!("{next:?} after the first convolution"))),
-                _ => Some((conv, "the first convolution".to_string())),
+            Some(conv) => match specs.get(conv + 1).and_then(activation) {
+                Some(name) => Some((conv + 1, format!("{name} after the first convolution"))),
+                None => Some((conv, "the first convolution".to_string())),
             },
             None => specs
                 .iter()
-                .position(is_activation)
-                .map(|i| (i, format!("{:?} after the first Affine layer", specs[i]))),
+                .enumerate()
+                .find_map(|(i, spec)| activation(spec).map(|name| (i, format!("{name} after the first Affine layer")))),
         };
         let Some((index, layer)) = found else {
             return serde_json::Value::Null;
@@ -175,6 +181,7 @@ impl Ranking {
         Ok(Ranking {
             order,
             misclassified,
+            predicted,
             probabilities,
         })
     }
@@ -190,20 +197,24 @@ pub fn initial_models(
     test_len: usize,
 ) -> Result<Vec<ServedModel>> {
     let mut models = Vec::new();
+    // A run given by a path of another spelling is still offered once.
+    let given_files: Vec<Option<PathBuf>> = given.iter().map(|p| std::fs::canonicalize(p).ok()).collect();
     for path in given {
         match ServedModel::load(path, model_name(path), dataset, test_len)? {
             Ok(model) => models.push(model),
-            Err(trained_on) => return Err(XtaskError::Usage(format!(
+            Err(trained_on) => {
+                return Err(XtaskError::Usage(format!(
                 "{} is a model of {trained_on}; this page serves {dataset} (give --dataset {trained_on} to serve it)",
                 path.display()
-            ))),
+            )))
+            }
         }
     }
     let mut runs: Vec<(std::time::SystemTime, PathBuf)> = match std::fs::read_dir(runs_dir) {
         Ok(entries) => entries
             .filter_map(|entry| entry.ok())
             .map(|entry| entry.path().join("model.safetensors"))
-            .filter(|path| path.is_file() && !given.contains(path))
+            .filter(|path| path.is_file() && !given_files.contains(&std::fs::canonicalize(path).ok()))
             .filter_map(|path| Some((path.metadata().ok()?.modified().ok()?, path)))
             .collect(),
         Err(_) => Vec::new(),
@@ -245,24 +256,15 @@ fn softmax(logits: &[f32]) -> Vec<f64> {
     exps.iter().map(|e| e / sum).collect()
 }
 
-/// The index of the largest value (the first, on ties).
-fn argmax(values: &[f64]) -> usize {
-    values
-        .iter()
-        .enumerate()
-        .fold(0, |best, (i, &v)| if v > values[best] { i } else { best })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn softmax_sums_to_one_and_argmax_takes_the_first_of_ties() {
+    fn softmax_sums_to_one_and_keeps_the_order_of_the_scores() {
         let p = softmax(&[1.0, 3.0, 3.0, -80.0]);
         assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-        assert!((p[1] - p[2]).abs() < 1e-15 && p[1] > p[0]);
-        assert_eq!(argmax(&p), 1);
+        assert!((p[1] - p[2]).abs() < 1e-15 && p[1] > p[0] && p[0] > p[3]);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use super::http::Response;
 use super::models::ServedModel;
 use super::State;
-use crate::common::{timestamp, ModelKind, RunDir};
+use crate::common::{available_memory, timestamp, ModelKind, RunDir};
 use crate::train::{first_filters, write_run, RunRecord};
 use layers::{OptimizerConfig, OptimizerKind};
 use std::sync::atomic::Ordering;
@@ -22,10 +22,15 @@ const SEED: u64 = 42;
 /// Where a run from the page is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Phase {
+    /// No run started since the server started.
     Idle,
+    /// A run is going.
     Running,
+    /// The last run went to its end, and is saved.
     Finished,
+    /// The last run was stopped (the page's Stop, or Ctrl-C), and is saved.
     Stopped,
+    /// The last run failed; `Status::error` says why.
     Failed,
 }
 
@@ -53,9 +58,12 @@ pub struct Status {
     run_dir: Option<String>,
     model_id: Option<usize>,
     error: Option<String>,
+    /// The run's thread, which shutdown waits for.
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Status {
+    /// No run yet.
     pub fn idle() -> Self {
         Status {
             phase: Phase::Idle,
@@ -67,11 +75,23 @@ impl Status {
             run_dir: None,
             model_id: None,
             error: None,
+            thread: None,
         }
     }
 
+    /// Whether a run is going.
     pub fn running(&self) -> bool {
         self.phase == Phase::Running
+    }
+
+    /// The thread of the last run started, to wait for at shutdown.
+    pub fn take_thread(&mut self) -> Option<std::thread::JoinHandle<()>> {
+        self.thread.take()
+    }
+
+    /// The last run's folder.
+    pub fn run_dir(&self) -> Option<&str> {
+        self.run_dir.as_deref()
     }
 
     /// The status as JSON, the loss curve thinned to at most
@@ -131,7 +151,7 @@ impl Request {
             .get("lr")
             .and_then(|v| v.as_f64())
             .ok_or("\"lr\" is missing or not a number")?;
-        // A rate that f32 rounds to 0 or infinity learns nothing or diverges.
+        // A rate that f32 rounds to 0 or a subnormal learns nothing.
         if !(lr > 0.0 && (lr as f32).is_normal() && lr <= 10.0) {
             return Err(format!(
                 "\"lr\" {} is not a learning rate between 0 and 10",
@@ -195,7 +215,25 @@ pub fn start(state: &Arc<State>, body: &serde_json::Value) -> Response {
     if let Err(e) = config.validate() {
         return Response::error(400, e.to_string());
     }
+    // The book's recipes fit in 0.8 GiB; a small machine is told before the run.
+    const GIB: f64 = (1u64 << 30) as f64;
+    let needed = config
+        .memory_estimate(state.dataset.pixels(), 10, rayon::current_num_threads())
+        .unwrap_or(f64::INFINITY);
+    if let Some(available) = available_memory().filter(|&a| needed > a) {
+        return Response::error(
+            503,
+            format!(
+                "this run needs about {:.1} GiB of memory, more than the {:.1} GiB this machine has available",
+                needed / GIB,
+                available / GIB
+            ),
+        );
+    }
     let mut status = state.training.lock().unwrap_or_else(|e| e.into_inner());
+    if state.signal.requested() {
+        return Response::error(503, "the server is stopping");
+    }
     if status.running() {
         return Response::error(
             409,
@@ -226,10 +264,13 @@ pub fn start(state: &Arc<State>, body: &serde_json::Value) -> Response {
                 claimed = Some((name, run_dir, claim));
                 break;
             }
-            Err(e) => {
+            Err(_) => {
                 return Response::error(
                     500,
-                    format!("no folder for the run could be made in the runs folder: {e}"),
+                    format!(
+                    "no folder for the run could be made in {}; restart serve with --runs naming a folder it can write",
+                    state.runs_dir.display()
+                ),
                 )
             }
         }
@@ -244,11 +285,15 @@ pub fn start(state: &Arc<State>, body: &serde_json::Value) -> Response {
         run_dir: Some(run_dir.display().to_string()),
         ..Status::idle()
     };
-    let answer = Response::json(202, &status.to_json());
-    drop(status);
     let worker_state = Arc::clone(state);
-    let handle = std::thread::Builder::new().name("page-training".into()).spawn(move || {
-        let outcome = train_and_save(&worker_state, config, &run_dir, &name);
+    // `status` stays locked until the thread's handle is in it (the run's
+    // first lock waits for that): shutdown, which takes the handle under
+    // this lock, always finds the run it must wait for.
+    let spawned = std::thread::Builder::new().name("page-training".into()).spawn(move || {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            train_and_save(&worker_state, config, &run_dir, &name)
+        }))
+        .unwrap_or_else(|_| Err("the run ended unexpectedly (a bug: the server printed what went wrong)".to_string()));
         drop(claim);
         let mut status = worker_state.training.lock().unwrap_or_else(|e| e.into_inner());
         match outcome {
@@ -256,13 +301,12 @@ pub fn start(state: &Arc<State>, body: &serde_json::Value) -> Response {
             Err(message) => (status.phase, status.error) = (Phase::Failed, Some(message)),
         }
     });
-    match handle {
+    match spawned {
         Ok(handle) => {
-            *state.trainer_thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
-            answer
+            status.thread = Some(handle);
+            Response::json(202, &status.to_json())
         }
         Err(e) => {
-            let mut status = state.training.lock().unwrap_or_else(|e| e.into_inner());
             (status.phase, status.error) = (Phase::Failed, Some(format!("no thread for the run: {e}")));
             Response::error(500, format!("no thread for the run: {e}"))
         }
@@ -323,7 +367,8 @@ fn train_and_save(
     let phase = match result {
         Ok(_) => Phase::Finished,
         Err(TrainError::Interrupted { .. }) => Phase::Stopped,
-        Err(e) => return Err(e.to_string()),
+        // A divergence keeps the last good weights: say where they went.
+        Err(e) => return Err(failure.map_or(e.to_string(), |f| format!("{e}; {f}"))),
     };
     if let Some(failure) = failure {
         return Err(failure);
