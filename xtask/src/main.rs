@@ -49,8 +49,8 @@ use std::process::ExitCode;
 
 /// Deep learning from scratch, chapters 5 to 8, in Rust: fetch MNIST, train
 /// the book's networks or one's own (`train --net FILE`), check their
-/// gradients, run the chapter-6 experiments, look at a trained model,
-/// benchmark.
+/// gradients, run the chapter-6 experiments, look at a trained model, see
+/// it all on a local page (`serve`), benchmark.
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
