@@ -228,7 +228,15 @@ impl<T: Element> Layer<T> for Convolution<T> {
         );
         let tasks = input.rows().div_ceil(IMAGES_PER_TASK);
         self.partials.resize(&[tasks, weights_len + filters]);
-        // Each task: its images' sum of G_n col_n^T and of G_n's row sums.
+        // dW = sum over n of G_n col_n^T, `[FN, C*FH*FW]`. With few filters
+        // and many windows the product is better taken transposed,
+        // dW^T = col_n G_n^T: `col` is then read in place, where G col^T
+        // packs the transpose of `col` for only FN rows of G. Measured
+        // (one core, f32): DeepConvNet's second convolution (16 filters,
+        // 784 windows) 77 -> 37 us an image, its first 9.2 -> 7.1 us; wider
+        // layers or fewer windows are as fast or slower taken transposed.
+        let transposed = filters <= 16 && windows >= 512;
+        // Each task: its images' sum of G_n col_n^T (or its transpose) and of G_n's row sums.
         grad_output
             .as_slice()
             .par_chunks(IMAGES_PER_TASK * out_len)
@@ -239,13 +247,28 @@ impl<T: Element> Layer<T> for Convolution<T> {
                 grad_b.fill(T::ZERO);
                 let images = grad_y.chunks_exact(out_len).zip(col.chunks_exact(g.col_len()));
                 for (n, (grad_y, col)) in images.enumerate() {
-                    gemm(
-                        T::ONE,
+                    let beta = if n == 0 { T::ZERO } else { T::ONE };
+                    let (g_n, col_n) = (
                         MatRef::row_major(grad_y, filters, windows),
-                        MatRef::row_major(col, window_len, windows).t(),
-                        if n == 0 { T::ZERO } else { T::ONE },
-                        MatMut::row_major(grad_w, filters, window_len),
-                    )
+                        MatRef::row_major(col, window_len, windows),
+                    );
+                    if transposed {
+                        gemm(
+                            T::ONE,
+                            col_n,
+                            g_n.t(),
+                            beta,
+                            MatMut::row_major(grad_w, window_len, filters),
+                        )
+                    } else {
+                        gemm(
+                            T::ONE,
+                            g_n,
+                            col_n.t(),
+                            beta,
+                            MatMut::row_major(grad_w, filters, window_len),
+                        )
+                    }
                     .expect("buffers sized from the geometry");
                     for (sum, plane) in grad_b.iter_mut().zip(grad_y.chunks_exact(windows)) {
                         *sum += sum_of(plane);
@@ -258,8 +281,17 @@ impl<T: Element> Layer<T> for Convolution<T> {
         grad_b.fill(T::ZERO);
         for share in self.partials.as_slice().chunks_exact(weights_len + filters) {
             let (share_w, share_b) = share.split_at(weights_len);
-            for (grad, &value) in grad_w.iter_mut().zip(share_w) {
-                *grad += value;
+            if transposed {
+                // The share is dW^T, `[C*FH*FW, FN]`.
+                for (k, row) in share_w.chunks_exact(filters).enumerate() {
+                    for (f, &value) in row.iter().enumerate() {
+                        grad_w[f * window_len + k] += value;
+                    }
+                }
+            } else {
+                for (grad, &value) in grad_w.iter_mut().zip(share_w) {
+                    *grad += value;
+                }
             }
             for (grad, &value) in grad_b.iter_mut().zip(share_b) {
                 *grad += value;
@@ -375,6 +407,19 @@ mod tests {
         let x = Tensor::<f64>::randn(&[images, 2, 5, 5], 1.0, &mut rng);
         let mut layer = random_layer([3, 2, 3, 3], 1, 1, &mut rng);
         let report = check_layer(&mut layer, &x, 1e-5, 7);
+        assert!(report.worst() < 1e-8, "{report:?}");
+        assert!(report.repeatable);
+    }
+
+    #[test]
+    fn gradient_check_few_filters_over_many_windows() {
+        // 3 filters over 23 x 23 windows (529 >= 512): dW is taken
+        // transposed, its shares summed across two tasks.
+        let images = IMAGES_PER_TASK + 1;
+        let mut rng = LayerRng::seed_from_u64(8);
+        let x = Tensor::<f64>::randn(&[images, 2, 23, 23], 1.0, &mut rng);
+        let mut layer = random_layer([3, 2, 3, 3], 1, 1, &mut rng);
+        let report = check_layer(&mut layer, &x, 1e-5, 9);
         assert!(report.worst() < 1e-8, "{report:?}");
         assert!(report.repeatable);
     }
