@@ -280,7 +280,7 @@ fn bad_requests_get_a_4xx_and_a_sentence_and_the_server_goes_on() {
             break;
         }
         // The 32 are taken as the accepting thread gets to them.
-        assert!(waited.elapsed() < Duration::from_secs(5), "never 503: {status}");
+        assert!(waited.elapsed() < Duration::from_secs(30), "never 503: {status}");
     }
     drop(silent);
     // Their slots come back as they close: still serving.
