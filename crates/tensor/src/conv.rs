@@ -288,7 +288,13 @@ mod tests {
     /// a stride that does not tile the image, a filter as large as the padded image.
     /// `((C, H, W), (FH, FW), stride, pad)`.
     type Case = ((usize, usize, usize), (usize, usize), usize, usize);
-    const CASES: [Case; 6] = [
+    const CASES: [Case; 10] = [
+        // Outputs as wide as the image, stride 1: the book's 3x3 pad 1; a
+        // tall filter; a wide one with wide padding; a 4x1 without padding.
+        ((3, 7, 6), (3, 3), 1, 1),
+        ((2, 5, 6), (5, 3), 1, 1),
+        ((1, 3, 4), (3, 5), 1, 2),
+        ((2, 4, 3), (4, 1), 1, 0),
         ((1, 10, 10), (3, 3), 1, 0),
         ((3, 7, 6), (3, 2), 2, 1),
         ((2, 5, 8), (1, 4), 1, 2),
