@@ -217,15 +217,56 @@ pub fn load_split(dataset: Dataset, data_dir: Option<&Path>, split: Split) -> Re
     Ok(Mnist::load_split_verified(&dir, dataset, split)?)
 }
 
-/// Refuses the first of the mlp's shaping flags that was `given` for a
-/// network that is as it is (`model_name`: `--model simple-convnet`,
-/// `--net FILE`); `train` and `gradcheck` take the same flags.
-pub fn refuse_mlp_flags(model_name: &str, given: [(&str, bool); 5]) -> Result<()> {
-    match given.iter().find(|(_, given)| *given) {
-        Some((flag, _)) => Err(XtaskError::Usage(format!(
-            "{flag} shapes the mlp; {model_name} is a network as it is"
-        ))),
-        None => Ok(()),
+/// The flags that shape the mlp, taken by `train` and `gradcheck`.
+#[derive(clap::Args)]
+pub struct MlpArgs {
+    /// Hidden layer widths of the mlp, comma separated: 50 is the book's net, 100,100 a deeper one [default: 50].
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, value_parser = parse_count::<1>)]
+    pub hidden: Option<Vec<usize>>,
+    /// Hidden activation of the mlp: relu or sigmoid [default: relu].
+    #[arg(long)]
+    pub activation: Option<layers::Activation>,
+    /// Initial weights of the mlp: std:S (S * N(0,1)), xavier (sqrt(1/n)) or he (sqrt(2/n)) [default: std:0.01].
+    #[arg(long, allow_hyphen_values = true)]
+    pub init: Option<layers::Init>,
+    /// A BatchNorm layer after every hidden Affine layer of the mlp.
+    #[arg(long)]
+    pub batch_norm: bool,
+    /// A Dropout layer of this ratio (in [0, 1)) after every hidden
+    /// activation of the mlp (gradcheck draws one fixed mask).
+    #[arg(long, allow_negative_numbers = true)]
+    pub dropout: Option<f64>,
+}
+
+impl MlpArgs {
+    /// Refuses the first of these flags that was given for a network that
+    /// is as it is (`model_name`: `--model simple-convnet`, `--net FILE`).
+    pub fn refuse_for(&self, model_name: &str) -> Result<()> {
+        let given = [
+            ("--hidden", self.hidden.is_some()),
+            ("--activation", self.activation.is_some()),
+            ("--init", self.init.is_some()),
+            ("--batch-norm", self.batch_norm),
+            ("--dropout", self.dropout.is_some()),
+        ];
+        match given.iter().find(|(_, given)| *given) {
+            Some((flag, _)) => Err(XtaskError::Usage(format!(
+                "{flag} shapes the mlp; {model_name} is a network as it is"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The mlp these flags describe, the book's for what was not given.
+    pub fn options(&self) -> train::MlpOptions {
+        let defaults = train::MlpOptions::default();
+        train::MlpOptions {
+            hidden: self.hidden.clone().unwrap_or(defaults.hidden),
+            activation: self.activation.unwrap_or(defaults.activation),
+            init: self.init.unwrap_or(defaults.init),
+            batch_norm: self.batch_norm,
+            dropout: self.dropout,
+        }
     }
 }
 

@@ -18,12 +18,12 @@
 //! that stays is backprop's, or a kink nearer than the smallest step.
 
 use crate::common::{
-    parse_dataset, read_net_with_weight_decay, refuse_mlp_flags, thread_pool, DataArgs, JsonArg, ModelKind, Result,
-    StopSignal, XtaskError,
+    parse_dataset, read_net_with_weight_decay, thread_pool, DataArgs, JsonArg, MlpArgs, ModelKind, Result, StopSignal,
+    XtaskError,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use layers::gradcheck::{mean_abs_diff, numerical_derivatives, relative_error};
-use layers::{layer_stream, Activation, Init, LayerRng, LayerSpec, NetSpec, Sequential, SimpleConvNet, Target};
+use layers::{layer_stream, Init, LayerRng, LayerSpec, NetSpec, Sequential, SimpleConvNet, Target};
 use mnist::{Dataset, Split};
 use rand::{Rng, SeedableRng};
 use rayon::iter::{IntoParallelRefIterator, ParallelIterator};
@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 use tensor::{Element, Tensor};
-use train::{Dataset as _, ImageData, MlpOptions, ModelCost, ModelSpec, TrainConfig};
+use train::{Dataset as _, ImageData, ModelCost, ModelSpec, TrainConfig};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -47,21 +47,8 @@ pub struct Args {
     /// [default: 3, or 10 with BatchNorm].
     #[arg(long, allow_negative_numbers = true, value_parser = crate::common::parse_count::<1>)]
     samples: Option<usize>,
-    /// Hidden layer widths of the mlp, comma separated [default: 50].
-    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, value_parser = crate::common::parse_count::<1>)]
-    hidden: Option<Vec<usize>>,
-    /// Hidden activation of the mlp: relu or sigmoid [default: relu].
-    #[arg(long)]
-    activation: Option<Activation>,
-    /// Initial weights of the mlp: std:S, xavier or he [default: std:0.01].
-    #[arg(long, allow_hyphen_values = true)]
-    init: Option<Init>,
-    /// A BatchNorm layer after every hidden Affine layer of the mlp.
-    #[arg(long)]
-    batch_norm: bool,
-    /// A Dropout layer of this ratio after every hidden activation of the mlp (one fixed mask).
-    #[arg(long, allow_negative_numbers = true)]
-    dropout: Option<f64>,
+    #[command(flatten)]
+    mlp: MlpArgs,
     /// L2 weight decay lambda [default: 0, or the --net file's].
     #[arg(long, allow_negative_numbers = true)]
     weight_decay: Option<f64>,
@@ -422,16 +409,7 @@ impl Args {
             ));
         }
         if self.net.is_some() || self.model != ModelKind::Mlp {
-            refuse_mlp_flags(
-                &self.model_name(),
-                [
-                    ("--hidden", self.hidden.is_some()),
-                    ("--activation", self.activation.is_some()),
-                    ("--init", self.init.is_some()),
-                    ("--batch-norm", self.batch_norm),
-                    ("--dropout", self.dropout.is_some()),
-                ],
-            )?;
+            self.mlp.refuse_for(&self.model_name())?;
         }
         if self.net.is_none() && self.model == ModelKind::SimpleConvNet {
             let data_flags = [
@@ -526,14 +504,7 @@ impl Args {
                 (ModelSpec::Net(net), features)
             }
             None => {
-                let defaults = MlpOptions::default();
-                let options = MlpOptions {
-                    hidden: self.hidden.clone().unwrap_or(defaults.hidden),
-                    activation: self.activation.unwrap_or(defaults.activation),
-                    init: self.init.unwrap_or(defaults.init),
-                    batch_norm: self.batch_norm,
-                    dropout: self.dropout,
-                };
+                let options = self.mlp.options();
                 (ModelSpec::Mlp(options), self.data().dataset.pixels())
             }
         };
@@ -1119,8 +1090,8 @@ fn failure_message(args: &Args, plan: &Plan, report: &Report) -> String {
         message.push_str(". A step of h crosses ReLU's kink at 0 (or swaps a max-pool window's maximum) wherever a unit's input is within h of it, and the quotient there measures a jump, not a derivative; more --samples make more such inputs");
         let deep_std_mlp = args.net.is_none()
             && !plan.convnet
-            && args.hidden.as_ref().is_some_and(|h| h.len() >= 2)
-            && matches!(args.init, None | Some(Init::Std(_)));
+            && args.mlp.hidden.as_ref().is_some_and(|h| h.len() >= 2)
+            && matches!(args.mlp.init, None | Some(Init::Std(_)));
         if deep_std_mlp {
             message.push_str(", and so do small initial weights in a deep mlp (try --init he)");
         }

@@ -1,17 +1,17 @@
 //! `cargo xtask train`: the book's run, watchable and reproducible.
 
 use crate::common::{
-    available_memory, check_out_dir, parse_count, project_root, read_net_with_weight_decay, refuse_mlp_flags,
-    timestamp, write_failure, DataArgs, JsonArg, ModelKind, Result, RunDir, StopSignal, ThreadsArg, XtaskError,
+    available_memory, check_out_dir, parse_count, project_root, read_net_with_weight_decay, timestamp, write_failure,
+    DataArgs, JsonArg, MlpArgs, ModelKind, Result, RunDir, StopSignal, ThreadsArg, XtaskError,
 };
 use indicatif::{ProgressBar, ProgressStyle};
-use layers::{Activation, Init, LayerSpec, OptimizerConfig, OptimizerKind};
+use layers::{LayerSpec, OptimizerConfig, OptimizerKind};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use train::{
-    report, save_checkpoint, Augment, EvalRecord, ImageData, LrSchedule, MlpOptions, ModelSpec, Observer, Summary,
-    TrainConfig, TrainError, Trainer,
+    report, save_checkpoint, Augment, EvalRecord, ImageData, LrSchedule, ModelSpec, Observer, Summary, TrainConfig,
+    TrainError, Trainer,
 };
 
 #[derive(clap::Args)]
@@ -23,21 +23,8 @@ pub struct Args {
     /// inferred (see nets/lenet5.net). Trained as the convnets are: adam, 20 epochs.
     #[arg(long, value_name = "FILE")]
     net: Option<PathBuf>,
-    /// Hidden layer widths of the mlp, comma separated: 50 is the book's net, 100,100 a deeper one [default: 50].
-    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, value_parser = parse_count::<1>)]
-    hidden: Option<Vec<usize>>,
-    /// Hidden activation of the mlp: relu or sigmoid [default: relu].
-    #[arg(long)]
-    activation: Option<Activation>,
-    /// Initial weights of the mlp: std:S (S * N(0,1)), xavier (sqrt(1/n)) or he (sqrt(2/n)) [default: std:0.01].
-    #[arg(long, allow_hyphen_values = true)]
-    init: Option<Init>,
-    /// A BatchNorm layer after every hidden Affine layer of the mlp.
-    #[arg(long)]
-    batch_norm: bool,
-    /// A Dropout layer of this ratio (in [0, 1)) after every hidden activation of the mlp.
-    #[arg(long, allow_negative_numbers = true)]
-    dropout: Option<f64>,
+    #[command(flatten)]
+    mlp: MlpArgs,
     /// L2 weight decay lambda: lambda/2 * sum(W^2) added to the loss [default: 0, or the --net file's].
     #[arg(long, allow_negative_numbers = true)]
     weight_decay: Option<f64>,
@@ -125,16 +112,7 @@ impl Args {
             None => format!("--model {kind}"),
         };
         if convnet {
-            refuse_mlp_flags(
-                &model_name,
-                [
-                    ("--hidden", self.hidden.is_some()),
-                    ("--activation", self.activation.is_some()),
-                    ("--init", self.init.is_some()),
-                    ("--batch-norm", self.batch_norm),
-                    ("--dropout", self.dropout.is_some()),
-                ],
-            )?;
+            self.mlp.refuse_for(&model_name)?;
         }
         let mut weight_decay = self.weight_decay.unwrap_or(0.0);
         let model = match (&self.net, kind) {
@@ -143,16 +121,7 @@ impl Args {
                 weight_decay = net_weight_decay;
                 ModelSpec::Net(net)
             }
-            (None, ModelKind::Mlp) => {
-                let defaults = MlpOptions::default();
-                ModelSpec::Mlp(MlpOptions {
-                    hidden: self.hidden.clone().unwrap_or(defaults.hidden),
-                    activation: self.activation.unwrap_or(defaults.activation),
-                    init: self.init.unwrap_or(defaults.init),
-                    batch_norm: self.batch_norm,
-                    dropout: self.dropout,
-                })
-            }
+            (None, ModelKind::Mlp) => ModelSpec::Mlp(self.mlp.options()),
             (None, ModelKind::SimpleConvNet) => ModelSpec::SimpleConvNet,
             (None, ModelKind::DeepConvNet) => ModelSpec::DeepConvNet,
         };
