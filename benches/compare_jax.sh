@@ -9,22 +9,12 @@
 # JAX comes from pip into target/jax-venv (benches/jax/venv.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${MNIST_DIR:?set MNIST_DIR to a folder with the four MNIST .gz files}"
-MNIST_DIR="$(cd "$MNIST_DIR" && pwd)"
-runs="${1:-3}"
-case "$runs" in
-  [1-9] | [1-9][0-9]) ;;
-  *) echo "error: RUNS must be a whole number from 1 to 99, got '$runs'" >&2; exit 2 ;;
-esac
-
+. benches/compare_common.sh
 . benches/jax/venv.sh
-cargo build --quiet --release -p xtask
-results=$(mktemp)
-trap 'rm -f "$results"' EXIT
 for i in $(seq "$runs"); do
   echo "run $i of $runs ..." >&2
   for threads in 2 1; do
-    json=$(MNIST_DIR="$MNIST_DIR" target/release/xtask train --json --threads "$threads" \
+    json=$(MNIST_DIR="$MNIST_DIR" "$xtask" train --json --threads "$threads" \
       --overwrite --out "target/compare-jax-$threads" | tail -n 1)
     echo "ours-$threads	$json" >>"$results"
   done

@@ -16,22 +16,12 @@
 # side is benches/torch/book_nets.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${MNIST_DIR:?set MNIST_DIR to a folder with the four MNIST .gz files}"
-MNIST_DIR="$(cd "$MNIST_DIR" && pwd)"
-runs="${1:-3}"
-case "$runs" in
-  [1-9] | [1-9][0-9]) ;;
-  *) echo "error: RUNS must be a whole number from 1 to 99, got '$runs'" >&2; exit 2 ;;
-esac
-
+. benches/compare_common.sh
 . benches/torch/venv.sh
-cargo build --quiet --release -p xtask
-results=$(mktemp)
-trap 'rm -f "$results"' EXIT
 
 ours() {
   local net="$1"; shift
-  MNIST_DIR="$MNIST_DIR" target/release/xtask train --json --overwrite \
+  MNIST_DIR="$MNIST_DIR" "$xtask" train --json --overwrite \
     --out "target/compare-torch-$net" "$@" | tail -n 1
 }
 
