@@ -107,6 +107,17 @@ pub enum ModelKind {
     DeepConvNet,
 }
 
+impl ModelKind {
+    /// The book's network of this kind, an mlp being `mlp`.
+    pub fn spec(self, mlp: train::MlpOptions) -> train::ModelSpec {
+        match self {
+            ModelKind::Mlp => train::ModelSpec::Mlp(mlp),
+            ModelKind::SimpleConvNet => train::ModelSpec::SimpleConvNet,
+            ModelKind::DeepConvNet => train::ModelSpec::DeepConvNet,
+        }
+    }
+}
+
 impl std::fmt::Display for ModelKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

@@ -121,9 +121,7 @@ impl Args {
                 weight_decay = net_weight_decay;
                 ModelSpec::Net(net)
             }
-            (None, ModelKind::Mlp) => ModelSpec::Mlp(self.mlp.options()),
-            (None, ModelKind::SimpleConvNet) => ModelSpec::SimpleConvNet,
-            (None, ModelKind::DeepConvNet) => ModelSpec::DeepConvNet,
+            (None, kind) => kind.spec(self.mlp.options()),
         };
         let optimizer = self.optimizer.unwrap_or(if convnet {
             OptimizerKind::Adam

@@ -10,7 +10,7 @@ use crate::train::{first_filters, write_run, RunRecord};
 use layers::{OptimizerConfig, OptimizerKind};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use train::{report, EvalRecord, ImageData, ModelSpec, Observer, TrainConfig, TrainError, Trainer};
+use train::{report, EvalRecord, ImageData, Observer, TrainConfig, TrainError, Trainer};
 
 /// The most epochs a run from the page may take (DeepConvNet: ~40 s each).
 pub const MAX_EPOCHS: usize = 50;
@@ -176,11 +176,7 @@ impl Request {
         let convnet = self.kind != ModelKind::Mlp;
         let defaults = TrainConfig::default();
         TrainConfig {
-            model: match self.kind {
-                ModelKind::Mlp => ModelSpec::Mlp(Default::default()),
-                ModelKind::SimpleConvNet => ModelSpec::SimpleConvNet,
-                ModelKind::DeepConvNet => ModelSpec::DeepConvNet,
-            },
+            model: self.kind.spec(Default::default()),
             optimizer: OptimizerConfig {
                 kind: self.optimizer,
                 learning_rate: self.lr,
