@@ -22,6 +22,7 @@ use crate::layer::{visit_weight_and_bias, visit_weight_and_bias_mut};
 use crate::{Layer, LayerError, LayerRng, LayerSpec, Param, ParamMut};
 use rayon::prelude::*;
 use tensor::conv::{col2im_image, im2col_image, ConvGeometry};
+use tensor::shifted::{gradient_scratch_len, shifted_gradient, shifted_product, ShiftedPanels};
 use tensor::{gemm, Element, MatMut, MatRef, Tensor};
 
 /// Images per parallel task: enough work per task to pay for its
@@ -51,8 +52,17 @@ pub struct Convolution<T> {
     col: Tensor<T>,
     /// Per task, its images' share of `dL/dW` (`FN * K` values) then of `dL/db` (`FN`).
     partials: Tensor<T>,
-    /// Per task, `dL/d col` of the image it is working on, `[K, OH * OW]`.
+    /// Per task, `dL/d col` of the image it is working on, `[K, OH * OW]`
+    /// (or, on the shifted route, the task's scratch).
     grad_col: Tensor<T>,
+    /// The filters packed for the shifted products, from the last forward pass.
+    panels: ShiftedPanels<T>,
+    /// The filters turned for the input gradient (`[C, FN * FH * FW]`), packed.
+    turned: ShiftedPanels<T>,
+    /// Per tap, where its values start in a padded image (forward), and in
+    /// the padded output gradient (the input gradient's product).
+    offsets: Vec<usize>,
+    turned_offsets: Vec<usize>,
 }
 
 impl<T: Element> Convolution<T> {
@@ -88,6 +98,10 @@ impl<T: Element> Convolution<T> {
             col: Tensor::zeros(&[0]),
             partials: Tensor::zeros(&[0]),
             grad_col: Tensor::zeros(&[0]),
+            panels: ShiftedPanels::new(),
+            turned: ShiftedPanels::new(),
+            offsets: Vec::new(),
+            turned_offsets: Vec::new(),
         }
     }
 
@@ -106,10 +120,158 @@ impl<T: Element> Convolution<T> {
         self.spec().window_geometry(example)
     }
 
+    /// The shifted route's layout for this batch, where it serves.
+    fn shifted_layout(&self, input: &Tensor<T>) -> Option<ShiftedLayout> {
+        ShiftedLayout::new(self.batch_geometry(input), self.filters())
+    }
+
     /// The geometry of a batch the model has already checked.
     fn batch_geometry(&self, input: &Tensor<T>) -> ConvGeometry {
         self.geometry(&input.shape()[1..])
             .unwrap_or_else(|e| panic!("Convolution on {:?}: {e}", input.shape()))
+    }
+
+    /// `dL/dW` and `dL/db`: the tasks' shares (in `partials`) added in task
+    /// order, so the sums do not depend on the threads. A share's `dW` part
+    /// is `[FN, K]`, or `transposed`, `[K, FN]`.
+    fn add_shares(&mut self, transposed: bool) {
+        let (filters, window_len) = (self.filters(), self.w.numel() / self.filters());
+        let weights_len = filters * window_len;
+        let (grad_w, grad_b) = (self.grad_w.as_mut_slice(), self.grad_b.as_mut_slice());
+        grad_w.fill(T::ZERO);
+        grad_b.fill(T::ZERO);
+        for share in self.partials.as_slice().chunks_exact(weights_len + filters) {
+            let (share_w, share_b) = share.split_at(weights_len);
+            if transposed {
+                for (k, row) in share_w.chunks_exact(filters).enumerate() {
+                    for (f, &value) in row.iter().enumerate() {
+                        grad_w[f * window_len + k] += value;
+                    }
+                }
+            } else {
+                for (grad, &value) in grad_w.iter_mut().zip(share_w) {
+                    *grad += value;
+                }
+            }
+            for (grad, &value) in grad_b.iter_mut().zip(share_b) {
+                *grad += value;
+            }
+        }
+    }
+
+    /// [`Layer::forward_train`] on the shifted route: each image padded
+    /// into `col` (kept for backward), its product read in place.
+    fn forward_train_shifted(&mut self, layout: ShiftedLayout, input: &Tensor<T>, output: &mut Tensor<T>) {
+        let g = &layout.g;
+        let (filters, rows) = (self.filters(), input.rows());
+        let (out_len, padded_len, scratch_len) =
+            (filters * g.windows(), layout.padded_len(), layout.task_scratch_len());
+        self.col.resize(&[rows, padded_len]);
+        self.grad_col.resize(&[rows.div_ceil(IMAGES_PER_TASK), scratch_len]);
+        layout.pack_filters(&self.w, &mut self.panels);
+        layout.fill_offsets(&mut self.offsets);
+        let weights = (&self.panels, &self.offsets[..], self.b.as_slice());
+        let wide_len = filters * layout.wide_windows();
+        input
+            .as_slice()
+            .par_chunks(IMAGES_PER_TASK * g.image_len())
+            .zip(self.col.as_mut_slice().par_chunks_mut(IMAGES_PER_TASK * padded_len))
+            .zip(output.as_mut_slice().par_chunks_mut(IMAGES_PER_TASK * out_len))
+            .zip(self.grad_col.as_mut_slice().par_chunks_mut(scratch_len))
+            .for_each(|(((x, padded), y), scratch)| {
+                let wide = &mut scratch[..wide_len];
+                let images = x.chunks_exact(g.image_len()).zip(padded.chunks_exact_mut(padded_len));
+                for ((x, padded), y) in images.zip(y.chunks_exact_mut(out_len)) {
+                    layout.pad(x, padded);
+                    layout.forward_image(weights, padded, wide, y);
+                }
+            });
+    }
+
+    /// [`Layer::backward`] on the shifted route: per task, its images' `G`
+    /// laid out wide and `dW^T = sum_n col_n G_n^T` read from the padded
+    /// images; then, per image, the input gradient as the turned filters'
+    /// product over the padded `G`.
+    fn backward_shifted(
+        &mut self,
+        layout: ShiftedLayout,
+        input: &Tensor<T>,
+        grad_output: &Tensor<T>,
+        grad_input: Option<&mut Tensor<T>>,
+    ) {
+        let g = &layout.g;
+        let (filters, windows) = (self.filters(), g.windows());
+        let (out_len, weights_len) = (filters * windows, filters * g.window_len());
+        let (padded_len, scratch_len) = (layout.padded_len(), layout.task_scratch_len());
+        assert_eq!(
+            grad_output.shape(),
+            [input.rows(), filters, g.out_h(), g.out_w()],
+            "Convolution backward: dL/dy does not fit the output"
+        );
+        assert_eq!(
+            self.col.numel(),
+            input.rows() * padded_len,
+            "Convolution backward without forward_train on this batch"
+        );
+        let tasks = input.rows().div_ceil(IMAGES_PER_TASK);
+        self.partials.resize(&[tasks, weights_len + filters]);
+        self.grad_col.resize(&[tasks, scratch_len]);
+        let n = layout.wide_windows();
+        let wide_len = filters * n;
+        let offsets = &self.offsets[..];
+        grad_output
+            .as_slice()
+            .par_chunks(IMAGES_PER_TASK * out_len)
+            .zip(self.col.as_slice().par_chunks(IMAGES_PER_TASK * padded_len))
+            .zip(self.partials.as_mut_slice().par_chunks_mut(weights_len + filters))
+            .zip(self.grad_col.as_mut_slice().par_chunks_mut(scratch_len))
+            .for_each(|(((grad_y, padded), partial), scratch)| {
+                let images = grad_y.len() / out_len;
+                let (wide_g, rest) = scratch.split_at_mut(IMAGES_PER_TASK * wide_len);
+                let (grad_w, grad_b) = partial.split_at_mut(weights_len);
+                grad_b.fill(T::ZERO);
+                for (grad_y, wide) in grad_y.chunks_exact(out_len).zip(wide_g.chunks_exact_mut(wide_len)) {
+                    layout.widen_grad(grad_y, wide);
+                    for (sum, plane) in grad_b.iter_mut().zip(grad_y.chunks_exact(windows)) {
+                        *sum += sum_of(plane);
+                    }
+                }
+                grad_w.fill(T::ZERO);
+                shifted_gradient(
+                    (padded, padded_len),
+                    (wide_g, wide_len),
+                    images,
+                    offsets,
+                    (filters, n),
+                    grad_w,
+                    rest,
+                );
+            });
+        self.add_shares(true);
+        let Some(grad_input) = grad_input else {
+            return;
+        };
+        grad_input.resize(input.shape());
+        layout.pack_turned(&self.w, &mut self.turned);
+        layout.fill_turned_offsets(&mut self.turned_offsets);
+        let turned = (&self.turned, &self.turned_offsets[..]);
+        let (grad_padded_len, grad_wide_len) = (layout.grad_padded_len(), g.channels * layout.grad_wide_windows());
+        grad_output
+            .as_slice()
+            .par_chunks(IMAGES_PER_TASK * out_len)
+            .zip(
+                grad_input
+                    .as_mut_slice()
+                    .par_chunks_mut(IMAGES_PER_TASK * g.image_len()),
+            )
+            .zip(self.grad_col.as_mut_slice().par_chunks_mut(scratch_len))
+            .for_each(|((grad_y, grad_x), scratch)| {
+                let (grad_padded, rest) = scratch.split_at_mut(grad_padded_len);
+                let grad_wide = &mut rest[..grad_wide_len];
+                for (grad_y, grad_x) in grad_y.chunks_exact(out_len).zip(grad_x.chunks_exact_mut(g.image_len())) {
+                    layout.grad_input_image(turned, grad_y, (&mut *grad_padded, &mut *grad_wide), grad_x);
+                }
+            });
     }
 }
 
@@ -151,6 +313,213 @@ fn sum_of<T: Element>(values: &[T]) -> T {
         .fold(((a + b) + (c + d)) + ((e + f) + (g + h)), |acc, &v| acc + v)
 }
 
+/// `dst = src` for an image's short rows (8 to 28 values in the book's
+/// nets): whole 8-value blocks, the last one overlapping the one before,
+/// inline. `copy_from_slice` calls `memmove` once per row, which costs more
+/// than such a copy (a DeepConvNet step copies about 900 000 rows).
+#[inline(always)]
+fn copy_row<T: Copy>(dst: &mut [T], src: &[T]) {
+    const BLOCK: usize = 8;
+    let len = dst.len();
+    assert_eq!(len, src.len(), "copy_row: rows of different lengths");
+    if len < BLOCK {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s;
+        }
+        return;
+    }
+    let mut start = 0;
+    while start < len {
+        let at = start.min(len - BLOCK);
+        let block: [T; BLOCK] = src[at..at + BLOCK].try_into().expect("BLOCK values");
+        dst[at..at + BLOCK].copy_from_slice(&block);
+        start += BLOCK;
+    }
+}
+
+/// Values read past a padded image's last window by a shifted product's
+/// whole tiles (at most 32 columns), beyond the filter's width: with them
+/// every tile reads in place (see [`tensor::shifted`]).
+const SHIFTED_SLACK: usize = 32;
+
+/// The shifted route of a convolution of stride 1 (`tensor::shifted`): the
+/// images padded once, the products read them in place, no `im2col`.
+///
+/// Forward, an image padded to `[C, Hp, Wp]` gives `y` laid out `Wp` wide,
+/// `n = OH * Wp` windows (the last `Wp - OW` of each row wrap around and are
+/// dropped): `y[f, p] = sum_k W[f, k] x[offset_k + p]`. The filters'
+/// gradient reads the same padded images: `dW^T[k, f] = sum_p x[offset_k +
+/// p] G[f, p]`, with `G` laid out `Wp` wide and zero in the dropped columns.
+/// The input gradient is a forward pass over `G` padded by `FH - 1 - P`
+/// (`FW - 1 - P`) with the filters turned half a circle and their two first
+/// axes swapped: `dx[c, i, j] = sum_{f,u,v} W[f, c, FH-1-u, FW-1-v]
+/// Gpad[f, i + u, j + v]`, laid out `Wg` wide.
+#[derive(Debug, Clone, Copy)]
+struct ShiftedLayout {
+    g: ConvGeometry,
+    filters: usize,
+    /// `Hp`, `Wp`: the padded image.
+    padded: (usize, usize),
+    /// `Hg`, `Wg`: the padded output gradient.
+    grad_padded: (usize, usize),
+}
+
+impl ShiftedLayout {
+    /// The layout, where the shifted route serves: stride 1, and padding
+    /// smaller than the filter (so that `G`'s is not negative).
+    fn new(g: ConvGeometry, filters: usize) -> Option<Self> {
+        let fits = g.stride == 1 && g.pad < g.filter_h && g.pad < g.filter_w;
+        fits.then(|| ShiftedLayout {
+            g,
+            filters,
+            padded: (g.height + 2 * g.pad, g.width + 2 * g.pad),
+            grad_padded: (
+                g.out_h() + 2 * (g.filter_h - 1 - g.pad),
+                g.out_w() + 2 * (g.filter_w - 1 - g.pad),
+            ),
+        })
+    }
+
+    /// Values of a padded image, with the slack its last tiles read.
+    fn padded_len(&self) -> usize {
+        self.g.channels * self.padded.0 * self.padded.1 + self.g.filter_w + SHIFTED_SLACK
+    }
+
+    /// Windows of the forward product, `OH` rows `Wp` wide.
+    fn wide_windows(&self) -> usize {
+        self.g.out_h() * self.padded.1
+    }
+
+    /// Values of the padded output gradient, with slack.
+    fn grad_padded_len(&self) -> usize {
+        self.filters * self.grad_padded.0 * self.grad_padded.1 + self.g.filter_w + SHIFTED_SLACK
+    }
+
+    /// Windows of the input gradient's product, `H` rows `Wg` wide.
+    fn grad_wide_windows(&self) -> usize {
+        self.g.height * self.grad_padded.1
+    }
+
+    /// A task's scratch in training: one image's wide output (forward) or,
+    /// backward, its images' wide `G`, `G`'s transpose, one padded `G` and
+    /// one wide input gradient.
+    fn task_scratch_len(&self) -> usize {
+        let wide_g = self.filters * self.wide_windows();
+        let backward = IMAGES_PER_TASK * wide_g
+            + gradient_scratch_len(self.filters, self.wide_windows())
+            + self.grad_padded_len()
+            + self.g.channels * self.grad_wide_windows();
+        wide_g.max(backward)
+    }
+
+    /// Per tap `(c, i, j)`, where its values start in a padded image.
+    fn fill_offsets(&self, offsets: &mut Vec<usize>) {
+        let (hp, wp) = self.padded;
+        offsets.clear();
+        for c in 0..self.g.channels {
+            for i in 0..self.g.filter_h {
+                offsets.extend((0..self.g.filter_w).map(|j| (c * hp + i) * wp + j));
+            }
+        }
+    }
+
+    /// Per tap `(f, u, v)` of the turned filters, where its values start in
+    /// the padded output gradient.
+    fn fill_turned_offsets(&self, offsets: &mut Vec<usize>) {
+        let (hg, wg) = self.grad_padded;
+        offsets.clear();
+        for f in 0..self.filters {
+            for u in 0..self.g.filter_h {
+                offsets.extend((0..self.g.filter_w).map(|v| (f * hg + u) * wg + v));
+            }
+        }
+    }
+
+    /// The filters `[FN, C, FH, FW]` packed as the `[FN, K]` matrix.
+    fn pack_filters<T: Element>(&self, w: &Tensor<T>, panels: &mut ShiftedPanels<T>) {
+        let (w, taps) = (w.as_slice(), self.g.window_len());
+        panels.pack(self.filters, taps, |f, k| w[f * taps + k]);
+    }
+
+    /// The filters turned: `[C, FN * FH * FW]`, element `(c, (f, u, v))` =
+    /// `W[f, c, FH-1-u, FW-1-v]`, packed.
+    fn pack_turned<T: Element>(&self, w: &Tensor<T>, panels: &mut ShiftedPanels<T>) {
+        let (fh, fw, channels) = (self.g.filter_h, self.g.filter_w, self.g.channels);
+        let w = w.as_slice();
+        panels.pack(channels, self.filters * fh * fw, |c, t| {
+            let (f, u, v) = (t / (fh * fw), t / fw % fh, t % fw);
+            w[((f * channels + c) * fh + (fh - 1 - u)) * fw + (fw - 1 - v)]
+        });
+    }
+
+    /// `image` (`[C, H, W]`) into the middle of `padded`, zero around it.
+    fn pad<T: Element>(&self, image: &[T], padded: &mut [T]) {
+        let (g, (hp, wp)) = (&self.g, self.padded);
+        padded.fill(T::ZERO);
+        for (c, plane) in image.chunks_exact(g.height * g.width).enumerate() {
+            for (i, row) in plane.chunks_exact(g.width).enumerate() {
+                let start = (c * hp + i + g.pad) * wp + g.pad;
+                copy_row(&mut padded[start..start + g.width], row);
+            }
+        }
+    }
+
+    /// One image forward: `y = W x + b` through the padded image.
+    fn forward_image<T: Element>(
+        &self,
+        (panels, offsets, b): (&ShiftedPanels<T>, &[usize], &[T]),
+        padded: &[T],
+        wide: &mut [T],
+        y: &mut [T],
+    ) {
+        let n = self.wide_windows();
+        shifted_product(panels, padded, offsets, n, wide, n);
+        let (out_h, out_w, wp) = (self.g.out_h(), self.g.out_w(), self.padded.1);
+        for ((plane, wide_plane), &bias) in y.chunks_exact_mut(out_h * out_w).zip(wide.chunks_exact(n)).zip(b) {
+            for (row, wide_row) in plane.chunks_exact_mut(out_w).zip(wide_plane.chunks_exact(wp)) {
+                for (out, &sum) in row.iter_mut().zip(wide_row) {
+                    *out = sum + bias;
+                }
+            }
+        }
+    }
+
+    /// One image's `G` (`[FN, OH, OW]`) laid out `Wp` wide, zero in the wrapped columns.
+    fn widen_grad<T: Element>(&self, grad_y: &[T], wide: &mut [T]) {
+        let (out_w, wp) = (self.g.out_w(), self.padded.1);
+        for (row, wide_row) in grad_y.chunks_exact(out_w).zip(wide.chunks_exact_mut(wp)) {
+            copy_row(&mut wide_row[..out_w], row);
+            wide_row[out_w..].fill(T::ZERO);
+        }
+    }
+
+    /// One image's input gradient: `G` padded, the turned filters' product,
+    /// its `W` first columns of each row into `grad_x`.
+    fn grad_input_image<T: Element>(
+        &self,
+        (turned, offsets): (&ShiftedPanels<T>, &[usize]),
+        grad_y: &[T],
+        (grad_padded, grad_wide): (&mut [T], &mut [T]),
+        grad_x: &mut [T],
+    ) {
+        let g = &self.g;
+        let (hg, wg) = self.grad_padded;
+        let (top, left) = (g.filter_h - 1 - g.pad, g.filter_w - 1 - g.pad);
+        grad_padded.fill(T::ZERO);
+        for (f, plane) in grad_y.chunks_exact(g.out_h() * g.out_w()).enumerate() {
+            for (i, row) in plane.chunks_exact(g.out_w()).enumerate() {
+                let start = (f * hg + i + top) * wg + left;
+                copy_row(&mut grad_padded[start..start + g.out_w()], row);
+            }
+        }
+        let n = self.grad_wide_windows();
+        shifted_product(turned, grad_padded, offsets, n, grad_wide, n);
+        for (row, wide_row) in grad_x.chunks_exact_mut(g.width).zip(grad_wide.chunks_exact(wg)) {
+            copy_row(row, &wide_row[..g.width]);
+        }
+    }
+}
+
 impl<T: Element> Layer<T> for Convolution<T> {
     fn name(&self) -> &'static str {
         "Convolution"
@@ -175,6 +544,29 @@ impl<T: Element> Layer<T> for Convolution<T> {
         let g = self.batch_geometry(input);
         let out_len = self.filters() * g.windows();
         output.resize(&[input.rows(), self.filters(), g.out_h(), g.out_w()]);
+        if let Some(layout) = self.shifted_layout(input) {
+            // One padded image and one wide output per thread, allocated per call.
+            let mut panels = ShiftedPanels::new();
+            let mut offsets = Vec::new();
+            layout.pack_filters(&self.w, &mut panels);
+            layout.fill_offsets(&mut offsets);
+            let weights = (&panels, &offsets[..], self.b.as_slice());
+            let wide_len = self.filters() * layout.wide_windows();
+            input
+                .as_slice()
+                .par_chunks(IMAGES_PER_TASK * g.image_len())
+                .zip(output.as_mut_slice().par_chunks_mut(IMAGES_PER_TASK * out_len))
+                .for_each_init(
+                    || (vec![T::ZERO; layout.padded_len()], vec![T::ZERO; wide_len]),
+                    |(padded, wide), (x, y)| {
+                        for (x, y) in x.chunks_exact(g.image_len()).zip(y.chunks_exact_mut(out_len)) {
+                            layout.pad(x, padded);
+                            layout.forward_image(weights, padded, wide, y);
+                        }
+                    },
+                );
+            return;
+        }
         // Inference keeps no `col`: one image's at a time per task.
         input
             .as_slice()
@@ -194,6 +586,9 @@ impl<T: Element> Layer<T> for Convolution<T> {
         let g = self.batch_geometry(input);
         let out_len = self.filters() * g.windows();
         output.resize(&[input.rows(), self.filters(), g.out_h(), g.out_w()]);
+        if let Some(layout) = self.shifted_layout(input) {
+            return self.forward_train_shifted(layout, input, output);
+        }
         self.col.resize(&[input.rows(), g.window_len(), g.windows()]);
         let weights = (&self.w, &self.b);
         input
@@ -212,6 +607,9 @@ impl<T: Element> Layer<T> for Convolution<T> {
         grad_output: &Tensor<T>,
         grad_input: Option<&mut Tensor<T>>,
     ) {
+        if let Some(layout) = self.shifted_layout(input) {
+            return self.backward_shifted(layout, input, grad_output, grad_input);
+        }
         let g = self.batch_geometry(input);
         let (filters, window_len, windows) = (self.filters(), g.window_len(), g.windows());
         let out_len = filters * windows;
@@ -275,28 +673,7 @@ impl<T: Element> Layer<T> for Convolution<T> {
                     }
                 }
             });
-        // The tasks' shares added in task order.
-        let (grad_w, grad_b) = (self.grad_w.as_mut_slice(), self.grad_b.as_mut_slice());
-        grad_w.fill(T::ZERO);
-        grad_b.fill(T::ZERO);
-        for share in self.partials.as_slice().chunks_exact(weights_len + filters) {
-            let (share_w, share_b) = share.split_at(weights_len);
-            if transposed {
-                // The share is dW^T, `[C*FH*FW, FN]`.
-                for (k, row) in share_w.chunks_exact(filters).enumerate() {
-                    for (f, &value) in row.iter().enumerate() {
-                        grad_w[f * window_len + k] += value;
-                    }
-                }
-            } else {
-                for (grad, &value) in grad_w.iter_mut().zip(share_w) {
-                    *grad += value;
-                }
-            }
-            for (grad, &value) in grad_b.iter_mut().zip(share_b) {
-                *grad += value;
-            }
-        }
+        self.add_shares(transposed);
         let Some(grad_input) = grad_input else {
             return;
         };
@@ -377,6 +754,52 @@ mod tests {
     }
 
     #[test]
+    fn the_shifted_route_matches_the_direct_convolution() {
+        // Stride 1 with the pads DeepConvNet uses (1, and 2 on a 3x3 filter:
+        // no padding left for the output gradient), a non-square filter, and
+        // no padding; 7 images across two tasks.
+        let mut rng = LayerRng::seed_from_u64(11);
+        for (filters, (fh, fw), pad) in [(5, (3, 3), 1), (4, (3, 3), 2), (3, (3, 2), 1), (6, (5, 5), 0)] {
+            let mut layer = random_layer([filters, 3, fh, fw], 1, pad, &mut rng);
+            let x = Tensor::<f64>::randn(&[7, 3, 9, 8], 1.0, &mut rng);
+            let g = ConvGeometry::new((3, 9, 8), (fh, fw), 1, pad).unwrap();
+            assert!(ShiftedLayout::new(g, filters).is_some());
+            let expected = conv_naive(x.as_slice(), &g, layer.w.as_slice(), layer.b.as_slice());
+            let (mut y, mut y_train) = (Tensor::zeros(&[0]), Tensor::zeros(&[0]));
+            layer.forward(&x, &mut y);
+            layer.forward_train(&x, &mut y_train, &mut rng);
+            for (got, want) in y.as_slice().iter().zip(&expected) {
+                assert!((got - want).abs() < 1e-12, "pad {pad}: {got} vs {want}");
+            }
+            assert_eq!(y, y_train);
+        }
+    }
+
+    #[test]
+    fn gradient_check_the_shifted_route_with_a_pad_of_two() {
+        // DeepConvNet's fourth convolution: 3x3, pad 2, the output wider than the input.
+        let mut rng = LayerRng::seed_from_u64(12);
+        let x = Tensor::<f64>::randn(&[IMAGES_PER_TASK + 1, 2, 6, 5], 1.0, &mut rng);
+        let mut layer = random_layer([5, 2, 3, 3], 1, 2, &mut rng);
+        let report = check_layer(&mut layer, &x, 1e-5, 13);
+        assert!(report.worst() < 1e-8, "{report:?}");
+        assert!(report.repeatable);
+    }
+
+    #[test]
+    fn gradient_check_a_pad_as_wide_as_the_filter() {
+        // Pad 3 on a 3x3 filter: the output gradient would need a negative
+        // pad, so this layer keeps to im2col.
+        let mut rng = LayerRng::seed_from_u64(14);
+        let x = Tensor::<f64>::randn(&[2, 2, 4, 4], 1.0, &mut rng);
+        let mut layer = random_layer([3, 2, 3, 3], 1, 3, &mut rng);
+        assert!(ShiftedLayout::new(ConvGeometry::new((2, 4, 4), (3, 3), 1, 3).unwrap(), 3).is_none());
+        let report = check_layer(&mut layer, &x, 1e-5, 15);
+        assert!(report.worst() < 1e-8, "{report:?}");
+        assert!(report.repeatable);
+    }
+
+    #[test]
     fn gradient_check_the_books_input() {
         // The book checks a 1 x 10 x 10 input; two images, so the batch sums count.
         let mut rng = LayerRng::seed_from_u64(2);
@@ -413,12 +836,13 @@ mod tests {
 
     #[test]
     fn gradient_check_few_filters_over_many_windows() {
-        // 3 filters over 23 x 23 windows (529 >= 512): dW is taken
-        // transposed, its shares summed across two tasks.
+        // 3 filters over 27 x 27 windows (729 >= 512) on the im2col route
+        // (pad 3 on a 3x3 filter): dW is taken transposed, its shares
+        // summed across two tasks.
         let images = IMAGES_PER_TASK + 1;
         let mut rng = LayerRng::seed_from_u64(8);
         let x = Tensor::<f64>::randn(&[images, 2, 23, 23], 1.0, &mut rng);
-        let mut layer = random_layer([3, 2, 3, 3], 1, 1, &mut rng);
+        let mut layer = random_layer([3, 2, 3, 3], 1, 3, &mut rng);
         let report = check_layer(&mut layer, &x, 1e-5, 9);
         assert!(report.worst() < 1e-8, "{report:?}");
         assert!(report.repeatable);

@@ -30,6 +30,7 @@ mod error;
 mod gemm;
 mod kernel;
 mod shape;
+pub mod shifted;
 #[allow(clippy::module_inception)]
 mod tensor;
 mod view;
