@@ -1,4 +1,5 @@
-//! Convolution (the book's `Convolution`, section 7.4), as im2col and GEMMs.
+//! Convolution (the book's `Convolution`, section 7.4), as im2col and
+//! GEMMs, or, with stride 1, as products that read the padded image in place.
 //!
 //! Shapes: `x` is `[N, C, H, W]`; the filters `W` are `[FN, C, FH, FW]`
 //! (seen as an `FN x K` matrix, `K = C * FH * FW`); `b` is `[FN]`; `y` is
@@ -10,13 +11,20 @@
 //! * backward: `dL/dW = sum_n G_n col_n^T`, `dL/db = sum_n` (row sums of
 //!   `G_n`), `dL/dx_n = col2im(W^T G_n)`.
 //!
+//! With stride 1 (and a pad smaller than the filter: every net of the book)
+//! `col_n` is never written: each of its rows is the padded image shifted,
+//! and the products of [`tensor::shifted`] read it there (`ShiftedLayout`
+//! below has the layout and the input gradient's form). `im2col` wrote `K`
+//! copies of the image and the GEMM packed them again: DeepConvNet's step
+//! went from 68 to 44 ms.
+//!
 //! The work is split over rayon by images: each image's products run whole
-//! on one thread, where its `col` (a few tens of KB) stays in cache between
-//! im2col and the GEMM. Backward sums `dL/dW` and `dL/db` in tasks of a fixed
-//! [`IMAGES_PER_TASK`] images, whose shares are added in task order, so the
-//! result is the same for any thread count. Training keeps every image's
-//! `col` for backward, in buffers reused from step to step; inference keeps
-//! one image's `col` per thread, allocated per call.
+//! on one thread, where its `col` or padded image stays in cache. Backward
+//! sums `dL/dW` and `dL/db` in tasks of a fixed [`IMAGES_PER_TASK`] images,
+//! whose shares are added in task order, so the result is the same for any
+//! thread count. Training keeps every image's `col` (or padded image) for
+//! backward, in buffers reused from step to step; inference keeps one
+//! image's per thread, allocated per call.
 
 use crate::layer::{visit_weight_and_bias, visit_weight_and_bias_mut};
 use crate::{Layer, LayerError, LayerRng, LayerSpec, Param, ParamMut};

@@ -14,7 +14,8 @@
 //! `matrixmultiply`. [`gemm_par`] splits large products by rows over rayon.
 //! The library's `unsafe` is here (the `matrixmultiply` call) and in the
 //! tile sets' `TileSet` impl (`kernel/simd.rs`: the call into code compiled
-//! for AVX2 or AVX-512), all after the checks.
+//! for AVX2 or AVX-512), and in `shifted.rs` (the same call for its tiles),
+//! all after the checks.
 
 #[cfg(target_arch = "x86_64")]
 use crate::kernel::{avx2::Avx2, avx512::Avx512};

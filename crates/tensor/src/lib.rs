@@ -11,6 +11,8 @@
 //! * [`Element`] is implemented for `f32` (training) and `f64` (gradient checks).
 //! * [`conv`]: `im2col` and `col2im`, which turn a convolution over
 //!   `[N, C, H, W]` images into one GEMM per image.
+//! * [`shifted`]: the products of a convolution of stride 1 without
+//!   `im2col`, reading the padded image in place.
 //!
 //! ```
 //! use tensor::{Tensor, Transpose};

@@ -469,6 +469,10 @@ macro_rules! compiled_for {
 // Tiles (rows, columns) for f32 then f64. AVX-512: 8 sums of 16 lanes (4 x
 // 32 or 8 x 16 for f32); AVX2: 12 sums of 8 lanes for the product (4 x 24),
 // 8 for the gradient (8 x 8), leaving registers for loads and broadcasts.
+// Tried and dropped: a product tile of 8 x 32 (LLVM kept its sums in
+// memory, 20 times slower); a 4 x 16 tile for the last columns of an 8x8
+// image (80 windows: 32 + 32 + 16 rather than 3 x 32), slower than the
+// wasted lanes it saves, its 4 sums too few to hide the FMA latency.
 #[cfg(target_arch = "x86_64")]
 compiled_for!(
     product_avx512,
