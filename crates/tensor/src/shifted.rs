@@ -338,65 +338,75 @@ impl<T: Element> ShiftedGradient<'_, T> {
             n,
         } = self;
         let scratch = &mut scratch[..cols.div_ceil(NR) * n * NR];
-        // Zero once: the columns past `cols` stay zero for every image.
-        scratch.fill(T::ZERO);
         for image in 0..images {
-            // B_i^T in panels of NR columns: panel `q`, position `p`, column
-            // `f` at `(q * n + p) * NR + f`, zero past the last column.
-            let b_image = &b[image * b_stride..][..cols * n];
-            for (f, row) in b_image.chunks_exact(n).enumerate() {
-                let (q, lane) = (f / NR, f % NR);
-                for (p, &value) in row.iter().enumerate() {
-                    scratch[(q * n + p) * NR + lane] = value;
-                }
-            }
+            transpose_into_panels::<T, NR>(&b[image * b_stride..][..cols * n], cols, n, scratch);
             let x_image = &x[image * x_stride..];
             let (positions, _) = scratch.as_chunks::<NR>();
             for (q, panel) in positions.chunks_exact(n).enumerate() {
+                // The last panel's columns past `cols` are zero in `B^T`:
+                // the tile runs whole and stores only the real columns.
                 let width = (cols - q * NR).min(NR);
                 for (block, taps) in offsets.chunks(MR).enumerate() {
-                    let corner = block * MR * cols + q * NR;
-                    if let (Ok(taps), true) = (<&[usize; MR]>::try_from(taps), width == NR) {
-                        gradient_tile::<T, MR, NR, FUSED>(&mut c[corner..], cols, x_image, taps, panel);
+                    let corner = &mut c[block * MR * cols + q * NR..];
+                    if let Ok(taps) = <&[usize; MR]>::try_from(taps) {
+                        gradient_tile::<T, MR, NR, FUSED>(corner, (cols, MR, width), x_image, taps, panel);
                         continue;
                     }
-                    // The last taps (fewer than MR) or columns (fewer than
-                    // NR): the same sums, a tap at a time.
-                    for (r, &offset) in taps.iter().enumerate() {
-                        let row = &mut c[corner + r * cols..][..width];
-                        let mut sums = [T::ZERO; NR];
-                        load(&mut sums, row);
-                        for (values, &pixel) in panel.iter().zip(&x_image[offset..offset + n]) {
-                            for f in 0..NR {
-                                sums[f] = multiply_add::<T, FUSED>(pixel, values[f], sums[f]);
-                            }
-                        }
-                        store(row, &sums);
-                    }
+                    // The last taps, fewer than MR: the whole tile, its rows
+                    // past them repeating the last tap and never stored. A
+                    // tap at a time, each sum would wait on its own last
+                    // multiply-add (latency-bound, 4 to 8 times slower).
+                    let mut padded = [taps[taps.len() - 1]; MR];
+                    padded[..taps.len()].copy_from_slice(taps);
+                    gradient_tile::<T, MR, NR, FUSED>(corner, (cols, taps.len(), width), x_image, &padded, panel);
                 }
             }
         }
     }
 }
 
+/// `B`'s `cols x n` matrix transposed into `scratch`, in panels of `NR`
+/// columns: panel `q`, position `p`, column `f` at `(q * n + p) * NR + f`,
+/// zero past `cols`. Written a whole line of `NR` at a time, gathered from
+/// the panel's rows: writing a value at a time, strided by `NR`, left every
+/// store on its own cache line (or, vectorized, became a scatter) and took
+/// as long as the products.
+#[inline(always)]
+fn transpose_into_panels<T: Element, const NR: usize>(b: &[T], cols: usize, n: usize, scratch: &mut [T]) {
+    let (lines, _) = scratch.as_chunks_mut::<NR>();
+    for (q, panel) in lines.chunks_exact_mut(n).take(cols.div_ceil(NR)).enumerate() {
+        let width = (cols - q * NR).min(NR);
+        let rows: [&[T]; NR] = std::array::from_fn(|lane| &b[(q * NR + lane.min(width - 1)) * n..][..n]);
+        for (p, line) in panel.iter_mut().enumerate() {
+            *line = std::array::from_fn(|lane| if lane < width { rows[lane][p] } else { T::ZERO });
+        }
+    }
+}
+
 /// `MR` taps by `NR` columns of [`shifted_gradient`] over one image, added
-/// to `C`'s tile whose corner is `c[0]` (rows `cols` apart): at each
-/// position `p`, the `MR` taps' values `x[offset + p]` against the `NR`
-/// values of `B^T`'s row `p`. The tile is read and written a row at a time
-/// with constant indices, so it lives in registers, not in memory.
+/// to `C`'s tile whose corner is `c[0]` (`shape`: rows `cols` apart, of
+/// which the first `rows` and `width` columns are stored): at each position
+/// `p`, the `MR` taps' values `x[offset + p]` against the `NR` values of
+/// `B^T`'s row `p`. The tile is read and written a row at a time with
+/// constant indices, so it lives in registers, not in memory.
 #[inline(always)]
 fn gradient_tile<T: Element, const MR: usize, const NR: usize, const FUSED: bool>(
     c: &mut [T],
-    cols: usize,
+    (cols, rows, width): (usize, usize, usize),
     x: &[T],
     taps: &[usize; MR],
     panel: &[[T; NR]],
 ) {
     let n = panel.len();
     let mut tile = [[T::ZERO; NR]; MR];
+    // Each row moved whole through a local `line`: a copy of a length known
+    // only at run time straight into or out of `tile` would keep the tile
+    // in memory, stored back at every step.
     for (r, sums) in tile.iter_mut().enumerate() {
-        if let Some(row) = c.get(r * cols..).and_then(|rest| rest.first_chunk::<NR>()) {
-            *sums = *row;
+        if r < rows {
+            let mut line = [T::ZERO; NR];
+            load(&mut line, &c[r * cols..][..width]);
+            *sums = line;
         }
     }
     // The taps' runs of x, each `n` long; one bounds check each, outside the loop.
@@ -411,8 +421,9 @@ fn gradient_tile<T: Element, const MR: usize, const NR: usize, const FUSED: bool
         }
     }
     for (r, sums) in tile.iter().enumerate() {
-        if let Some(row) = c.get_mut(r * cols..).and_then(|rest| rest.first_chunk_mut::<NR>()) {
-            *row = *sums;
+        if r < rows {
+            let line = *sums;
+            store(&mut c[r * cols..][..width], &line);
         }
     }
 }
@@ -620,54 +631,61 @@ mod tests {
             (8, 40, 7, 1),
             (3, 1, 1, 1),
             (24, 16, 100, 5),
+            // SimpleConvNet's shape: 25 taps, 30 filters (a cut panel).
+            (25, 30, 50, 2),
         ] {
-            let offsets: Vec<usize> = (0..taps).map(|k| (k * 5) % 23).collect();
-            let x_stride = 23 + n + 2;
-            let b_stride = cols * n + 1;
-            let x = values::<f64>(images * x_stride, 3);
-            let b = values::<f64>(images * b_stride, 4);
-            let start = values::<f64>(taps * cols, 5);
-            let mut expected = start.clone();
-            for i in 0..images {
-                for (k, &offset) in offsets.iter().enumerate() {
-                    for f in 0..cols {
-                        for p in 0..n {
-                            expected[k * cols + f] += x[i * x_stride + offset + p] * b[i * b_stride + f * n + p];
-                        }
+            check_gradient::<f32>(taps, cols, n, images);
+            check_gradient::<f64>(taps, cols, n, images);
+        }
+    }
+
+    fn check_gradient<T: Element + PartialEq + std::fmt::Debug>(taps: usize, cols: usize, n: usize, images: usize) {
+        let offsets: Vec<usize> = (0..taps).map(|k| (k * 5) % 23).collect();
+        let x_stride = 23 + n + 2;
+        let b_stride = cols * n + 1;
+        let x = values::<T>(images * x_stride, 3);
+        let b = values::<T>(images * b_stride, 4);
+        let start = values::<T>(taps * cols, 5);
+        let mut expected = start.clone();
+        for i in 0..images {
+            for (k, &offset) in offsets.iter().enumerate() {
+                for f in 0..cols {
+                    for p in 0..n {
+                        expected[k * cols + f] += x[i * x_stride + offset + p] * b[i * b_stride + f * n + p];
                     }
                 }
             }
-            let gradient = || ShiftedGradient {
-                x: &x,
-                x_stride,
-                b: &b,
-                b_stride,
-                images,
-                offsets: &offsets,
-                cols,
-                n,
-            };
-            let mut scratch = vec![0.0; gradient_scratch_len(cols, n)];
+        }
+        let gradient = || ShiftedGradient {
+            x: &x,
+            x_stride,
+            b: &b,
+            b_stride,
+            images,
+            offsets: &offsets,
+            cols,
+            n,
+        };
+        let mut scratch = vec![T::ZERO; gradient_scratch_len(cols, n)];
+        let mut c = start.clone();
+        shifted_gradient(
+            (&x, x_stride),
+            (&b, b_stride),
+            images,
+            &offsets,
+            (cols, n),
+            &mut c,
+            &mut scratch,
+        );
+        assert_eq!(c, expected, "detected tiles, {taps} taps, {cols} cols");
+        let mut c = start.clone();
+        gradient().run::<4, 8, false>(&mut c, &mut scratch);
+        assert_eq!(c, expected, "portable tiles");
+        #[cfg(target_arch = "x86_64")]
+        if Features::detect().is_some() {
             let mut c = start.clone();
-            shifted_gradient(
-                (&x, x_stride),
-                (&b, b_stride),
-                images,
-                &offsets,
-                (cols, n),
-                &mut c,
-                &mut scratch,
-            );
-            assert_eq!(c, expected, "detected tiles, {taps} taps, {cols} cols");
-            let mut c = start.clone();
-            gradient().run::<4, 8, false>(&mut c, &mut scratch);
-            assert_eq!(c, expected, "portable tiles");
-            #[cfg(target_arch = "x86_64")]
-            if Features::detect().is_some() {
-                let mut c = start.clone();
-                Features::Avx2.gradient(gradient(), &mut c, &mut scratch);
-                assert_eq!(c, expected, "AVX2 tiles");
-            }
+            Features::Avx2.gradient(gradient(), &mut c, &mut scratch);
+            assert_eq!(c, expected, "AVX2 tiles");
         }
     }
 
