@@ -118,16 +118,22 @@ impl Helpers<'_> {
     }
 }
 
-/// Steps in a measured window: 32 steps of the book's net are ~6 ms, several
-/// time slices, so that a helper descheduled now and then shows in the mean.
+/// The most steps in a measured window: 32 steps of the book's net are
+/// ~6 ms, several time slices, so that a helper descheduled now and then
+/// shows in the mean.
 const WINDOW: u32 = 32;
+/// A window also ends once it has lasted this long. A convnet's step lasts
+/// 5 to 40 ms, several time slices on its own, and a trial of 32 of them
+/// standing aside (each up to twice as slow on two cores) cost a tenth of a
+/// 100-step DeepConvNet run.
+const WINDOW_TIME: Duration = Duration::from_millis(20);
 /// Steps before the first window: the first steps allocate and warm caches.
 const WARM_UP: u32 = 8;
-/// Steps between trials of the other way, at first and after a change.
-const FIRST_INTERVAL: u32 = 4 * WINDOW;
-/// The most steps between trials: every ~1/16 of the steps are trials, at
-/// worst (the other way slower by as much as it ever is) a few percent.
-const LONGEST_INTERVAL: u32 = 64 * WINDOW;
+/// Windows between trials of the other way, at first and after a change.
+const FIRST_INTERVAL: u32 = 4;
+/// The most windows between trials: one window in 64 is a trial, at worst
+/// (the other way slower by as much as it ever is) a few percent.
+const LONGEST_INTERVAL: u32 = 64;
 /// A trial wins when its mean step is faster than this fraction of the
 /// window before it: noise between windows is a few percent.
 const WIN_BELOW: f64 = 0.95;
@@ -139,8 +145,9 @@ struct Pace {
     /// Steps taken in the current window, and their time.
     steps: u32,
     elapsed: Duration,
-    /// The mean step of the last window run the chosen way.
+    /// The mean step of the last window run the chosen way, and its steps.
     chosen_mean: Option<Duration>,
+    chosen_steps: u32,
     /// Whether the current window is a trial of the other way.
     trial: bool,
     /// Windows the chosen way until the next trial, and that interval.
@@ -157,11 +164,12 @@ impl Pace {
             steps: 0,
             elapsed: Duration::ZERO,
             chosen_mean: None,
+            chosen_steps: WINDOW,
             // The first window after the warm-up is measured helping, the
             // second standing aside: the choice is made from the start.
             trial: false,
             until_trial: 1,
-            interval: FIRST_INTERVAL / WINDOW,
+            interval: FIRST_INTERVAL,
             warm_up: WARM_UP,
         }
     }
@@ -179,11 +187,11 @@ impl Pace {
         // time however slow the other way is (a helper descheduled in every
         // step of it: tens of times slower).
         let chosen = self.chosen_mean.unwrap_or(Duration::MAX).as_secs_f64();
-        let lost = self.trial && self.elapsed.as_secs_f64() > chosen * f64::from(WINDOW);
-        if self.steps < WINDOW && !lost {
+        let lost = self.trial && self.elapsed.as_secs_f64() > chosen * f64::from(self.chosen_steps);
+        if self.steps < WINDOW && self.elapsed < WINDOW_TIME && !lost {
             return self.current();
         }
-        let mean = self.elapsed / self.steps;
+        let (steps, mean) = (self.steps, self.elapsed / self.steps);
         (self.steps, self.elapsed) = (0, Duration::ZERO);
         if self.trial {
             self.trial = false;
@@ -191,13 +199,15 @@ impl Pace {
                 // The other way is faster: take it, and check it again soon.
                 self.helping = !self.helping;
                 self.chosen_mean = Some(mean);
-                self.interval = FIRST_INTERVAL / WINDOW;
+                self.chosen_steps = steps;
+                self.interval = FIRST_INTERVAL;
             } else {
-                self.interval = (self.interval * 2).min(LONGEST_INTERVAL / WINDOW);
+                self.interval = (self.interval * 2).min(LONGEST_INTERVAL);
             }
             self.until_trial = self.interval;
         } else {
             self.chosen_mean = Some(mean);
+            self.chosen_steps = steps;
             self.until_trial -= 1;
             self.trial = self.until_trial == 0;
         }
@@ -416,6 +426,17 @@ mod tests {
     }
 
     #[test]
+    fn pace_tries_long_steps_one_at_a_time() {
+        // DeepConvNet's steps: 40 ms helping, 72 ms on the owner alone. A
+        // window is one step, so a lost trial costs one step, not 32.
+        let mut pace = Pace::new();
+        let ms = Duration::from_millis;
+        let helped = paced(&mut pace, 100, |helping, _| if helping { ms(40) } else { ms(72) });
+        assert!(pace.helping);
+        assert!(helped >= 95, "{helped} of 100 steps helped");
+    }
+
+    #[test]
     fn pace_stands_aside_while_helping_is_slower_and_follows_a_change() {
         let mut pace = Pace::new();
         let ms = Duration::from_millis;
@@ -433,7 +454,10 @@ mod tests {
         // the helpers help again, and keep helping.
         let helped = paced(&mut pace, 10_000, |helping, _| if helping { ms(2) } else { ms(3) });
         assert!(pace.helping);
-        assert!(helped > 10_000 - LONGEST_INTERVAL - 2 * WINDOW - 400, "{helped}");
+        assert!(
+            helped > 10_000 - LONGEST_INTERVAL * WINDOW - 2 * WINDOW - 400,
+            "{helped}"
+        );
     }
 
     #[test]
