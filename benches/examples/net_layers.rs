@@ -1,25 +1,29 @@
-//! Times every layer of the book's DeepConvNet, forward (training) and
+//! Times every layer of one of the book's convnets, forward (training) and
 //! backward, on a batch of 100 random images, on a pool of THREADS:
-//! `cargo run --release -p benches --example deep_layers -- THREADS REPEATS`.
-//! Each figure is the best of REPEATS passes.
+//! `cargo run --release -p benches --example net_layers -- NET THREADS REPEATS`
+//! (NET 0: DeepConvNet, 1: SimpleConvNet). Each figure is the best of
+//! REPEATS passes.
 
 use benches::example_args;
-use layers::{Layer, LayerRng, NetSpec};
+use layers::{Layer, LayerRng, NetSpec, SimpleConvNet};
 use rand::SeedableRng;
 use std::time::Instant;
 use tensor::Tensor;
 
 fn main() {
     let numbers = example_args(
-        "deep_layers [THREADS 1-64] [REPEATS 1-10000]",
-        &[(2, 1..=64), (20, 1..=10_000)],
+        "net_layers [NET 0-1 (DeepConvNet, SimpleConvNet)] [THREADS 1-64] [REPEATS 1-10000]",
+        &[(0, 0..=1), (2, 1..=64), (20, 1..=10_000)],
     );
-    let (threads, repeats) = (numbers[0], numbers[1]);
+    let (spec, threads, repeats) = match numbers[0] {
+        0 => (NetSpec::deep_convnet(), numbers[1], numbers[2]),
+        _ => (SimpleConvNet::default().net(), numbers[1], numbers[2]),
+    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .expect("a pool");
-    let net = NetSpec::deep_convnet().build::<f32>(42).expect("the book's net builds");
+    let net = spec.build::<f32>(42).expect("the book's net builds");
     let mut layers: Vec<Box<dyn Layer<f32>>> = net.layers().iter().map(|layer| layer.clone_box()).collect();
     let mut rng = LayerRng::seed_from_u64(1);
     let x = Tensor::<f32>::randn(&[100, 1, 28, 28], 1.0, &mut rng);
