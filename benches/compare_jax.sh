@@ -5,7 +5,9 @@
 # the ratios.
 #
 #   MNIST_DIR=../shared/data/mnist bash benches/compare_jax.sh [RUNS]
+#   BUSY_CORE=1 MNIST_DIR=../shared/data/mnist bash benches/compare_jax.sh [RUNS]
 #
+# (the second with one core held by a shell loop throughout).
 # JAX comes from pip into target/jax-venv (benches/jax/venv.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
