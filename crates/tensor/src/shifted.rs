@@ -21,8 +21,9 @@
 //! registers over every tap (or position), one load of `NR` values and `MR`
 //! broadcasts a step, compiled for AVX-512 or AVX2 + FMA where the CPU has
 //! them (the one `unsafe` each: the call into that code, after the check).
-//! Nothing is copied but the small operand (`A`'s panels, `B`'s transpose):
-//! `im2col` wrote `K` times the image, and the GEMM then packed it again.
+//! Nothing is copied but the other operand (`A`'s panels, `B`'s transpose,
+//! each the size of the filters or of one output): `im2col` wrote `K` times
+//! the image, and the GEMM then packed it again.
 
 use crate::Element;
 
@@ -58,7 +59,8 @@ impl<T: Element> ShiftedPanels<T> {
         let panels = rows.div_ceil(PANEL_ROWS);
         self.data.clear();
         self.data.resize(panels * steps * PANEL_ROWS, T::ZERO);
-        for (q, panel) in self.data.chunks_exact_mut(steps * PANEL_ROWS).enumerate() {
+        // `max(1)`: with no steps there is no data, and no chunk of zero.
+        for (q, panel) in self.data.chunks_exact_mut((steps * PANEL_ROWS).max(1)).enumerate() {
             for (k, step) in panel.chunks_exact_mut(PANEL_ROWS).enumerate() {
                 for (r, value) in step.iter_mut().enumerate() {
                     let row = q * PANEL_ROWS + r;
@@ -92,7 +94,7 @@ impl<T: Element> ShiftedPanels<T> {
 ///
 /// # Panics
 /// When `offsets` does not have one offset per step of `a`, an offset plus
-/// `n` passes the end of `x`, or `c` is too short for its rows.
+/// `n` passes the end of `x`, `ldc < n`, or `c` is too short for its rows.
 pub fn shifted_product<T: Element>(
     a: &ShiftedPanels<T>,
     x: &[T],
@@ -118,6 +120,13 @@ pub fn shifted_product<T: Element>(
         c.len(),
         a.rows
     );
+    if a.steps == 0 {
+        // A sum of no terms.
+        for row in c.chunks_mut(ldc).take(a.rows) {
+            row[..n].fill(T::ZERO);
+        }
+        return;
+    }
     let product = Shifted {
         a,
         x,
@@ -326,7 +335,9 @@ impl<T: Element> ShiftedGradient<'_, T> {
     /// The sums in `MR x NR` tiles: `MR` taps by `NR` columns of `C`.
     #[inline(always)]
     fn run<const MR: usize, const NR: usize, const FUSED: bool>(self, c: &mut [T], scratch: &mut [T]) {
-        const { assert!(NR <= GRADIENT_MAX_NR) };
+        // `gradient_scratch_len` rounds `cols` up to a whole widest tile,
+        // which is a whole number of these.
+        const { assert!(GRADIENT_MAX_NR.is_multiple_of(NR)) };
         let ShiftedGradient {
             x,
             x_stride,
@@ -368,9 +379,8 @@ impl<T: Element> ShiftedGradient<'_, T> {
 /// `B`'s `cols x n` matrix transposed into `scratch`, in panels of `NR`
 /// columns: panel `q`, position `p`, column `f` at `(q * n + p) * NR + f`,
 /// zero past `cols`. Written a whole line of `NR` at a time, gathered from
-/// the panel's rows: writing a value at a time, strided by `NR`, left every
-/// store on its own cache line (or, vectorized, became a scatter) and took
-/// as long as the products.
+/// the panel's rows: a value at a time, strided by `NR`, every store would
+/// land on its own cache line (or, vectorized, be a scatter, slow on x86).
 #[inline(always)]
 fn transpose_into_panels<T: Element, const NR: usize>(b: &[T], cols: usize, n: usize, scratch: &mut [T]) {
     let (lines, _) = scratch.as_chunks_mut::<NR>();
@@ -384,8 +394,8 @@ fn transpose_into_panels<T: Element, const NR: usize>(b: &[T], cols: usize, n: u
 }
 
 /// `MR` taps by `NR` columns of [`shifted_gradient`] over one image, added
-/// to `C`'s tile whose corner is `c[0]` (`shape`: rows `cols` apart, of
-/// which the first `rows` and `width` columns are stored): at each position
+/// to `C`'s tile whose corner is `c[0]` (rows `cols` apart, of which the
+/// first `rows`, and their first `width` columns, are stored): at each position
 /// `p`, the `MR` taps' values `x[offset + p]` against the `NR` values of
 /// `B^T`'s row `p`. The tile is read and written a row at a time with
 /// constant indices, so it lives in registers, not in memory.
@@ -589,11 +599,10 @@ mod tests {
         product(&panels, &x, offsets, n, &mut c).run::<4, 8, false>();
         runs.push(("portable", c));
         #[cfg(target_arch = "x86_64")]
-        if let Some(features) = Features::detect() {
+        if Features::detect().is_some() {
             let mut c = vec![T::from_f64(99.0); rows * ldc];
             Features::Avx2.product(product(&panels, &x, offsets, n, &mut c));
             runs.push(("avx2", c));
-            let _ = features;
         }
         for (name, c) in runs {
             for r in 0..rows {
@@ -687,6 +696,15 @@ mod tests {
             Features::Avx2.gradient(gradient(), &mut c, &mut scratch);
             assert_eq!(c, expected, "AVX2 tiles");
         }
+    }
+
+    #[test]
+    fn a_product_of_no_steps_is_zero() {
+        let mut panels = ShiftedPanels::<f64>::new();
+        panels.pack(3, 0, |_, _| 1.0);
+        let mut c = vec![5.0; 3 * 4];
+        shifted_product(&panels, &[1.0; 8], &[], 4, &mut c, 4);
+        assert_eq!(c, vec![0.0; 12]);
     }
 
     #[test]
