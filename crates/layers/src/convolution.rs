@@ -17,8 +17,8 @@
 //! never written: each of its rows is the padded image shifted,
 //! and the products of [`tensor::shifted`] read it there (`ShiftedLayout`
 //! below has the layout and the input gradient's form). `im2col` wrote `K`
-//! copies of the image and the GEMM packed them again: DeepConvNet's step
-//! went from 68 to 44 ms.
+//! copies of the image and the GEMM packed them again: DeepConvNet's 100
+//! training steps went from 7.1 to 4.3-4.8 s.
 //!
 //! The work is split over rayon by images: each image's products run whole
 //! on one thread, where its `col` or padded image stays in cache. Backward
@@ -145,7 +145,8 @@ impl<T: Element> Convolution<T> {
     /// order, so the sums do not depend on the threads. A share's `dW` part
     /// is `[FN, K]`, or `transposed`, `[K, FN]`.
     fn add_shares(&mut self, transposed: bool) {
-        let (filters, window_len) = (self.filters(), self.w.numel() / self.filters());
+        // `W` is `[FN, C, FH, FW]`: a window is its last three dimensions.
+        let (filters, window_len) = (self.filters(), self.w.shape()[1..].iter().product::<usize>());
         let weights_len = filters * window_len;
         let (grad_w, grad_b) = (self.grad_w.as_mut_slice(), self.grad_b.as_mut_slice());
         grad_w.fill(T::ZERO);
@@ -378,10 +379,10 @@ impl ShiftedLayout {
     /// The layout, where the shifted route serves: stride 1, padding
     /// smaller than the filter (so that `G`'s is not negative), and more
     /// than one channel. With one, `col` is `K` copies of a 3 KB image that
-    /// stay in cache, and `im2col` was as fast or faster: SimpleConvNet's
-    /// layer (batch 100, 2 threads) 0.78 ms forward and 1.59 backward
-    /// against 0.86 and 1.43, DeepConvNet's first 0.97 ms in all against
-    /// 1.17, with a smaller buffer kept for backward.
+    /// stay in cache, and `im2col` is ahead or close behind, with less kept
+    /// for backward (batch 100, 2 threads): DeepConvNet's first layer 0.97
+    /// ms forward and backward by `im2col`, 1.17 shifted; SimpleConvNet's
+    /// 0.78 + 1.59 ms by `im2col`, 0.86 + 1.43 shifted, whole steps even.
     fn new(g: ConvGeometry, filters: usize) -> Option<Self> {
         let fits = g.stride == 1 && g.pad < g.filter_h && g.pad < g.filter_w && g.channels > 1;
         fits.then(|| ShiftedLayout {
@@ -420,11 +421,11 @@ impl ShiftedLayout {
     /// one wide input gradient.
     fn task_scratch_len(&self) -> usize {
         let wide_g = self.filters * self.wide_windows();
-        let backward = IMAGES_PER_TASK * wide_g
+        // Backward's share is the larger: it holds `IMAGES_PER_TASK` wide `G`s.
+        IMAGES_PER_TASK * wide_g
             + gradient_scratch_len(self.filters, self.wide_windows())
             + self.grad_padded_len()
-            + self.g.channels * self.grad_wide_windows();
-        wide_g.max(backward)
+            + self.g.channels * self.grad_wide_windows()
     }
 
     /// Per tap `(c, i, j)`, where its values start in a padded image.
@@ -560,7 +561,8 @@ impl<T: Element> Layer<T> for Convolution<T> {
         let out_len = self.filters() * g.windows();
         output.resize(&[input.rows(), self.filters(), g.out_h(), g.out_w()]);
         if let Some(layout) = self.shifted_layout(input) {
-            // One padded image and one wide output per thread, allocated per call.
+            // A padded image and a wide output for each piece of the batch
+            // rayon splits off (a few a thread), allocated per call.
             let mut panels = ShiftedPanels::new();
             let mut offsets = Vec::new();
             layout.pack_filters(&self.w, &mut panels);
@@ -645,9 +647,10 @@ impl<T: Element> Layer<T> for Convolution<T> {
         // and many windows the product is better taken transposed,
         // dW^T = col_n G_n^T: `col` is then read in place, where G col^T
         // packs the transpose of `col` for only FN rows of G. Measured
-        // (one core, f32): DeepConvNet's second convolution (16 filters,
-        // 784 windows) 77 -> 37 us an image, its first 9.2 -> 7.1 us; wider
-        // layers or fewer windows are as fast or slower taken transposed.
+        // (one core, f32): DeepConvNet's first convolution (16 filters, 784
+        // windows) 9.2 -> 7.1 us an image, its second 77 -> 37 us before it
+        // took the shifted route; wider layers or fewer windows are as fast
+        // or slower taken transposed.
         let transposed = filters <= 16 && windows >= 512;
         // Each task: its images' sum of G_n col_n^T (or its transpose) and of G_n's row sums.
         grad_output
@@ -735,7 +738,7 @@ impl<T: Element> Layer<T> for Convolution<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gradcheck::check_layer;
+    use crate::gradcheck::{check_layer, LayerCheck};
     use rand::SeedableRng;
     use tensor::conv::conv_naive;
 
@@ -790,63 +793,50 @@ mod tests {
         }
     }
 
+    /// Checks a random layer of filters `[FN, C, FH, FW]`, `stride` and
+    /// `pad` against the numerical gradient on random images `x_shape`,
+    /// twice (backward must overwrite, not accumulate).
+    fn gradient_check(x_shape: &[usize], filters: [usize; 4], (stride, pad): (usize, usize), seed: u64) -> LayerCheck {
+        let mut rng = LayerRng::seed_from_u64(seed);
+        let x = Tensor::<f64>::randn(x_shape, 1.0, &mut rng);
+        let mut layer = random_layer(filters, stride, pad, &mut rng);
+        let report = check_layer(&mut layer, &x, 1e-5, seed + 1);
+        assert!(report.worst() < 1e-8, "{report:?}");
+        assert!(report.repeatable, "backward must overwrite, not accumulate");
+        report
+    }
+
     #[test]
     fn gradient_check_the_shifted_route_with_a_pad_of_two() {
         // DeepConvNet's fourth convolution: 3x3, pad 2, the output wider than the input.
-        let mut rng = LayerRng::seed_from_u64(12);
-        let x = Tensor::<f64>::randn(&[IMAGES_PER_TASK + 1, 2, 6, 5], 1.0, &mut rng);
-        let mut layer = random_layer([5, 2, 3, 3], 1, 2, &mut rng);
-        let report = check_layer(&mut layer, &x, 1e-5, 13);
-        assert!(report.worst() < 1e-8, "{report:?}");
-        assert!(report.repeatable);
+        gradient_check(&[IMAGES_PER_TASK + 1, 2, 6, 5], [5, 2, 3, 3], (1, 2), 12);
     }
 
     #[test]
     fn gradient_check_a_pad_as_wide_as_the_filter() {
         // Pad 3 on a 3x3 filter: the output gradient would need a negative
         // pad, so this layer keeps to im2col.
-        let mut rng = LayerRng::seed_from_u64(14);
-        let x = Tensor::<f64>::randn(&[2, 2, 4, 4], 1.0, &mut rng);
-        let mut layer = random_layer([3, 2, 3, 3], 1, 3, &mut rng);
         assert!(ShiftedLayout::new(ConvGeometry::new((2, 4, 4), (3, 3), 1, 3).unwrap(), 3).is_none());
-        let report = check_layer(&mut layer, &x, 1e-5, 15);
-        assert!(report.worst() < 1e-8, "{report:?}");
-        assert!(report.repeatable);
+        gradient_check(&[2, 2, 4, 4], [3, 2, 3, 3], (1, 3), 14);
     }
 
     #[test]
     fn gradient_check_the_books_input() {
         // The book checks a 1 x 10 x 10 input; two images, so the batch sums count.
-        let mut rng = LayerRng::seed_from_u64(2);
-        let x = Tensor::<f64>::randn(&[2, 1, 10, 10], 1.0, &mut rng);
-        let mut layer = random_layer([3, 1, 3, 3], 1, 0, &mut rng);
-        let report = check_layer(&mut layer, &x, 1e-5, 3);
-        assert!(report.worst() < 1e-8, "{report:?}");
+        let report = gradient_check(&[2, 1, 10, 10], [3, 1, 3, 3], (1, 0), 2);
         assert_eq!(report.params.len(), 2);
-        assert!(report.repeatable, "backward must overwrite, not accumulate");
     }
 
     #[test]
     fn gradient_check_stride_pad_and_channels() {
-        let mut rng = LayerRng::seed_from_u64(4);
-        let x = Tensor::<f64>::randn(&[2, 3, 7, 6], 1.0, &mut rng);
-        let mut layer = random_layer([4, 3, 3, 2], 2, 1, &mut rng);
-        let report = check_layer(&mut layer, &x, 1e-5, 5);
-        assert!(report.worst() < 1e-8, "{report:?}");
-        assert!(report.repeatable);
+        gradient_check(&[2, 3, 7, 6], [4, 3, 3, 2], (2, 1), 4);
     }
 
     #[test]
     fn gradient_check_across_tasks() {
         // More images than one task holds, the last task partial: the shares
         // of dW and db are summed across tasks.
-        let images = IMAGES_PER_TASK + 2;
-        let mut rng = LayerRng::seed_from_u64(6);
-        let x = Tensor::<f64>::randn(&[images, 2, 5, 5], 1.0, &mut rng);
-        let mut layer = random_layer([3, 2, 3, 3], 1, 1, &mut rng);
-        let report = check_layer(&mut layer, &x, 1e-5, 7);
-        assert!(report.worst() < 1e-8, "{report:?}");
-        assert!(report.repeatable);
+        gradient_check(&[IMAGES_PER_TASK + 2, 2, 5, 5], [3, 2, 3, 3], (1, 1), 6);
     }
 
     #[test]
@@ -854,13 +844,7 @@ mod tests {
         // 3 filters over 27 x 27 windows (729 >= 512) on the im2col route
         // (pad 3 on a 3x3 filter): dW is taken transposed, its shares
         // summed across two tasks.
-        let images = IMAGES_PER_TASK + 1;
-        let mut rng = LayerRng::seed_from_u64(8);
-        let x = Tensor::<f64>::randn(&[images, 2, 23, 23], 1.0, &mut rng);
-        let mut layer = random_layer([3, 2, 3, 3], 1, 3, &mut rng);
-        let report = check_layer(&mut layer, &x, 1e-5, 9);
-        assert!(report.worst() < 1e-8, "{report:?}");
-        assert!(report.repeatable);
+        gradient_check(&[IMAGES_PER_TASK + 1, 2, 23, 23], [3, 2, 3, 3], (1, 3), 8);
     }
 
     #[test]
