@@ -141,6 +141,22 @@ impl<T: Element> Convolution<T> {
             .unwrap_or_else(|e| panic!("Convolution on {:?}: {e}", input.shape()))
     }
 
+    /// Backward's inputs against forward's: `dL/dy` shaped as the output,
+    /// and `col` holding `kept_len` values (an image's `col`, or its padded
+    /// copy) for each image of this batch.
+    fn check_backward(&self, input: &Tensor<T>, grad_output: &Tensor<T>, g: &ConvGeometry, kept_len: usize) {
+        assert_eq!(
+            grad_output.shape(),
+            [input.rows(), self.filters(), g.out_h(), g.out_w()],
+            "Convolution backward: dL/dy does not fit the output"
+        );
+        assert_eq!(
+            self.col.numel(),
+            input.rows() * kept_len,
+            "Convolution backward without forward_train on this batch"
+        );
+    }
+
     /// `dL/dW` and `dL/db`: the tasks' shares (in `partials`) added in task
     /// order, so the sums do not depend on the threads. A share's `dW` part
     /// is `[FN, K]`, or `transposed`, `[K, FN]`.
@@ -214,16 +230,7 @@ impl<T: Element> Convolution<T> {
         let (filters, windows) = (self.filters(), g.windows());
         let (out_len, weights_len) = (filters * windows, filters * g.window_len());
         let (padded_len, scratch_len) = (layout.padded_len(), layout.task_scratch_len());
-        assert_eq!(
-            grad_output.shape(),
-            [input.rows(), filters, g.out_h(), g.out_w()],
-            "Convolution backward: dL/dy does not fit the output"
-        );
-        assert_eq!(
-            self.col.numel(),
-            input.rows() * padded_len,
-            "Convolution backward without forward_train on this batch"
-        );
+        self.check_backward(input, grad_output, g, padded_len);
         let tasks = input.rows().div_ceil(IMAGES_PER_TASK);
         self.partials.resize(&[tasks, weights_len + filters]);
         self.grad_col.resize(&[tasks, scratch_len]);
@@ -631,16 +638,7 @@ impl<T: Element> Layer<T> for Convolution<T> {
         let (filters, window_len, windows) = (self.filters(), g.window_len(), g.windows());
         let out_len = filters * windows;
         let weights_len = filters * window_len;
-        assert_eq!(
-            grad_output.shape(),
-            [input.rows(), filters, g.out_h(), g.out_w()],
-            "Convolution backward: dL/dy does not fit the output"
-        );
-        assert_eq!(
-            self.col.numel(),
-            input.rows() * g.col_len(),
-            "Convolution backward without forward_train on this batch"
-        );
+        self.check_backward(input, grad_output, &g, g.col_len());
         let tasks = input.rows().div_ceil(IMAGES_PER_TASK);
         self.partials.resize(&[tasks, weights_len + filters]);
         // dW = sum over n of G_n col_n^T, `[FN, C*FH*FW]`. With few filters
