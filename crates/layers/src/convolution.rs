@@ -274,23 +274,37 @@ impl<T: Element> Convolution<T> {
         layout.fill_turned_offsets(&mut self.turned_offsets);
         let turned = (&self.turned, &self.turned_offsets[..]);
         let (grad_padded_len, grad_wide_len) = (layout.grad_padded_len(), g.channels * layout.grad_wide_windows());
-        grad_output
-            .as_slice()
-            .par_chunks(IMAGES_PER_TASK * out_len)
-            .zip(
-                grad_input
-                    .as_mut_slice()
-                    .par_chunks_mut(IMAGES_PER_TASK * g.image_len()),
-            )
-            .zip(self.grad_col.as_mut_slice().par_chunks_mut(scratch_len))
-            .for_each(|((grad_y, grad_x), scratch)| {
+        for_each_image_by_tasks(
+            (grad_output.as_slice(), out_len),
+            (grad_input.as_mut_slice(), g.image_len()),
+            (self.grad_col.as_mut_slice(), scratch_len),
+            |grad_y, grad_x, scratch| {
                 let (grad_padded, rest) = scratch.split_at_mut(grad_padded_len);
-                let grad_wide = &mut rest[..grad_wide_len];
-                for (grad_y, grad_x) in grad_y.chunks_exact(out_len).zip(grad_x.chunks_exact_mut(g.image_len())) {
-                    layout.grad_input_image(turned, grad_y, (&mut *grad_padded, &mut *grad_wide), grad_x);
-                }
-            });
+                layout.grad_input_image(turned, grad_y, (grad_padded, &mut rest[..grad_wide_len]), grad_x);
+            },
+        );
     }
+}
+
+/// `image(grad_y, grad_x, scratch)` for every image of the batch, in tasks
+/// of [`IMAGES_PER_TASK`] images over rayon: `grad_y` an image's `out_len`
+/// values of `dL/dy`, `grad_x` its `image_len` values of `dL/dx`, `scratch`
+/// its task's `scratch_len` values of `scratch`, reused image to image.
+fn for_each_image_by_tasks<T: Element>(
+    (grad_output, out_len): (&[T], usize),
+    (grad_input, image_len): (&mut [T], usize),
+    (scratch, scratch_len): (&mut [T], usize),
+    image: impl Fn(&[T], &mut [T], &mut [T]) + Sync,
+) {
+    grad_output
+        .par_chunks(IMAGES_PER_TASK * out_len)
+        .zip(grad_input.par_chunks_mut(IMAGES_PER_TASK * image_len))
+        .zip(scratch.par_chunks_mut(scratch_len))
+        .for_each(|((grad_y, grad_x), scratch)| {
+            for (grad_y, grad_x) in grad_y.chunks_exact(out_len).zip(grad_x.chunks_exact_mut(image_len)) {
+                image(grad_y, grad_x, &mut *scratch);
+            }
+        });
 }
 
 /// The filters `[FN, C, FH, FW]` as the `[FN, K]` matrix of the GEMMs.
@@ -696,28 +710,22 @@ impl<T: Element> Layer<T> for Convolution<T> {
         grad_input.resize(input.shape());
         self.grad_col.resize(&[tasks, g.col_len()]);
         let w = filter_matrix(&self.w);
-        grad_output
-            .as_slice()
-            .par_chunks(IMAGES_PER_TASK * out_len)
-            .zip(
-                grad_input
-                    .as_mut_slice()
-                    .par_chunks_mut(IMAGES_PER_TASK * g.image_len()),
-            )
-            .zip(self.grad_col.as_mut_slice().par_chunks_mut(g.col_len()))
-            .for_each(|((grad_y, grad_x), grad_col)| {
-                for (grad_y, grad_x) in grad_y.chunks_exact(out_len).zip(grad_x.chunks_exact_mut(g.image_len())) {
-                    gemm(
-                        T::ONE,
-                        w.t(),
-                        MatRef::row_major(grad_y, filters, windows),
-                        T::ZERO,
-                        MatMut::row_major(grad_col, window_len, windows),
-                    )
-                    .expect("buffers sized from the geometry");
-                    col2im_image(grad_col, &g, grad_x);
-                }
-            });
+        for_each_image_by_tasks(
+            (grad_output.as_slice(), out_len),
+            (grad_input.as_mut_slice(), g.image_len()),
+            (self.grad_col.as_mut_slice(), g.col_len()),
+            |grad_y, grad_x, grad_col| {
+                gemm(
+                    T::ONE,
+                    w.t(),
+                    MatRef::row_major(grad_y, filters, windows),
+                    T::ZERO,
+                    MatMut::row_major(grad_col, window_len, windows),
+                )
+                .expect("buffers sized from the geometry");
+                col2im_image(grad_col, &g, grad_x);
+            },
+        );
     }
 
     fn visit_params<'a>(&'a self, f: &mut dyn FnMut(Param<'a, T>)) {
