@@ -359,14 +359,11 @@ impl<T: Element> ShiftedGradient<'_, T> {
                 let width = (cols - q * NR).min(NR);
                 for (block, taps) in offsets.chunks(MR).enumerate() {
                     let corner = &mut c[block * MR * cols + q * NR..];
-                    if let Ok(taps) = <&[usize; MR]>::try_from(taps) {
-                        gradient_tile::<T, MR, NR, FUSED>(corner, (cols, MR, width), x_image, taps, panel);
-                        continue;
-                    }
-                    // The last taps, fewer than MR: the whole tile, its rows
-                    // past them repeating the last tap and never stored. A
-                    // tap at a time, each sum would wait on its own last
-                    // multiply-add (latency-bound, 4 to 8 times slower).
+                    // The last block may have fewer than MR taps: it runs the
+                    // whole tile, its rows past them repeating the last tap
+                    // and never stored. A tap at a time, each sum would wait
+                    // on its own last multiply-add (latency-bound, 4 to 8
+                    // times slower).
                     let mut padded = [taps[taps.len() - 1]; MR];
                     padded[..taps.len()].copy_from_slice(taps);
                     gradient_tile::<T, MR, NR, FUSED>(corner, (cols, taps.len(), width), x_image, &padded, panel);
@@ -395,9 +392,9 @@ fn transpose_into_panels<T: Element, const NR: usize>(b: &[T], cols: usize, n: u
 
 /// `MR` taps by `NR` columns of [`shifted_gradient`] over one image, added
 /// to `C`'s tile whose corner is `c[0]` (rows `cols` apart, of which the
-/// first `rows`, and their first `width` columns, are stored): at each position
-/// `p`, the `MR` taps' values `x[offset + p]` against the `NR` values of
-/// `B^T`'s row `p`. The tile is read and written a row at a time with
+/// first `rows`, and their first `width` columns, are stored): at each
+/// position `p`, the `MR` taps' values `x[offset + p]` against the `NR`
+/// values of `B^T`'s row `p`. The tile is read and written a row at a time with
 /// constant indices, so it lives in registers, not in memory.
 #[inline(always)]
 fn gradient_tile<T: Element, const MR: usize, const NR: usize, const FUSED: bool>(

@@ -21,8 +21,8 @@
 //! few of them the other way: with the helpers standing aside (asleep,
 //! taking no work, so that every job stays with the owner) or helping. The
 //! faster way is kept, and checked again after twice as many windows of
-//! steps each time it wins. Which thread runs a job never changes what it computes, so the
-//! results are the same either way.
+//! steps each time it wins. Which thread runs a job never changes what it
+//! computes, so the results are the same either way.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
