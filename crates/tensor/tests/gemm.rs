@@ -122,11 +122,14 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (100, 300, 50), // the training batch's shape class
     // A row-major A of at least 64 columns is read in place, and a tail of
     // at most NH / 2 columns is then dot products along k; 63 are packed.
-    (1, 101, 70),    // one row: the paired-step loop and an odd last step
-    (1, 64, 35),     // exactly 64 columns, whole blocks of steps
-    (5, 63, 20),     // one column short: packed
-    (9, 100, 56),    // a tail exactly NH wide: a narrow tile on rows in place
-    (9, 100, 52),    // a tail of 4 (NH / 2): dot products on every tile set
+    (1, 101, 70), // one row: the paired-step loop and an odd last step
+    (1, 64, 35),  // exactly 64 columns, whole blocks of steps
+    (5, 63, 20),  // one column short: packed
+    (9, 100, 56), // a tail exactly NH wide: a narrow tile on rows in place
+    (9, 100, 52), // a tail of 4 (NH / 2): dot products on every tile set
+    // A packed (transposed) with a tail of at most NH / 2: column tiles on
+    // AVX-512, in groups of 4 panels, then single panels, the last one cut.
+    (37, 90, 51),    // a tail of 3: a pair of columns and a single one
     (13, 2100, 50),  // AVX-512 tiles and dot products over two blocks of k
     (7, 2100, 19),   // two blocks of k (KC): the second adds to C
     (3, 1500, 50),   // two blocks of k with B read in place
@@ -223,6 +226,40 @@ fn check_parallel_split(m: usize, k: usize, n: usize, ta: Transpose) {
         let tolerance = 1e-4 * (k as f32).sqrt() * (1.0 + y.abs());
         assert!((x - y).abs() < tolerance, "{x} vs {y}");
     }
+}
+
+/// A transposed A's product (packed A) with a tail of 2 columns (48 + 2,
+/// column tiles on AVX-512) gives, to the bit, the columns that a tail of 8
+/// (48 + 8, a narrow tile) gives for the same A and columns of B: the two
+/// ways of summing the last columns are one chain of multiply-adds each.
+fn check_column_tail_is_a_tile<T: Element>() {
+    let (m, k) = (61, 100);
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let a = random_vec::<T>(k * m, &mut rng);
+    let wide_b = random_vec::<T>(k * 56, &mut rng);
+    let product = |n: usize| {
+        let b: Vec<T> = wide_b.chunks_exact(56).flat_map(|row| row[..n].to_vec()).collect();
+        let mut c = vec![T::ZERO; m * n];
+        gemm(
+            T::ONE,
+            MatRef::row_major(&a, k, m).t(),
+            MatRef::row_major(&b, k, n),
+            T::ZERO,
+            MatMut::row_major(&mut c, m, n),
+        )
+        .unwrap();
+        c
+    };
+    let (narrow, wide) = (product(50), product(56));
+    for (narrow_row, wide_row) in narrow.chunks_exact(50).zip(wide.chunks_exact(56)) {
+        assert_eq!(narrow_row, &wide_row[..50]);
+    }
+}
+
+#[test]
+fn a_column_tail_gives_a_tiles_values() {
+    check_column_tail_is_a_tile::<f32>();
+    check_column_tail_is_a_tile::<f64>();
 }
 
 #[test]

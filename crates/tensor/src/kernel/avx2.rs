@@ -17,7 +17,7 @@
 //! has both.
 
 use super::simd::{simd_tiles, MAX_VECTORS, ROW_BLOCK};
-use super::{dot_tile_by, driver, store_tile, APanel, ARows, Product, Steps, TileAt, TileSet};
+use super::{column_tile_by, dot_tile_by, driver, store_tile, APanel, ARows, Product, Steps, TileAt, TileSet};
 use crate::MatMut;
 use std::arch::x86_64::*;
 
@@ -87,6 +87,7 @@ simd_tiles!(
     tile_f32,
     tile_f32,
     dot_tile_f32,
+    false,
     f32,
     __m256,
     8,
@@ -105,6 +106,7 @@ simd_tiles!(
     tile_f64,
     tile_f64,
     dot_tile_f64,
+    false,
     f64,
     __m256d,
     4,

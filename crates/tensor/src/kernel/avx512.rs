@@ -13,7 +13,7 @@
 
 use super::avx2::{store_f32, store_f64, tile_f32 as avx2_tile_f32};
 use super::simd::{simd_tiles, MAX_VECTORS, ROW_BLOCK};
-use super::{dot_tile_by, driver, store_tile, APanel, ARows, Product, Steps, TileAt, TileSet};
+use super::{column_tile_by, dot_tile_by, driver, store_tile, APanel, ARows, Product, Steps, TileAt, TileSet};
 use crate::MatMut;
 use std::arch::x86_64::*;
 
@@ -74,6 +74,7 @@ simd_tiles!(
     tile_f32,
     avx2_tile_f32,
     dot_tile_f32,
+    true,
     f32,
     __m512,
     16,
@@ -92,6 +93,7 @@ simd_tiles!(
     tile_f64,
     tile_f64,
     dot_tile_f64,
+    true,
     f64,
     __m512d,
     8,

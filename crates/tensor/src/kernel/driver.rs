@@ -44,17 +44,23 @@ const SHORT_K: usize = 32;
 /// each step past the last block costs a bounds check a row. Below it A is
 /// packed, and its tail is a narrow tile, never dot products.
 const LONG_K: usize = 64;
+/// Panels of A a column tile sums at once: 4 panels by 2 columns keep 8
+/// multiply-adds in flight, enough to hide their latency.
+pub(crate) const COLUMN_GROUP: usize = 4;
 
 /// `C = alpha * A * B + beta * C` (a [`Product`], views already checked).
 /// `full_tile` and `tail_tile` compute one `MR x NR` (`MR x NH`) tile and
-/// merge it into C, and `dot_tile` the last columns of a tile by dot
-/// products along k: a tile set's micro-kernels (`portable.rs`, `simd.rs`).
+/// merge it into C, `dot_tile` the last columns of a tile by dot products
+/// along k, and `column_tile` (where the tile set has one) the last columns
+/// of a group of packed panels of A, vectorized along A's rows: a tile set's
+/// micro-kernels (`portable.rs`, `simd.rs`).
 #[inline(always)]
 pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize>(
     product: Product<'_, '_, T>,
     full_tile: impl Fn(APanel<'_, T>, Steps<'_, T>, &mut MatMut<'_, T>, TileAt<T>),
     tail_tile: impl Fn(APanel<'_, T>, Steps<'_, T>, &mut MatMut<'_, T>, TileAt<T>),
     dot_tile: impl Fn(ARows<'_, T>, &[T], &mut MatMut<'_, T>, TileAt<T>),
+    column_tile: Option<impl Fn(&[T], &[T], &mut MatMut<'_, T>, TileAt<T>)>,
 ) {
     let Product {
         alpha,
@@ -122,6 +128,13 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
                 Tail::None
             } else if direct_a && 2 * tail <= NH {
                 Tail::Dots
+            } else if column_tile.is_some() && 2 * tail <= NH {
+                // A packed (a weight gradient's x^T): the few last columns
+                // as sums of A's packed steps, MR rows a vector, times one
+                // value of B a column. A narrow tile would spend MR
+                // multiply-adds a step on NH columns of which `tail` are real;
+                // these spend `tail` (a product of 50 columns: 48 + 2).
+                Tail::Columns
             } else if direct_b && nc >= width {
                 // Read in place, the tail is the last `width` columns of the
                 // block, overlapping the last full panel; only its last
@@ -139,7 +152,7 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
             let tail_offset = if direct_b { 0 } else { full_panels * kc * NR };
             let tail_len = match tail_kind {
                 Tail::None | Tail::InPlace(_) => 0,
-                Tail::Dots => tail * kc,
+                Tail::Dots | Tail::Columns => tail * kc,
                 Tail::Tile(width) => width * kc,
             };
             let pack_b = grown(pack_b, tail_offset + tail_len);
@@ -150,7 +163,7 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
             match tail_kind {
                 Tail::None | Tail::InPlace(_) => {}
                 // One column a panel: column j's kc steps at `j * kc`.
-                Tail::Dots => pack_panels::<T, 1>(&mut pack_b[tail_offset..], kc, tail, tail_block),
+                Tail::Dots | Tail::Columns => pack_panels::<T, 1>(&mut pack_b[tail_offset..], kc, tail, tail_block),
                 Tail::Tile(width) if width == NH => {
                     pack_panels::<T, NH>(&mut pack_b[tail_offset..], kc, tail, tail_block)
                 }
@@ -229,9 +242,28 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
                 // tile on them packed and zero-padded, or (B in place) on the
                 // block's last columns, of which only the last `tail` are stored.
                 let tail_col0 = jc + full_panels * NR;
+                if let (Tail::Columns, Some(column_tile)) = (tail_kind, &column_tile) {
+                    // Groups of COLUMN_GROUP panels, whose sums are
+                    // independent and so hide the multiply-add's latency;
+                    // the last few panels one at a time.
+                    let b_columns = &pack_b[tail_offset..][..tail * kc];
+                    let whole_groups = a_panels / COLUMN_GROUP * COLUMN_GROUP;
+                    let groups = (0..whole_groups)
+                        .step_by(COLUMN_GROUP)
+                        .map(|p| (p, COLUMN_GROUP))
+                        .chain((whole_groups..a_panels).map(|p| (p, 1)));
+                    for (p, panels) in groups {
+                        let at = TileAt {
+                            rows: (mc - p * MR).min(panels * MR),
+                            ..at(p, tail_col0, tail)
+                        };
+                        column_tile(&pack_a[p * kc * MR..][..panels * kc * MR], b_columns, c, at);
+                    }
+                    continue;
+                }
                 for p in 0..a_panels {
                     let (width, steps, at) = match tail_kind {
-                        Tail::None => break,
+                        Tail::None | Tail::Columns => break,
                         Tail::Dots => {
                             let b_columns = &pack_b[tail_offset..][..tail * kc];
                             dot_tile(a_rows(p), b_columns, c, at(p, tail_col0, tail));
@@ -277,6 +309,9 @@ enum Tail {
     None,
     /// Dot products of A's rows (read in place) and B's packed columns.
     Dots,
+    /// Sums along k of A's packed panels, a vector of MR rows each, times
+    /// B's packed columns (`column_tile`).
+    Columns,
     /// A tile of this width on the last columns of a row-major B, in place.
     InPlace(usize),
     /// A tile of this width on the packed, zero-padded columns.

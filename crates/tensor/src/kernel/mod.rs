@@ -113,6 +113,90 @@ pub(crate) fn dot_tile_by<T: Element, const MR: usize, const NH: usize>(
     store_tile(c, &tile, at);
 }
 
+/// The last `at.cols` columns of the tiles of a group of `P` packed panels
+/// of A (`panels`, each `steps * MR` long) and B's packed columns (column
+/// `j` at `b_columns[j * steps..]`), each a column of C at a time:
+/// `C[rows of panel p, j] = sum_k A_p[k] B[k, j]`, the `MR` values of a
+/// panel's step one vector, and B's value broadcast. Each sum is the same
+/// chain of multiply-adds along k, in the same order, as a tile's (one sum
+/// per element, never split into odd and even steps), so the values are a
+/// tile's to the bit; the tile sets that split narrow tiles have no column
+/// tile. Columns go in pairs, so that a group of 4 panels has 8 sums in flight.
+#[inline(always)]
+pub(crate) fn column_tile_by<T: Element, const MR: usize, const P: usize>(
+    panels: &[T],
+    b_columns: &[T],
+    c: &mut MatMut<'_, T>,
+    at: TileAt<T>,
+) {
+    let steps = b_columns.len() / at.cols.max(1);
+    let a: [&[[T; MR]]; P] = std::array::from_fn(|p| panels[p * steps * MR..][..steps * MR].as_chunks::<MR>().0);
+    let column = |j: usize| &b_columns[j * steps..][..steps];
+    for j0 in (0..at.cols).step_by(2) {
+        let at = TileAt {
+            col0: at.col0 + j0,
+            cols: (at.cols - j0).min(2),
+            ..at
+        };
+        if at.cols == 2 {
+            let sums = column_sums::<T, MR, P, 2>(a, [column(j0), column(j0 + 1)]);
+            store_column_sums(c, &sums, at);
+        } else {
+            let sums = column_sums::<T, MR, P, 1>(a, [column(j0)]);
+            store_column_sums(c, &sums, at);
+        }
+    }
+}
+
+/// `sums[p][j][r] = sum_k a[p][k][r] * b[j][k]`, one multiply-add a step
+/// (`mul_add`: the tile sets' FMA, compiled in their functions).
+#[inline(always)]
+fn column_sums<T: Element, const MR: usize, const P: usize, const C: usize>(
+    a: [&[[T; MR]]; P],
+    b: [&[T]; C],
+) -> [[[T; MR]; C]; P] {
+    let steps = b[0].len();
+    let mut sums = [[[T::ZERO; MR]; C]; P];
+    for kk in 0..steps {
+        let b_step: [T; C] = std::array::from_fn(|j| b[j][kk]);
+        for p in 0..P {
+            let a_step = a[p][kk];
+            for j in 0..C {
+                for r in 0..MR {
+                    sums[p][j][r] = a_step[r].mul_add(b_step[j], sums[p][j][r]);
+                }
+            }
+        }
+    }
+    sums
+}
+
+/// `sums` (panel, column, row) into C as `at` says: panel `p`'s rows from
+/// `at.row0 + p * MR`, at most `at.rows` rows in all.
+#[inline(always)]
+fn store_column_sums<T: Element, const MR: usize, const P: usize, const C: usize>(
+    c: &mut MatMut<'_, T>,
+    sums: &[[[T; MR]; C]; P],
+    at: TileAt<T>,
+) {
+    for (p, panel) in sums.iter().enumerate() {
+        let rows = at.rows.saturating_sub(p * MR).min(MR);
+        if rows == 0 {
+            break;
+        }
+        let tile: [[T; C]; MR] = std::array::from_fn(|r| std::array::from_fn(|j| panel[j][r]));
+        store_tile(
+            c,
+            &tile,
+            TileAt {
+                row0: at.row0 + p * MR,
+                rows,
+                ..at
+            },
+        );
+    }
+}
+
 /// Where a micro-kernel reads B: step `kk` is the `NR` elements at
 /// `data[start + kk * stride..]` (a packed panel has `stride == NR`).
 #[derive(Clone, Copy)]

@@ -15,6 +15,10 @@ impl<T: Element> TileSet<T> for Portable {
             portable_tile::<T, MR, NR>,
             portable_tile::<T, MR, NH>,
             portable_dot_tile::<T, MR, NH>,
+            // No column tile: these tiles multiply and add apart (no FMA),
+            // and a column tile's `mul_add` would give other values (and be
+            // a library call on targets without FMA).
+            None::<fn(&[T], &[T], &mut MatMut<'_, T>, TileAt<T>)>,
         )
     }
 }

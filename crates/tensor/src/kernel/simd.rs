@@ -22,7 +22,7 @@ pub(crate) const ROW_BLOCK: usize = 16;
 
 macro_rules! simd_tiles {
     (
-        $set:ident, $features:literal, $gemm:ident, $tile:ident, $tail_tile:ident, $dot_tile:ident, $t:ty, $v:ty, $lanes:literal,
+        $set:ident, $features:literal, $gemm:ident, $tile:ident, $tail_tile:ident, $dot_tile:ident, $column_tiles:literal, $t:ty, $v:ty, $lanes:literal,
         $zero:ident, $splat:ident, $fmadd:ident, $mul:ident, $add:ident, $load:ident, $store:ident
     ) => {
         impl TileSet<$t> for $set {
@@ -41,6 +41,18 @@ macro_rules! simd_tiles {
                 |panel, steps, c, at| $tile::<MR, NR>(panel, steps, c, at),
                 |panel, steps, c, at| $tail_tile::<MR, NH>(panel, steps, c, at),
                 |rows, columns, c, at| $dot_tile::<MR, NH>(rows, columns, c, at),
+                // Column tiles where the tail tile sums each element in one
+                // chain (`$column_tiles`), so both give the same values.
+                $column_tiles.then_some(
+                    |panels: &[$t], columns: &[$t], c: &mut MatMut<'_, $t>, at: TileAt<$t>| {
+                        let steps = columns.len() / at.cols.max(1);
+                        if panels.len() == driver::COLUMN_GROUP * steps * MR {
+                            column_tile_by::<$t, MR, { driver::COLUMN_GROUP }>(panels, columns, c, at)
+                        } else {
+                            column_tile_by::<$t, MR, 1>(panels, columns, c, at)
+                        }
+                    },
+                ),
             )
         }
 
