@@ -377,6 +377,38 @@ const SHIFTED_SLACK: usize = 32;
 /// The shifted route of a convolution of stride 1 (`tensor::shifted`): the
 /// images padded once, the products read them in place, no `im2col`.
 ///
+/// `planes` (`[count, h, w]`) into the middle of planes of `hp x wp`
+/// (`top` rows and `left` columns of zeros before each plane's values, as
+/// many after) in `padded`, zero past them: the forward's padded image and
+/// the input gradient's padded `G`. Every value of `padded` is written once
+/// (not the whole buffer zeroed, then most of it copied over).
+fn pad_planes<T: Element>(
+    planes: &[T],
+    (h, w): (usize, usize),
+    (top, left): (usize, usize),
+    (hp, wp): (usize, usize),
+    padded: &mut [T],
+) {
+    let count = planes.len() / (h * w);
+    let (body, slack) = padded.split_at_mut(count * hp * wp);
+    slack.fill(T::ZERO);
+    for (plane, out) in planes.chunks_exact(h * w).zip(body.chunks_exact_mut(hp * wp)) {
+        let (above, rest) = out.split_at_mut(top * wp);
+        let (middle, below) = rest.split_at_mut(h * wp);
+        above.fill(T::ZERO);
+        below.fill(T::ZERO);
+        for (row, out_row) in plane.chunks_exact(w).zip(middle.chunks_exact_mut(wp)) {
+            let (before, rest) = out_row.split_at_mut(left);
+            let (values, after) = rest.split_at_mut(w);
+            // The borders are a value or two: a loop, not a `memset` call each.
+            for zero in before.iter_mut().chain(after) {
+                *zero = T::ZERO;
+            }
+            copy_row(values, row);
+        }
+    }
+}
+
 /// Forward, an image padded to `[C, Hp, Wp]` gives `y` laid out `Wp` wide,
 /// `n = OH * Wp` windows (the last `Wp - OW` of each row wrap around and are
 /// dropped): `y[f, p] = sum_k W[f, k] x[offset_k + p]`. The filters'
@@ -491,14 +523,8 @@ impl ShiftedLayout {
 
     /// `image` (`[C, H, W]`) into the middle of `padded`, zero around it.
     fn pad<T: Element>(&self, image: &[T], padded: &mut [T]) {
-        let (g, (hp, wp)) = (&self.g, self.padded);
-        padded.fill(T::ZERO);
-        for (c, plane) in image.chunks_exact(g.height * g.width).enumerate() {
-            for (i, row) in plane.chunks_exact(g.width).enumerate() {
-                let start = (c * hp + i + g.pad) * wp + g.pad;
-                copy_row(&mut padded[start..start + g.width], row);
-            }
-        }
+        let g = &self.g;
+        pad_planes(image, (g.height, g.width), (g.pad, g.pad), self.padded, padded);
     }
 
     /// One image forward: `y = W x + b` through the padded image.
@@ -540,15 +566,9 @@ impl ShiftedLayout {
         grad_x: &mut [T],
     ) {
         let g = &self.g;
-        let (hg, wg) = self.grad_padded;
-        let (top, left) = (g.filter_h - 1 - g.pad, g.filter_w - 1 - g.pad);
-        grad_padded.fill(T::ZERO);
-        for (f, plane) in grad_y.chunks_exact(g.out_h() * g.out_w()).enumerate() {
-            for (i, row) in plane.chunks_exact(g.out_w()).enumerate() {
-                let start = (f * hg + i + top) * wg + left;
-                copy_row(&mut grad_padded[start..start + g.out_w()], row);
-            }
-        }
+        let wg = self.grad_padded.1;
+        let border = (g.filter_h - 1 - g.pad, g.filter_w - 1 - g.pad);
+        pad_planes(grad_y, (g.out_h(), g.out_w()), border, self.grad_padded, grad_padded);
         let n = self.grad_wide_windows();
         shifted_product(turned, grad_padded, offsets, n, grad_wide, n);
         for (row, wide_row) in grad_x.chunks_exact_mut(g.width).zip(grad_wide.chunks_exact(wg)) {
