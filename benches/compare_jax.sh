@@ -33,9 +33,14 @@ for line in open(os.environ["RESULTS"]):
 def median(name, key):
     return statistics.median(r[key] for r in runs[name])
 jax = median("jax", "seconds_total")
-print(f"{'default run, median of ' + str(len(runs['jax'])):32} {'seconds_total':>14} {'seconds_train':>14} {'test acc':>9} {'JAX / this':>11}")
+# Two ratios: of the medians, and the median of each round's own ratio
+# (a round runs ours and JAX back to back, so a slow spell of the machine
+# weighs on both sides of that round's ratio alike).
+def per_round(name):
+    return statistics.median(j["seconds_total"] / r["seconds_total"] for r, j in zip(runs[name], runs["jax"]))
+print(f"{'default run, median of ' + str(len(runs['jax'])):32} {'seconds_total':>14} {'seconds_train':>14} {'test acc':>9} {'JAX / this':>11} {'per round':>10}")
 for name, label in [("ours-2", "backprop-rs, 2 threads"), ("ours-1", "backprop-rs, 1 thread"), ("jax", "JAX jit (f32, CPU)")]:
     total, train = median(name, "seconds_total"), median(name, "seconds_train")
     acc = runs[name][0]["test_accuracy"]
-    print(f"{label:32} {total:14.2f} {train:14.2f} {acc:9.4f} {jax / total:10.2f}x")
+    print(f"{label:32} {total:14.2f} {train:14.2f} {acc:9.4f} {jax / total:10.2f}x {per_round(name):9.2f}x")
 PY

@@ -49,7 +49,10 @@ for line in open(os.environ["RESULTS"]):
     runs.setdefault(name, []).append(json.loads(text))
 first = runs["torch default"][0]
 print(f"CPU: {os.environ['CPU']} (AVX-512: {os.environ['AVX512']}); PyTorch {first['torch']} on {first['threads']} threads; medians of {len(runs['torch default'])}")
-print(f"{'work':44} {'ours':>8} {'PyTorch':>8} {'PyTorch / ours':>15}")
+# Two ratios: of the medians, and the median of each round's own ratio
+# (ours and PyTorch run back to back in a round, so a slow spell of the
+# machine weighs on both sides of that round's ratio alike).
+print(f"{'work':44} {'ours':>8} {'PyTorch':>8} {'PyTorch / ours':>15} {'per round':>10}")
 for net, key, what in [
     ("default", "seconds_total", "default run, seconds_total"),
     ("simple-convnet", "seconds_train", "SimpleConvNet one epoch, seconds_train"),
@@ -57,6 +60,7 @@ for net, key, what in [
 ]:
     ours = statistics.median(r[key] for r in runs["ours " + net])
     torch = statistics.median(r[key] for r in runs["torch " + net])
+    paired = statistics.median(t[key] / o[key] for o, t in zip(runs["ours " + net], runs["torch " + net]))
     spread = lambda name: "/".join(f"{r[key]:.2f}" for r in runs[name + " " + net])
-    print(f"{what:44} {ours:8.2f} {torch:8.2f} {torch / ours:14.2f}x   (ours {spread('ours')}; PyTorch {spread('torch')})")
+    print(f"{what:44} {ours:8.2f} {torch:8.2f} {torch / ours:14.2f}x {paired:9.2f}x   (ours {spread('ours')}; PyTorch {spread('torch')})")
 PY
