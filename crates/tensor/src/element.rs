@@ -46,14 +46,13 @@ pub trait Element:
     fn from_u8(value: u8) -> Self;
     /// `self` as an `f64`, exactly.
     fn to_f64(self) -> f64;
-    /// A pixel byte as a value in `[0, 1]`: `byte / 255`, one correctly
-    /// rounded division, as the book's `x.astype(float32) / 255.0`. The one
-    /// place where pixels become floats. Written as arithmetic (not a lookup
-    /// table) so that a row converts with vector instructions.
-    #[inline(always)]
-    fn from_pixel(byte: u8) -> Self {
-        Self::from_u8(byte) / Self::from_f64(255.0)
-    }
+    /// A pixel byte as a value in `[0, 1]`: `byte / 255` correctly rounded,
+    /// the value of the book's `x.astype(float32) / 255.0`. The one place
+    /// where pixels become floats. Written as arithmetic (not a lookup
+    /// table) so that a row converts with vector instructions; in f32
+    /// without a division (two multiplications and an addition, exact for
+    /// every byte).
+    fn from_pixel(byte: u8) -> Self;
     /// `e^self`.
     fn exp(self) -> Self;
     /// The natural logarithm (`-inf` at 0, NaN below).
@@ -71,8 +70,33 @@ pub trait Element:
     fn mul_add(self, a: Self, b: Self) -> Self;
 }
 
+/// `1/255` in two parts for [`pixel_f32`]: `PIXEL_HI` its first 16
+/// significant bits (so that `byte * PIXEL_HI` is exact: 8 + 16 bits),
+/// `PIXEL_LO` the rest, rounded to f32.
+const PIXEL_HI: f32 = f32::from_bits((1.0f32 / 255.0).to_bits() & !0xff);
+const PIXEL_LO: f32 = (1.0f64 / 255.0 - PIXEL_HI as f64) as f32;
+
+/// `byte / 255` in f32, correctly rounded, by two multiplications and an
+/// addition: the exact `byte * PIXEL_HI` plus the small `byte * PIXEL_LO`,
+/// rounded once more in the sum, is the quotient's correct rounding for
+/// every byte (a test checks all 256). Without AVX (the crates' baseline
+/// x86-64 target) a division converts 4 values per `divps`, the larger part
+/// of a training batch's gather and of converting an evaluation's images;
+/// this is about 1.5 times faster.
+#[inline(always)]
+fn pixel_f32(byte: u8) -> f32 {
+    let value = f32::from(byte);
+    value * PIXEL_HI + value * PIXEL_LO
+}
+
+/// `byte / 255` in f64: one correctly rounded division.
+#[inline(always)]
+fn pixel_f64(byte: u8) -> f64 {
+    f64::from(byte) / 255.0
+}
+
 macro_rules! impl_element {
-    ($t:ty, $name:literal) => {
+    ($t:ty, $name:literal, $pixel:ident) => {
         impl Element for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -86,6 +110,10 @@ macro_rules! impl_element {
             #[inline(always)]
             fn from_u8(value: u8) -> Self {
                 value as $t
+            }
+            #[inline(always)]
+            fn from_pixel(byte: u8) -> Self {
+                $pixel(byte)
             }
             #[inline]
             fn to_f64(self) -> f64 {
@@ -123,5 +151,19 @@ macro_rules! impl_element {
     };
 }
 
-impl_element!(f32, "f32");
-impl_element!(f64, "f64");
+impl_element!(f32, "f32", pixel_f32);
+impl_element!(f64, "f64", pixel_f64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pixel_is_its_byte_over_255_correctly_rounded() {
+        for byte in 0..=255u8 {
+            assert_eq!(f32::from_pixel(byte), f32::from(byte) / 255.0, "byte {byte}");
+            assert_eq!(f64::from_pixel(byte), f64::from(byte) / 255.0, "byte {byte}");
+        }
+        assert_eq!((f32::from_pixel(0), f32::from_pixel(255)), (0.0, 1.0));
+    }
+}
