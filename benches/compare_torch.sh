@@ -60,7 +60,7 @@ for net, key, what in [
 ]:
     ours = statistics.median(r[key] for r in runs["ours " + net])
     torch = statistics.median(r[key] for r in runs["torch " + net])
-    paired = statistics.median(t[key] / o[key] for o, t in zip(runs["ours " + net], runs["torch " + net]))
+    per_round = statistics.median(t[key] / o[key] for o, t in zip(runs["ours " + net], runs["torch " + net]))
     spread = lambda name: "/".join(f"{r[key]:.2f}" for r in runs[name + " " + net])
-    print(f"{what:44} {ours:8.2f} {torch:8.2f} {torch / ours:14.2f}x {paired:9.2f}x   (ours {spread('ours')}; PyTorch {spread('torch')})")
+    print(f"{what:44} {ours:8.2f} {torch:8.2f} {torch / ours:14.2f}x {per_round:9.2f}x   (ours {spread('ours')}; PyTorch {spread('torch')})")
 PY

@@ -374,9 +374,6 @@ fn copy_row<T: Copy>(dst: &mut [T], src: &[T]) {
 /// every tile reads in place (see [`tensor::shifted`]).
 const SHIFTED_SLACK: usize = 32;
 
-/// The shifted route of a convolution of stride 1 (`tensor::shifted`): the
-/// images padded once, the products read them in place, no `im2col`.
-///
 /// `planes` (`[count, h, w]`) into the middle of planes of `hp x wp`
 /// (`top` rows and `left` columns of zeros before each plane's values, as
 /// many after) in `padded`, zero past them: the forward's padded image and
@@ -400,7 +397,8 @@ fn pad_planes<T: Element>(
         for (row, out_row) in plane.chunks_exact(w).zip(middle.chunks_exact_mut(wp)) {
             let (before, rest) = out_row.split_at_mut(left);
             let (values, after) = rest.split_at_mut(w);
-            // The borders are a value or two: a loop, not a `memset` call each.
+            // The borders are a few values (`pad`, or `FW - 1 - pad` for
+            // `G`): a loop, not a `memset` call each.
             for zero in before.iter_mut().chain(after) {
                 *zero = T::ZERO;
             }
@@ -409,6 +407,9 @@ fn pad_planes<T: Element>(
     }
 }
 
+/// The shifted route of a convolution of stride 1 (`tensor::shifted`): the
+/// images padded once, the products read them in place, no `im2col`.
+///
 /// Forward, an image padded to `[C, Hp, Wp]` gives `y` laid out `Wp` wide,
 /// `n = OH * Wp` windows (the last `Wp - OW` of each row wrap around and are
 /// dropped): `y[f, p] = sum_k W[f, k] x[offset_k + p]`. The filters'

@@ -50,8 +50,8 @@ pub trait Element:
     /// the value of the book's `x.astype(float32) / 255.0`. The one place
     /// where pixels become floats. Written as arithmetic (not a lookup
     /// table) so that a row converts with vector instructions; in f32
-    /// without a division (two multiplications and an addition, exact for
-    /// every byte).
+    /// without a division (two multiplications and an addition, correctly
+    /// rounded for every byte).
     fn from_pixel(byte: u8) -> Self;
     /// `e^self`.
     fn exp(self) -> Self;
@@ -77,9 +77,11 @@ const PIXEL_HI: f32 = f32::from_bits((1.0f32 / 255.0).to_bits() & !0xff);
 const PIXEL_LO: f32 = (1.0f64 / 255.0 - PIXEL_HI as f64) as f32;
 
 /// `byte / 255` in f32, correctly rounded, by two multiplications and an
-/// addition: the exact `byte * PIXEL_HI` plus the small `byte * PIXEL_LO`,
-/// rounded once more in the sum, is the quotient's correct rounding for
-/// every byte (a test checks all 256). Without AVX (the crates' baseline
+/// addition: the exact `byte * PIXEL_HI` plus the small, rounded `byte *
+/// PIXEL_LO`, rounded in the sum, is the quotient's correct rounding for
+/// every byte (a test checks all 256): the bits of `byte / 255` repeat the
+/// byte's, so the quotient is never near enough to a rounding boundary for
+/// these small errors to cross it. Without AVX (the crates' baseline
 /// x86-64 target) a division converts 4 values per `divps`, the larger part
 /// of a training batch's gather and of converting an evaluation's images;
 /// this is about 1.5 times faster.

@@ -324,9 +324,10 @@ macro_rules! impl_kernel {
 // 6 rows x 2 vectors of C (12 of the 16 ymm registers); for AVX-512, 8 rows x
 // 3 vectors in f32 (24 of the 32 zmm registers) and 8 rows x 2 vectors in
 // f64, which keep the multiply-adds ahead of the loads of A's broadcasts.
-// AVX-512's f32 tail tile is AVX2's, 8 wide: a packed product of 50 columns
-// (a weight gradient, x^T.dout) is 48 + 8 columns of work, where any tail of
-// 16-wide vectors makes it 64. (With a row-major A of long rows, a layer's
-// forward product, the last 2 columns are dot products: see `driver.rs`.)
+// AVX-512's f32 tail tile is AVX2's, 8 wide: a packed product of 56 columns
+// is 48 + 8 columns of work, where any tail of 16-wide vectors makes it 64.
+// A tail of at most 4 is column tiles with A packed (a weight gradient,
+// x^T.dout, of 50 columns: 48 + 2) and dot products with a row-major A of
+// long rows (a layer's forward product): see `driver.rs`.
 impl_kernel!(f32, kernel_f32, matrixmultiply::sgemm, (6, 16, 8), (8, 48, 8));
 impl_kernel!(f64, kernel_f64, matrixmultiply::dgemm, (6, 8, 4), (8, 16, 8));

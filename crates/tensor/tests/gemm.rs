@@ -130,7 +130,7 @@ const SHAPES: &[(usize, usize, usize)] = &[
     // A packed (transposed) with a tail of at most NH / 2: column tiles on
     // AVX-512, in groups of 4 panels, then single panels, the last one cut.
     (37, 90, 51),    // a tail of 3: a pair of columns and a single one
-    (13, 2100, 50),  // AVX-512 tiles and dot products over two blocks of k
+    (13, 2100, 50),  // AVX-512 tiles and dot products (column tiles, A transposed) over two blocks of k
     (7, 2100, 19),   // two blocks of k (KC): the second adds to C
     (3, 1500, 50),   // two blocks of k with B read in place
     (130, 20, 2100), // crosses the NC block boundary (the 200- and 784-row cases cross MC)
@@ -229,31 +229,33 @@ fn check_parallel_split(m: usize, k: usize, n: usize, ta: Transpose) {
 }
 
 /// A transposed A's product (packed A) with a tail of 2 columns (48 + 2,
-/// column tiles on AVX-512) gives, to the bit, the columns that a tail of 8
-/// (48 + 8, a narrow tile) gives for the same A and columns of B: the two
-/// ways of summing the last columns are one chain of multiply-adds each.
+/// column tiles on AVX-512) gives, to the bit, the columns that a tail of 7
+/// (48 + 7, the narrow tile the column tiles replace) gives for the same A,
+/// columns of B and C: the two ways of summing the last columns are one
+/// chain of multiply-adds each, merged into C alike (`alpha` and `beta` not
+/// 1 and 0, over two blocks of k).
 fn check_column_tail_is_a_tile<T: Element>() {
-    let (m, k) = (61, 100);
+    let (m, k, wide_n) = (61, 2100, 55);
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let a = random_vec::<T>(k * m, &mut rng);
-    let wide_b = random_vec::<T>(k * 56, &mut rng);
+    let wide_b = random_vec::<T>(k * wide_n, &mut rng);
+    let wide_c = random_vec::<T>(m * wide_n, &mut rng);
+    let first =
+        |values: &[T], n: usize| -> Vec<T> { values.chunks_exact(wide_n).flat_map(|row| row[..n].to_vec()).collect() };
     let product = |n: usize| {
-        let b: Vec<T> = wide_b.chunks_exact(56).flat_map(|row| row[..n].to_vec()).collect();
-        let mut c = vec![T::ZERO; m * n];
+        let b = first(&wide_b, n);
+        let mut c = first(&wide_c, n);
         gemm(
-            T::ONE,
+            T::from_f64(0.5),
             MatRef::row_major(&a, k, m).t(),
             MatRef::row_major(&b, k, n),
-            T::ZERO,
+            T::from_f64(-1.5),
             MatMut::row_major(&mut c, m, n),
         )
         .unwrap();
         c
     };
-    let (narrow, wide) = (product(50), product(56));
-    for (narrow_row, wide_row) in narrow.chunks_exact(50).zip(wide.chunks_exact(56)) {
-        assert_eq!(narrow_row, &wide_row[..50]);
-    }
+    assert_eq!(product(50), first(&product(wide_n), 50));
 }
 
 #[test]

@@ -42,7 +42,7 @@ const SHORT_K: usize = 32;
 /// At least this many columns of a row-major A for it to be read in place:
 /// the SIMD tiles read rows in blocks of `simd::ROW_BLOCK` (16) steps, and
 /// each step past the last block costs a bounds check a row. Below it A is
-/// packed, and its tail is a narrow tile, never dot products.
+/// packed, and its tail is a narrow tile or column tiles, never dot products.
 const LONG_K: usize = 64;
 /// Panels of A a column tile sums at once: 4 panels by 2 columns keep 8
 /// multiply-adds in flight, enough to hide their latency.
@@ -116,6 +116,8 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
             // is dot products instead (48 + 2): a dot product loads two
             // vectors a multiply-add, so up to NH / 2 columns it costs no
             // more than the narrow tile, which spends NH columns of work.
+            // With A packed, such a tail is column tiles where the tile set
+            // has them (below).
             //
             // The choice depends on k, n and A's layout only, never on m:
             // `gemm_par` splits C's rows, and a row must be summed the same
@@ -129,11 +131,13 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
             } else if direct_a && 2 * tail <= NH {
                 Tail::Dots
             } else if column_tile.is_some() && 2 * tail <= NH {
-                // A packed (a weight gradient's x^T): the few last columns
-                // as sums of A's packed steps, MR rows a vector, times one
-                // value of B a column. A narrow tile would spend MR
-                // multiply-adds a step on NH columns of which `tail` are real;
-                // these spend `tail` (a product of 50 columns: 48 + 2).
+                // A packed (a weight gradient's x^T), B packed or in place:
+                // the few last columns as sums of A's packed steps, MR rows
+                // a vector, times one value of B a column. A narrow tile
+                // would spend MR multiply-adds a step on NH columns of which
+                // `tail` are real; these spend `tail` (a product of 50
+                // columns: 48 + 2). Their tail is packed, one column after
+                // another, even where B is otherwise read in place.
                 Tail::Columns
             } else if direct_b && nc >= width {
                 // Read in place, the tail is the last `width` columns of the
@@ -238,9 +242,10 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
                         full_tile(a_panel(p), b_steps, c, at(p, col0, NR));
                     }
                 }
-                // The tail: dot products with B's packed tail columns, or a
-                // tile on them packed and zero-padded, or (B in place) on the
-                // block's last columns, of which only the last `tail` are stored.
+                // The tail: column tiles or dot products with B's packed tail
+                // columns, or a tile on them packed and zero-padded, or (B in
+                // place) on the block's last columns, of which only the last
+                // `tail` are stored.
                 let tail_col0 = jc + full_panels * NR;
                 if let (Tail::Columns, Some(column_tile)) = (tail_kind, &column_tile) {
                     // Groups of COLUMN_GROUP panels, whose sums are

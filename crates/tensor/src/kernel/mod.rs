@@ -31,7 +31,8 @@ pub(crate) struct Product<'p, 'c, T> {
 pub(crate) trait TileSet<T: Element> {
     /// `product` through [`driver::gemm`] with this set's `MR x NR` tiles
     /// (and `MR x NH` ones for a narrow last panel, and dot products for the
-    /// last few columns when A is read in place).
+    /// last few columns when A is read in place, or column tiles when it is
+    /// packed, where the set has them).
     fn gemm<const MR: usize, const NR: usize, const NH: usize>(&self, product: Product<'_, '_, T>);
 }
 
@@ -115,7 +116,7 @@ pub(crate) fn dot_tile_by<T: Element, const MR: usize, const NH: usize>(
 
 /// The last `at.cols` columns of the tiles of a group of `P` packed panels
 /// of A (`panels`, each `steps * MR` long) and B's packed columns (column
-/// `j` at `b_columns[j * steps..]`), each a column of C at a time:
+/// `j` at `b_columns[j * steps..]`), two columns of C at a time:
 /// `C[rows of panel p, j] = sum_k A_p[k] B[k, j]`, the `MR` values of a
 /// panel's step one vector, and B's value broadcast. Each sum is the same
 /// chain of multiply-adds along k, in the same order, as a tile's (one sum

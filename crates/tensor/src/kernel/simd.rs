@@ -36,6 +36,9 @@ macro_rules! simd_tiles {
         /// The driver with these tiles, compiled for `$features`.
         #[target_feature(enable = $features)]
         fn $gemm<const MR: usize, const NR: usize, const NH: usize>(product: Product<'_, '_, $t>) {
+            // A tail tile of at least 8 rows never splits its sums (odd and
+            // even steps): the column tiles' values are then its values.
+            const { assert!(!$column_tiles || MR >= 8) };
             driver::gemm::<$t, MR, NR, NH>(
                 product,
                 |panel, steps, c, at| $tile::<MR, NR>(panel, steps, c, at),
