@@ -34,7 +34,9 @@ use std::time::{Duration, Instant};
 ///
 /// `f` is given the [`Helpers`]: steps run through [`Helpers::timed`] let
 /// the helpers stand aside while they slow the work down (another process
-/// holding a core). Work not run through it leaves them helping.
+/// holding a core). Work not run through it finds them as the last timed
+/// step left them (helping, before the first): the trainer's evaluations
+/// run on the owner alone while the helpers stand aside.
 ///
 /// Called outside a pool, in a pool of one thread, or in a pool of more
 /// threads than the machine has cores (spinners would then take turns on the
