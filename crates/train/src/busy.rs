@@ -152,7 +152,7 @@ struct Pace {
     chosen_steps: u32,
     /// Whether the current window is a trial of the other way.
     trial: bool,
-    /// Whether the current trial window is a trial of helping's lead-in,
+    /// Whether the current window is the lead-in of a trial of helping,
     /// run helping but not measured: helpers that napped through windows
     /// of standing aside (on a core left idle) take a few milliseconds to
     /// help at full speed, and trials measured from their first step kept
@@ -440,6 +440,19 @@ mod tests {
         helped
     }
 
+    /// A [`Pace`] that has chosen to stand aside: 2000 steps of 5 ms helping
+    /// (another process holding a core) and `aside` on the owner alone.
+    fn standing_aside(aside: Duration) -> Pace {
+        let mut pace = Pace::new();
+        paced(
+            &mut pace,
+            2_000,
+            |helping, _| if helping { Duration::from_millis(5) } else { aside },
+        );
+        assert!(!pace.helping);
+        pace
+    }
+
     #[test]
     fn pace_keeps_helping_while_it_is_faster_and_tries_the_other_way_rarely() {
         let mut pace = Pace::new();
@@ -497,10 +510,8 @@ mod tests {
         // Standing aside at 3 ms makes windows of 7 steps (21 ms); a trial
         // of helping at 2.2 ms passes that total on its tenth step, but its
         // mean is what decides.
-        let mut pace = Pace::new();
         let (ms, us) = (Duration::from_millis, Duration::from_micros);
-        paced(&mut pace, 2_000, |helping, _| if helping { ms(5) } else { ms(3) });
-        assert!(!pace.helping);
+        let mut pace = standing_aside(ms(3));
         let helped = paced(&mut pace, 10_000, |helping, _| if helping { us(2_200) } else { ms(3) });
         assert!(pace.helping);
         assert!(helped > 10_000 - LONGEST_INTERVAL * 7 - 400, "{helped}");
@@ -513,10 +524,8 @@ mod tests {
         // threads, an idle core), then twice as fast: a trial measured from
         // its first step would lose every time (a mean of 2 ms against 2);
         // after its lead-in it wins.
-        let mut pace = Pace::new();
         let ms = Duration::from_millis;
-        paced(&mut pace, 2_000, |helping, _| if helping { ms(5) } else { ms(2) });
-        assert!(!pace.helping);
+        let mut pace = standing_aside(ms(2));
         let helping_run = std::cell::Cell::new(0u32);
         let helped = paced(&mut pace, 10_000, |helping, _| {
             helping_run.set(if helping { helping_run.get() + 1 } else { 0 });

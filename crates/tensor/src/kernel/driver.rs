@@ -44,9 +44,6 @@ const SHORT_K: usize = 32;
 /// each step past the last block costs a bounds check a row. Below it A is
 /// packed, and its tail is a narrow tile or column tiles, never dot products.
 const LONG_K: usize = 64;
-/// Panels of A a column tile sums at once: 4 panels by 2 columns keep 8
-/// multiply-adds in flight, enough to hide their latency.
-pub(crate) const COLUMN_GROUP: usize = 4;
 
 /// `C = alpha * A * B + beta * C` (a [`Product`], views already checked).
 /// `full_tile` and `tail_tile` compute one `MR x NR` (`MR x NH`) tile and
@@ -248,22 +245,14 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
                 // `tail` are stored.
                 let tail_col0 = jc + full_panels * NR;
                 if let (Tail::Columns, Some(column_tile)) = (tail_kind, &column_tile) {
-                    // Groups of COLUMN_GROUP panels, whose sums are
-                    // independent and so hide the multiply-add's latency;
-                    // the last few panels one at a time.
+                    // Every panel of the block at once: the column tile
+                    // groups them.
                     let b_columns = &pack_b[tail_offset..][..tail * kc];
-                    let whole_groups = a_panels / COLUMN_GROUP * COLUMN_GROUP;
-                    let groups = (0..whole_groups)
-                        .step_by(COLUMN_GROUP)
-                        .map(|p| (p, COLUMN_GROUP))
-                        .chain((whole_groups..a_panels).map(|p| (p, 1)));
-                    for (p, panels) in groups {
-                        let at = TileAt {
-                            rows: (mc - p * MR).min(panels * MR),
-                            ..at(p, tail_col0, tail)
-                        };
-                        column_tile(&pack_a[p * kc * MR..][..panels * kc * MR], b_columns, c, at);
-                    }
+                    let at = TileAt {
+                        rows: mc,
+                        ..at(0, tail_col0, tail)
+                    };
+                    column_tile(&pack_a[..a_panels * kc * MR], b_columns, c, at);
                     continue;
                 }
                 for p in 0..a_panels {

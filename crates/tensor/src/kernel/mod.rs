@@ -114,17 +114,52 @@ pub(crate) fn dot_tile_by<T: Element, const MR: usize, const NH: usize>(
     store_tile(c, &tile, at);
 }
 
-/// The last `at.cols` columns of the tiles of a group of `P` packed panels
-/// of A (`panels`, each `steps * MR` long) and B's packed columns (column
-/// `j` at `b_columns[j * steps..]`), two columns of C at a time:
-/// `C[rows of panel p, j] = sum_k A_p[k] B[k, j]`, the `MR` values of a
-/// panel's step one vector, and B's value broadcast. Each sum is the same
-/// chain of multiply-adds along k, in the same order, as a tile's (one sum
-/// per element, never split into odd and even steps), so the values are a
-/// tile's to the bit; the tile sets that split narrow tiles have no column
-/// tile. Columns go in pairs, so that a group of 4 panels has 8 sums in flight.
+/// Panels of A a column tile sums at once: 4 panels by 2 columns keep 8
+/// multiply-adds in flight, enough to hide their latency.
+const COLUMN_GROUP: usize = 4;
+
+/// The last `at.cols` columns of the tiles of a block's packed panels of A
+/// (`panels`, each `steps * MR` long, rows from `at.row0`, `at.rows` of
+/// them real) and B's packed columns (column `j` at `b_columns[j *
+/// steps..]`): `C[rows of panel p, j] = sum_k A_p[k] B[k, j]`, the `MR`
+/// values of a panel's step one vector, and B's value broadcast. Each sum
+/// is the same chain of multiply-adds along k, in the same order, as a
+/// tile's (one sum per element, never split into odd and even steps), so
+/// the values are a tile's to the bit; the tile sets that split narrow
+/// tiles have no column tile. Panels go in groups of [`COLUMN_GROUP`] and
+/// columns in pairs, 8 independent sums; the last few panels one at a time.
 #[inline(always)]
-pub(crate) fn column_tile_by<T: Element, const MR: usize, const P: usize>(
+pub(crate) fn column_tile_by<T: Element, const MR: usize>(
+    panels: &[T],
+    b_columns: &[T],
+    c: &mut MatMut<'_, T>,
+    at: TileAt<T>,
+) {
+    let panel_len = b_columns.len() / at.cols.max(1) * MR;
+    let count = panels.len() / panel_len.max(1);
+    let whole_groups = count / COLUMN_GROUP * COLUMN_GROUP;
+    // Panels `p..p + group` and their rows.
+    let part = |p: usize, group: usize| {
+        let at = TileAt {
+            row0: at.row0 + p * MR,
+            rows: at.rows.saturating_sub(p * MR),
+            ..at
+        };
+        (&panels[p * panel_len..][..group * panel_len], at)
+    };
+    for p in (0..whole_groups).step_by(COLUMN_GROUP) {
+        let (panels, at) = part(p, COLUMN_GROUP);
+        column_group::<T, MR, COLUMN_GROUP>(panels, b_columns, c, at);
+    }
+    for p in whole_groups..count {
+        let (panels, at) = part(p, 1);
+        column_group::<T, MR, 1>(panels, b_columns, c, at);
+    }
+}
+
+/// [`column_tile_by`] for `P` panels: `panels` holds exactly `P`.
+#[inline(always)]
+fn column_group<T: Element, const MR: usize, const P: usize>(
     panels: &[T],
     b_columns: &[T],
     c: &mut MatMut<'_, T>,

@@ -48,12 +48,7 @@ macro_rules! simd_tiles {
                 // chain (`$column_tiles`), so both give the same values.
                 $column_tiles.then_some(
                     |panels: &[$t], columns: &[$t], c: &mut MatMut<'_, $t>, at: TileAt<$t>| {
-                        let steps = columns.len() / at.cols.max(1);
-                        if panels.len() == driver::COLUMN_GROUP * steps * MR {
-                            column_tile_by::<$t, MR, { driver::COLUMN_GROUP }>(panels, columns, c, at)
-                        } else {
-                            column_tile_by::<$t, MR, 1>(panels, columns, c, at)
-                        }
+                        column_tile_by::<$t, MR>(panels, columns, c, at)
                     },
                 ),
             )
