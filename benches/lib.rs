@@ -64,6 +64,45 @@ pub const TRAINING_SHAPES: &[(&str, usize, usize, usize, Transpose, Transpose)] 
     ),
 ];
 
+/// The GEMMs of a SimpleConvNet step at batch 100 (`gemm_table --convnet`):
+/// its convolution's forward and weight gradient per image (30 filters of
+/// 5x5 taps over 576 windows), and its hidden affine layer's three products.
+pub const CONVNET_SHAPES: &[(&str, usize, usize, usize, Transpose, Transpose)] = &[
+    ("conv W.col [30x25]x[25x576]", 30, 25, 576, Transpose::No, Transpose::No),
+    (
+        "conv dW G.col^T [30x576]x[576x25]",
+        30,
+        576,
+        25,
+        Transpose::No,
+        Transpose::Yes,
+    ),
+    (
+        "affine fwd [100x4320]x[4320x100]",
+        100,
+        4320,
+        100,
+        Transpose::No,
+        Transpose::No,
+    ),
+    (
+        "affine dW x^T.G [4320x100]x[100x100]",
+        4320,
+        100,
+        100,
+        Transpose::Yes,
+        Transpose::No,
+    ),
+    (
+        "affine dX G.W^T [100x100]x[100x4320]",
+        100,
+        100,
+        4320,
+        Transpose::No,
+        Transpose::Yes,
+    ),
+];
+
 /// Operands for `C = op(A) op(B)`: A and B stored so that op() gives the shape.
 pub struct GemmCase<T> {
     pub a: Vec<T>,

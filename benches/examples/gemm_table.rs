@@ -4,13 +4,15 @@
 //! two side by side (OpenBLAS vs ours, one thread, same run).
 //!
 //! `cargo run --release -p benches --example gemm_table` (`-- --tsv` for
-//! tab-separated lines: type, shape, packed GFLOP/s, matrixmultiply GFLOP/s).
+//! tab-separated lines: type, shape, packed GFLOP/s, matrixmultiply GFLOP/s;
+//! `-- --convnet` for SimpleConvNet's products instead, in f32).
 //! The table also gives the packed kernel on its AVX2 tiles, which CPUs
 //! with AVX-512 do not run otherwise.
 
-use benches::{GemmCase, TRAINING_SHAPES};
+use benches::{GemmCase, CONVNET_SHAPES, TRAINING_SHAPES};
 use std::time::Instant;
-use tensor::{gemm_with, Element, GemmBackend};
+use tensor::row_products::row_products;
+use tensor::{gemm_with, Element, GemmBackend, Transpose};
 
 fn best_seconds<T: Element>(case: &mut GemmCase<T>, backend: GemmBackend) -> f64 {
     let reps = (200_000_000 / (case.m * case.k * case.n)).max(1);
@@ -32,8 +34,8 @@ fn best_seconds<T: Element>(case: &mut GemmCase<T>, backend: GemmBackend) -> f64
     best
 }
 
-fn table<T: Element>(tsv: bool) {
-    for &(name, m, k, n, ta, tb) in TRAINING_SHAPES {
+fn table<T: Element>(shapes: &[(&str, usize, usize, usize, Transpose, Transpose)], tsv: bool) {
+    for &(name, m, k, n, ta, tb) in shapes {
         let mut case = GemmCase::<T>::new(m, k, n, ta, tb);
         let flops = case.flops() as f64;
         let packed = best_seconds(&mut case, GemmBackend::Packed);
@@ -62,6 +64,47 @@ fn table<T: Element>(tsv: bool) {
 
 fn main() {
     let tsv = std::env::args().any(|arg| arg == "--tsv");
-    table::<f32>(tsv);
-    table::<f64>(tsv);
+    if std::env::args().any(|arg| arg == "--convnet") {
+        table::<f32>(CONVNET_SHAPES, tsv);
+        return row_products_line();
+    }
+    table::<f32>(TRAINING_SHAPES, tsv);
+    table::<f64>(TRAINING_SHAPES, tsv);
+}
+
+/// SimpleConvNet's weight gradient as `row_products` computes it: `G col^T`
+/// summed over a task's 5 images, 30 filters by 25 taps over 576 windows.
+fn row_products_line() {
+    let (images, filters, taps, windows) = (5, 30, 25, 576);
+    let mut case = GemmCase::<f32>::new(images * filters, windows, images * taps, Transpose::No, Transpose::No);
+    let (g, col) = (&case.a[..], &case.b[..]);
+    let mut dw = vec![0.0f32; filters * taps];
+    let mut run = || {
+        row_products(
+            (g, filters * windows),
+            (col, taps * windows),
+            images,
+            (filters, taps, windows),
+            &mut dw,
+        )
+    };
+    let reps = 2000;
+    for _ in 0..reps / 10 {
+        run();
+    }
+    let mut best = f64::INFINITY;
+    for _ in 0..7 {
+        let start = Instant::now();
+        for _ in 0..reps {
+            run();
+        }
+        best = best.min(start.elapsed().as_secs_f64() / reps as f64);
+    }
+    let flops = 2.0 * (images * filters * taps * windows) as f64;
+    println!(
+        "f32 conv dW row_products, 5 images       {:>8.1} us an image {:>6.1} GFLOP/s",
+        best * 1e6 / images as f64,
+        flops / best / 1e9
+    );
+    case.c.clear();
 }

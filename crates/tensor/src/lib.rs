@@ -13,6 +13,8 @@
 //!   `[N, C, H, W]` images into one GEMM per image.
 //! * [`shifted`]: the products of a convolution of stride 1 without
 //!   `im2col`, reading the padded image in place.
+//! * [`row_products`]: sums of `A_i B_i^T` over images, both read along their
+//!   rows, as `im2col`'s weight gradient `G col^T` is.
 //!
 //! ```
 //! use tensor::{Tensor, Transpose};
@@ -31,6 +33,7 @@ mod element;
 mod error;
 mod gemm;
 mod kernel;
+pub mod row_products;
 mod shape;
 pub mod shifted;
 #[allow(clippy::module_inception)]

@@ -221,7 +221,7 @@ struct Shifted<'a, T> {
 /// `a * b + c`, fused (one rounding, one instruction) where the tile set has
 /// FMA; without it `mul_add` would be a library call.
 #[inline(always)]
-fn multiply_add<T: Element, const FUSED: bool>(a: T, b: T, c: T) -> T {
+pub(crate) fn multiply_add<T: Element, const FUSED: bool>(a: T, b: T, c: T) -> T {
     if FUSED {
         a.mul_add(b, c)
     } else {
@@ -438,7 +438,7 @@ fn gradient_tile<T: Element, const MR: usize, const NR: usize, const FUSED: bool
 /// The instruction sets the tiles are compiled for, as detected on this CPU.
 #[cfg(target_arch = "x86_64")]
 #[derive(Debug, Clone, Copy)]
-enum Features {
+pub(crate) enum Features {
     /// AVX-512 F and DQ (and so AVX2 and FMA).
     Avx512,
     /// AVX2 and FMA, no AVX-512.
@@ -449,7 +449,7 @@ enum Features {
 impl Features {
     /// The widest set this CPU has, `None` below AVX2 + FMA (the portable
     /// tiles then run).
-    fn detect() -> Option<Features> {
+    pub(crate) fn detect() -> Option<Features> {
         let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
         let avx512 = avx2 && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq");
         match (avx512, avx2) {
