@@ -9,6 +9,29 @@ use rand_chacha::ChaCha8Rng;
 use tensor::{Element, MatMut, MatRef, Transpose};
 use train::Dataset as _;
 
+/// `println!` for the examples, which never panics: once stdout is closed
+/// (`gemm_table | head` has read what it wanted) the example ends quietly,
+/// as a command-line tool does; any other failure to write ends it with
+/// the error.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::say_line(format_args!($($arg)*))
+    };
+}
+
+/// The line of [`say!`].
+pub fn say_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// The GEMMs of one training step of the 784-50-10 net at batch 100, and of
 /// evaluation: `(name, m, k, n, transpose A, transpose B)` with op(A) m x k.
 pub const TRAINING_SHAPES: &[(&str, usize, usize, usize, Transpose, Transpose)] = &[

@@ -20,7 +20,7 @@ fn main() {
             std::hint::black_box(accuracy(&net, &data));
         }
     });
-    println!(
+    benches::say!(
         "{threads} threads: {:.1} ms an evaluation of {} images",
         seconds * 1e3 / rounds as f64,
         data.len()

@@ -42,7 +42,7 @@ fn table<T: Element>(shapes: &[(&str, usize, usize, usize, Transpose, Transpose)
         let avx2 = best_seconds(&mut case, GemmBackend::PackedAvx2);
         let mm = best_seconds(&mut case, GemmBackend::MatrixMultiply);
         if tsv {
-            println!(
+            benches::say!(
                 "{}\t{name}\t{:.1}\t{:.1}",
                 T::NAME,
                 flops / packed / 1e9,
@@ -50,7 +50,7 @@ fn table<T: Element>(shapes: &[(&str, usize, usize, usize, Transpose, Transpose)
             );
             continue;
         }
-        println!(
+        benches::say!(
             "{} {name:<34} packed {:>8.1} us {:>6.1} GFLOP/s (AVX2 tiles {:>6.1}) | matrixmultiply {:>8.1} us {:>6.1} GFLOP/s",
             T::NAME,
             packed * 1e6,
@@ -101,7 +101,7 @@ fn row_products_line() {
         best = best.min(start.elapsed().as_secs_f64() / reps as f64);
     }
     let flops = 2.0 * (images * filters * taps * windows) as f64;
-    println!(
+    benches::say!(
         "f32 conv dW row_products, 5 images       {:>8.1} us an image {:>6.1} GFLOP/s",
         best * 1e6 / images as f64,
         flops / best / 1e9

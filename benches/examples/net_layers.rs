@@ -52,7 +52,7 @@ fn main() {
         }
     });
     for (i, layer) in layers.iter().enumerate() {
-        println!(
+        benches::say!(
             "{i:>2} {:<12} {:?}: forward {:6.3} ms, backward {:6.3} ms",
             layer.name(),
             outputs[i].shape(),
@@ -61,7 +61,7 @@ fn main() {
         );
     }
     let (f, b): (f64, f64) = (forward.iter().sum(), backward.iter().sum());
-    println!(
+    benches::say!(
         "total: forward {:.2} ms, backward {:.2} ms, a step {:.2} ms",
         f * 1e3,
         b * 1e3,

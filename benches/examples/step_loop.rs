@@ -38,7 +38,7 @@ fn main() {
             optimizer.step(&mut net);
         }
     });
-    println!(
+    benches::say!(
         "{threads} threads: {:.1} us a step over {steps} steps",
         seconds * 1e6 / steps as f64
     );
