@@ -91,10 +91,11 @@ pub fn gemm_with<T: Element>(
 /// it, waking a second core costs more than it saves.
 const PARALLEL_MIN_MACS: usize = 1 << 20;
 
-/// Rows per parallel part are a multiple of this (the register tile height),
-/// so no part ends in a half-empty tile; small enough that a batch of 100
-/// splits 54 + 46, not 72 + 28.
-const PARALLEL_ROW_QUANTUM: usize = 6;
+/// Rows per parallel part are a multiple of this: half the AVX-512 tile's
+/// 8 rows, as a last panel of 4 rows gets a tile half as tall, so a batch
+/// of 100 splits 52 + 48 (6.5 and 6 tiles' work; it was 54 + 46, 7 and 6,
+/// with multiples of 6) and 784 rows 392 + 392 (49 tiles each).
+const PARALLEL_ROW_QUANTUM: usize = 4;
 
 /// [`gemm()`] with the rows of C split over rayon's current pool when the
 /// product is large enough. Every element of C is computed by the same

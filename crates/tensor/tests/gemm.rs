@@ -172,8 +172,12 @@ fn parallel_split_is_bit_identical_to_serial() {
     // 25 rows over 3 threads would leave a 1-row part, which must not
     // get a tile of its own (the 1-row kernel rounds differently). Row-major
     // A of long rows is read in place (with a dot-product tail for n = 50);
-    // a transposed A, or one of fewer than 64 columns, is packed.
+    // a transposed A, or one of fewer than 64 columns, is packed. A batch
+    // of 100 rows in place ends in 4 rows, a tile half as tall on AVX-512,
+    // and splits 52 + 48: rows 48-51, in a full tile serially, are the
+    // first part's half tile.
     for (m, k, n, ta) in [
+        (100, 784, 50, Transpose::No),
         (301, 257, 50, Transpose::No),
         (25, 300, 300, Transpose::No),
         (25, 300, 290, Transpose::No),

@@ -48,9 +48,11 @@ const LONG_K: usize = 64;
 /// `C = alpha * A * B + beta * C` (a [`Product`], views already checked).
 /// `full_tile` and `tail_tile` compute one `MR x NR` (`MR x NH`) tile and
 /// merge it into C, `dot_tile` the last columns of a tile by dot products
-/// along k, and `column_tile` (where the tile set has one) the last columns
-/// of a group of packed panels of A, vectorized along A's rows: a tile set's
-/// micro-kernels (`portable.rs`, `simd.rs`).
+/// along k, `column_tile` (where the tile set has one) the last columns
+/// of a group of packed panels of A, vectorized along A's rows, and
+/// `half_tile` (where the tile set has one) a full tile's columns for at
+/// most `MR / 2` rows of A read in place: a tile set's micro-kernels
+/// (`portable.rs`, `simd.rs`).
 #[inline(always)]
 pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize>(
     product: Product<'_, '_, T>,
@@ -58,6 +60,7 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
     tail_tile: impl Fn(APanel<'_, T>, Steps<'_, T>, &mut MatMut<'_, T>, TileAt<T>),
     dot_tile: impl Fn(ARows<'_, T>, &[T], &mut MatMut<'_, T>, TileAt<T>),
     column_tile: Option<impl Fn(&[T], &[T], &mut MatMut<'_, T>, TileAt<T>)>,
+    half_tile: Option<impl Fn(ARows<'_, T>, Steps<'_, T>, &mut MatMut<'_, T>, TileAt<T>)>,
 ) {
     let Product {
         alpha,
@@ -236,7 +239,17 @@ pub(crate) fn gemm<T: Element, const MR: usize, const NR: usize, const NH: usize
                     // 1st loop: the MR-row panels of A's block (ir); each
                     // panel and B panel make one micro-kernel call, one tile of C.
                     for p in 0..a_panels {
-                        full_tile(a_panel(p), b_steps, c, at(p, col0, NR));
+                        match &half_tile {
+                            // A last panel of at most MR / 2 rows read in
+                            // place (a batch of 100 is 12 panels of 8 and
+                            // 4 rows, or, split over two threads, 6 + 4 and
+                            // 6): a tile half as tall, half the work, the
+                            // same sums.
+                            Some(half_tile) if direct_a && 2 * rows_of(p) <= MR => {
+                                half_tile(a_rows(p), b_steps, c, at(p, col0, NR))
+                            }
+                            _ => full_tile(a_panel(p), b_steps, c, at(p, col0, NR)),
+                        }
                     }
                 }
                 // The tail: column tiles or dot products with B's packed tail

@@ -51,6 +51,15 @@ macro_rules! simd_tiles {
                         column_tile_by::<$t, MR>(panels, columns, c, at)
                     },
                 ),
+                // Tiles of 8 rows get a half tile of 4 for a last panel of
+                // 4 rows or fewer, where 4 rows still keep 8 sums (or more)
+                // and so the same single chain per element as the full tile
+                // (fewer split odd and even steps, and would round otherwise).
+                (MR == 8 && 4 * (NR / $lanes) >= 8).then_some(
+                    |rows: ARows<'_, $t>, steps: Steps<'_, $t>, c: &mut MatMut<'_, $t>, at: TileAt<$t>| {
+                        $tile::<4, NR>(APanel::Rows(rows), steps, c, at)
+                    },
+                ),
             )
         }
 
