@@ -88,8 +88,10 @@ pub const TRAINING_SHAPES: &[(&str, usize, usize, usize, Transpose, Transpose)] 
 ];
 
 /// The GEMMs of a SimpleConvNet step at batch 100 (`gemm_table --convnet`):
-/// its convolution's forward and weight gradient per image (30 filters of
-/// 5x5 taps over 576 windows), and its hidden affine layer's three products.
+/// its convolution's forward per image (30 filters of 5x5 taps over 576
+/// windows), its weight gradient as a GEMM would take it (the step takes it
+/// by `row_products`, timed beside), and its hidden affine layer's three
+/// products.
 pub const CONVNET_SHAPES: &[(&str, usize, usize, usize, Transpose, Transpose)] = &[
     ("conv W.col [30x25]x[25x576]", 30, 25, 576, Transpose::No, Transpose::No),
     (

@@ -16,10 +16,15 @@ use tensor::{gemm_with, Element, GemmBackend, Transpose};
 
 fn best_seconds<T: Element>(case: &mut GemmCase<T>, backend: GemmBackend) -> f64 {
     let reps = (200_000_000 / (case.m * case.k * case.n)).max(1);
-    let mut run = || {
+    best_of(reps, || {
         let (a, b, c) = case.views();
         gemm_with(backend, T::ONE, a, b, T::ZERO, c).expect("shapes fit");
-    };
+    })
+}
+
+/// The best mean time of a call of `run` over 7 timed runs of `reps` calls,
+/// after a warm-up of up to 50.
+fn best_of(reps: usize, mut run: impl FnMut()) -> f64 {
     for _ in 0..reps.min(50) {
         run();
     }
@@ -66,7 +71,10 @@ fn main() {
     let tsv = std::env::args().any(|arg| arg == "--tsv");
     if std::env::args().any(|arg| arg == "--convnet") {
         table::<f32>(CONVNET_SHAPES, tsv);
-        return row_products_line();
+        if !tsv {
+            row_products_line();
+        }
+        return;
     }
     table::<f32>(TRAINING_SHAPES, tsv);
     table::<f64>(TRAINING_SHAPES, tsv);
@@ -76,10 +84,10 @@ fn main() {
 /// summed over a task's 5 images, 30 filters by 25 taps over 576 windows.
 fn row_products_line() {
     let (images, filters, taps, windows) = (5, 30, 25, 576);
-    let mut case = GemmCase::<f32>::new(images * filters, windows, images * taps, Transpose::No, Transpose::No);
+    let case = GemmCase::<f32>::new(images * filters, windows, images * taps, Transpose::No, Transpose::No);
     let (g, col) = (&case.a[..], &case.b[..]);
     let mut dw = vec![0.0f32; filters * taps];
-    let mut run = || {
+    let best = best_of(2000, || {
         row_products(
             (g, filters * windows),
             (col, taps * windows),
@@ -87,24 +95,11 @@ fn row_products_line() {
             (filters, taps, windows),
             &mut dw,
         )
-    };
-    let reps = 2000;
-    for _ in 0..reps / 10 {
-        run();
-    }
-    let mut best = f64::INFINITY;
-    for _ in 0..7 {
-        let start = Instant::now();
-        for _ in 0..reps {
-            run();
-        }
-        best = best.min(start.elapsed().as_secs_f64() / reps as f64);
-    }
+    });
     let flops = 2.0 * (images * filters * taps * windows) as f64;
     benches::say!(
         "f32 conv dW row_products, 5 images       {:>8.1} us an image {:>6.1} GFLOP/s",
         best * 1e6 / images as f64,
         flops / best / 1e9
     );
-    case.c.clear();
 }

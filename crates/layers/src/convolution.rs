@@ -437,7 +437,8 @@ impl ShiftedLayout {
     /// stay in cache, and `im2col` is ahead or close behind, with less kept
     /// for backward (batch 100, 2 threads): DeepConvNet's first layer 0.97
     /// ms forward and backward by `im2col`, 1.17 shifted; SimpleConvNet's
-    /// 0.78 + 1.59 ms by `im2col`, 0.86 + 1.43 shifted, whole steps even.
+    /// 0.78 + 1.18 ms by `im2col` (its weight gradient by `row_products`),
+    /// 0.86 + 1.43 shifted.
     fn new(g: ConvGeometry, filters: usize) -> Option<Self> {
         let fits = g.stride == 1 && g.pad < g.filter_h && g.pad < g.filter_w && g.channels > 1;
         fits.then(|| ShiftedLayout {
@@ -679,9 +680,9 @@ impl<T: Element> Layer<T> for Convolution<T> {
         self.partials.resize(&[tasks, weights_len + filters]);
         // dW = sum over n of G_n col_n^T, `[FN, C*FH*FW]`: every value a dot
         // product of a row of G_n with a row of col_n, both read in place
-        // along their windows (`row_products`). As a GEMM, col_n^T was packed
-        // by a transpose and its few columns (25 taps) filled half a tile:
-        // SimpleConvNet's 25.5 us an image, now 11.2 (one core, f32).
+        // along their windows (`row_products`). A GEMM would pack col_n^T by
+        // a transpose, and its few columns (25 taps) fill half a tile:
+        // SimpleConvNet's 25.5 us an image that way, 11.2 this (one core, f32).
         grad_output
             .as_slice()
             .par_chunks(IMAGES_PER_TASK * out_len)
@@ -846,10 +847,10 @@ mod tests {
     }
 
     #[test]
-    fn gradient_check_few_filters_over_many_windows() {
-        // 3 filters over 27 x 27 windows (729 >= 512) on the im2col route
-        // (pad 3 on a 3x3 filter): dW is taken transposed, its shares
-        // summed across two tasks.
+    fn gradient_check_row_products_over_many_windows() {
+        // 3 filters over 27 x 27 windows on the im2col route (pad 3 on a
+        // 3x3 filter): dW by `row_products` along 729 windows (not a whole
+        // number of vectors), its shares summed across two tasks.
         gradient_check(&[IMAGES_PER_TASK + 1, 2, 23, 23], [3, 2, 3, 3], (1, 3), 8);
     }
 

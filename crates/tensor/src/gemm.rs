@@ -14,8 +14,8 @@
 //! `matrixmultiply`. [`gemm_par`] splits large products by rows over rayon.
 //! The library's `unsafe` is here (the `matrixmultiply` call) and in the
 //! tile sets' `TileSet` impl (`kernel/simd.rs`: the call into code compiled
-//! for AVX2 or AVX-512), and in `shifted.rs` (the same call for its tiles),
-//! all after the checks.
+//! for AVX2 or AVX-512), and in `shifted.rs` and `row_products.rs` (the
+//! same call for their tiles), all after the checks.
 
 #[cfg(target_arch = "x86_64")]
 use crate::kernel::{avx2::Avx2, avx512::Avx512};
@@ -93,9 +93,17 @@ const PARALLEL_MIN_MACS: usize = 1 << 20;
 
 /// Rows per parallel part are a multiple of this: half the AVX-512 tile's
 /// 8 rows, as a last panel of 4 rows gets a tile half as tall, so a batch
-/// of 100 splits 52 + 48 (6.5 and 6 tiles' work; it was 54 + 46, 7 and 6,
-/// with multiples of 6) and 784 rows 392 + 392 (49 tiles each).
+/// of 100 splits 52 + 48 (6.5 and 6 tiles' work, where multiples of 6 give
+/// 54 + 46, 7 and 6) and 784 rows 392 + 392 (49 tiles each). AVX2's tiles
+/// are 6 rows, and a part of them may end in a partly filled one: at 100
+/// rows the longer part is 9 tiles either way.
 const PARALLEL_ROW_QUANTUM: usize = 4;
+
+/// The fewest rows of a parallel part other than the last: every part then
+/// runs the tiles the whole product runs (`gemm_packed` gives products of 4
+/// rows or fewer tiles of their own, whose last columns sum in another
+/// order: a part of 4 rows would round differently from the serial run).
+const PARALLEL_MIN_PART: usize = 2 * PARALLEL_ROW_QUANTUM;
 
 /// [`gemm()`] with the rows of C split over rayon's current pool when the
 /// product is large enough. Every element of C is computed by the same
@@ -112,22 +120,27 @@ pub fn gemm_par<T: Element>(
     let (m, k, n) = (a.rows, a.cols, b.cols);
     let threads = rayon::current_num_threads();
     let macs = m.saturating_mul(k).saturating_mul(n);
-    if threads <= 1 || macs < PARALLEL_MIN_MACS || m < 2 * PARALLEL_ROW_QUANTUM || !c.rows_are_disjoint() {
+    if threads <= 1 || macs < PARALLEL_MIN_MACS || m < 2 * PARALLEL_MIN_PART || !c.rows_are_disjoint() {
         // Already checked: straight to the kernel, as `gemm()` would.
         T::gemm_packed(alpha, &a, &b, beta, &mut c);
         return Ok(());
     }
-    let part_rows = m.div_ceil(threads).next_multiple_of(PARALLEL_ROW_QUANTUM);
+    let part_rows = m
+        .div_ceil(threads)
+        .next_multiple_of(PARALLEL_ROW_QUANTUM)
+        .max(PARALLEL_MIN_PART);
     split_rows_and_run(alpha, a, b, beta, c, part_rows);
     Ok(())
 }
 
-/// Halves C (and A) by rows until a part has at most `part_rows` rows.
+/// Halves C (and A) by rows until a part has at most `part_rows` rows
+/// (at least [`PARALLEL_MIN_PART`]): every part but the last has a whole
+/// multiple of `part_rows`.
 ///
 /// A last part of 4 rows or fewer joins the one before it: the kernel gives
 /// products that short a tile of their own height and width (see
-/// `gemm_packed`), which rounds differently from the 6-row tiles the serial
-/// run uses for the same rows.
+/// `gemm_packed`), which rounds differently from the tiles the serial run
+/// uses for the same rows. So every part has more than 4 rows.
 fn split_rows_and_run<T: Element>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, mut c: MatMut<T>, part_rows: usize) {
     const SHORT: usize = 4;
     let parts = c.rows.saturating_sub(SHORT).div_ceil(part_rows);

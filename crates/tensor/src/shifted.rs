@@ -177,11 +177,7 @@ pub fn shifted_gradient<T: Element>(
         "shifted_gradient: x has {} values, {images} images reach further",
         x.len()
     );
-    assert!(
-        (images - 1) * b_stride + cols * n <= b.len(),
-        "shifted_gradient: b has {} values, {images} images of {cols} x {n} reach further",
-        b.len()
-    );
+    assert_items_fit("shifted_gradient: b", b.len(), (images, b_stride), cols * n);
     let gradient = ShiftedGradient {
         x,
         x_stride,
@@ -197,6 +193,16 @@ pub fn shifted_gradient<T: Element>(
         return features.gradient(gradient, c, scratch);
     }
     gradient.run::<4, 8, false>(c, scratch);
+}
+
+/// Panics unless `items` items of `len` values each, `stride` apart (the
+/// first at 0), fit in a buffer of `buf_len` values; `what` names the
+/// buffer. For `items >= 1`.
+pub(crate) fn assert_items_fit(what: &str, buf_len: usize, (items, stride): (usize, usize), len: usize) {
+    assert!(
+        (items - 1) * stride + len <= buf_len,
+        "{what} has {buf_len} values, {items} items of {len} reach further"
+    );
 }
 
 /// Columns of the widest tile of [`shifted_gradient`] on any instruction set.
@@ -437,6 +443,10 @@ fn gradient_tile<T: Element, const MR: usize, const NR: usize, const FUSED: bool
 
 /// The instruction sets the tiles are compiled for, as detected on this CPU.
 #[cfg(target_arch = "x86_64")]
+///
+/// Made only by [`Features::detect`] (the tests name `Avx2` only once it
+/// has found AVX2 or more): holding one is the proof that the CPU has its
+/// features, which the `unsafe` calls into its tiles rely on.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Features {
     /// AVX-512 F and DQ (and so AVX2 and FMA).

@@ -176,8 +176,11 @@ fn parallel_split_is_bit_identical_to_serial() {
     // of 100 rows in place ends in 4 rows, a tile half as tall on AVX-512,
     // and splits 52 + 48: rows 48-51, in a full tile serially, are the
     // first part's half tile.
+    // Small products on many threads must not split into parts of 4 rows
+    // or fewer (a kernel of their own): 9 rows on 3 threads, 100 on 32.
     for (m, k, n, ta) in [
         (100, 784, 50, Transpose::No),
+        (9, 784, 290, Transpose::No),
         (301, 257, 50, Transpose::No),
         (25, 300, 300, Transpose::No),
         (25, 300, 290, Transpose::No),
@@ -214,8 +217,9 @@ fn check_parallel_split(m: usize, k: usize, n: usize, ta: Transpose) {
         c
     };
     let serial = run(1);
-    assert_eq!(serial, run(2));
-    assert_eq!(serial, run(3));
+    for threads in [2, 3, 32] {
+        assert_eq!(serial, run(threads), "{m} x {k} x {n} on {threads} threads");
+    }
     let mut expected = c0.clone();
     gemm_naive(
         0.5,

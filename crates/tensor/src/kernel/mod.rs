@@ -32,7 +32,8 @@ pub(crate) trait TileSet<T: Element> {
     /// `product` through [`driver::gemm`] with this set's `MR x NR` tiles
     /// (and `MR x NH` ones for a narrow last panel, and dot products for the
     /// last few columns when A is read in place, or column tiles when it is
-    /// packed, where the set has them).
+    /// packed, where the set has them, and tiles of `MR / 2` rows for a last
+    /// panel that short of A read in place, where its tiles are 8 rows).
     fn gemm<const MR: usize, const NR: usize, const NH: usize>(&self, product: Product<'_, '_, T>);
 }
 

@@ -19,7 +19,8 @@ impl<T: Element> TileSet<T> for Portable {
             // and a column tile's `mul_add` would give other values (and be
             // a library call on targets without FMA).
             None::<fn(&[T], &[T], &mut MatMut<'_, T>, TileAt<T>)>,
-            // No half tile: the portable tiles keep MR at 4 or 6.
+            // No half tile: only 8-row tiles have one (the portable tiles are
+            // at most 6 rows, and their 3-row halves would split their sums).
             None::<fn(ARows<'_, T>, Steps<'_, T>, &mut MatMut<'_, T>, TileAt<T>)>,
         )
     }

@@ -57,6 +57,7 @@ macro_rules! simd_tiles {
                 // (fewer split odd and even steps, and would round otherwise).
                 (MR == 8 && 4 * (NR / $lanes) >= 8).then_some(
                     |rows: ARows<'_, $t>, steps: Steps<'_, $t>, c: &mut MatMut<'_, $t>, at: TileAt<$t>| {
+                        debug_assert!(rows.rows <= 4, "a half tile of {} rows", rows.rows);
                         $tile::<4, NR>(APanel::Rows(rows), steps, c, at)
                     },
                 ),
