@@ -216,14 +216,8 @@ impl Features {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Numbers whose products and sums are exact in f32 at these sizes, so
-    /// every tile set must give the reference's bits.
-    fn values<T: Element>(len: usize, seed: usize) -> Vec<T> {
-        (0..len)
-            .map(|i| T::from_f64((((i * 7 + seed * 13) % 17) as f64 - 8.0) / 4.0))
-            .collect()
-    }
+    // Exact in f32 at these sizes: every tile set must give the reference's bits.
+    use crate::shifted::exact_values as values;
 
     fn check<T: Element + std::fmt::Debug>(items: usize, (m, n, k): (usize, usize, usize)) {
         let (a_stride, b_stride) = (m * k + 3, n * k + 1);

@@ -545,17 +545,20 @@ impl Features {
     }
 }
 
+/// Numbers that are exact in f32 sums of a few hundred products, so every
+/// tile set must give the reference's bits: the tests' operands here and
+/// in `row_products.rs`.
+#[cfg(test)]
+pub(crate) fn exact_values<T: Element>(len: usize, seed: usize) -> Vec<T> {
+    (0..len)
+        .map(|i| T::from_f64((((i * 7 + seed * 13) % 17) as f64 - 8.0) / 4.0))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    use super::exact_values as values;
     use super::*;
-
-    /// Numbers that are exact in f32 sums of a few hundred products, so
-    /// every tile set must give the reference's bits.
-    fn values<T: Element>(len: usize, seed: usize) -> Vec<T> {
-        (0..len)
-            .map(|i| T::from_f64((((i * 7 + seed * 13) % 17) as f64 - 8.0) / 4.0))
-            .collect()
-    }
 
     /// `C[r, p] = sum_k A[r, k] x[offsets[k] + p]`, term by term.
     fn product_reference<T: Element>(a: &[T], rows: usize, x: &[T], offsets: &[usize], n: usize) -> Vec<T> {
