@@ -284,6 +284,13 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "C must be m x n")]
+    fn a_c_of_the_wrong_size_is_refused() {
+        let mut c = vec![0.0f32; 5];
+        row_products((&[1.0; 8], 8), (&[1.0; 8], 8), 1, (2, 2, 4), &mut c);
+    }
+
+    #[test]
     #[should_panic(expected = "reach further")]
     fn an_item_past_the_end_is_refused() {
         let mut c = vec![0.0f32; 4];

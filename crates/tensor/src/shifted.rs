@@ -442,11 +442,11 @@ fn gradient_tile<T: Element, const MR: usize, const NR: usize, const FUSED: bool
 }
 
 /// The instruction sets the tiles are compiled for, as detected on this CPU.
-#[cfg(target_arch = "x86_64")]
 ///
 /// Made only by [`Features::detect`] (the tests name `Avx2` only once it
 /// has found AVX2 or more): holding one is the proof that the CPU has its
 /// features, which the `unsafe` calls into its tiles rely on.
+#[cfg(target_arch = "x86_64")]
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Features {
     /// AVX-512 F and DQ (and so AVX2 and FMA).
