@@ -5,7 +5,9 @@
 //!
 //! `cargo run --release -p benches --example gemm_table` (`-- --tsv` for
 //! tab-separated lines: type, shape, packed GFLOP/s, matrixmultiply GFLOP/s;
-//! `-- --convnet` for SimpleConvNet's products instead, in f32).
+//! `-- --convnet` for SimpleConvNet's products instead, in f32; `-- --sparse`
+//! for the MLP's first layer on MNIST images (`MNIST_DIR`) as the packed GEMM
+//! and as `tensor::sparse` compute it, one thread).
 //! The table also gives the packed kernel on its AVX2 tiles, which CPUs
 //! with AVX-512 do not run otherwise.
 
@@ -69,6 +71,10 @@ fn table<T: Element>(shapes: &[(&str, usize, usize, usize, Transpose, Transpose)
 
 fn main() {
     let tsv = std::env::args().any(|arg| arg == "--tsv");
+    if std::env::args().any(|arg| arg == "--sparse") {
+        sparse_lines();
+        return;
+    }
     if std::env::args().any(|arg| arg == "--convnet") {
         table::<f32>(CONVNET_SHAPES, tsv);
         if !tsv {
@@ -102,4 +108,39 @@ fn row_products_line() {
         best * 1e6 / images as f64,
         flops / best / 1e9
     );
+}
+
+/// The first layer's product on MNIST images, dense and over the nonzero
+/// pixels: `X W` for a batch of 100 and for 10000 images.
+fn sparse_lines() {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("a pool");
+    pool.install(|| {
+        let (n, k) = (50, 784);
+        let (x, _) = benches::batch::<f32>(10_000);
+        let source = if std::env::var_os("MNIST_DIR").is_some() { "MNIST" } else { "random bytes" };
+        let nonzero = x.as_slice().iter().filter(|&&v| v != 0.0).count() as f64 / x.numel() as f64;
+        benches::say!("f32 first layer on {source} images, {:.1}% nonzero", 100.0 * nonzero);
+        let w = GemmCase::<f32>::new(k, n, 1, Transpose::No, Transpose::No).a;
+        for (name, m) in [("fwd1 X.W", 100), ("eval X.W", 10_000)] {
+            let a = &x.as_slice()[..m * k];
+            let mut c = vec![0.0f32; m * n];
+            let reps = (200_000_000 / (m * k * n)).max(1);
+            let dense = best_of(reps, || {
+                let (a, w) = (tensor::MatRef::row_major(a, m, k), tensor::MatRef::row_major(&w, k, n));
+                let c = tensor::MatMut::row_major(&mut c, m, n);
+                gemm_with(GemmBackend::Packed, 1.0, a, w, 0.0, c).expect("shapes fit");
+            });
+            let sparse = best_of(reps, || tensor::sparse::product(a, &w, (m, k, n), &mut c));
+            let count = best_of(reps, || {
+                std::hint::black_box(tensor::sparse::pays(a, k, n));
+            });
+            benches::say!(
+                "f32 {name:<10} m = {m:<6} packed GEMM {:>8.1} us | over nonzero values {:>8.1} us (+ {:>6.1} us to count them): {:.2}x",
+                dense * 1e6,
+                sparse * 1e6,
+                count * 1e6,
+                dense / (sparse + count)
+            );
+        }
+    });
 }

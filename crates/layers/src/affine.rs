@@ -9,10 +9,17 @@
 //! * `dL/db = sum over the batch of G` (M).
 //!
 //! Both transposes are strides handed to the GEMM, never copies.
+//!
+//! Forward, an `X` mostly of zeros (a batch of MNIST images, 81% background)
+//! is multiplied over its nonzero values only ([`tensor::sparse`], where
+//! [`tensor::sparse::pays`]): the first layer of the book's TwoLayerNet
+//! 80 -> 54 us for a batch of 100 on one core. Each output is then one chain
+//! of multiply-adds in order of `k`, the GEMM's sums in its own order: the
+//! two agree to rounding, and each is the same for any number of threads.
 
 use crate::layer::{visit_weight_and_bias, visit_weight_and_bias_mut};
 use crate::{Layer, LayerSpec, Param, ParamMut};
-use tensor::{Element, Tensor, Transpose};
+use tensor::{sparse, Element, Tensor, Transpose};
 
 /// The book's `Affine` layer: weights, bias and their gradients.
 ///
@@ -98,9 +105,15 @@ impl<T: Element> Layer<T> for Affine<T> {
     }
 
     fn forward(&self, input: &Tensor<T>, output: &mut Tensor<T>) {
-        output.resize(&[input.rows(), self.out_features()]);
+        let (rows, inputs, outputs) = (input.rows(), self.in_features(), self.out_features());
+        output.resize(&[rows, outputs]);
         // Y = X W, then + b on every row.
-        output.matmul(Transpose::No, input, Transpose::No, &self.w, T::ONE, T::ZERO);
+        if sparse::pays(input.as_slice(), inputs, outputs) {
+            let x = input.as_slice();
+            sparse::product(x, self.w.as_slice(), (rows, inputs, outputs), output.as_mut_slice());
+        } else {
+            output.matmul(Transpose::No, input, Transpose::No, &self.w, T::ONE, T::ZERO);
+        }
         output.add_row_vector(&self.b);
     }
 
@@ -165,6 +178,51 @@ mod tests {
         assert!(report.worst() < 1e-8, "{report:?}");
         assert_eq!(report.params.len(), 2);
         assert!(report.repeatable, "backward must overwrite, not accumulate");
+    }
+
+    /// Input mostly of zeros, as MNIST's: forward skips them
+    /// (`tensor::sparse`), backward is the GEMMs'.
+    fn sparse_input(rows: usize, cols: usize, seed: u64) -> Tensor<f64> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut x = Tensor::<f64>::randn(&[rows, cols], 1.0, &mut rng);
+        for (i, v) in x.as_mut_slice().iter_mut().enumerate() {
+            if i % 7 != 3 {
+                *v = 0.0;
+            }
+        }
+        x
+    }
+
+    #[test]
+    fn gradient_check_with_mostly_zero_input() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let x = sparse_input(3, 70, 8);
+        assert!(sparse::pays(x.as_slice(), 70, 5));
+        let mut layer = Affine::new(
+            Tensor::randn(&[70, 5], 0.5, &mut rng),
+            Tensor::randn(&[5], 0.5, &mut rng),
+        );
+        let report = check_layer(&mut layer, &x, 1e-5, 4);
+        assert!(report.worst() < 1e-8, "{report:?}");
+    }
+
+    #[test]
+    fn forward_over_nonzero_values_equals_the_gemm() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let x = sparse_input(20, 784, 10);
+        assert!(sparse::pays(x.as_slice(), 784, 50));
+        let layer = Affine::new(
+            Tensor::randn(&[784, 50], 0.1, &mut rng),
+            Tensor::randn(&[50], 0.1, &mut rng),
+        );
+        let mut y = Tensor::zeros(&[0]);
+        layer.forward(&x, &mut y);
+        let mut expected = Tensor::zeros(&[20, 50]);
+        expected.matmul(Transpose::No, &x, Transpose::No, &layer.w, 1.0, 0.0);
+        expected.add_row_vector(&layer.b);
+        for (got, want) in y.as_slice().iter().zip(expected.as_slice()) {
+            assert!((got - want).abs() <= 1e-13 * (1.0 + want.abs()), "{got} vs {want}");
+        }
     }
 
     #[test]
