@@ -16,6 +16,10 @@
 //! 80 -> 54 us for a batch of 100 on one core. Each output is then one chain
 //! of multiply-adds in order of `k`, the GEMM's sums in its own order: the
 //! two agree to rounding, and each is the same for any number of threads.
+//! The choice is made per batch (by its share of zeros), so an example's
+//! outputs may round differently in another batch; a non-finite weight
+//! meets only the nonzero inputs on the sparse route (the GEMM's `0 * inf`
+//! is NaN).
 
 use crate::layer::{visit_weight_and_bias, visit_weight_and_bias_mut};
 use crate::{Layer, LayerSpec, Param, ParamMut};
@@ -108,7 +112,9 @@ impl<T: Element> Layer<T> for Affine<T> {
         let (rows, inputs, outputs) = (input.rows(), self.in_features(), self.out_features());
         output.resize(&[rows, outputs]);
         // Y = X W, then + b on every row.
-        if sparse::pays(input.as_slice(), inputs, outputs) {
+        // A misfit input goes to the GEMM, whose panic names the shapes.
+        let fits = input.numel() == rows * inputs;
+        if fits && sparse::pays(input.as_slice(), inputs, outputs) {
             let x = input.as_slice();
             sparse::product(x, self.w.as_slice(), (rows, inputs, outputs), output.as_mut_slice());
         } else {

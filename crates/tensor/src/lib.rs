@@ -15,8 +15,8 @@
 //!   `im2col`, reading the padded image in place.
 //! * [`row_products`]: sums of `A_i B_i^T` over images, both read along their
 //!   rows, as `im2col`'s weight gradient `G col^T` is.
-//! * [`sparse`]: `A B` and `A^T G` over the nonzero values of a mostly-zero
-//!   `A` (a batch of MNIST images), skipping its zeros.
+//! * [`sparse`]: `A B` over the nonzero values of a mostly-zero `A` (a batch
+//!   of MNIST images), skipping its zeros.
 //!
 //! ```
 //! use tensor::{Tensor, Transpose};

@@ -441,7 +441,8 @@ fn gradient_tile<T: Element, const MR: usize, const NR: usize, const FUSED: bool
     }
 }
 
-/// The instruction sets the tiles are compiled for, as detected on this CPU.
+/// The instruction sets the tiles are compiled for, as detected on this CPU
+/// (here, and in `row_products.rs` and `sparse.rs`).
 ///
 /// Made only by [`Features::detect`] (the tests name `Avx2` only once it
 /// has found AVX2 or more): holding one is the proof that the CPU has its

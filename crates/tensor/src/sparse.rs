@@ -20,10 +20,12 @@
 //! Rows of `C` are split over rayon's threads whole, so the result is the
 //! same for any number of threads.
 //!
-//! The weight gradient `dW = X^T G` the same way (each nonzero pixel adding
-//! its multiple of a row of `G` to a row of `dW`) was slower than the GEMM:
-//! 141 us against 84 for a batch of 100 on one core, its rows of `dW` read,
-//! added to and written back once per pixel.
+//! The weight gradient `dW = X^T G` the same way did not pay: each nonzero
+//! pixel adding its multiple of a row of `G` to a row of `dW` (read, added
+//! to and written back once per pixel) took 141 us against the GEMM's 84
+//! for a batch of 100 on one core; `X` transposed first (its nonzero values
+//! scattered into a zeroed `X^T`, 26 us) and then this module's product
+//! (`G`'s 20 KB in L1), 72-77 us: 10% for a second code path.
 
 use crate::shifted::multiply_add;
 #[cfg(target_arch = "x86_64")]
@@ -51,7 +53,8 @@ pub const MAX_B_BYTES: usize = 512 * 1024;
 const SCAN: usize = 64;
 
 /// Products of fewer multiply-adds than this (counting zeros too) run on
-/// one thread.
+/// one thread: the GEMM's threshold (`gemm.rs`), where waking a second core
+/// costs more than it saves.
 const PARALLEL_MIN_MACS: usize = 1 << 20;
 
 /// Whether [`product`] beats the packed GEMM for `a` (row-major, `k`
@@ -111,7 +114,7 @@ pub fn product<T: Element>(a: &[T], b: &[T], (m, k, n): (usize, usize, usize), c
         c.fill(T::ZERO);
         return;
     }
-    let parts = parts(m, m * k * n);
+    let parts = parts(m, m.saturating_mul(k).saturating_mul(n));
     let rows = m.div_ceil(parts);
     a.par_chunks(rows * k)
         .zip(c.par_chunks_mut(rows * n))
@@ -169,7 +172,7 @@ fn product_rows<T: Element>(rows: Rows<'_, T>, c: &mut [T]) {
 
 impl<T: Element> Rows<'_, T> {
     /// `C` row by row, `W` columns at a time, their sums held in registers
-    /// (four vectors) while the row of `A` is scanned and each nonzero
+    /// (four vectors on AVX2 and AVX-512) while the row of `A` is scanned and each nonzero
     /// value's row of `B` is multiplied in. A row of `B` is read `W` wide
     /// from where the columns start, into the next row for a last block of
     /// fewer columns (those sums are not stored), and through a copy where
@@ -189,6 +192,7 @@ impl<T: Element> Rows<'_, T> {
                     while bits != 0 {
                         let l = bits.trailing_zeros() as usize;
                         bits &= bits - 1;
+                        // `l < SCAN` always: the `%` only spares a bounds check.
                         let x = scan[l % SCAN];
                         let at = (first + l) * n + start;
                         let b_run = match b.get(at..).and_then(|run| run.first_chunk::<W>()) {
@@ -292,15 +296,15 @@ fn nonzero_mask_avx2<T: Element>(block: &[T; SCAN]) -> u64 {
         for (i, v) in block.as_chunks::<8>().0.iter().enumerate() {
             let x = |l: usize| v[l].to_f64() as f32;
             let vector = _mm256_setr_ps(x(0), x(1), x(2), x(3), x(4), x(5), x(6), x(7));
-            let equal = _mm256_cmp_ps::<_CMP_NEQ_UQ>(vector, _mm256_setzero_ps());
-            mask |= u64::from(_mm256_movemask_ps(equal) as u8) << (8 * i);
+            let nonzero = _mm256_cmp_ps::<_CMP_NEQ_UQ>(vector, _mm256_setzero_ps());
+            mask |= u64::from(_mm256_movemask_ps(nonzero) as u8) << (8 * i);
         }
     } else {
         for (i, v) in block.as_chunks::<4>().0.iter().enumerate() {
             let x = |l: usize| v[l].to_f64();
             let vector = _mm256_setr_pd(x(0), x(1), x(2), x(3));
-            let equal = _mm256_cmp_pd::<_CMP_NEQ_UQ>(vector, _mm256_setzero_pd());
-            mask |= u64::from(_mm256_movemask_pd(equal) as u8 & 0xf) << (4 * i);
+            let nonzero = _mm256_cmp_pd::<_CMP_NEQ_UQ>(vector, _mm256_setzero_pd());
+            mask |= u64::from(_mm256_movemask_pd(nonzero) as u8 & 0xf) << (4 * i);
         }
     }
     mask
@@ -373,8 +377,8 @@ mod tests {
     }
 
     /// The product against the reference, on every instruction set this
-    /// CPU has, at shapes that cover a last block narrower than `W`, rows
-    /// of `B` read past the end, a scan's rest, and one or several parts.
+    /// CPU has (and the portable code): the whole product through
+    /// `product`, which splits large ones over the threads.
     fn check<T: Element>((m, k, n): (usize, usize, usize), zeros: usize) {
         let a = sparse_values::<T>(m * k, 1, zeros);
         let b = exact_values::<T>(k * n, 2);
@@ -419,6 +423,9 @@ mod tests {
         let mut c = vec![1.0f32; 6];
         product(&[], &[], (2, 0, 3), &mut c);
         assert_eq!(c, [0.0; 6]);
+        // No rows, or no columns: nothing to write.
+        product::<f32>(&[], &[0.0; 15], (0, 5, 3), &mut []);
+        product::<f32>(&[0.0; 10], &[], (2, 5, 0), &mut []);
     }
 
     #[test]
