@@ -104,6 +104,42 @@ pub trait Layer<T: Element>: Send + Sync {
         grad_input: Option<&mut Tensor<T>>,
     );
 
+    /// [`Layer::forward`] on `relu(pre_relu)`, without `relu(pre_relu)`
+    /// written out: a ReLU just before this layer, done inside it (the
+    /// book's ReLU -> max pool, where the pool reads each tap through the
+    /// ReLU: a pass over the convolution's output saved each way). Must give
+    /// the bits of the ReLU's forward followed by this layer's. Returns
+    /// `false`, having done nothing, where this layer cannot (the default):
+    /// the ReLU then runs on its own.
+    fn forward_after_relu(&self, _pre_relu: &Tensor<T>, _output: &mut Tensor<T>) -> bool {
+        false
+    }
+
+    /// [`Layer::forward_after_relu`] in training mode, keeping what
+    /// [`Layer::backward_after_relu`] needs.
+    fn forward_train_after_relu(
+        &mut self,
+        _pre_relu: &Tensor<T>,
+        _output: &mut Tensor<T>,
+        _rng: &mut LayerRng,
+    ) -> bool {
+        false
+    }
+
+    /// Backward after a [`Layer::forward_train_after_relu`] on `pre_relu`
+    /// that gave `output`: writes `dL/d(pre_relu)` (through this layer and
+    /// the ReLU, bit for bit as their two backward passes would) into
+    /// `grad_pre_relu` when `Some`. Returns `false` where this layer cannot.
+    fn backward_after_relu(
+        &mut self,
+        _pre_relu: &Tensor<T>,
+        _output: &Tensor<T>,
+        _grad_output: &Tensor<T>,
+        _grad_pre_relu: Option<&mut Tensor<T>>,
+    ) -> bool {
+        false
+    }
+
     /// Whether this layer's parameters start a new number in their names:
     /// Affine layers do (`W1 b1`, then `W2 b2`); a BatchNorm's take the
     /// number of the layer before it (`gamma1 beta1` after the first Affine).

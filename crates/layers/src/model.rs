@@ -81,6 +81,10 @@ pub struct Sequential<T: Element> {
     activations: Vec<Tensor<T>>,
     /// `grads[i]` is `dL/d activations[i]` in the last backward pass.
     grads: Vec<Tensor<T>>,
+    /// `took_relu[i]`: in the last training forward pass, `layers[i]` did
+    /// the ReLU before it ([`Layer::forward_train_after_relu`]), whose
+    /// output and gradient were then not written.
+    took_relu: Vec<bool>,
     /// One example's shape, without the batch dimension: `[784]`.
     input_shape: Vec<usize>,
     output_size: usize,
@@ -100,6 +104,7 @@ impl<T: Element> Clone for Sequential<T> {
             loss_layer: self.loss_layer.clone(),
             activations: self.activations.clone(),
             grads: self.grads.clone(),
+            took_relu: self.took_relu.clone(),
             input_shape: self.input_shape.clone(),
             output_size: self.output_size,
             layer_names: self.layer_names.clone(),
@@ -150,6 +155,7 @@ impl<T: Element> Sequential<T> {
             loss_layer: SoftmaxWithLoss::new(),
             activations: vec![Tensor::zeros(&[0]); count],
             grads: vec![Tensor::zeros(&[0]); count],
+            took_relu: vec![false; count],
             input_shape: input_shape.to_vec(),
             output_size,
             layer_names: Vec::new(),
@@ -324,28 +330,56 @@ impl<T: Element> Sequential<T> {
         Ok(())
     }
 
-    /// Runs the layers in inference mode, keeping every output in `activations`; returns the logits.
+    /// Whether `layers[i]` is a ReLU with a layer after it, which may do
+    /// its work ([`Layer::forward_after_relu`]).
+    fn relu_with_successor(layers: &[Box<dyn Layer<T>>], i: usize) -> bool {
+        i + 1 < layers.len() && matches!(layers[i].spec(), LayerSpec::Relu)
+    }
+
+    /// Runs the layers in inference mode, keeping every output in
+    /// `activations`; returns the logits. A ReLU that the next layer takes
+    /// on ([`Layer::forward_after_relu`]: the book's ReLU -> pool) leaves
+    /// its own output unwritten.
     fn forward_into<'a>(
         layers: &[Box<dyn Layer<T>>],
         x: &Tensor<T>,
         activations: &'a mut [Tensor<T>],
     ) -> &'a Tensor<T> {
-        for (i, layer) in layers.iter().enumerate() {
+        let mut i = 0;
+        while i < layers.len() {
             let (done, rest) = activations.split_at_mut(i);
             let input = if i == 0 { x } else { &done[i - 1] };
-            layer.forward(input, &mut rest[0]);
+            if Self::relu_with_successor(layers, i) && layers[i + 1].forward_after_relu(input, &mut rest[1]) {
+                i += 2;
+                continue;
+            }
+            layers[i].forward(input, &mut rest[0]);
+            i += 1;
         }
         &activations[layers.len() - 1]
     }
 
-    /// [`Sequential::forward_into`] in training mode.
+    /// [`Sequential::forward_into`] in training mode, noting in `took_relu`
+    /// which layers did the ReLU before them.
     fn forward_train(&mut self, x: &Tensor<T>, rng: &mut LayerRng) -> &Tensor<T> {
-        for (i, layer) in self.layers.iter_mut().enumerate() {
+        let count = self.layers.len();
+        self.took_relu.clear();
+        self.took_relu.resize(count, false);
+        let mut i = 0;
+        while i < count {
             let (done, rest) = self.activations.split_at_mut(i);
             let input = if i == 0 { x } else { &done[i - 1] };
-            layer.forward_train(input, &mut rest[0], rng);
+            if Self::relu_with_successor(&self.layers, i)
+                && self.layers[i + 1].forward_train_after_relu(input, &mut rest[1], rng)
+            {
+                self.took_relu[i + 1] = true;
+                i += 2;
+                continue;
+            }
+            self.layers[i].forward_train(input, &mut rest[0], rng);
+            i += 1;
         }
-        &self.activations[self.layers.len() - 1]
+        &self.activations[count - 1]
     }
 
     /// The logits (scores before softmax) for a batch `x` of shape
@@ -467,16 +501,32 @@ impl<T: Element> Sequential<T> {
         let loss = self.loss_train_unchecked(x, target, rng);
         let last = self.layers.len() - 1;
         self.loss_layer.backward(T::ONE, &mut self.grads[last]);
-        for i in (0..self.layers.len()).rev() {
-            let (lower, upper) = self.grads.split_at_mut(i);
-            let grad_output = &upper[0];
+        let mut i = self.layers.len();
+        while i > 0 {
+            i -= 1;
+            // A layer that did the ReLU before it takes its gradient back
+            // through both: from `dL/d(its output)` to `dL/d(the ReLU's
+            // input)`; the ReLU's own step is skipped.
+            let (first, took_relu) = if self.took_relu[i] { (i - 1, true) } else { (i, false) };
+            let (lower, upper) = self.grads.split_at_mut(first);
+            let grad_output = &upper[i - first];
             // The first layer's input is data: its gradient is never needed.
-            let (input, grad_input) = if i == 0 {
+            let (input, grad_input) = if first == 0 {
                 (x, None)
             } else {
-                (&self.activations[i - 1], Some(&mut lower[i - 1]))
+                (&self.activations[first - 1], Some(&mut lower[first - 1]))
             };
-            self.layers[i].backward(input, &self.activations[i], grad_output, grad_input);
+            if took_relu {
+                let done = self.layers[i].backward_after_relu(input, &self.activations[i], grad_output, grad_input);
+                assert!(
+                    done,
+                    "{}: took the ReLU forward but not backward",
+                    self.layers[i].name()
+                );
+            } else {
+                self.layers[i].backward(input, &self.activations[i], grad_output, grad_input);
+            }
+            i = first;
         }
         if self.weight_decay != 0.0 {
             let lambda = T::from_f64(self.weight_decay);
@@ -619,6 +669,63 @@ mod tests {
                 max: MAX_PARAMS
             }
         );
+    }
+
+    #[test]
+    fn a_relu_before_a_pool_is_taken_into_it_with_the_same_bits() {
+        // conv -> ReLU -> pool (taken in) -> affine -> ReLU -> affine.
+        let mut model = crate::NetSpec::new(&[2, 6, 6])
+            .conv_with(3, 3, 1, 1)
+            .relu()
+            .pool(2)
+            .affine(5)
+            .relu()
+            .affine(3)
+            .init(crate::Init::He)
+            .build::<f64>(5)
+            .unwrap();
+        let mut data_rng = LayerRng::seed_from_u64(6);
+        let x = Tensor::<f64>::randn(&[4, 2, 6, 6], 1.0, &mut data_rng);
+        let labels = [0, 2, 1, 2];
+        let loss = model
+            .gradient(&x, Target::Labels(&labels), &mut LayerRng::seed_from_u64(1))
+            .unwrap();
+        assert_eq!(model.took_relu, [false, false, true, false, false, false]);
+        assert!(model.activations[1].numel() == 0, "the taken ReLU writes no output");
+
+        // The same layers one by one, each on its own.
+        let mut layers: Vec<Box<dyn Layer<f64>>> = model.layers.clone();
+        let mut rng = LayerRng::seed_from_u64(1);
+        let mut outputs = vec![Tensor::zeros(&[0]); layers.len()];
+        for i in 0..layers.len() {
+            let (done, rest) = outputs.split_at_mut(i);
+            let input = if i == 0 { &x } else { &done[i - 1] };
+            layers[i].forward_train(input, &mut rest[0], &mut rng);
+        }
+        let mut loss_layer = SoftmaxWithLoss::new();
+        let expected_loss = loss_layer.forward(&outputs[5], Target::Labels(&labels));
+        let mut grads = vec![Tensor::zeros(&[0]); layers.len()];
+        loss_layer.backward(1.0, &mut grads[5]);
+        for i in (0..layers.len()).rev() {
+            let (lower, upper) = grads.split_at_mut(i);
+            let (input, grad_input) = if i == 0 {
+                (&x, None)
+            } else {
+                (&outputs[i - 1], Some(&mut lower[i - 1]))
+            };
+            layers[i].backward(input, &outputs[i], &upper[0], grad_input);
+        }
+        assert_eq!(loss.to_bits(), expected_loss.to_bits());
+        assert_eq!(model.predict(&x).unwrap().as_slice(), outputs[5].as_slice());
+        let grads_of = |layers: &[Box<dyn Layer<f64>>]| {
+            let mut all = Vec::new();
+            for layer in layers {
+                layer.visit_params(&mut |p| all.extend(p.grad.as_slice().iter().map(|v| v.to_bits())));
+            }
+            all
+        };
+        assert_eq!(grads_of(&model.layers), grads_of(&layers));
+        assert_eq!(model.grads[0].as_slice(), grads[0].as_slice());
     }
 
     #[test]

@@ -70,9 +70,24 @@ impl Pooling {
             .unwrap_or_else(|e| panic!("Pooling on {input:?}: {e}"))
     }
 
+    /// Whether the window is the book's 2x2 of stride 2 without padding,
+    /// the one shape that takes the ReLU before it
+    /// ([`Layer::forward_after_relu`]).
+    fn takes_relu(&self) -> bool {
+        (self.pool_h, self.pool_w, self.stride, self.pad) == (2, 2, 2, 0)
+    }
+
     /// Pools every plane of `input` into `output`, writing the position of
-    /// each maximum into `argmax` when given.
-    fn pool<T: Element>(&self, input: &Tensor<T>, output: &mut Tensor<T>, argmax: Option<&mut Vec<u32>>) {
+    /// each maximum into `argmax` when given. With `relu_first` (only for a
+    /// pool that [`Pooling::takes_relu`]), each tap is `relu(x)`, computed
+    /// as the ReLU layer computes it.
+    fn pool<T: Element>(
+        &self,
+        input: &Tensor<T>,
+        output: &mut Tensor<T>,
+        argmax: Option<&mut Vec<u32>>,
+        relu_first: bool,
+    ) {
         let g = self.batch_geometry(input.shape());
         let planes = input.shape()[0] * input.shape()[1];
         let (plane_in, plane_out) = (g.height * g.width, g.windows());
@@ -110,7 +125,10 @@ impl Pooling {
         // maximum in row-major order wins.
         let pool_2x2 = |x: &[T], y: &mut [T], positions: Option<&mut [u32]>| {
             let (width, out_w) = (g.width, g.out_w());
+            // The ReLU's own rule (`relu.rs`): a NaN stays NaN.
+            let tap = |v: T| if relu_first && v <= T::ZERO { T::ZERO } else { v };
             let window = |top: &[T; 2], bottom: &[T; 2]| {
+                let (top, bottom) = ([tap(top[0]), tap(top[1])], [tap(bottom[0]), tap(bottom[1])]);
                 let (mut best, mut offset) = (top[0], 0);
                 if top[1] > best {
                     (best, offset) = (top[1], 1);
@@ -149,6 +167,10 @@ impl Pooling {
             }
         };
         let two_by_two = tiles && g.filter_h == 2 && g.filter_w == 2;
+        assert!(
+            !relu_first || two_by_two,
+            "Pooling: a ReLU taken into a pool other than 2x2"
+        );
         let pool_plane = |x: &[T], y: &mut [T], mut positions: Option<&mut [u32]>| {
             if two_by_two {
                 return pool_2x2(x, y, positions);
@@ -234,13 +256,71 @@ impl<T: Element> Layer<T> for Pooling {
     }
 
     fn forward(&self, input: &Tensor<T>, output: &mut Tensor<T>) {
-        self.pool(input, output, None);
+        self.pool(input, output, None, false);
     }
 
     fn forward_train(&mut self, input: &Tensor<T>, output: &mut Tensor<T>, _rng: &mut LayerRng) {
         let mut argmax = std::mem::take(&mut self.argmax);
-        self.pool(input, output, Some(&mut argmax));
+        self.pool(input, output, Some(&mut argmax), false);
         self.argmax = argmax;
+    }
+
+    /// The 2x2 pool of stride 2 reads each tap through the ReLU: the same
+    /// taps, so the same maxima and the same first positions of them.
+    fn forward_after_relu(&self, pre_relu: &Tensor<T>, output: &mut Tensor<T>) -> bool {
+        if !self.takes_relu() {
+            return false;
+        }
+        self.pool(pre_relu, output, None, true);
+        true
+    }
+
+    fn forward_train_after_relu(&mut self, pre_relu: &Tensor<T>, output: &mut Tensor<T>, _rng: &mut LayerRng) -> bool {
+        if !self.takes_relu() {
+            return false;
+        }
+        let mut argmax = std::mem::take(&mut self.argmax);
+        self.pool(pre_relu, output, Some(&mut argmax), true);
+        self.argmax = argmax;
+        true
+    }
+
+    /// Each `dL/dy` goes to its maximum's position, as [`Layer::backward`]
+    /// puts it, and then through the ReLU: kept where `x > 0` (or NaN),
+    /// zero elsewhere (`relu.rs`'s rule). Every other position is zero
+    /// either way.
+    fn backward_after_relu(
+        &mut self,
+        pre_relu: &Tensor<T>,
+        _output: &Tensor<T>,
+        grad_output: &Tensor<T>,
+        grad_pre_relu: Option<&mut Tensor<T>>,
+    ) -> bool {
+        if !self.takes_relu() {
+            return false;
+        }
+        let Some(grad_input) = grad_pre_relu else {
+            return true;
+        };
+        let g = self.batch_geometry(pre_relu.shape());
+        let (plane_in, plane_out) = (g.height * g.width, g.windows());
+        grad_input.resize(pre_relu.shape());
+        grad_input
+            .as_mut_slice()
+            .par_chunks_mut(plane_in)
+            .zip(pre_relu.as_slice().par_chunks(plane_in))
+            .zip(grad_output.as_slice().par_chunks(plane_out))
+            .zip(self.argmax.par_chunks(plane_out))
+            .for_each(|(((dx, x), dy), at)| {
+                dx.fill(T::ZERO);
+                for (&g, &position) in dy.iter().zip(at) {
+                    // A 2x2 pool without padding has no position in it.
+                    let position = position as usize;
+                    let through_relu = if x[position] <= T::ZERO { T::ZERO } else { g };
+                    dx[position] += through_relu;
+                }
+            });
+        true
     }
 
     fn backward(
@@ -307,6 +387,68 @@ mod tests {
         let mut expected = [0.0f32; 16];
         (expected[1], expected[2], expected[13], expected[10]) = (10.0, 20.0, 30.0, 40.0);
         assert_eq!(dx.as_slice(), &expected);
+    }
+
+    /// The ReLU's forward and backward, then the pool's, against the pool
+    /// taking the ReLU on: the same bits both ways.
+    fn check_relu_taken<T: Element>() {
+        let mut rng = LayerRng::seed_from_u64(11);
+        let mut x = Tensor::<T>::randn(&[3, 2, 6, 8], 1.0, &mut rng);
+        // Ties, zeros and all-negative windows, where the first tap wins.
+        for (i, v) in x.as_mut_slice().iter_mut().enumerate() {
+            match i % 9 {
+                0 => *v = T::ZERO,
+                1 => *v = T::from_f64(0.5),
+                2 => *v = T::from_f64(-0.0),
+                _ => {}
+            }
+        }
+        x.as_mut_slice()[8..10].copy_from_slice(&[T::from_f64(-1.0), T::from_f64(-2.0)]);
+        x.as_mut_slice()[16..18].copy_from_slice(&[T::from_f64(-3.0), T::from_f64(-4.0)]);
+        let dy = Tensor::<T>::randn(&[3, 2, 3, 4], 1.0, &mut rng);
+        let mut relu = crate::Relu::new();
+        let (mut relu_out, mut y, mut d_relu_out, mut dx) = (
+            Tensor::zeros(&[0]),
+            Tensor::zeros(&[0]),
+            Tensor::zeros(&[0]),
+            Tensor::zeros(&[0]),
+        );
+        let mut pool = Pooling::new(2, 2, 2, 0);
+        relu.forward_train(&x, &mut relu_out, &mut rng);
+        pool.forward_train(&relu_out, &mut y, &mut rng);
+        pool.backward(&relu_out, &y, &dy, Some(&mut d_relu_out));
+        relu.backward(&x, &relu_out, &d_relu_out, Some(&mut dx));
+
+        let mut taken = Pooling::new(2, 2, 2, 0);
+        let (mut y_taken, mut dx_taken, mut y_inference) =
+            (Tensor::zeros(&[0]), Tensor::zeros(&[0]), Tensor::zeros(&[0]));
+        assert!(taken.forward_train_after_relu(&x, &mut y_taken, &mut rng));
+        assert!(taken.backward_after_relu(&x, &y_taken, &dy, Some(&mut dx_taken)));
+        assert!(taken.forward_after_relu(&x, &mut y_inference));
+        let bits = |t: &Tensor<T>| t.as_slice().iter().map(|v| v.to_f64().to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&y_taken), bits(&y));
+        assert_eq!(bits(&y_inference), bits(&y));
+        assert_eq!(bits(&dx_taken), bits(&dx));
+        assert_eq!(taken.argmax, pool.argmax);
+    }
+
+    #[test]
+    fn a_relu_taken_into_the_pool_gives_the_same_bits() {
+        check_relu_taken::<f32>();
+        check_relu_taken::<f64>();
+    }
+
+    #[test]
+    fn only_the_2x2_pool_of_stride_2_takes_a_relu() {
+        let x = Tensor::full(&[1, 1, 4, 4], 1.0f32);
+        let mut y = Tensor::zeros(&[0]);
+        let mut rng = LayerRng::seed_from_u64(0);
+        for (h, w, stride, pad) in [(3, 3, 1, 0), (2, 2, 1, 0), (2, 2, 2, 1), (3, 3, 3, 0)] {
+            let mut pool = Pooling::new(h, w, stride, pad);
+            assert!(!pool.forward_after_relu(&x, &mut y));
+            assert!(!pool.forward_train_after_relu(&x, &mut y, &mut rng));
+            assert!(!pool.backward_after_relu(&x, &y, &y, None));
+        }
     }
 
     #[test]
