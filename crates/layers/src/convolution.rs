@@ -187,9 +187,45 @@ impl<T: Element> Convolution<T> {
         }
     }
 
+    /// [`Layer::forward`] on the shifted route; with `relu_first`, `input`
+    /// is a ReLU's input, padded through the ReLU.
+    fn forward_shifted(&self, layout: ShiftedLayout, input: &Tensor<T>, output: &mut Tensor<T>, relu_first: bool) {
+        let g = &layout.g;
+        let out_len = self.filters() * g.windows();
+        // A padded image and a wide output for each piece of the batch
+        // rayon splits off (a few a thread), allocated per call.
+        let mut panels = ShiftedPanels::new();
+        let mut offsets = Vec::new();
+        layout.pack_filters(&self.w, &mut panels);
+        layout.fill_offsets(&mut offsets);
+        let weights = (&panels, &offsets[..], self.b.as_slice());
+        let wide_len = self.filters() * layout.wide_windows();
+        input
+            .as_slice()
+            .par_chunks(IMAGES_PER_TASK * g.image_len())
+            .zip(output.as_mut_slice().par_chunks_mut(IMAGES_PER_TASK * out_len))
+            .for_each_init(
+                || (vec![T::ZERO; layout.padded_len()], vec![T::ZERO; wide_len]),
+                |(padded, wide), (x, y)| {
+                    for (x, y) in x.chunks_exact(g.image_len()).zip(y.chunks_exact_mut(out_len)) {
+                        layout.pad(x, padded, relu_first);
+                        layout.forward_image(weights, padded, wide, y);
+                    }
+                },
+            );
+    }
+
     /// [`Layer::forward_train`] on the shifted route: each image padded
     /// into `col` (kept for backward), its product read in place.
-    fn forward_train_shifted(&mut self, layout: ShiftedLayout, input: &Tensor<T>, output: &mut Tensor<T>) {
+    /// With `relu_first`, `input` is a ReLU's input, and each image is
+    /// padded through the ReLU ([`Layer::forward_train_after_relu`]).
+    fn forward_train_shifted(
+        &mut self,
+        layout: ShiftedLayout,
+        input: &Tensor<T>,
+        output: &mut Tensor<T>,
+        relu_first: bool,
+    ) {
         let g = &layout.g;
         let (filters, rows) = (self.filters(), input.rows());
         let (out_len, padded_len, scratch_len) =
@@ -210,7 +246,7 @@ impl<T: Element> Convolution<T> {
                 let wide = &mut scratch[..wide_len];
                 let images = x.chunks_exact(g.image_len()).zip(padded.chunks_exact_mut(padded_len));
                 for ((x, padded), y) in images.zip(y.chunks_exact_mut(out_len)) {
-                    layout.pad(x, padded);
+                    layout.pad(x, padded, relu_first);
                     layout.forward_image(weights, padded, wide, y);
                 }
             });
@@ -220,12 +256,17 @@ impl<T: Element> Convolution<T> {
     /// laid out wide and `dW^T = sum_n col_n G_n^T` read from the padded
     /// images; then, per image, the input gradient as the turned filters'
     /// product over the padded `G`.
+    ///
+    /// With `relu_first`, `input` is a ReLU's input and the input gradient
+    /// goes on through the ReLU, image by image while it is in cache
+    /// ([`Layer::backward_after_relu`]).
     fn backward_shifted(
         &mut self,
         layout: ShiftedLayout,
         input: &Tensor<T>,
         grad_output: &Tensor<T>,
         grad_input: Option<&mut Tensor<T>>,
+        relu_first: bool,
     ) {
         let g = &layout.g;
         let (filters, windows) = (self.filters(), g.windows());
@@ -275,15 +316,28 @@ impl<T: Element> Convolution<T> {
         layout.fill_turned_offsets(&mut self.turned_offsets);
         let turned = (&self.turned, &self.turned_offsets[..]);
         let (grad_padded_len, grad_wide_len) = (layout.grad_padded_len(), g.channels * layout.grad_wide_windows());
-        for_each_image_by_tasks(
-            (grad_output.as_slice(), out_len),
-            (grad_input.as_mut_slice(), g.image_len()),
-            (self.grad_col.as_mut_slice(), scratch_len),
-            |grad_y, grad_x, scratch| {
-                let (grad_padded, rest) = scratch.split_at_mut(grad_padded_len);
-                layout.grad_input_image(turned, grad_y, (grad_padded, &mut rest[..grad_wide_len]), grad_x);
-            },
-        );
+        let image_len = g.image_len();
+        grad_output
+            .as_slice()
+            .par_chunks(IMAGES_PER_TASK * out_len)
+            .zip(grad_input.as_mut_slice().par_chunks_mut(IMAGES_PER_TASK * image_len))
+            .zip(input.as_slice().par_chunks(IMAGES_PER_TASK * image_len))
+            .zip(self.grad_col.as_mut_slice().par_chunks_mut(scratch_len))
+            .for_each(|(((grad_y, grad_x), x), scratch)| {
+                let images = grad_y.chunks_exact(out_len).zip(grad_x.chunks_exact_mut(image_len));
+                for ((grad_y, grad_x), x) in images.zip(x.chunks_exact(image_len)) {
+                    let (grad_padded, rest) = scratch.split_at_mut(grad_padded_len);
+                    layout.grad_input_image(turned, grad_y, (grad_padded, &mut rest[..grad_wide_len]), grad_x);
+                    if relu_first {
+                        // The ReLU's backward (`relu.rs`): kept where x > 0 (or NaN).
+                        // A select, not a conditional store: it vectorizes,
+                        // where a branch on the sign mispredicts half the time.
+                        for (grad, &x) in grad_x.iter_mut().zip(x) {
+                            *grad = if x <= T::ZERO { T::ZERO } else { *grad };
+                        }
+                    }
+                }
+            });
     }
 }
 
@@ -379,13 +433,15 @@ const SHIFTED_SLACK: usize = 32;
 /// (`top` rows and `left` columns of zeros before each plane's values, as
 /// many after) in `padded`, zero past them: the forward's padded image and
 /// the input gradient's padded `G`. Every value of `padded` is written once
-/// (not the whole buffer zeroed, then most of it copied over).
+/// (not the whole buffer zeroed, then most of it copied over). With
+/// `relu_first`, the values go in through the ReLU (`relu.rs`'s rule).
 fn pad_planes<T: Element>(
     planes: &[T],
     (h, w): (usize, usize),
     (top, left): (usize, usize),
     (hp, wp): (usize, usize),
     padded: &mut [T],
+    relu_first: bool,
 ) {
     let count = planes.len() / (h * w);
     let (body, slack) = padded.split_at_mut(count * hp * wp);
@@ -403,7 +459,13 @@ fn pad_planes<T: Element>(
             for zero in before.iter_mut().chain(after) {
                 *zero = T::ZERO;
             }
-            copy_row(values, row);
+            if relu_first {
+                for (value, &x) in values.iter_mut().zip(row) {
+                    *value = if x <= T::ZERO { T::ZERO } else { x };
+                }
+            } else {
+                copy_row(values, row);
+            }
         }
     }
 }
@@ -525,9 +587,17 @@ impl ShiftedLayout {
     }
 
     /// `image` (`[C, H, W]`) into the middle of `padded`, zero around it.
-    fn pad<T: Element>(&self, image: &[T], padded: &mut [T]) {
+    /// With `relu_first`, `relu(image)`.
+    fn pad<T: Element>(&self, image: &[T], padded: &mut [T], relu_first: bool) {
         let g = &self.g;
-        pad_planes(image, (g.height, g.width), (g.pad, g.pad), self.padded, padded);
+        pad_planes(
+            image,
+            (g.height, g.width),
+            (g.pad, g.pad),
+            self.padded,
+            padded,
+            relu_first,
+        );
     }
 
     /// One image forward: `y = W x + b` through the padded image.
@@ -571,7 +641,14 @@ impl ShiftedLayout {
         let g = &self.g;
         let wg = self.grad_padded.1;
         let border = (g.filter_h - 1 - g.pad, g.filter_w - 1 - g.pad);
-        pad_planes(grad_y, (g.out_h(), g.out_w()), border, self.grad_padded, grad_padded);
+        pad_planes(
+            grad_y,
+            (g.out_h(), g.out_w()),
+            border,
+            self.grad_padded,
+            grad_padded,
+            false,
+        );
         let n = self.grad_wide_windows();
         shifted_product(turned, grad_padded, offsets, n, grad_wide, n);
         for (row, wide_row) in grad_x.chunks_exact_mut(g.width).zip(grad_wide.chunks_exact(wg)) {
@@ -605,28 +682,7 @@ impl<T: Element> Layer<T> for Convolution<T> {
         let out_len = self.filters() * g.windows();
         output.resize(&[input.rows(), self.filters(), g.out_h(), g.out_w()]);
         if let Some(layout) = self.shifted_layout(input) {
-            // A padded image and a wide output for each piece of the batch
-            // rayon splits off (a few a thread), allocated per call.
-            let mut panels = ShiftedPanels::new();
-            let mut offsets = Vec::new();
-            layout.pack_filters(&self.w, &mut panels);
-            layout.fill_offsets(&mut offsets);
-            let weights = (&panels, &offsets[..], self.b.as_slice());
-            let wide_len = self.filters() * layout.wide_windows();
-            input
-                .as_slice()
-                .par_chunks(IMAGES_PER_TASK * g.image_len())
-                .zip(output.as_mut_slice().par_chunks_mut(IMAGES_PER_TASK * out_len))
-                .for_each_init(
-                    || (vec![T::ZERO; layout.padded_len()], vec![T::ZERO; wide_len]),
-                    |(padded, wide), (x, y)| {
-                        for (x, y) in x.chunks_exact(g.image_len()).zip(y.chunks_exact_mut(out_len)) {
-                            layout.pad(x, padded);
-                            layout.forward_image(weights, padded, wide, y);
-                        }
-                    },
-                );
-            return;
+            return self.forward_shifted(layout, input, output, false);
         }
         // Inference keeps no `col`: one image's at a time per task.
         input
@@ -648,7 +704,7 @@ impl<T: Element> Layer<T> for Convolution<T> {
         let out_len = self.filters() * g.windows();
         output.resize(&[input.rows(), self.filters(), g.out_h(), g.out_w()]);
         if let Some(layout) = self.shifted_layout(input) {
-            return self.forward_train_shifted(layout, input, output);
+            return self.forward_train_shifted(layout, input, output, false);
         }
         self.col.resize(&[input.rows(), g.window_len(), g.windows()]);
         let weights = (&self.w, &self.b);
@@ -669,7 +725,7 @@ impl<T: Element> Layer<T> for Convolution<T> {
         grad_input: Option<&mut Tensor<T>>,
     ) {
         if let Some(layout) = self.shifted_layout(input) {
-            return self.backward_shifted(layout, input, grad_output, grad_input);
+            return self.backward_shifted(layout, input, grad_output, grad_input, false);
         }
         let g = self.batch_geometry(input);
         let (filters, window_len, windows) = (self.filters(), g.window_len(), g.windows());
@@ -729,6 +785,46 @@ impl<T: Element> Layer<T> for Convolution<T> {
         );
     }
 
+    /// On the shifted route, each image is padded through the ReLU: the
+    /// padded copy is written anyway, and the ReLU's pass over the batch
+    /// (and its output) is saved. The `im2col` route does not take it.
+    fn forward_after_relu(&self, pre_relu: &Tensor<T>, output: &mut Tensor<T>) -> bool {
+        let Some(layout) = self.shifted_layout(pre_relu) else {
+            return false;
+        };
+        let g = layout.g;
+        output.resize(&[pre_relu.rows(), self.filters(), g.out_h(), g.out_w()]);
+        self.forward_shifted(layout, pre_relu, output, true);
+        true
+    }
+
+    fn forward_train_after_relu(&mut self, pre_relu: &Tensor<T>, output: &mut Tensor<T>, _rng: &mut LayerRng) -> bool {
+        let Some(layout) = self.shifted_layout(pre_relu) else {
+            return false;
+        };
+        let g = layout.g;
+        output.resize(&[pre_relu.rows(), self.filters(), g.out_h(), g.out_w()]);
+        self.forward_train_shifted(layout, pre_relu, output, true);
+        true
+    }
+
+    /// The filters' gradient reads the padded images kept by the forward
+    /// pass (the ReLU's outputs); the input gradient of each image goes on
+    /// through the ReLU while in cache.
+    fn backward_after_relu(
+        &mut self,
+        pre_relu: &Tensor<T>,
+        _output: &Tensor<T>,
+        grad_output: &Tensor<T>,
+        grad_pre_relu: Option<&mut Tensor<T>>,
+    ) -> bool {
+        let Some(layout) = self.shifted_layout(pre_relu) else {
+            return false;
+        };
+        self.backward_shifted(layout, pre_relu, grad_output, grad_pre_relu, true);
+        true
+    }
+
     fn visit_params<'a>(&'a self, f: &mut dyn FnMut(Param<'a, T>)) {
         visit_weight_and_bias((&self.w, &self.grad_w), (&self.b, &self.grad_b), f);
     }
@@ -776,6 +872,49 @@ mod tests {
             assert!((got - want).abs() < 1e-12);
         }
         assert_eq!(y, y_train);
+    }
+
+    /// A ReLU's forward and backward, then the convolution's, against the
+    /// convolution taking the ReLU on: the same bits (shifted route).
+    #[test]
+    fn a_relu_taken_into_the_convolution_gives_the_same_bits() {
+        let mut rng = LayerRng::seed_from_u64(21);
+        let mut x = Tensor::<f64>::randn(&[7, 3, 9, 8], 1.0, &mut rng);
+        for v in x.as_mut_slice().iter_mut().step_by(5) {
+            *v = 0.0;
+        }
+        let dy = Tensor::<f64>::randn(&[7, 5, 9, 8], 1.0, &mut rng);
+        let mut relu = crate::Relu::new();
+        let mut conv = random_layer([5, 3, 3, 3], 1, 1, &mut rng);
+        let mut taken = conv.clone();
+        let (mut relu_out, mut y, mut d_relu_out, mut dx) = (
+            Tensor::zeros(&[0]),
+            Tensor::zeros(&[0]),
+            Tensor::zeros(&[0]),
+            Tensor::zeros(&[0]),
+        );
+        relu.forward_train(&x, &mut relu_out, &mut rng);
+        conv.forward_train(&relu_out, &mut y, &mut rng);
+        conv.backward(&relu_out, &y, &dy, Some(&mut d_relu_out));
+        relu.backward(&x, &relu_out, &d_relu_out, Some(&mut dx));
+
+        let (mut y_taken, mut y_inference, mut dx_taken) =
+            (Tensor::zeros(&[0]), Tensor::zeros(&[0]), Tensor::zeros(&[0]));
+        assert!(taken.forward_train_after_relu(&x, &mut y_taken, &mut rng));
+        assert!(taken.backward_after_relu(&x, &y_taken, &dy, Some(&mut dx_taken)));
+        assert!(taken.forward_after_relu(&x, &mut y_inference));
+        assert_eq!(y_taken, y);
+        assert_eq!(y_inference, y);
+        assert_eq!(dx_taken, dx);
+        assert_eq!(taken.grad_w, conv.grad_w);
+        assert_eq!(taken.grad_b, conv.grad_b);
+
+        // One channel takes the im2col route, which leaves the ReLU alone.
+        let mut single = random_layer([2, 1, 3, 3], 1, 1, &mut rng);
+        let one = Tensor::<f64>::randn(&[2, 1, 5, 5], 1.0, &mut rng);
+        assert!(!single.forward_after_relu(&one, &mut y));
+        assert!(!single.forward_train_after_relu(&one, &mut y, &mut rng));
+        assert!(!single.backward_after_relu(&one, &y, &y, None));
     }
 
     #[test]

@@ -673,9 +673,12 @@ mod tests {
 
     #[test]
     fn a_relu_before_a_pool_is_taken_into_it_with_the_same_bits() {
-        // conv -> ReLU -> pool (taken in) -> affine -> ReLU -> affine.
+        // conv -> ReLU -> conv (takes the ReLU) -> ReLU -> pool (takes the
+        // ReLU) -> affine -> ReLU -> affine.
         let mut model = crate::NetSpec::new(&[2, 6, 6])
             .conv_with(3, 3, 1, 1)
+            .relu()
+            .conv_with(4, 3, 1, 1)
             .relu()
             .pool(2)
             .affine(5)
@@ -690,8 +693,9 @@ mod tests {
         let loss = model
             .gradient(&x, Target::Labels(&labels), &mut LayerRng::seed_from_u64(1))
             .unwrap();
-        assert_eq!(model.took_relu, [false, false, true, false, false, false]);
-        assert!(model.activations[1].numel() == 0, "the taken ReLU writes no output");
+        assert_eq!(model.took_relu, [false, false, true, false, true, false, false, false]);
+        assert!(model.activations[1].numel() == 0, "a taken ReLU writes no output");
+        assert!(model.activations[3].numel() == 0, "a taken ReLU writes no output");
 
         // The same layers one by one, each on its own.
         let mut layers: Vec<Box<dyn Layer<f64>>> = model.layers.clone();
@@ -703,9 +707,10 @@ mod tests {
             layers[i].forward_train(input, &mut rest[0], &mut rng);
         }
         let mut loss_layer = SoftmaxWithLoss::new();
-        let expected_loss = loss_layer.forward(&outputs[5], Target::Labels(&labels));
+        let last = layers.len() - 1;
+        let expected_loss = loss_layer.forward(&outputs[last], Target::Labels(&labels));
         let mut grads = vec![Tensor::zeros(&[0]); layers.len()];
-        loss_layer.backward(1.0, &mut grads[5]);
+        loss_layer.backward(1.0, &mut grads[last]);
         for i in (0..layers.len()).rev() {
             let (lower, upper) = grads.split_at_mut(i);
             let (input, grad_input) = if i == 0 {
@@ -716,7 +721,7 @@ mod tests {
             layers[i].backward(input, &outputs[i], &upper[0], grad_input);
         }
         assert_eq!(loss.to_bits(), expected_loss.to_bits());
-        assert_eq!(model.predict(&x).unwrap().as_slice(), outputs[5].as_slice());
+        assert_eq!(model.predict(&x).unwrap().as_slice(), outputs[last].as_slice());
         let grads_of = |layers: &[Box<dyn Layer<f64>>]| {
             let mut all = Vec::new();
             for layer in layers {
