@@ -136,6 +136,15 @@ impl<T: Element> Convolution<T> {
         ShiftedLayout::new(self.batch_geometry(input), self.filters())
     }
 
+    /// The shifted route's layout for this batch, with `output` resized to
+    /// its shape; `None` (`output` untouched) where the route does not serve.
+    fn shifted_output(&self, input: &Tensor<T>, output: &mut Tensor<T>) -> Option<ShiftedLayout> {
+        let layout = self.shifted_layout(input)?;
+        let g = layout.g;
+        output.resize(&[input.rows(), self.filters(), g.out_h(), g.out_w()]);
+        Some(layout)
+    }
+
     /// The geometry of a batch the model has already checked.
     fn batch_geometry(&self, input: &Tensor<T>) -> ConvGeometry {
         self.geometry(&input.shape()[1..])
@@ -789,21 +798,17 @@ impl<T: Element> Layer<T> for Convolution<T> {
     /// padded copy is written anyway, and the ReLU's pass over the batch
     /// (and its output) is saved. The `im2col` route does not take it.
     fn forward_after_relu(&self, pre_relu: &Tensor<T>, output: &mut Tensor<T>) -> bool {
-        let Some(layout) = self.shifted_layout(pre_relu) else {
+        let Some(layout) = self.shifted_output(pre_relu, output) else {
             return false;
         };
-        let g = layout.g;
-        output.resize(&[pre_relu.rows(), self.filters(), g.out_h(), g.out_w()]);
         self.forward_shifted(layout, pre_relu, output, true);
         true
     }
 
     fn forward_train_after_relu(&mut self, pre_relu: &Tensor<T>, output: &mut Tensor<T>, _rng: &mut LayerRng) -> bool {
-        let Some(layout) = self.shifted_layout(pre_relu) else {
+        let Some(layout) = self.shifted_output(pre_relu, output) else {
             return false;
         };
-        let g = layout.g;
-        output.resize(&[pre_relu.rows(), self.filters(), g.out_h(), g.out_w()]);
         self.forward_train_shifted(layout, pre_relu, output, true);
         true
     }

@@ -250,35 +250,17 @@ macro_rules! compiled_for {
 #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
 #[inline]
 fn nonzero_mask_avx512<T: Element>(block: &[T; SCAN]) -> u64 {
+    use crate::kernel::avx512::{load_f32x16, load_f64x8};
     use std::arch::x86_64::*;
     let mut mask = 0u64;
     if size_of::<T>() == 4 {
         for (i, v) in block.as_chunks::<16>().0.iter().enumerate() {
-            let x = |l: usize| v[l].to_f64() as f32;
-            let vector = _mm512_setr_ps(
-                x(0),
-                x(1),
-                x(2),
-                x(3),
-                x(4),
-                x(5),
-                x(6),
-                x(7),
-                x(8),
-                x(9),
-                x(10),
-                x(11),
-                x(12),
-                x(13),
-                x(14),
-                x(15),
-            );
+            let vector = load_f32x16(&std::array::from_fn(|l| v[l].to_f64() as f32));
             mask |= u64::from(_mm512_cmpneq_ps_mask(vector, _mm512_setzero_ps())) << (16 * i);
         }
     } else {
         for (i, v) in block.as_chunks::<8>().0.iter().enumerate() {
-            let x = |l: usize| v[l].to_f64();
-            let vector = _mm512_setr_pd(x(0), x(1), x(2), x(3), x(4), x(5), x(6), x(7));
+            let vector = load_f64x8(&std::array::from_fn(|l| v[l].to_f64()));
             mask |= u64::from(_mm512_cmpneq_pd_mask(vector, _mm512_setzero_pd())) << (8 * i);
         }
     }
@@ -290,19 +272,18 @@ fn nonzero_mask_avx512<T: Element>(block: &[T; SCAN]) -> u64 {
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 fn nonzero_mask_avx2<T: Element>(block: &[T; SCAN]) -> u64 {
+    use crate::kernel::avx2::{load_f32, load_f64};
     use std::arch::x86_64::*;
     let mut mask = 0u64;
     if size_of::<T>() == 4 {
         for (i, v) in block.as_chunks::<8>().0.iter().enumerate() {
-            let x = |l: usize| v[l].to_f64() as f32;
-            let vector = _mm256_setr_ps(x(0), x(1), x(2), x(3), x(4), x(5), x(6), x(7));
+            let vector = load_f32(&std::array::from_fn(|l| v[l].to_f64() as f32));
             let nonzero = _mm256_cmp_ps::<_CMP_NEQ_UQ>(vector, _mm256_setzero_ps());
             mask |= u64::from(_mm256_movemask_ps(nonzero) as u8) << (8 * i);
         }
     } else {
         for (i, v) in block.as_chunks::<4>().0.iter().enumerate() {
-            let x = |l: usize| v[l].to_f64();
-            let vector = _mm256_setr_pd(x(0), x(1), x(2), x(3));
+            let vector = load_f64(&std::array::from_fn(|l| v[l].to_f64()));
             let nonzero = _mm256_cmp_pd::<_CMP_NEQ_UQ>(vector, _mm256_setzero_pd());
             mask |= u64::from(_mm256_movemask_pd(nonzero) as u8 & 0xf) << (4 * i);
         }

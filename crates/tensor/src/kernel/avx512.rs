@@ -38,7 +38,7 @@ impl Avx512 {
 
 #[inline]
 #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-fn load_f32x16(x: &[f32; 16]) -> __m512 {
+pub(crate) fn load_f32x16(x: &[f32; 16]) -> __m512 {
     _mm512_setr_ps(
         x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], x[9], x[10], x[11], x[12], x[13], x[14], x[15],
     )
@@ -55,7 +55,7 @@ fn store_f32x16(v: __m512, out: &mut [f32; 16]) {
 
 #[inline]
 #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-fn load_f64x8(x: &[f64; 8]) -> __m512d {
+pub(crate) fn load_f64x8(x: &[f64; 8]) -> __m512d {
     _mm512_setr_pd(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7])
 }
 
