@@ -325,48 +325,46 @@ impl<T: Element> Convolution<T> {
         layout.fill_turned_offsets(&mut self.turned_offsets);
         let turned = (&self.turned, &self.turned_offsets[..]);
         let (grad_padded_len, grad_wide_len) = (layout.grad_padded_len(), g.channels * layout.grad_wide_windows());
-        let image_len = g.image_len();
-        grad_output
-            .as_slice()
-            .par_chunks(IMAGES_PER_TASK * out_len)
-            .zip(grad_input.as_mut_slice().par_chunks_mut(IMAGES_PER_TASK * image_len))
-            .zip(input.as_slice().par_chunks(IMAGES_PER_TASK * image_len))
-            .zip(self.grad_col.as_mut_slice().par_chunks_mut(scratch_len))
-            .for_each(|(((grad_y, grad_x), x), scratch)| {
-                let images = grad_y.chunks_exact(out_len).zip(grad_x.chunks_exact_mut(image_len));
-                for ((grad_y, grad_x), x) in images.zip(x.chunks_exact(image_len)) {
-                    let (grad_padded, rest) = scratch.split_at_mut(grad_padded_len);
-                    layout.grad_input_image(turned, grad_y, (grad_padded, &mut rest[..grad_wide_len]), grad_x);
-                    if relu_first {
-                        // The ReLU's backward (`relu.rs`): kept where x > 0 (or NaN).
-                        // A select, not a conditional store: it vectorizes,
-                        // where a branch on the sign mispredicts half the time.
-                        for (grad, &x) in grad_x.iter_mut().zip(x) {
-                            *grad = if x <= T::ZERO { T::ZERO } else { *grad };
-                        }
+        for_each_image_by_tasks(
+            (grad_output.as_slice(), out_len),
+            (grad_input.as_mut_slice(), input.as_slice(), g.image_len()),
+            (self.grad_col.as_mut_slice(), scratch_len),
+            |grad_y, grad_x, x, scratch| {
+                let (grad_padded, rest) = scratch.split_at_mut(grad_padded_len);
+                layout.grad_input_image(turned, grad_y, (grad_padded, &mut rest[..grad_wide_len]), grad_x);
+                if relu_first {
+                    // The ReLU's backward (`relu.rs`): kept where x > 0 (or
+                    // NaN). A select, not a conditional store: it vectorizes,
+                    // where a branch on the sign mispredicts half the time.
+                    for (grad, &x) in grad_x.iter_mut().zip(x) {
+                        *grad = if x <= T::ZERO { T::ZERO } else { *grad };
                     }
                 }
-            });
+            },
+        );
     }
 }
 
-/// `image(grad_y, grad_x, scratch)` for every image of the batch, in tasks
-/// of [`IMAGES_PER_TASK`] images over rayon: `grad_y` an image's `out_len`
-/// values of `dL/dy`, `grad_x` its `image_len` values of `dL/dx`, `scratch`
-/// its task's `scratch_len` values of `scratch`, reused image to image.
+/// `image(grad_y, grad_x, x, scratch)` for every image of the batch, in
+/// tasks of [`IMAGES_PER_TASK`] images over rayon: `grad_y` an image's
+/// `out_len` values of `dL/dy`, `grad_x` its `image_len` values of `dL/dx`,
+/// `x` its input, `scratch` its task's `scratch_len` values of `scratch`,
+/// reused image to image.
 fn for_each_image_by_tasks<T: Element>(
     (grad_output, out_len): (&[T], usize),
-    (grad_input, image_len): (&mut [T], usize),
+    (grad_input, input, image_len): (&mut [T], &[T], usize),
     (scratch, scratch_len): (&mut [T], usize),
-    image: impl Fn(&[T], &mut [T], &mut [T]) + Sync,
+    image: impl Fn(&[T], &mut [T], &[T], &mut [T]) + Sync,
 ) {
     grad_output
         .par_chunks(IMAGES_PER_TASK * out_len)
         .zip(grad_input.par_chunks_mut(IMAGES_PER_TASK * image_len))
+        .zip(input.par_chunks(IMAGES_PER_TASK * image_len))
         .zip(scratch.par_chunks_mut(scratch_len))
-        .for_each(|((grad_y, grad_x), scratch)| {
-            for (grad_y, grad_x) in grad_y.chunks_exact(out_len).zip(grad_x.chunks_exact_mut(image_len)) {
-                image(grad_y, grad_x, &mut *scratch);
+        .for_each(|(((grad_y, grad_x), x), scratch)| {
+            let images = grad_y.chunks_exact(out_len).zip(grad_x.chunks_exact_mut(image_len));
+            for ((grad_y, grad_x), x) in images.zip(x.chunks_exact(image_len)) {
+                image(grad_y, grad_x, x, &mut *scratch);
             }
         });
 }
@@ -778,9 +776,9 @@ impl<T: Element> Layer<T> for Convolution<T> {
         let w = filter_matrix(&self.w);
         for_each_image_by_tasks(
             (grad_output.as_slice(), out_len),
-            (grad_input.as_mut_slice(), g.image_len()),
+            (grad_input.as_mut_slice(), input.as_slice(), g.image_len()),
             (self.grad_col.as_mut_slice(), g.col_len()),
-            |grad_y, grad_x, grad_col| {
+            |grad_y, grad_x, _x, grad_col| {
                 gemm(
                     T::ONE,
                     w.t(),
@@ -908,11 +906,12 @@ mod tests {
         assert!(taken.forward_train_after_relu(&x, &mut y_taken, &mut rng));
         assert!(taken.backward_after_relu(&x, &y_taken, &dy, Some(&mut dx_taken)));
         assert!(taken.forward_after_relu(&x, &mut y_inference));
-        assert_eq!(y_taken, y);
-        assert_eq!(y_inference, y);
-        assert_eq!(dx_taken, dx);
-        assert_eq!(taken.grad_w, conv.grad_w);
-        assert_eq!(taken.grad_b, conv.grad_b);
+        let bits = |t: &Tensor<f64>| t.as_slice().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&y_taken), bits(&y));
+        assert_eq!(bits(&y_inference), bits(&y));
+        assert_eq!(bits(&dx_taken), bits(&dx));
+        assert_eq!(bits(&taken.grad_w), bits(&conv.grad_w));
+        assert_eq!(bits(&taken.grad_b), bits(&conv.grad_b));
 
         // One channel takes the im2col route, which leaves the ReLU alone.
         let mut single = random_layer([2, 1, 3, 3], 1, 1, &mut rng);

@@ -116,7 +116,8 @@ pub trait Layer<T: Element>: Send + Sync {
     }
 
     /// [`Layer::forward_after_relu`] in training mode, keeping what
-    /// [`Layer::backward_after_relu`] needs.
+    /// [`Layer::backward_after_relu`] needs; `false` (doing nothing) where
+    /// this layer cannot.
     fn forward_train_after_relu(
         &mut self,
         _pre_relu: &Tensor<T>,
@@ -127,9 +128,12 @@ pub trait Layer<T: Element>: Send + Sync {
     }
 
     /// Backward after a [`Layer::forward_train_after_relu`] on `pre_relu`
-    /// that gave `output`: writes `dL/d(pre_relu)` (through this layer and
-    /// the ReLU, bit for bit as their two backward passes would) into
-    /// `grad_pre_relu` when `Some`. Returns `false` where this layer cannot.
+    /// that gave `output`: overwrites the parameter gradients and, when
+    /// `grad_pre_relu` is `Some`, resizes it to `pre_relu`'s shape and writes
+    /// `dL/d(pre_relu)`, through this layer and the ReLU, bit for bit as
+    /// their two backward passes would. Must return `true` (and do this)
+    /// whenever `forward_train_after_relu` did on that input, which
+    /// [`crate::Sequential`] asserts; `false` (doing nothing) otherwise.
     fn backward_after_relu(
         &mut self,
         _pre_relu: &Tensor<T>,

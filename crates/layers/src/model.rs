@@ -77,9 +77,11 @@ use tensor::{Element, Tensor};
 pub struct Sequential<T: Element> {
     layers: Vec<Box<dyn Layer<T>>>,
     loss_layer: SoftmaxWithLoss<T>,
-    /// `activations[i]` is the output of `layers[i]` in the last forward pass.
+    /// `activations[i]` is the output of `layers[i]` in the last forward
+    /// pass; not written for a ReLU that the next layer took (`took_relu`).
     activations: Vec<Tensor<T>>,
-    /// `grads[i]` is `dL/d activations[i]` in the last backward pass.
+    /// `grads[i]` is `dL/d activations[i]` in the last backward pass; not
+    /// written for a ReLU that the next layer took.
     grads: Vec<Tensor<T>>,
     /// `took_relu[i]`: in the last training forward pass, `layers[i]` did
     /// the ReLU before it ([`Layer::forward_train_after_relu`]), whose
@@ -336,20 +338,25 @@ impl<T: Element> Sequential<T> {
         i + 1 < layers.len() && matches!(layers[i].spec(), LayerSpec::Relu)
     }
 
-    /// Runs the layers in inference mode, keeping every output in
-    /// `activations`; returns the logits. A ReLU that the next layer takes
-    /// on ([`Layer::forward_after_relu`]: the book's ReLU -> pool) leaves
-    /// its own output unwritten.
+    /// Runs the layers in inference mode, keeping their outputs in
+    /// `activations`; returns the logits. With `take_relus`, a ReLU that the
+    /// next layer takes on ([`Layer::forward_after_relu`]: a 2x2 pool, or a
+    /// convolution of stride 1 over several channels) leaves its own output
+    /// unwritten; without, every layer's output is there.
     fn forward_into<'a>(
         layers: &[Box<dyn Layer<T>>],
         x: &Tensor<T>,
         activations: &'a mut [Tensor<T>],
+        take_relus: bool,
     ) -> &'a Tensor<T> {
         let mut i = 0;
         while i < layers.len() {
             let (done, rest) = activations.split_at_mut(i);
             let input = if i == 0 { x } else { &done[i - 1] };
-            if Self::relu_with_successor(layers, i) && layers[i + 1].forward_after_relu(input, &mut rest[1]) {
+            if take_relus
+                && Self::relu_with_successor(layers, i)
+                && layers[i + 1].forward_after_relu(input, &mut rest[1])
+            {
                 i += 2;
                 continue;
             }
@@ -386,7 +393,7 @@ impl<T: Element> Sequential<T> {
     /// `[N, input_size]` (or `[N, ...]` with as many values per row), in inference mode.
     pub fn predict(&mut self, x: &Tensor<T>) -> Result<&Tensor<T>, LayerError> {
         self.check_input(x)?;
-        Ok(Self::forward_into(&self.layers, x, &mut self.activations))
+        Ok(Self::forward_into(&self.layers, x, &mut self.activations, true))
     }
 
     /// Buffers for [`Sequential::predict_with`], one set per thread.
@@ -395,7 +402,9 @@ impl<T: Element> Sequential<T> {
     }
 
     /// [`Sequential::predict`] through caller-owned buffers, so that several
-    /// threads can evaluate one shared model.
+    /// threads can evaluate one shared model. Afterwards `scratch[i]` holds
+    /// layer `i`'s output, every layer's (a page showing a network's
+    /// feature maps reads them): no ReLU is taken into the next layer here.
     pub fn predict_with<'a>(
         &self,
         x: &Tensor<T>,
@@ -403,7 +412,7 @@ impl<T: Element> Sequential<T> {
     ) -> Result<&'a Tensor<T>, LayerError> {
         self.check_input(x)?;
         scratch.resize(self.layers.len(), Tensor::zeros(&[0]));
-        Ok(Self::forward_into(&self.layers, x, scratch))
+        Ok(Self::forward_into(&self.layers, x, scratch, false))
     }
 
     /// [`Sequential::predict_with`] with `round` applied to the input and to
@@ -418,6 +427,8 @@ impl<T: Element> Sequential<T> {
     ) -> Result<&'a Tensor<T>, LayerError> {
         self.check_input(x)?;
         scratch.resize(self.layers.len(), Tensor::zeros(&[0]));
+        // Layer by layer, no ReLU taken into the next layer: each output is
+        // rounded where the narrower format would store it.
         round(x.as_mut_slice());
         for (i, layer) in self.layers.iter().enumerate() {
             let (done, rest) = scratch.split_at_mut(i);
@@ -452,7 +463,7 @@ impl<T: Element> Sequential<T> {
     /// Mean cross-entropy loss on a batch in inference mode, plus weight decay.
     pub fn loss(&mut self, x: &Tensor<T>, target: Target<'_, T>) -> Result<T, LayerError> {
         self.check_target(x, target)?;
-        let logits = Self::forward_into(&self.layers, x, &mut self.activations);
+        let logits = Self::forward_into(&self.layers, x, &mut self.activations, true);
         let loss = self.loss_layer.forward(logits, target);
         Ok(loss + T::from_f64(self.weight_decay_loss()))
     }
@@ -476,7 +487,7 @@ impl<T: Element> Sequential<T> {
     pub fn accuracy(&self, x: &Tensor<T>, labels: &[usize]) -> Result<f64, LayerError> {
         self.check_target(x, Target::Labels(labels))?;
         let mut scratch = self.new_scratch();
-        let logits = Self::forward_into(&self.layers, x, &mut scratch);
+        let logits = Self::forward_into(&self.layers, x, &mut scratch, true);
         let correct = (0..logits.rows())
             .filter(|&i| logits.row_argmax(i) == labels[i])
             .count();
@@ -671,11 +682,57 @@ mod tests {
         );
     }
 
+    /// `model`'s loss, logits and gradients against its layers run one by
+    /// one, each on its own (no ReLU taken into the next layer): the same
+    /// bits.
+    fn check_against_layer_by_layer(mut model: Sequential<f64>, x: &Tensor<f64>, labels: &[usize]) -> Vec<bool> {
+        let loss = model
+            .gradient(x, Target::Labels(labels), &mut LayerRng::seed_from_u64(1))
+            .unwrap();
+        let mut layers: Vec<Box<dyn Layer<f64>>> = model.layers.clone();
+        let mut rng = LayerRng::seed_from_u64(1);
+        let mut outputs = vec![Tensor::zeros(&[0]); layers.len()];
+        for i in 0..layers.len() {
+            let (done, rest) = outputs.split_at_mut(i);
+            let input = if i == 0 { x } else { &done[i - 1] };
+            layers[i].forward_train(input, &mut rest[0], &mut rng);
+        }
+        let mut loss_layer = SoftmaxWithLoss::new();
+        let last = layers.len() - 1;
+        let expected_loss = loss_layer.forward(&outputs[last], Target::Labels(labels));
+        let mut grads = vec![Tensor::zeros(&[0]); layers.len()];
+        loss_layer.backward(1.0, &mut grads[last]);
+        for i in (0..layers.len()).rev() {
+            let (lower, upper) = grads.split_at_mut(i);
+            let (input, grad_input) = if i == 0 {
+                (x, None)
+            } else {
+                (&outputs[i - 1], Some(&mut lower[i - 1]))
+            };
+            layers[i].backward(input, &outputs[i], &upper[0], grad_input);
+        }
+        let bits = |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(loss.to_bits(), expected_loss.to_bits());
+        assert_eq!(
+            bits(model.predict(x).unwrap().as_slice()),
+            bits(outputs[last].as_slice())
+        );
+        let grads_of = |layers: &[Box<dyn Layer<f64>>]| {
+            let mut all = Vec::new();
+            for layer in layers {
+                layer.visit_params(&mut |p| all.extend(bits(p.grad.as_slice())));
+            }
+            all
+        };
+        assert_eq!(grads_of(&model.layers), grads_of(&layers));
+        model.took_relu.clone()
+    }
+
     #[test]
-    fn a_relu_before_a_pool_is_taken_into_it_with_the_same_bits() {
+    fn a_relu_taken_into_the_next_layer_gives_the_same_bits() {
         // conv -> ReLU -> conv (takes the ReLU) -> ReLU -> pool (takes the
-        // ReLU) -> affine -> ReLU -> affine.
-        let mut model = crate::NetSpec::new(&[2, 6, 6])
+        // ReLU) -> affine -> ReLU -> affine (does not).
+        let model = crate::NetSpec::new(&[2, 6, 6])
             .conv_with(3, 3, 1, 1)
             .relu()
             .conv_with(4, 3, 1, 1)
@@ -687,50 +744,46 @@ mod tests {
             .init(crate::Init::He)
             .build::<f64>(5)
             .unwrap();
-        let mut data_rng = LayerRng::seed_from_u64(6);
-        let x = Tensor::<f64>::randn(&[4, 2, 6, 6], 1.0, &mut data_rng);
-        let labels = [0, 2, 1, 2];
-        let loss = model
-            .gradient(&x, Target::Labels(&labels), &mut LayerRng::seed_from_u64(1))
-            .unwrap();
-        assert_eq!(model.took_relu, [false, false, true, false, true, false, false, false]);
-        assert!(model.activations[1].numel() == 0, "a taken ReLU writes no output");
-        assert!(model.activations[3].numel() == 0, "a taken ReLU writes no output");
+        let x = Tensor::<f64>::randn(&[4, 2, 6, 6], 1.0, &mut LayerRng::seed_from_u64(6));
+        let took = check_against_layer_by_layer(model, &x, &[0, 2, 1, 2]);
+        assert_eq!(took, [false, false, true, false, true, false, false, false]);
+    }
 
-        // The same layers one by one, each on its own.
-        let mut layers: Vec<Box<dyn Layer<f64>>> = model.layers.clone();
-        let mut rng = LayerRng::seed_from_u64(1);
-        let mut outputs = vec![Tensor::zeros(&[0]); layers.len()];
-        for i in 0..layers.len() {
-            let (done, rest) = outputs.split_at_mut(i);
-            let input = if i == 0 { &x } else { &done[i - 1] };
-            layers[i].forward_train(input, &mut rest[0], &mut rng);
-        }
-        let mut loss_layer = SoftmaxWithLoss::new();
-        let last = layers.len() - 1;
-        let expected_loss = loss_layer.forward(&outputs[last], Target::Labels(&labels));
-        let mut grads = vec![Tensor::zeros(&[0]); layers.len()];
-        loss_layer.backward(1.0, &mut grads[last]);
-        for i in (0..layers.len()).rev() {
-            let (lower, upper) = grads.split_at_mut(i);
-            let (input, grad_input) = if i == 0 {
-                (&x, None)
-            } else {
-                (&outputs[i - 1], Some(&mut lower[i - 1]))
-            };
-            layers[i].backward(input, &outputs[i], &upper[0], grad_input);
-        }
-        assert_eq!(loss.to_bits(), expected_loss.to_bits());
-        assert_eq!(model.predict(&x).unwrap().as_slice(), outputs[last].as_slice());
-        let grads_of = |layers: &[Box<dyn Layer<f64>>]| {
-            let mut all = Vec::new();
-            for layer in layers {
-                layer.visit_params(&mut |p| all.extend(p.grad.as_slice().iter().map(|v| v.to_bits())));
-            }
-            all
-        };
-        assert_eq!(grads_of(&model.layers), grads_of(&layers));
-        assert_eq!(model.grads[0].as_slice(), grads[0].as_slice());
+    #[test]
+    fn predict_with_keeps_every_layer_output() {
+        let model = crate::NetSpec::new(&[2, 6, 6])
+            .conv_with(3, 3, 1, 1)
+            .relu()
+            .pool(2)
+            .affine(3)
+            .build::<f64>(5)
+            .unwrap();
+        let x = Tensor::<f64>::randn(&[2, 2, 6, 6], 1.0, &mut LayerRng::seed_from_u64(6));
+        let mut scratch = model.new_scratch();
+        model.predict_with(&x, &mut scratch).unwrap();
+        assert_eq!(scratch[1].shape(), [2, 3, 6, 6], "the ReLU's output is kept");
+        let mut relu_out = Tensor::zeros(&[0]);
+        model.layers[1].forward(&scratch[0], &mut relu_out);
+        assert_eq!(scratch[1], relu_out);
+    }
+
+    #[test]
+    fn a_first_relu_two_relus_in_a_row_and_a_pool_that_declines() {
+        // ReLU first (the pool takes it; no input gradient to write), two
+        // ReLUs in a row (the second taken by nothing: a 2x2 pool of
+        // stride 1 declines).
+        let model = crate::NetSpec::new(&[2, 6, 6])
+            .relu()
+            .pool(2)
+            .relu()
+            .relu()
+            .pool_with(2, 1, 0)
+            .affine(3)
+            .build::<f64>(7)
+            .unwrap();
+        let x = Tensor::<f64>::randn(&[3, 2, 6, 6], 1.0, &mut LayerRng::seed_from_u64(8));
+        let took = check_against_layer_by_layer(model, &x, &[1, 0, 2]);
+        assert_eq!(took, [false, true, false, false, false, false]);
     }
 
     #[test]

@@ -313,10 +313,10 @@ impl<T: Element> Layer<T> for Pooling {
             .zip(self.argmax.par_chunks(plane_out))
             .for_each(|(((dx, x), dy), at)| {
                 dx.fill(T::ZERO);
-                for (&g, &position) in dy.iter().zip(at) {
-                    // A 2x2 pool without padding has no position in it.
+                for (&grad, &position) in dy.iter().zip(at) {
+                    // Never `IN_PADDING`: without padding every window lies inside the image.
                     let position = position as usize;
-                    let through_relu = if x[position] <= T::ZERO { T::ZERO } else { g };
+                    let through_relu = if x[position] <= T::ZERO { T::ZERO } else { grad };
                     dx[position] += through_relu;
                 }
             });
@@ -394,18 +394,32 @@ mod tests {
     fn check_relu_taken<T: Element>() {
         let mut rng = LayerRng::seed_from_u64(11);
         let mut x = Tensor::<T>::randn(&[3, 2, 6, 8], 1.0, &mut rng);
-        // Ties, zeros and all-negative windows, where the first tap wins.
-        for (i, v) in x.as_mut_slice().iter_mut().enumerate() {
-            match i % 9 {
-                0 => *v = T::ZERO,
-                1 => *v = T::from_f64(0.5),
-                2 => *v = T::from_f64(-0.0),
-                _ => {}
-            }
+        // Windows (top row, bottom row) where the ReLU's edges decide: a
+        // -0.0 or a 0.0 first and every other tap negative (the first tap
+        // wins, its gradient is dropped), all negative, a NaN first (kept),
+        // a NaN later (never replaces the best), ties of zeros after the
+        // ReLU.
+        let f = |v: f64| T::from_f64(v);
+        let windows = [
+            [f(-0.0), f(-1.0), f(-2.0), f(-3.0)],
+            [f(0.0), f(-1.0), f(-2.0), f(-3.0)],
+            [f(-1.0), f(-2.0), f(-3.0), f(-4.0)],
+            [f(f64::NAN), f(1.0), f(-2.0), f(3.0)],
+            [f(1.0), f(f64::NAN), f(-2.0), f(3.0)],
+            [f(-5.0), f(0.0), f(-0.0), f(0.0)],
+        ];
+        for (w, taps) in windows.iter().enumerate() {
+            // Windows 0-3 in the first plane's rows 0-1, 4-5 in rows 2-3 (8 wide).
+            let (top, bottom) = (2 * w % 8, 8 + 2 * w % 8);
+            let at = if w < 4 { 0 } else { 16 };
+            let values = x.as_mut_slice();
+            (values[at + top], values[at + top + 1]) = (taps[0], taps[1]);
+            (values[at + bottom], values[at + bottom + 1]) = (taps[2], taps[3]);
         }
-        x.as_mut_slice()[8..10].copy_from_slice(&[T::from_f64(-1.0), T::from_f64(-2.0)]);
-        x.as_mut_slice()[16..18].copy_from_slice(&[T::from_f64(-3.0), T::from_f64(-4.0)]);
-        let dy = Tensor::<T>::randn(&[3, 2, 3, 4], 1.0, &mut rng);
+        let mut dy = Tensor::<T>::randn(&[3, 2, 3, 4], 1.0, &mut rng);
+        for v in dy.as_mut_slice().iter_mut().step_by(3) {
+            *v = T::from_f64(-0.0);
+        }
         let mut relu = crate::Relu::new();
         let (mut relu_out, mut y, mut d_relu_out, mut dx) = (
             Tensor::zeros(&[0]),
