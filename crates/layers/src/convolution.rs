@@ -29,6 +29,7 @@
 //! image's per thread, allocated per call.
 
 use crate::layer::{visit_weight_and_bias, visit_weight_and_bias_mut};
+use crate::relu::{relu, relu_grad};
 use crate::{Layer, LayerError, LayerRng, LayerSpec, Param, ParamMut};
 use rayon::prelude::*;
 use tensor::conv::{col2im_image, im2col_image, ConvGeometry};
@@ -337,7 +338,7 @@ impl<T: Element> Convolution<T> {
                     // NaN). A select, not a conditional store: it vectorizes,
                     // where a branch on the sign mispredicts half the time.
                     for (grad, &x) in grad_x.iter_mut().zip(x) {
-                        *grad = if x <= T::ZERO { T::ZERO } else { *grad };
+                        *grad = relu_grad(x, *grad);
                     }
                 }
             },
@@ -468,7 +469,7 @@ fn pad_planes<T: Element>(
             }
             if relu_first {
                 for (value, &x) in values.iter_mut().zip(row) {
-                    *value = if x <= T::ZERO { T::ZERO } else { x };
+                    *value = relu(x);
                 }
             } else {
                 copy_row(values, row);

@@ -14,6 +14,7 @@
 //!
 //! Training keeps the position of every maximum for backward.
 
+use crate::relu::{relu, relu_grad};
 use crate::{Layer, LayerError, LayerRng, LayerSpec};
 use rayon::prelude::*;
 use tensor::conv::ConvGeometry;
@@ -129,8 +130,7 @@ impl Pooling {
                 // Two copies of the loop, one per tap rule: a test of
                 // `relu_first` at every tap made the plain pool 38% slower.
                 return match relu_first {
-                    // The ReLU's own rule (`relu.rs`): a NaN stays NaN.
-                    true => pool_2x2(&g, x, y, positions, |v| if v <= T::ZERO { T::ZERO } else { v }),
+                    true => pool_2x2(&g, x, y, positions, relu),
                     false => pool_2x2(&g, x, y, positions, |v| v),
                 };
             }
@@ -323,8 +323,7 @@ impl<T: Element> Layer<T> for Pooling {
                 for (&grad, &position) in dy.iter().zip(at) {
                     // Never `IN_PADDING`: without padding every window lies inside the image.
                     let position = position as usize;
-                    let through_relu = if x[position] <= T::ZERO { T::ZERO } else { grad };
-                    dx[position] += through_relu;
+                    dx[position] += relu_grad(x[position], grad);
                 }
             });
         true

@@ -8,6 +8,28 @@
 use crate::{Layer, LayerSpec};
 use tensor::{Element, Tensor};
 
+/// `max(0, x)` by the book's mask (`x <= 0` gives 0), so a NaN stays NaN:
+/// the one place the rule is written, for this layer and for the layers
+/// that take a ReLU on ([`Layer::forward_after_relu`]).
+#[inline(always)]
+pub(crate) fn relu<T: Element>(x: T) -> T {
+    if x <= T::ZERO {
+        T::ZERO
+    } else {
+        x
+    }
+}
+
+/// `dL/dx` of [`relu`] at `x`, given `dout = dL/dy`: zero where `x <= 0`.
+#[inline(always)]
+pub(crate) fn relu_grad<T: Element>(x: T, dout: T) -> T {
+    if x <= T::ZERO {
+        T::ZERO
+    } else {
+        dout
+    }
+}
+
 /// The ReLU layer: elementwise, any shape, no parameters; the output has the
 /// input's shape.
 #[derive(Debug, Clone, Copy, Default)]
@@ -33,7 +55,7 @@ impl<T: Element> Layer<T> for Relu {
         // Split over the threads for a convolution's output (1.7 million
         // values for SimpleConvNet at batch 100); an MLP's [100, 50] stays
         // on one. Each value depends on its own input only.
-        output.map_from(input, |x| if x <= T::ZERO { T::ZERO } else { x });
+        output.map_from(input, relu);
     }
 
     fn backward(
@@ -47,7 +69,7 @@ impl<T: Element> Layer<T> for Relu {
             return;
         };
         assert_eq!(input.shape(), grad_output.shape(), "Relu backward: dout does not fit x");
-        grad_input.zip_from(input, grad_output, |x, dout| if x <= T::ZERO { T::ZERO } else { dout });
+        grad_input.zip_from(input, grad_output, relu_grad);
     }
 
     fn clone_box(&self) -> Box<dyn Layer<T>> {
