@@ -27,6 +27,12 @@
 //! thread count. Training keeps every image's `col` (or padded image) for
 //! backward, in buffers reused from step to step; inference keeps one
 //! image's per thread, allocated per call.
+//!
+//! Behind a ReLU and a max pool, `G` is mostly zeros (DeepConvNet's second,
+//! fourth and sixth layers: 15-25% nonzero), and the shifted route's backward
+//! then goes over its nonzero values only, channels last
+//! ([`tensor::sparse_backward`]); the route is chosen by counting them, the
+//! same way for any thread count.
 
 use crate::layer::{visit_weight_and_bias, visit_weight_and_bias_mut};
 use crate::relu::{relu, relu_grad};
@@ -35,6 +41,7 @@ use rayon::prelude::*;
 use tensor::conv::{col2im_image, im2col_image, ConvGeometry};
 use tensor::row_products::row_products;
 use tensor::shifted::{gradient_scratch_len, shifted_gradient, shifted_product, ShiftedPanels};
+use tensor::sparse_backward::{self, to_channels_last, transpose, InputGradient};
 use tensor::{gemm, Element, MatMut, MatRef, Tensor};
 
 /// Images per parallel task: enough work per task to pay for its
@@ -75,6 +82,20 @@ pub struct Convolution<T> {
     /// the padded output gradient (the input gradient's product).
     offsets: Vec<usize>,
     turned_offsets: Vec<usize>,
+    /// The filters channels last, `[FN, FH, FW, C]`, for the backward over
+    /// `G`'s nonzero values (from the first cache line's start in it).
+    filters_last: Tensor<T>,
+}
+
+/// How a task's share of `dL/dW` is laid out in `partials`.
+#[derive(Debug, Clone, Copy)]
+enum ShareLayout {
+    /// `[FN, K]`, as `W`.
+    Filters,
+    /// `[K, FN]`: the shifted route's `dW^T`.
+    Transposed,
+    /// `[FN, FH, FW, C]`: the backward over `G`'s nonzero values.
+    ChannelsLast,
 }
 
 impl<T: Element> Convolution<T> {
@@ -114,6 +135,7 @@ impl<T: Element> Convolution<T> {
             turned: ShiftedPanels::new(),
             offsets: Vec::new(),
             turned_offsets: Vec::new(),
+            filters_last: Tensor::zeros(&[0]),
         }
     }
 
@@ -170,25 +192,42 @@ impl<T: Element> Convolution<T> {
 
     /// `dL/dW` and `dL/db`: the tasks' shares (in `partials`) added in task
     /// order, so the sums do not depend on the threads. A share's `dW` part
-    /// is `[FN, K]`, or `transposed`, `[K, FN]`.
-    fn add_shares(&mut self, transposed: bool) {
+    /// is laid out as `layout` says.
+    fn add_shares(&mut self, layout: ShareLayout) {
         // `W` is `[FN, C, FH, FW]`: a window is its last three dimensions.
         let (filters, window_len) = (self.filters(), self.w.shape()[1..].iter().product::<usize>());
-        let weights_len = filters * window_len;
+        let (channels, weights_len) = (self.channels(), filters * window_len);
+        let taps = window_len / channels.max(1);
         let (grad_w, grad_b) = (self.grad_w.as_mut_slice(), self.grad_b.as_mut_slice());
         grad_w.fill(T::ZERO);
         grad_b.fill(T::ZERO);
         for share in self.partials.as_slice().chunks_exact(weights_len + filters) {
             let (share_w, share_b) = share.split_at(weights_len);
-            if transposed {
-                for (k, row) in share_w.chunks_exact(filters).enumerate() {
-                    for (f, &value) in row.iter().enumerate() {
-                        grad_w[f * window_len + k] += value;
+            match layout {
+                ShareLayout::Filters => {
+                    for (grad, &value) in grad_w.iter_mut().zip(share_w) {
+                        *grad += value;
                     }
                 }
-            } else {
-                for (grad, &value) in grad_w.iter_mut().zip(share_w) {
-                    *grad += value;
+                ShareLayout::Transposed => {
+                    for (k, row) in share_w.chunks_exact(filters).enumerate() {
+                        for (f, &value) in row.iter().enumerate() {
+                            grad_w[f * window_len + k] += value;
+                        }
+                    }
+                }
+                ShareLayout::ChannelsLast => {
+                    // Value `(f, t, c)` of the share is `W`'s `(f, c, t)`.
+                    for (grad_f, share_f) in grad_w
+                        .chunks_exact_mut(window_len)
+                        .zip(share_w.chunks_exact(window_len))
+                    {
+                        for (t, tap) in share_f.chunks_exact(channels).enumerate() {
+                            for (c, &value) in tap.iter().enumerate() {
+                                grad_f[c * taps + t] += value;
+                            }
+                        }
+                    }
                 }
             }
             for (grad, &value) in grad_b.iter_mut().zip(share_b) {
@@ -262,15 +301,33 @@ impl<T: Element> Convolution<T> {
             });
     }
 
-    /// [`Layer::backward`] on the shifted route: per task, its images' `G`
-    /// laid out wide and `dW^T = sum_n col_n G_n^T` read from the padded
-    /// images; then, per image, the input gradient as the turned filters'
-    /// product over the padded `G`.
+    /// [`Layer::backward`] on the shifted route: over `G`'s nonzero values
+    /// where they are few enough ([`sparse_backward::pays`]), else by the
+    /// dense products.
     ///
     /// With `relu_first`, `input` is a ReLU's input and the input gradient
     /// goes on through the ReLU, image by image while it is in cache
     /// ([`Layer::backward_after_relu`]).
     fn backward_shifted(
+        &mut self,
+        layout: ShiftedLayout,
+        input: &Tensor<T>,
+        grad_output: &Tensor<T>,
+        grad_input: Option<&mut Tensor<T>>,
+        relu_first: bool,
+    ) {
+        if sparse_backward::pays(grad_output.as_slice()) {
+            self.backward_nonzeros(layout, input, grad_output, grad_input, relu_first);
+        } else {
+            self.backward_dense(layout, input, grad_output, grad_input, relu_first);
+        }
+    }
+
+    /// [`Self::backward_shifted`] by the dense products: per task, its
+    /// images' `G` laid out wide and `dW^T = sum_n col_n G_n^T` read from
+    /// the padded images; then, per image, the input gradient as the turned
+    /// filters' product over the padded `G`.
+    fn backward_dense(
         &mut self,
         layout: ShiftedLayout,
         input: &Tensor<T>,
@@ -317,7 +374,7 @@ impl<T: Element> Convolution<T> {
                     rest,
                 );
             });
-        self.add_shares(true);
+        self.add_shares(ShareLayout::Transposed);
         let Some(grad_input) = grad_input else {
             return;
         };
@@ -344,6 +401,126 @@ impl<T: Element> Convolution<T> {
             },
         );
     }
+
+    /// [`Self::backward_shifted`] over `G`'s nonzero values
+    /// ([`tensor::sparse_backward`]): per task, each image's padded copy
+    /// laid out channels last, `dW` (channels last, in the task's share) and
+    /// the padded input gradient (channels last) summed over the image's
+    /// nonzero values of `G`, and the input gradient's middle taken back to
+    /// `[C, H, W]`.
+    fn backward_nonzeros(
+        &mut self,
+        layout: ShiftedLayout,
+        input: &Tensor<T>,
+        grad_output: &Tensor<T>,
+        grad_input: Option<&mut Tensor<T>>,
+        relu_first: bool,
+    ) {
+        let g = layout.g;
+        let (filters, channels, windows) = (self.filters(), g.channels, g.windows());
+        let window = sparse_backward::Window {
+            channels,
+            filters,
+            filter: (g.filter_h, g.filter_w),
+            padded: layout.padded,
+        };
+        let (out_len, weights_len, padded_len) =
+            (filters * windows, filters * window.filter_len(), layout.padded_len());
+        self.check_backward(input, grad_output, &g, padded_len);
+        let tasks = input.rows().div_ceil(IMAGES_PER_TASK);
+        self.partials.resize(&[tasks, weights_len + filters]);
+        let last_len = window.padded_len();
+        // The image, its gradient and the task's `dW`, channels last, each
+        // from a cache line's start (with room to find one).
+        let scratch_len = 2 * last_len + weights_len + window.grad_len() + 4 * ALIGN_SLACK;
+        self.grad_col.resize(&[tasks, scratch_len]);
+        // `[FN, FH, FW, C]`, from a cache line's start.
+        self.filters_last.resize(&[weights_len + ALIGN_SLACK]);
+        let taps = g.filter_h * g.filter_w;
+        let (w_last, _) = split_aligned(self.filters_last.as_mut_slice(), weights_len);
+        let w_rows = self.w.as_slice().chunks_exact(window.filter_len());
+        for (w_last, w) in w_last.chunks_exact_mut(window.filter_len()).zip(w_rows) {
+            to_channels_last(w, (channels, taps), w_last);
+        }
+        let w_last = &*w_last;
+        let positions = layout.padded.0 * layout.padded.1;
+        // One task: its images' share of `dW` and `db`, and with `grad_x`,
+        // their input gradients.
+        let task = |grad_y: &[T],
+                    padded: &[T],
+                    partial: &mut [T],
+                    scratch: &mut [T],
+                    x: &[T],
+                    mut grad_x: Option<&mut [T]>| {
+            let (share_w, grad_b) = partial.split_at_mut(weights_len);
+            grad_b.fill(T::ZERO);
+            let (x_last, scratch) = split_aligned(scratch, last_len);
+            let (grad_x_last, scratch) = split_aligned(scratch, last_len);
+            let (grad_w, scratch) = split_aligned(scratch, weights_len);
+            let (grad_y_last, _) = split_aligned(scratch, window.grad_len());
+            grad_w.fill(T::ZERO);
+            for (n, grad_y) in grad_y.chunks_exact(out_len).enumerate() {
+                for (sum, plane) in grad_b.iter_mut().zip(grad_y.chunks_exact(windows)) {
+                    *sum += sum_of(plane);
+                }
+                to_channels_last(&padded[n * padded_len..], (channels, positions), x_last);
+                let Some(grad_x) = grad_x.as_deref_mut() else {
+                    sparse_backward::backward_image(&window, grad_y, x_last, w_last, grad_w, None);
+                    continue;
+                };
+                grad_x_last.fill(T::ZERO);
+                let input = InputGradient {
+                    grad_x: &mut *grad_x_last,
+                    grad_y_last: &mut *grad_y_last,
+                };
+                sparse_backward::backward_image(&window, grad_y, x_last, w_last, grad_w, Some(input));
+                let image = n * g.image_len()..(n + 1) * g.image_len();
+                layout.unpad_channels_last(grad_x_last, &mut grad_x[image.clone()]);
+                if relu_first {
+                    for (grad, &x) in grad_x[image.clone()].iter_mut().zip(&x[image]) {
+                        *grad = relu_grad(x, *grad);
+                    }
+                }
+            }
+            share_w.copy_from_slice(grad_w);
+        };
+        let per_task = grad_output
+            .as_slice()
+            .par_chunks(IMAGES_PER_TASK * out_len)
+            .zip(self.col.as_slice().par_chunks(IMAGES_PER_TASK * padded_len))
+            .zip(self.partials.as_mut_slice().par_chunks_mut(weights_len + filters))
+            .zip(self.grad_col.as_mut_slice().par_chunks_mut(scratch_len))
+            .zip(input.as_slice().par_chunks(IMAGES_PER_TASK * g.image_len()));
+        match grad_input {
+            Some(grad_input) => {
+                grad_input.resize(input.shape());
+                per_task
+                    .zip(
+                        grad_input
+                            .as_mut_slice()
+                            .par_chunks_mut(IMAGES_PER_TASK * g.image_len()),
+                    )
+                    .for_each(|(((((grad_y, padded), partial), scratch), x), grad_x)| {
+                        task(grad_y, padded, partial, scratch, x, Some(grad_x))
+                    });
+            }
+            None => per_task.for_each(|((((grad_y, padded), partial), scratch), x)| {
+                task(grad_y, padded, partial, scratch, x, None)
+            }),
+        }
+        self.add_shares(ShareLayout::ChannelsLast);
+    }
+}
+
+/// Values a buffer may need to skip to start on a cache line (64 bytes).
+const ALIGN_SLACK: usize = 64;
+
+/// The first `len` values of `scratch` from its first cache line's start
+/// (a vector load or store across two lines costs two), and the rest.
+fn split_aligned<T>(scratch: &mut [T], len: usize) -> (&mut [T], &mut [T]) {
+    let skip = scratch.as_ptr().align_offset(64).min(ALIGN_SLACK);
+    let (_, rest) = scratch.split_at_mut(skip);
+    rest.split_at_mut(len)
 }
 
 /// `image(grad_y, grad_x, x, scratch)` for every image of the batch, in
@@ -663,6 +840,22 @@ impl ShiftedLayout {
             copy_row(row, &wide_row[..g.width]);
         }
     }
+
+    /// One image's input gradient from its padded form channels last
+    /// (`[Hp, Wp, C]`): the middle, `[C, H, W]`.
+    fn unpad_channels_last<T: Element>(&self, padded: &[T], grad_x: &mut [T]) {
+        let g = &self.g;
+        let (channels, wp, plane_len) = (g.channels, self.padded.1, g.height * g.width);
+        for y in 0..g.height {
+            // Row `y`'s `W` positions, `C` values each, into `C` planes.
+            let start = ((y + g.pad) * wp + g.pad) * channels;
+            transpose(
+                (&padded[start..], channels),
+                (g.width, channels),
+                (&mut grad_x[y * g.width..], plane_len),
+            );
+        }
+    }
 }
 
 impl<T: Element> Layer<T> for Convolution<T> {
@@ -768,7 +961,7 @@ impl<T: Element> Layer<T> for Convolution<T> {
                     }
                 }
             });
-        self.add_shares(false);
+        self.add_shares(ShareLayout::Filters);
         let Some(grad_input) = grad_input else {
             return;
         };
@@ -996,6 +1189,95 @@ mod tests {
         // 3x3 filter): dW by `row_products` along 729 windows (not a whole
         // number of vectors), its shares summed across two tasks.
         gradient_check(&[IMAGES_PER_TASK + 1, 2, 23, 23], [3, 2, 3, 3], (1, 3), 8);
+    }
+
+    /// `dy` with about four values in five zero, as behind a ReLU and a pool.
+    fn sparse_grad(shape: &[usize], rng: &mut LayerRng) -> Tensor<f64> {
+        let mut dy = Tensor::<f64>::randn(shape, 1.0, rng);
+        for (i, v) in dy.as_mut_slice().iter_mut().enumerate() {
+            if (i * 7 + 3) % 5 != 0 {
+                *v = 0.0;
+            }
+        }
+        dy
+    }
+
+    /// The backward over `G`'s nonzero values against the dense products:
+    /// the same gradients to rounding, with the ReLU taken or not, with the
+    /// input gradient or not; and `backward` takes it for such a `G`.
+    #[test]
+    fn the_backward_over_nonzeros_matches_the_dense_products() {
+        let mut rng = LayerRng::seed_from_u64(31);
+        // DeepConvNet's shapes (pads 1 and 2; 16 channels: whole vectors),
+        // and odd ones: 3 channels (no whole vector), 2x3 and 5x5 filters.
+        let shapes = [
+            (16, 16, (3, 3), 1, (6, 6)),
+            (4, 5, (3, 3), 2, (6, 5)),
+            (3, 4, (2, 3), 1, (7, 6)),
+            (3, 6, (5, 5), 0, (9, 8)),
+        ];
+        for (channels, filters, (fh, fw), pad, (h, w)) in shapes {
+            let x = Tensor::<f64>::randn(&[IMAGES_PER_TASK + 2, channels, h, w], 1.0, &mut rng);
+            let mut dense = random_layer([filters, channels, fh, fw], 1, pad, &mut rng);
+            let mut y = Tensor::zeros(&[0]);
+            dense.forward_train(&x, &mut y, &mut rng);
+            let dy = sparse_grad(y.shape(), &mut rng);
+            assert!(sparse_backward::pays(dy.as_slice()));
+            let layout = dense.shifted_layout(&x).expect("the shifted route");
+            for (relu_first, with_input) in [(false, true), (true, true), (false, false)] {
+                let mut sparse = dense.clone();
+                let (mut dx_dense, mut dx_sparse) = (Tensor::zeros(&[0]), Tensor::zeros(&[0]));
+                dense.backward_dense(layout, &x, &dy, with_input.then_some(&mut dx_dense), relu_first);
+                sparse.backward_nonzeros(layout, &x, &dy, with_input.then_some(&mut dx_sparse), relu_first);
+                let close = |a: &Tensor<f64>, b: &Tensor<f64>, what: &str| {
+                    assert_eq!(a.shape(), b.shape(), "{what}");
+                    for (u, v) in a.as_slice().iter().zip(b.as_slice()) {
+                        assert!(
+                            (u - v).abs() <= 1e-12 * (1.0 + u.abs()),
+                            "{what} {channels}x{fh}x{fw}: {u} vs {v}"
+                        );
+                    }
+                };
+                close(&dense.grad_w, &sparse.grad_w, "dW");
+                assert_eq!(dense.grad_b, sparse.grad_b, "db: the same sums");
+                if with_input {
+                    close(&dx_dense, &dx_sparse, "dx");
+                }
+                // `backward` chooses this route for such a `G`: the same bits.
+                let mut chosen = sparse.clone();
+                let mut dx_chosen = Tensor::zeros(&[0]);
+                chosen.backward_shifted(layout, &x, &dy, with_input.then_some(&mut dx_chosen), relu_first);
+                assert_eq!(chosen.grad_w, sparse.grad_w);
+                assert_eq!(dx_chosen, dx_sparse);
+            }
+        }
+    }
+
+    #[test]
+    fn gradient_check_the_backward_over_nonzeros() {
+        // conv - ReLU - conv - ReLU - pool: the second convolution's `G` is
+        // at most a quarter nonzero (one value per 2x2 window), so its
+        // backward always goes over the nonzero values; the first one's
+        // (behind a ReLU only) about half, so it keeps the dense products.
+        let mut model = crate::NetSpec::new(&[3, 6, 6])
+            .conv_with(4, 3, 1, 1)
+            .relu()
+            .conv_with(5, 3, 1, 1)
+            .relu()
+            .pool(2)
+            .affine(3)
+            .build::<f64>(7)
+            .unwrap();
+        let mut rng = LayerRng::seed_from_u64(8);
+        let x = Tensor::<f64>::randn(&[IMAGES_PER_TASK + 1, 3, 6, 6], 1.0, &mut rng);
+        let labels = [0usize, 2, 1, 1, 0, 2];
+        model.gradient(&x, crate::Target::Labels(&labels), &mut rng).unwrap();
+        let numerical =
+            crate::gradcheck::numerical_gradient(&model, &x, crate::Target::Labels(&labels), 1e-5, 0).unwrap();
+        for (param, (name, num)) in model.params().iter().zip(&numerical) {
+            let error = crate::gradcheck::relative_error(param.grad.as_slice(), num.as_slice());
+            assert!(error < 1e-6, "{name}: {error}");
+        }
     }
 
     #[test]

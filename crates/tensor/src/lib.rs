@@ -17,6 +17,8 @@
 //!   rows, as `im2col`'s weight gradient `G col^T` is.
 //! * [`sparse`]: `A B` over the nonzero values of a mostly-zero `A` (a batch
 //!   of MNIST images), skipping its zeros.
+//! * [`sparse_backward`]: a convolution's backward over the nonzero values
+//!   of its output gradient (behind a ReLU and a max pool), channels last.
 //!
 //! ```
 //! use tensor::{Tensor, Transpose};
@@ -39,6 +41,7 @@ pub mod row_products;
 mod shape;
 pub mod shifted;
 pub mod sparse;
+pub mod sparse_backward;
 #[allow(clippy::module_inception)]
 mod tensor;
 mod view;

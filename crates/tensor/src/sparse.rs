@@ -50,7 +50,7 @@ pub const MAX_B_BYTES: usize = 512 * 1024;
 /// Values of `A` scanned at once for their nonzero values (a 64-bit mask):
 /// a scan ends in a mispredicted branch when its last nonzero value is
 /// done, so the fewer scans a row, the better.
-const SCAN: usize = 64;
+pub(crate) const SCAN: usize = 64;
 
 /// Products of fewer multiply-adds than this (counting zeros too) run on
 /// one thread: the GEMM's threshold (`gemm.rs`), where waking a second core
@@ -69,7 +69,7 @@ pub fn pays<T: Element>(a: &[T], k: usize, n: usize) -> bool {
 }
 
 /// The number of nonzero values in `a`, on the widest instruction set the CPU has.
-fn nonzeros<T: Element>(a: &[T]) -> usize {
+pub(crate) fn nonzeros<T: Element>(a: &[T]) -> usize {
     #[cfg(target_arch = "x86_64")]
     if let Some(features) = Features::detect() {
         return features.nonzeros(a);
@@ -87,7 +87,7 @@ fn count_nonzeros<T: Element>(a: &[T], mask: impl Fn(&[T; SCAN]) -> u64) -> usiz
 
 /// Bit `l` set where `block[l] != 0` (a NaN is nonzero), in plain code.
 #[inline(always)]
-fn nonzero_mask<T: Element>(block: &[T; SCAN]) -> u64 {
+pub(crate) fn nonzero_mask<T: Element>(block: &[T; SCAN]) -> u64 {
     let mut mask = 0u64;
     for (l, &v) in block.iter().enumerate() {
         mask |= u64::from(v != T::ZERO) << l;
@@ -213,7 +213,7 @@ impl<T: Element> Rows<'_, T> {
 
 /// The first `W` values of `run`, zeros past its end.
 #[inline(always)]
-fn padded<T: Element, const W: usize>(run: &[T]) -> [T; W] {
+pub(crate) fn padded<T: Element, const W: usize>(run: &[T]) -> [T; W] {
     let mut values = [T::ZERO; W];
     for (value, &v) in values.iter_mut().zip(run) {
         *value = v;
@@ -249,7 +249,7 @@ macro_rules! compiled_for {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
 #[inline]
-fn nonzero_mask_avx512<T: Element>(block: &[T; SCAN]) -> u64 {
+pub(crate) fn nonzero_mask_avx512<T: Element>(block: &[T; SCAN]) -> u64 {
     use crate::kernel::avx512::{load_f32x16, load_f64x8};
     use std::arch::x86_64::*;
     let mut mask = 0u64;
@@ -271,7 +271,7 @@ fn nonzero_mask_avx512<T: Element>(block: &[T; SCAN]) -> u64 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-fn nonzero_mask_avx2<T: Element>(block: &[T; SCAN]) -> u64 {
+pub(crate) fn nonzero_mask_avx2<T: Element>(block: &[T; SCAN]) -> u64 {
     use crate::kernel::avx2::{load_f32, load_f64};
     use std::arch::x86_64::*;
     let mut mask = 0u64;

@@ -1,0 +1,759 @@
+//! A convolution's backward over the nonzero values of its output gradient,
+//! channels last.
+//!
+//! Behind a ReLU and a 2x2 max pool, a convolution's output gradient `G` is
+//! at least three quarters zeros: the pool sends each window's gradient to
+//! one position, and the ReLU drops those where the output was not
+//! positive (DeepConvNet's second, fourth and sixth layers; 15-25% nonzero).
+//! The dense products of the backward pass (the weight gradient
+//! `dW = sum_p G[f, p] x(window at p)`, the input gradient
+//! `dx(window at p) += G[f, p] W[f]`) spend a multiply-add on every zero.
+//! Here the nonzero values are found by scans of `G` (64 values at a time
+//! into a bit mask, as [`crate::sparse`] does), and each does exactly its
+//! own work: `g = G[f, p]` times the window's input into `dW[f]`, and `g`
+//! times the filter `W[f]` into the window's input gradient.
+//!
+//! `dW` goes filter by filter, over the nonzero values of its plane of `G`;
+//! `dx` position by position, over the nonzero values of `G` laid out
+//! channels last (the filters at that position). Either way the sums of a
+//! scan's values are kept in registers, a block of up to 3 rows by 4
+//! vectors of the window at a time, and go to memory once a scan (`dW[f]`)
+//! or once a position (the window of `dx`). Adding each value's multiple
+//! straight into memory instead (a read, a multiply-add and a write for
+//! every vector) ran at a third of the speed, the next value's sums
+//! waiting on the last one's writes.
+//!
+//! For that work to be vector operations, the image, its input gradient
+//! and the filters are laid out **channels last**: position `q` of the
+//! padded image (`q = y Wp + x`) holds its `C` channels together, and a
+//! filter is `[FH, FW, C]`. A row `i` of a window is then `FW C`
+//! consecutive values in all three: `x[(origin + i Wp) C..][..FW C]`,
+//! `W[f][i FW C..][..FW C]`, `dW[f]` the same.
+//!
+//! **Order of the sums.** Each value of `dW` is one chain of multiply-adds
+//! over the nonzero values of its filter's `G`, in order of position, image
+//! after image. Each value of `dx` is a sum over the positions whose window
+//! covers it, in order, of one chain over that position's filters in order
+//! (a chain per 64 filters). A zero of `G` skipped would have added
+//! `0 * x`, which leaves a sum as it is, so these are the dense sums taken
+//! in that order (except that an infinite `x` or `W` meets only the
+//! nonzero values of `G`). Nothing depends on threads: a caller splits the
+//! images, each call is one image.
+
+use crate::shifted::multiply_add;
+#[cfg(target_arch = "x86_64")]
+use crate::shifted::Features;
+use crate::sparse::{nonzero_mask, padded, SCAN};
+use crate::Element;
+
+/// The largest share of nonzero values of `G` at which [`pays`] chooses
+/// [`backward_image`]. DeepConvNet's layers behind a pool (one image, one
+/// core, f32, with the transposes): at 17% nonzero 50, 45 and 41 us against
+/// the dense products' 90, 99 and 139; at 49%, 92, 94 and 108: even, but
+/// for the widest. Behind a ReLU alone `G` is about half nonzero, and the
+/// dense products keep it.
+pub const MAX_NONZERO_SHARE: f64 = 0.3;
+
+/// One image's convolution of stride 1, as [`backward_image`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// `C`: the input's channels.
+    pub channels: usize,
+    /// `FN`: the filters, the output's channels.
+    pub filters: usize,
+    /// `(FH, FW)`: a filter's height and width.
+    pub filter: (usize, usize),
+    /// `(Hp, Wp)`: the padded input's height and width.
+    pub padded: (usize, usize),
+}
+
+impl Window {
+    /// `(OH, OW)`: the output's height and width at stride 1,
+    /// `Hp - FH + 1` by `Wp - FW + 1` (zero where the filter does not fit).
+    pub fn out(&self) -> (usize, usize) {
+        let out = |padded: usize, filter: usize| (padded + 1).saturating_sub(filter);
+        (out(self.padded.0, self.filter.0), out(self.padded.1, self.filter.1))
+    }
+
+    /// Values of a filter, or of its gradient, channels last: `FH FW C`.
+    pub fn filter_len(&self) -> usize {
+        self.filter.0 * self.filter.1 * self.channels
+    }
+
+    /// Values of the padded input, or of its gradient, channels last: `Hp Wp C`.
+    pub fn padded_len(&self) -> usize {
+        self.padded.0 * self.padded.1 * self.channels
+    }
+
+    /// Values of the output gradient `G`: `FN OH OW`.
+    pub fn grad_len(&self) -> usize {
+        let (out_h, out_w) = self.out();
+        self.filters * out_h * out_w
+    }
+}
+
+/// Whether [`backward_image`] beats the dense products for a batch's output
+/// gradient `grad_y`: at most [`MAX_NONZERO_SHARE`] of it nonzero (a NaN
+/// counts as nonzero). A pass over `grad_y`.
+pub fn pays<T: Element>(grad_y: &[T]) -> bool {
+    !grad_y.is_empty() && crate::sparse::nonzeros(grad_y) as f64 <= MAX_NONZERO_SHARE * grad_y.len() as f64
+}
+
+/// `dst[q, c] = src[c, q]`: `channels` planes of `positions` values each
+/// (`src`'s first `channels * positions` values; it may be longer), laid out
+/// channels last in `dst`.
+///
+/// # Panics
+/// When `src` is shorter than `channels * positions` or `dst` is not that long.
+pub fn to_channels_last<T: Element>(src: &[T], (channels, positions): (usize, usize), dst: &mut [T]) {
+    let len = channels * positions;
+    assert!(src.len() >= len, "to_channels_last: src is shorter than its planes");
+    assert_eq!(dst.len(), len, "to_channels_last: dst must hold the planes");
+    transpose((src, positions), (channels, positions), (dst, channels));
+}
+
+/// `dst[j * dst_stride + i] = src[i * src_stride + j]` for the `rows x
+/// cols` matrix in `src` (row-major, rows `src_stride` apart): its
+/// transpose, rows `dst_stride` apart. A row of `src` is read 8 values at
+/// a time, each written to its row of `dst` (8 x 8 blocks read whole and
+/// written whole took twice as long: LLVM moved their values one by one).
+///
+/// # Panics
+/// When a stride is shorter than its rows, or a matrix passes the end of
+/// its buffer.
+pub fn transpose<T: Element>(
+    (src, src_stride): (&[T], usize),
+    (rows, cols): (usize, usize),
+    (dst, dst_stride): (&mut [T], usize),
+) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let fits = |len: usize, stride: usize, (rows, cols): (usize, usize)| {
+        stride >= cols
+            && (rows - 1)
+                .checked_mul(stride)
+                .and_then(|end| end.checked_add(cols))
+                .is_some_and(|end| end <= len)
+    };
+    assert!(
+        fits(src.len(), src_stride, (rows, cols)),
+        "transpose: src does not hold the matrix"
+    );
+    assert!(
+        fits(dst.len(), dst_stride, (cols, rows)),
+        "transpose: dst does not hold the transpose"
+    );
+    const B: usize = 8;
+    let whole_cols = cols / B * B;
+    for j0 in (0..whole_cols).step_by(B) {
+        for i in 0..rows {
+            let values: &[T; B] = src[i * src_stride + j0..].first_chunk().expect("checked above");
+            for (k, &value) in values.iter().enumerate() {
+                dst[(j0 + k) * dst_stride + i] = value;
+            }
+        }
+    }
+    for i in 0..rows {
+        for j in whole_cols..cols {
+            dst[j * dst_stride + i] = src[i * src_stride + j];
+        }
+    }
+}
+
+/// The input gradient [`backward_image`] adds to, and its scratch.
+#[derive(Debug)]
+pub struct InputGradient<'a, T> {
+    /// The padded input's gradient, `[Hp, Wp, C]` ([`Window::padded_len`]
+    /// values), added to.
+    pub grad_x: &'a mut [T],
+    /// Room for `G` laid out channels last ([`Window::grad_len`] values).
+    pub grad_y_last: &'a mut [T],
+}
+
+/// One image's backward over the nonzero values of its output gradient,
+/// channels last (see the module doc):
+/// `grad_w[f] += sum_p G[f, p] x(window at p)` and, with `grad_x`,
+/// `grad_x(window at p) += sum_f G[f, p] W[f]`, over the `G[f, p] != 0`.
+///
+/// `grad_y` is `G`, `[FN, OH, OW]` ([`Window::grad_len`] values); `x` the
+/// padded input, `[Hp, Wp, C]`; `w` the filters, `[FN, FH, FW, C]`;
+/// `grad_w` the same shape as `w`: added to. Buffers that start on a cache
+/// line (64 bytes) run faster.
+///
+/// # Panics
+/// When a buffer's length is not its shape's.
+pub fn backward_image<T: Element>(
+    window: &Window,
+    grad_y: &[T],
+    x: &[T],
+    w: &[T],
+    grad_w: &mut [T],
+    grad_x: Option<InputGradient<'_, T>>,
+) {
+    let weights_len = window.filters * window.filter_len();
+    assert_eq!(
+        grad_y.len(),
+        window.grad_len(),
+        "sparse_backward: G must be [FN, OH, OW]"
+    );
+    assert_eq!(x.len(), window.padded_len(), "sparse_backward: x must be [Hp, Wp, C]");
+    assert_eq!(w.len(), weights_len, "sparse_backward: W must be [FN, FH, FW, C]");
+    assert_eq!(grad_w.len(), weights_len, "sparse_backward: dW must be [FN, FH, FW, C]");
+    if let Some(grad) = &grad_x {
+        assert_eq!(
+            grad.grad_x.len(),
+            window.padded_len(),
+            "sparse_backward: dx must be [Hp, Wp, C]"
+        );
+        assert_eq!(grad.grad_y_last.len(), window.grad_len(), "sparse_backward: room for G");
+    }
+    if grad_y.is_empty() || window.channels == 0 {
+        return;
+    }
+    let image = Image {
+        window: *window,
+        grad_y,
+        x,
+        w,
+    };
+    #[cfg(target_arch = "x86_64")]
+    if let Some(features) = Features::detect() {
+        return features.sparse_backward(image, grad_w, grad_x);
+    }
+    match size_of::<T>() == 4 {
+        true => image.run::<8, false>(nonzero_mask, grad_w, grad_x),
+        false => image.run::<4, false>(nonzero_mask, grad_w, grad_x),
+    }
+}
+
+/// A checked [`backward_image`]'s inputs.
+#[derive(Clone, Copy)]
+struct Image<'a, T> {
+    window: Window,
+    grad_y: &'a [T],
+    x: &'a [T],
+    w: &'a [T],
+}
+
+/// The nonzero values of `G` one scan found, and where each one's work
+/// starts: its window's first value in `x` (for `dW`), or its filter's in
+/// `W` (for `dx`).
+struct Found<T> {
+    at: [usize; SCAN],
+    g: [T; SCAN],
+    len: usize,
+}
+
+impl<T: Element> Found<T> {
+    /// The values of `scan` whose bit is set in `bits`, in order, each
+    /// with `at(l)` for its place `l` in the scan.
+    #[inline(always)]
+    fn collect(&mut self, scan: &[T; SCAN], mut bits: u64, at: impl Fn(usize) -> usize) {
+        self.len = 0;
+        while bits != 0 {
+            let l = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            // `l < SCAN` and at most `SCAN` bits: the `%`s only spare bounds checks.
+            self.at[self.len % SCAN] = at(l);
+            self.g[self.len % SCAN] = scan[l % SCAN];
+            self.len += 1;
+        }
+    }
+
+    /// The places and values of found values `range`.
+    #[inline(always)]
+    fn values(&self, range: std::ops::Range<usize>) -> (&[usize], &[T]) {
+        (&self.at[range.clone()], &self.g[range])
+    }
+}
+
+/// Where one scan's sums go: `dW[f]` (`[FH, FW, C]`, read and written
+/// back), or the input gradient, the window's first value at `at`.
+enum Sums<'b, T> {
+    Weights(&'b mut [T]),
+    Input(&'b mut [T], usize),
+}
+
+/// The window's shape in vectors: `rows` rows of `FW C` values, each
+/// `per_row` whole vectors of `L` and `tail` values more; a row's step
+/// in `x` (`Wp C`) and in `W` (`FW C`).
+#[derive(Clone, Copy)]
+struct Rows {
+    rows: usize,
+    per_row: usize,
+    tail: usize,
+    x_step: usize,
+    w_step: usize,
+}
+
+impl<T: Element> Image<'_, T> {
+    /// `dW` filter by filter, each plane of `G` scanned 64 values at a time;
+    /// then `dx` position by position, over `G` laid out channels last
+    /// (each position's `FN` values scanned). A scan's work runs in
+    /// blocks of up to 12 vectors of the window, their sums in registers.
+    #[inline(always)]
+    fn run<const L: usize, const FUSED: bool>(
+        self,
+        mask: impl Fn(&[T; SCAN]) -> u64,
+        grad_w: &mut [T],
+        grad_x: Option<InputGradient<'_, T>>,
+    ) {
+        let Window {
+            channels,
+            filters,
+            filter: (filter_h, filter_w),
+            padded: (_, wp),
+        } = self.window;
+        let (out_h, out_w) = self.window.out();
+        let (plane_len, filter_len, run_len) = (out_h * out_w, self.window.filter_len(), filter_w * channels);
+        let rows = Rows {
+            rows: filter_h,
+            per_row: run_len / L,
+            tail: run_len % L,
+            x_step: wp * channels,
+            w_step: run_len,
+        };
+        // The window at output position `p` starts at padded position `origin(p)`.
+        let origin = |p: usize| p + p / out_w * (wp - out_w);
+        let mut found = Found {
+            at: [0; SCAN],
+            g: [T::ZERO; SCAN],
+            len: 0,
+        };
+        let mut padded_scan;
+        for (plane, grad_w_f) in self
+            .grad_y
+            .chunks_exact(plane_len)
+            .zip(grad_w.chunks_exact_mut(filter_len))
+        {
+            for first in (0..plane_len).step_by(SCAN) {
+                let scan = match plane[first..].first_chunk::<SCAN>() {
+                    Some(scan) => scan,
+                    None => {
+                        padded_scan = padded::<T, SCAN>(&plane[first..]);
+                        &padded_scan
+                    }
+                };
+                found.collect(scan, mask(scan), |l| origin(first + l) * channels);
+                if found.len > 0 {
+                    self.scan_work::<L, FUSED>(found.values(0..found.len), rows, Sums::Weights(grad_w_f));
+                }
+            }
+        }
+        let Some(InputGradient { grad_x, grad_y_last }) = grad_x else {
+            return;
+        };
+        // `G` channels last, scanned whole, 64 values at a time (a few
+        // positions' filters: a scan a position cost more than its work
+        // where there are 16 filters), and each position's run of values
+        // done at once.
+        to_channels_last(self.grad_y, (filters, plane_len), grad_y_last);
+        for first in (0..grad_y_last.len()).step_by(SCAN) {
+            let scan = match grad_y_last[first..].first_chunk::<SCAN>() {
+                Some(scan) => scan,
+                None => {
+                    padded_scan = padded::<T, SCAN>(&grad_y_last[first..]);
+                    &padded_scan
+                }
+            };
+            // Each value's place in `grad_y_last`, for now.
+            found.collect(scan, mask(scan), |l| first + l);
+            let mut start = 0;
+            while start < found.len {
+                let p = found.at[start % SCAN] / filters;
+                let next = (p + 1) * filters;
+                let mut end = start;
+                while let Some(at) = found.at[..found.len].get_mut(end).filter(|at| **at < next) {
+                    // The filter's place in `W`.
+                    *at = (*at - p * filters) * filter_len;
+                    end += 1;
+                }
+                let sums = Sums::Input(&mut *grad_x, origin(p) * channels);
+                self.scan_work::<L, FUSED>(found.values(start..end), rows, sums);
+                start = end;
+            }
+        }
+    }
+
+    /// The work of `found`'s nonzero values (their places, their values)
+    /// for one filter (`dW`) or one position (`dx`): the window's whole
+    /// vectors in blocks of up to 3 rows by 4 vectors (12 sums in
+    /// registers), then each row's last values one at a time.
+    #[inline(always)]
+    fn scan_work<const L: usize, const FUSED: bool>(&self, found: (&[usize], &[T]), rows: Rows, mut sums: Sums<'_, T>) {
+        for first_row in (0..rows.rows).step_by(3) {
+            for first_vector in (0..rows.per_row).step_by(4) {
+                let at = (first_row, first_vector);
+                let sums = &mut sums;
+                match (rows.rows - first_row, rows.per_row - first_vector) {
+                    (3.., 4..) => self.block::<3, 4, L, FUSED>(found, rows, at, sums),
+                    (3.., 3) => self.block::<3, 3, L, FUSED>(found, rows, at, sums),
+                    (3.., 2) => self.block::<3, 2, L, FUSED>(found, rows, at, sums),
+                    (3.., _) => self.block::<3, 1, L, FUSED>(found, rows, at, sums),
+                    (2, 4..) => self.block::<2, 4, L, FUSED>(found, rows, at, sums),
+                    (2, 3) => self.block::<2, 3, L, FUSED>(found, rows, at, sums),
+                    (2, 2) => self.block::<2, 2, L, FUSED>(found, rows, at, sums),
+                    (2, _) => self.block::<2, 1, L, FUSED>(found, rows, at, sums),
+                    (_, 4..) => self.block::<1, 4, L, FUSED>(found, rows, at, sums),
+                    (_, 3) => self.block::<1, 3, L, FUSED>(found, rows, at, sums),
+                    (_, 2) => self.block::<1, 2, L, FUSED>(found, rows, at, sums),
+                    (_, _) => self.block::<1, 1, L, FUSED>(found, rows, at, sums),
+                }
+            }
+        }
+        let found = found.0.iter().zip(found.1);
+        for i in 0..rows.rows {
+            for t in rows.per_row * L..rows.per_row * L + rows.tail {
+                let (x_at, w_at) = (i * rows.x_step + t, i * rows.w_step + t);
+                match &mut sums {
+                    Sums::Weights(grad_w_f) => {
+                        for (&at, &g) in found.clone() {
+                            grad_w_f[w_at] = multiply_add::<T, FUSED>(g, self.x[at + x_at], grad_w_f[w_at]);
+                        }
+                    }
+                    Sums::Input(grad_x, at_x) => {
+                        let sum = found.clone().fold(T::ZERO, |sum, (&at, &g)| {
+                            multiply_add::<T, FUSED>(g, self.w[at + w_at], sum)
+                        });
+                        grad_x[*at_x + x_at] += sum;
+                    }
+                }
+            }
+        }
+    }
+
+    /// `R` rows by `V` vectors of the window, from row `first_row` and
+    /// vector `first_vector` into each: their sums over the scan's values,
+    /// kept in registers (a row's `V` vectors read as one array, one bounds
+    /// check).
+    #[inline(always)]
+    fn block<const R: usize, const V: usize, const L: usize, const FUSED: bool>(
+        &self,
+        (found_at, found_g): (&[usize], &[T]),
+        rows: Rows,
+        (first_row, first_vector): (usize, usize),
+        sums: &mut Sums<'_, T>,
+    ) {
+        let x_rows: [usize; R] = std::array::from_fn(|r| (first_row + r) * rows.x_step + first_vector * L);
+        let w_rows: [usize; R] = std::array::from_fn(|r| (first_row + r) * rows.w_step + first_vector * L);
+        let mut block = [[[T::ZERO; L]; V]; R];
+        let (source, starts) = match sums {
+            Sums::Weights(grad_w_f) => {
+                for (sums, &at) in block.iter_mut().zip(&w_rows) {
+                    *sums = vectors(grad_w_f, at);
+                }
+                (self.x, &x_rows)
+            }
+            Sums::Input(..) => (self.w, &w_rows),
+        };
+        for (&at, &g) in found_at.iter().zip(found_g) {
+            for (sums, &start) in block.iter_mut().zip(starts) {
+                let values: [[T; L]; V] = vectors(source, at + start);
+                for (sum, values) in sums.iter_mut().zip(&values) {
+                    for l in 0..L {
+                        sum[l] = multiply_add::<T, FUSED>(g, values[l], sum[l]);
+                    }
+                }
+            }
+        }
+        match sums {
+            Sums::Weights(grad_w_f) => {
+                for (sums, &at) in block.iter().zip(&w_rows) {
+                    grad_w_f[at..at + V * L].copy_from_slice(sums.as_flattened());
+                }
+            }
+            Sums::Input(grad_x, at_x) => {
+                for (sums, &start) in block.iter().zip(&x_rows) {
+                    let (run, _) = grad_x[*at_x + start..][..V * L].as_chunks_mut::<L>();
+                    // Each vector read whole, added to and written back: a
+                    // value at a time, LLVM kept the adds scalar.
+                    for (values, sum) in run.iter_mut().zip(sums) {
+                        let mut added = *values;
+                        for l in 0..L {
+                            added[l] += sum[l];
+                        }
+                        *values = added;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The `V` vectors of `L` values of `values` from `at`. Every caller's
+/// `at` is inside (the window fits the padded image, which
+/// `backward_image` checked); the zeros are there so that the loop has no
+/// panic path, which would keep its sums in memory.
+#[inline(always)]
+fn vectors<T: Element, const L: usize, const V: usize>(values: &[T], at: usize) -> [[T; L]; V] {
+    match values
+        .get(at..)
+        .and_then(|run| run.as_chunks::<L>().0.first_chunk::<V>())
+    {
+        Some(&run) => run,
+        None => [[T::ZERO; L]; V],
+    }
+}
+
+/// The backward compiled for one instruction set: `L` one vector, 16
+/// values of f32 (8 of f64) with AVX-512, half that with AVX2.
+#[cfg(target_arch = "x86_64")]
+macro_rules! compiled_for {
+    ($backward:ident, $features:literal, $l_f32:literal, $mask:path) => {
+        #[target_feature(enable = $features)]
+        fn $backward<T: Element>(image: Image<'_, T>, grad_w: &mut [T], grad_x: Option<InputGradient<'_, T>>) {
+            let mask = |block: &[T; SCAN]| $mask(block);
+            match size_of::<T>() == 4 {
+                true => image.run::<$l_f32, true>(mask, grad_w, grad_x),
+                false => image.run::<{ $l_f32 / 2 }, true>(mask, grad_w, grad_x),
+            }
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+compiled_for!(
+    backward_avx512,
+    "avx512f,avx512dq,avx2,fma",
+    16,
+    crate::sparse::nonzero_mask_avx512
+);
+#[cfg(target_arch = "x86_64")]
+compiled_for!(backward_avx2, "avx2,fma", 8, crate::sparse::nonzero_mask_avx2);
+
+#[cfg(target_arch = "x86_64")]
+impl Features {
+    /// [`backward_image`] on this instruction set.
+    fn sparse_backward<T: Element>(self, image: Image<'_, T>, grad_w: &mut [T], grad_x: Option<InputGradient<'_, T>>) {
+        // SAFETY: a `Features` value is made only by `detect`, after finding
+        // on this CPU every feature its variant names, which are the ones
+        // these functions are compiled with.
+        unsafe {
+            match self {
+                Features::Avx512 => backward_avx512(image, grad_w, grad_x),
+                Features::Avx2 => backward_avx2(image, grad_w, grad_x),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shifted::exact_values;
+
+    /// Exact values, about half of them zero.
+    fn sparse_grad<T: Element>(len: usize, seed: usize) -> Vec<T> {
+        let mut values = exact_values::<T>(len, seed);
+        for (i, value) in values.iter_mut().enumerate() {
+            if (i * 5 + seed) % 7 < 4 {
+                *value = T::ZERO;
+            }
+        }
+        values
+    }
+
+    /// `dW` and `dx` by the definition, every term (zeros too), in plain loops.
+    fn reference<T: Element>(window: &Window, grad_y: &[T], x: &[T], w: &[T]) -> (Vec<T>, Vec<T>) {
+        let Window {
+            channels,
+            filters,
+            filter: (fh, fw),
+            padded: (_, wp),
+        } = *window;
+        let (out_h, out_w) = window.out();
+        let mut grad_w = vec![T::ZERO; w.len()];
+        let mut grad_x = vec![T::ZERO; x.len()];
+        for f in 0..filters {
+            for (oh, ow) in (0..out_h).flat_map(|oh| (0..out_w).map(move |ow| (oh, ow))) {
+                let g = grad_y[(f * out_h + oh) * out_w + ow];
+                for (i, j, c) in (0..fh).flat_map(|i| (0..fw).flat_map(move |j| (0..channels).map(move |c| (i, j, c))))
+                {
+                    let q = ((oh + i) * wp + ow + j) * channels + c;
+                    let k = ((f * fh + i) * fw + j) * channels + c;
+                    grad_w[k] += g * x[q];
+                    grad_x[q] += g * w[k];
+                }
+            }
+        }
+        (grad_w, grad_x)
+    }
+
+    /// The backward against the reference, on exact values (every sum is
+    /// exact, so the order does not show), with and without `dx`.
+    fn check<T: Element>(
+        window: Window,
+        run: impl Fn(&Window, &[T], &[T], &[T], &mut [T], Option<InputGradient<'_, T>>),
+    ) {
+        let grad_y = sparse_grad::<T>(window.grad_len(), 1);
+        let x = exact_values::<T>(window.padded_len(), 2);
+        let w = exact_values::<T>(window.filters * window.filter_len(), 3);
+        let (want_w, want_x) = reference(&window, &grad_y, &x, &w);
+        // Added to: start from ones, and take them away after.
+        let mut grad_w = vec![T::ONE; w.len()];
+        let mut grad_x = vec![T::ONE; x.len()];
+        let mut grad_y_last = vec![T::ZERO; grad_y.len()];
+        let input = InputGradient {
+            grad_x: &mut grad_x,
+            grad_y_last: &mut grad_y_last,
+        };
+        run(&window, &grad_y, &x, &w, &mut grad_w, Some(input));
+        let minus_one = |v: Vec<T>| v.into_iter().map(|v| v - T::ONE).collect::<Vec<_>>();
+        assert_eq!(minus_one(grad_w), want_w, "dW for {window:?}");
+        assert_eq!(minus_one(grad_x), want_x, "dx for {window:?}");
+        let mut grad_w = vec![T::ZERO; w.len()];
+        run(&window, &grad_y, &x, &w, &mut grad_w, None);
+        assert_eq!(grad_w, want_w, "dW alone for {window:?}");
+    }
+
+    fn windows() -> Vec<Window> {
+        let window = |channels, filters, filter, padded| Window {
+            channels,
+            filters,
+            filter,
+            padded,
+        };
+        vec![
+            // DeepConvNet's three layers behind a pool.
+            window(16, 16, (3, 3), (30, 30)),
+            window(32, 32, (3, 3), (18, 18)),
+            window(64, 64, (3, 3), (10, 10)),
+            // Channels not a whole vector, planes not a whole scan, wide filters.
+            window(3, 5, (2, 4), (7, 9)),
+            window(17, 2, (5, 5), (12, 6)),
+            window(1, 1, (1, 1), (1, 1)),
+            // A filter as large as the image: one position.
+            window(4, 3, (6, 6), (6, 6)),
+        ]
+    }
+
+    #[test]
+    fn the_backward_equals_the_reference_on_every_instruction_set() {
+        for window in windows() {
+            check::<f32>(window, backward_image);
+            check::<f64>(window, backward_image);
+            check::<f32>(window, |w, g, x, f, gw, gx| {
+                Image {
+                    window: *w,
+                    grad_y: g,
+                    x,
+                    w: f,
+                }
+                .run::<8, false>(nonzero_mask, gw, gx)
+            });
+            check::<f64>(window, |w, g, x, f, gw, gx| {
+                Image {
+                    window: *w,
+                    grad_y: g,
+                    x,
+                    w: f,
+                }
+                .run::<4, false>(nonzero_mask, gw, gx)
+            });
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                check::<f32>(window, |w, g, x, f, gw, gx| {
+                    Features::Avx2.sparse_backward(
+                        Image {
+                            window: *w,
+                            grad_y: g,
+                            x,
+                            w: f,
+                        },
+                        gw,
+                        gx,
+                    )
+                });
+                check::<f64>(window, |w, g, x, f, gw, gx| {
+                    Features::Avx2.sparse_backward(
+                        Image {
+                            window: *w,
+                            grad_y: g,
+                            x,
+                            w: f,
+                        },
+                        gw,
+                        gx,
+                    )
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_window_changes_nothing() {
+        let window = Window {
+            channels: 2,
+            filters: 3,
+            filter: (3, 3),
+            padded: (2, 5),
+        };
+        assert_eq!(window.out(), (0, 3));
+        let (x, w) = (vec![1.0f32; window.padded_len()], vec![1.0f32; 3 * window.filter_len()]);
+        let mut grad_w = vec![2.0f32; w.len()];
+        backward_image(&window, &[], &x, &w, &mut grad_w, None);
+        assert!(grad_w.iter().all(|&v| v == 2.0));
+    }
+
+    #[test]
+    fn a_nan_in_g_reaches_its_window() {
+        let window = Window {
+            channels: 2,
+            filters: 1,
+            filter: (1, 1),
+            padded: (1, 3),
+        };
+        let grad_y = [0.0f32, f32::NAN, 0.0];
+        let (x, w) = ([1.0f32; 6], [1.0f32; 2]);
+        let (mut grad_w, mut grad_x, mut grad_y_last) = ([0.0f32; 2], [0.0f32; 6], [0.0f32; 3]);
+        let input = InputGradient {
+            grad_x: &mut grad_x,
+            grad_y_last: &mut grad_y_last,
+        };
+        backward_image(&window, &grad_y, &x, &w, &mut grad_w, Some(input));
+        assert!(grad_w.iter().all(|v| v.is_nan()));
+        let nan_at: Vec<bool> = grad_x.iter().map(|v| v.is_nan()).collect();
+        assert_eq!(nan_at, [false, false, true, true, false, false]);
+    }
+
+    #[test]
+    fn pays_where_g_is_mostly_zeros() {
+        let mut grad = vec![0.0f32; 100];
+        grad[..30].fill(1.0);
+        assert!(pays(&grad));
+        grad[30] = f32::NAN;
+        assert!(!pays(&grad));
+        assert!(!pays::<f32>(&[]));
+    }
+
+    #[test]
+    fn transpose_with_strides_and_edges() {
+        for (rows, cols) in [(1, 1), (8, 8), (9, 17), (16, 3), (3, 16), (24, 40)] {
+            let (src_stride, dst_stride) = (cols + 3, rows + 5);
+            let src: Vec<f32> = (0..rows * src_stride).map(|v| v as f32).collect();
+            let mut dst = vec![-1.0f32; cols * dst_stride];
+            transpose((&src, src_stride), (rows, cols), (&mut dst, dst_stride));
+            for (j, row) in dst.chunks_exact(dst_stride).enumerate() {
+                for (i, &value) in row.iter().enumerate() {
+                    let want = if i < rows { src[i * src_stride + j] } else { -1.0 };
+                    assert_eq!(value, want, "({i}, {j}) of {rows} x {cols}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn channels_last_is_the_transpose() {
+        for (channels, positions) in [(3, 17), (16, 8), (1, 5), (5, 1), (0, 4)] {
+            let src: Vec<f64> = (0..channels * positions + 3).map(|v| v as f64).collect();
+            let mut dst = vec![-1.0; channels * positions];
+            to_channels_last(&src, (channels, positions), &mut dst);
+            for q in 0..positions {
+                for c in 0..channels {
+                    assert_eq!(dst[q * channels + c], src[c * positions + q]);
+                }
+            }
+        }
+    }
+}
