@@ -94,8 +94,6 @@ enum ShareLayout {
     Filters,
     /// `[K, FN]`: the shifted route's `dW^T`.
     Transposed,
-    /// `[FN, FH, FW, C]`: the backward over `G`'s nonzero values.
-    ChannelsLast,
 }
 
 impl<T: Element> Convolution<T> {
@@ -196,8 +194,7 @@ impl<T: Element> Convolution<T> {
     fn add_shares(&mut self, layout: ShareLayout) {
         // `W` is `[FN, C, FH, FW]`: a window is its last three dimensions.
         let (filters, window_len) = (self.filters(), self.w.shape()[1..].iter().product::<usize>());
-        let (channels, weights_len) = (self.channels(), filters * window_len);
-        let taps = window_len / channels.max(1);
+        let weights_len = filters * window_len;
         let (grad_w, grad_b) = (self.grad_w.as_mut_slice(), self.grad_b.as_mut_slice());
         grad_w.fill(T::ZERO);
         grad_b.fill(T::ZERO);
@@ -213,19 +210,6 @@ impl<T: Element> Convolution<T> {
                     for (k, row) in share_w.chunks_exact(filters).enumerate() {
                         for (f, &value) in row.iter().enumerate() {
                             grad_w[f * window_len + k] += value;
-                        }
-                    }
-                }
-                ShareLayout::ChannelsLast => {
-                    // Value `(f, t, c)` of the share is `W`'s `(f, c, t)`.
-                    for (grad_f, share_f) in grad_w
-                        .chunks_exact_mut(window_len)
-                        .zip(share_w.chunks_exact(window_len))
-                    {
-                        for (t, tap) in share_f.chunks_exact(channels).enumerate() {
-                            for (c, &value) in tap.iter().enumerate() {
-                                grad_f[c * taps + t] += value;
-                            }
                         }
                     }
                 }
@@ -428,11 +412,16 @@ impl<T: Element> Convolution<T> {
             (filters * windows, filters * window.filter_len(), layout.padded_len());
         self.check_backward(input, grad_output, &g, padded_len);
         let tasks = input.rows().div_ceil(IMAGES_PER_TASK);
-        self.partials.resize(&[tasks, weights_len + filters]);
+        // Each task's share of `dW` (channels last) then `db`, from a cache
+        // line's start: `stride` values apart, a whole number of lines.
+        let share_len = weights_len + filters;
+        let stride = share_len.next_multiple_of(64 / size_of::<T>());
+        self.partials.resize(&[tasks * stride + ALIGN_SLACK]);
         let last_len = window.padded_len();
-        // The image, its gradient and the task's `dW`, channels last, each
-        // from a cache line's start (with room to find one).
-        let scratch_len = 2 * last_len + weights_len + window.grad_len() + 4 * ALIGN_SLACK;
+        // The image, its gradient and `G`, channels last, each from a cache
+        // line's start (with room to find one); at least `share_len` values
+        // (the shares' sum, after).
+        let scratch_len = (2 * last_len + window.grad_len() + 3 * ALIGN_SLACK).max(share_len);
         self.grad_col.resize(&[tasks, scratch_len]);
         // `[FN, FH, FW, C]`, from a cache line's start.
         self.filters_last.resize(&[weights_len + ALIGN_SLACK]);
@@ -452,13 +441,12 @@ impl<T: Element> Convolution<T> {
                     scratch: &mut [T],
                     x: &[T],
                     mut grad_x: Option<&mut [T]>| {
-            let (share_w, grad_b) = partial.split_at_mut(weights_len);
+            let (grad_w, grad_b) = partial[..share_len].split_at_mut(weights_len);
+            grad_w.fill(T::ZERO);
             grad_b.fill(T::ZERO);
             let (x_last, scratch) = split_aligned(scratch, last_len);
             let (grad_x_last, scratch) = split_aligned(scratch, last_len);
-            let (grad_w, scratch) = split_aligned(scratch, weights_len);
             let (grad_y_last, _) = split_aligned(scratch, window.grad_len());
-            grad_w.fill(T::ZERO);
             for (n, grad_y) in grad_y.chunks_exact(out_len).enumerate() {
                 for (sum, plane) in grad_b.iter_mut().zip(grad_y.chunks_exact(windows)) {
                     *sum += sum_of(plane);
@@ -482,13 +470,13 @@ impl<T: Element> Convolution<T> {
                     }
                 }
             }
-            share_w.copy_from_slice(grad_w);
         };
+        let (shares, _) = split_aligned(self.partials.as_mut_slice(), tasks * stride);
         let per_task = grad_output
             .as_slice()
             .par_chunks(IMAGES_PER_TASK * out_len)
             .zip(self.col.as_slice().par_chunks(IMAGES_PER_TASK * padded_len))
-            .zip(self.partials.as_mut_slice().par_chunks_mut(weights_len + filters))
+            .zip(shares.par_chunks_mut(stride))
             .zip(self.grad_col.as_mut_slice().par_chunks_mut(scratch_len))
             .zip(input.as_slice().par_chunks(IMAGES_PER_TASK * g.image_len()));
         match grad_input {
@@ -508,7 +496,33 @@ impl<T: Element> Convolution<T> {
                 task(grad_y, padded, partial, scratch, x, None)
             }),
         }
-        self.add_shares(ShareLayout::ChannelsLast);
+        self.add_shares_channels_last(window, stride);
+    }
+
+    /// [`Self::add_shares`] for the shares of [`Self::backward_nonzeros`]
+    /// (`stride` values apart from the first cache line of `partials`, `dW`
+    /// channels last): added in task order as they lie (in `grad_col`,
+    /// free by now), then each filter's sums laid out as `W`. The same
+    /// additions as `add_shares` makes, a vector at a time.
+    fn add_shares_channels_last(&mut self, window: sparse_backward::Window, stride: usize) {
+        let (filter_len, filters) = (window.filter_len(), window.filters);
+        let (weights_len, taps) = (filters * filter_len, window.filter.0 * window.filter.1);
+        let tasks = (self.partials.numel() - ALIGN_SLACK) / stride;
+        let (shares, _) = split_aligned(self.partials.as_mut_slice(), tasks * stride);
+        let sums = &mut self.grad_col.as_mut_slice()[..weights_len + filters];
+        sums.fill(T::ZERO);
+        for share in shares.chunks_exact(stride) {
+            for (sum, &value) in sums.iter_mut().zip(&share[..weights_len + filters]) {
+                *sum += value;
+            }
+        }
+        let (sums_w, sums_b) = sums.split_at(weights_len);
+        let grad_w = self.grad_w.as_mut_slice().chunks_exact_mut(filter_len);
+        for (grad_f, sums_f) in grad_w.zip(sums_w.chunks_exact(filter_len)) {
+            // `[FH FW, C]` to `[C, FH FW]`.
+            transpose((sums_f, window.channels), (taps, window.channels), (grad_f, taps));
+        }
+        self.grad_b.as_mut_slice().copy_from_slice(sums_b);
     }
 }
 

@@ -47,11 +47,11 @@ use crate::sparse::{nonzero_mask, padded, SCAN};
 use crate::Element;
 
 /// The largest share of nonzero values of `G` at which [`pays`] chooses
-/// [`backward_image`]. DeepConvNet's layers behind a pool (one image, one
-/// core, f32, with the transposes): at 17% nonzero 50, 45 and 41 us against
-/// the dense products' 90, 99 and 139; at 49%, 92, 94 and 108: even, but
-/// for the widest. Behind a ReLU alone `G` is about half nonzero, and the
-/// dense products keep it.
+/// [`backward_image`]. On DeepConvNet's three layers behind a pool (one
+/// image, one core, f32), it takes 42, 39 and 37 us at 17% nonzero, and 84,
+/// 88 and 104 us at 49%, where the whole dense backward of the layer takes
+/// 90, 99 and 139 us: about even at half nonzero. Behind a ReLU alone `G`
+/// is about half nonzero, and the dense products keep it.
 pub const MAX_NONZERO_SHARE: f64 = 0.3;
 
 /// One image's convolution of stride 1, as [`backward_image`] sees it.
@@ -114,9 +114,9 @@ pub fn to_channels_last<T: Element>(src: &[T], (channels, positions): (usize, us
 
 /// `dst[j * dst_stride + i] = src[i * src_stride + j]` for the `rows x
 /// cols` matrix in `src` (row-major, rows `src_stride` apart): its
-/// transpose, rows `dst_stride` apart. A row of `src` is read 8 values at
-/// a time, each written to its row of `dst` (8 x 8 blocks read whole and
-/// written whole took twice as long: LLVM moved their values one by one).
+/// transpose, rows `dst_stride` apart: in blocks of 8 x 8, each read as 8
+/// rows and written as 8, turned in registers (a row of `src` read 8 values
+/// at a time and written to 8 rows a value at a time was 2.5 times slower).
 ///
 /// # Panics
 /// When a stride is shorter than its rows, or a matrix passes the end of
@@ -144,21 +144,126 @@ pub fn transpose<T: Element>(
         fits(dst.len(), dst_stride, (cols, rows)),
         "transpose: dst does not hold the transpose"
     );
-    const B: usize = 8;
-    let whole_cols = cols / B * B;
-    for j0 in (0..whole_cols).step_by(B) {
+    let matrix = Matrix {
+        src,
+        src_stride,
+        rows,
+        cols,
+    };
+    #[cfg(target_arch = "x86_64")]
+    if let Some(features) = Features::detect() {
+        return features.transpose(matrix, (dst, dst_stride));
+    }
+    matrix.transpose_into(dst, dst_stride, turn);
+}
+
+/// A checked [`transpose`]'s source.
+struct Matrix<'a, T> {
+    src: &'a [T],
+    src_stride: usize,
+    rows: usize,
+    cols: usize,
+}
+
+impl<T: Element> Matrix<'_, T> {
+    /// In blocks of 8 x 8, each read as 8 rows, turned by `turn` and
+    /// written as 8 rows; then the edges a value at a time.
+    #[inline(always)]
+    fn transpose_into(self, dst: &mut [T], dst_stride: usize, turn: impl Fn(&[[T; 8]; 8]) -> [[T; 8]; 8]) {
+        const B: usize = 8;
+        let Matrix {
+            src,
+            src_stride,
+            rows,
+            cols,
+        } = self;
+        let (whole_rows, whole_cols) = (rows / B * B, cols / B * B);
+        for i0 in (0..whole_rows).step_by(B) {
+            for j0 in (0..whole_cols).step_by(B) {
+                let mut block = [[T::ZERO; B]; B];
+                for (i, row) in block.iter_mut().enumerate() {
+                    if let Some(values) = src.get((i0 + i) * src_stride + j0..).and_then(|v| v.first_chunk::<B>()) {
+                        *row = *values;
+                    }
+                }
+                for (j, column) in turn(&block).iter().enumerate() {
+                    if let Some(out) = dst
+                        .get_mut((j0 + j) * dst_stride + i0..)
+                        .and_then(|v| v.first_chunk_mut::<B>())
+                    {
+                        *out = *column;
+                    }
+                }
+            }
+        }
         for i in 0..rows {
-            let values: &[T; B] = src[i * src_stride + j0..].first_chunk().expect("checked above");
-            for (k, &value) in values.iter().enumerate() {
-                dst[(j0 + k) * dst_stride + i] = value;
+            let first_col = if i < whole_rows { whole_cols } else { 0 };
+            for j in first_col..cols {
+                dst[j * dst_stride + i] = src[i * src_stride + j];
             }
         }
     }
-    for i in 0..rows {
-        for j in whole_cols..cols {
-            dst[j * dst_stride + i] = src[i * src_stride + j];
-        }
+}
+
+/// An 8 x 8 block's transpose, a value at a time.
+#[inline(always)]
+fn turn<T: Element>(block: &[[T; 8]; 8]) -> [[T; 8]; 8] {
+    std::array::from_fn(|j| std::array::from_fn(|i| block[i][j]))
+}
+
+/// [`turn`] as AVX shuffles for f32 (24 of them for 64 values; LLVM's own
+/// code for `turn` moved a value at a time, and the transpose a row at a
+/// time took twice as long); a value at a time for f64. `to_f64` and back
+/// is exact and compiles to nothing: it only names a `T` as the `f32` it is.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn turn_avx<T: Element>(block: &[[T; 8]; 8]) -> [[T; 8]; 8] {
+    use crate::kernel::avx2::{load_f32, store_f32};
+    use std::arch::x86_64::*;
+    if size_of::<T>() != 4 {
+        return turn(block);
     }
+    let r: [__m256; 8] = std::array::from_fn(|i| load_f32(&std::array::from_fn(|l| block[i][l].to_f64() as f32)));
+    // Pairs of rows interleaved, then pairs of pairs: each 128-bit half
+    // holds a column's 4 values of rows 0-3 (low half) or 4-7.
+    let (t0, t1) = (_mm256_unpacklo_ps(r[0], r[1]), _mm256_unpackhi_ps(r[0], r[1]));
+    let (t2, t3) = (_mm256_unpacklo_ps(r[2], r[3]), _mm256_unpackhi_ps(r[2], r[3]));
+    let (t4, t5) = (_mm256_unpacklo_ps(r[4], r[5]), _mm256_unpackhi_ps(r[4], r[5]));
+    let (t6, t7) = (_mm256_unpacklo_ps(r[6], r[7]), _mm256_unpackhi_ps(r[6], r[7]));
+    let (s0, s1) = (_mm256_shuffle_ps::<0x44>(t0, t2), _mm256_shuffle_ps::<0xEE>(t0, t2));
+    let (s2, s3) = (_mm256_shuffle_ps::<0x44>(t1, t3), _mm256_shuffle_ps::<0xEE>(t1, t3));
+    let (s4, s5) = (_mm256_shuffle_ps::<0x44>(t4, t6), _mm256_shuffle_ps::<0xEE>(t4, t6));
+    let (s6, s7) = (_mm256_shuffle_ps::<0x44>(t5, t7), _mm256_shuffle_ps::<0xEE>(t5, t7));
+    let columns = [
+        _mm256_permute2f128_ps::<0x20>(s0, s4),
+        _mm256_permute2f128_ps::<0x20>(s1, s5),
+        _mm256_permute2f128_ps::<0x20>(s2, s6),
+        _mm256_permute2f128_ps::<0x20>(s3, s7),
+        _mm256_permute2f128_ps::<0x31>(s0, s4),
+        _mm256_permute2f128_ps::<0x31>(s1, s5),
+        _mm256_permute2f128_ps::<0x31>(s2, s6),
+        _mm256_permute2f128_ps::<0x31>(s3, s7),
+    ];
+    let mut out = [[T::ZERO; 8]; 8];
+    for (row, column) in out.iter_mut().zip(columns) {
+        let mut values = [0.0f32; 8];
+        store_f32(column, &mut values);
+        *row = values.map(|v| T::from_f64(f64::from(v)));
+    }
+    out
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+fn transpose_avx512<T: Element>(matrix: Matrix<'_, T>, dst: &mut [T], dst_stride: usize) {
+    matrix.transpose_into(dst, dst_stride, |block| turn_avx(block));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn transpose_avx2<T: Element>(matrix: Matrix<'_, T>, dst: &mut [T], dst_stride: usize) {
+    matrix.transpose_into(dst, dst_stride, |block| turn_avx(block));
 }
 
 /// The input gradient [`backward_image`] adds to, and its scratch.
@@ -524,6 +629,17 @@ compiled_for!(backward_avx2, "avx2,fma", 8, crate::sparse::nonzero_mask_avx2);
 
 #[cfg(target_arch = "x86_64")]
 impl Features {
+    /// [`transpose`] on this instruction set.
+    fn transpose<T: Element>(self, matrix: Matrix<'_, T>, (dst, dst_stride): (&mut [T], usize)) {
+        // SAFETY: as in `sparse_backward` below.
+        unsafe {
+            match self {
+                Features::Avx512 => transpose_avx512(matrix, dst, dst_stride),
+                Features::Avx2 => transpose_avx2(matrix, dst, dst_stride),
+            }
+        }
+    }
+
     /// [`backward_image`] on this instruction set.
     fn sparse_backward<T: Element>(self, image: Image<'_, T>, grad_w: &mut [T], grad_x: Option<InputGradient<'_, T>>) {
         // SAFETY: a `Features` value is made only by `detect`, after finding
@@ -729,14 +845,56 @@ mod tests {
 
     #[test]
     fn transpose_with_strides_and_edges() {
+        fn portable<T: Element>(
+            (src, src_stride): (&[T], usize),
+            (rows, cols): (usize, usize),
+            (dst, stride): (&mut [T], usize),
+        ) {
+            Matrix {
+                src,
+                src_stride,
+                rows,
+                cols,
+            }
+            .transpose_into(dst, stride, turn)
+        }
+        check_transpose::<f32>(transpose);
+        check_transpose::<f64>(transpose);
+        check_transpose::<f32>(portable);
+        check_transpose::<f64>(portable);
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            fn avx2<T: Element>(
+                (src, src_stride): (&[T], usize),
+                (rows, cols): (usize, usize),
+                dst: (&mut [T], usize),
+            ) {
+                Features::Avx2.transpose(
+                    Matrix {
+                        src,
+                        src_stride,
+                        rows,
+                        cols,
+                    },
+                    dst,
+                )
+            }
+            check_transpose::<f32>(avx2);
+            check_transpose::<f64>(avx2);
+        }
+    }
+
+    /// `run` (a [`transpose`]) on matrices of whole blocks, edges and both,
+    /// with strides longer than the rows.
+    fn check_transpose<T: Element>(run: impl Fn((&[T], usize), (usize, usize), (&mut [T], usize))) {
         for (rows, cols) in [(1, 1), (8, 8), (9, 17), (16, 3), (3, 16), (24, 40)] {
             let (src_stride, dst_stride) = (cols + 3, rows + 5);
-            let src: Vec<f32> = (0..rows * src_stride).map(|v| v as f32).collect();
-            let mut dst = vec![-1.0f32; cols * dst_stride];
-            transpose((&src, src_stride), (rows, cols), (&mut dst, dst_stride));
+            let src: Vec<T> = (0..rows * src_stride).map(|v| T::from_f64(v as f64)).collect();
+            let mut dst = vec![-T::ONE; cols * dst_stride];
+            run((&src, src_stride), (rows, cols), (&mut dst, dst_stride));
             for (j, row) in dst.chunks_exact(dst_stride).enumerate() {
                 for (i, &value) in row.iter().enumerate() {
-                    let want = if i < rows { src[i * src_stride + j] } else { -1.0 };
+                    let want = if i < rows { src[i * src_stride + j] } else { -T::ONE };
                     assert_eq!(value, want, "({i}, {j}) of {rows} x {cols}");
                 }
             }
