@@ -4,6 +4,9 @@
 # every net in ours and in PyTorch; the medians and the ratios.
 #
 #   MNIST_DIR=../shared/data/mnist bash benches/compare_torch.sh [RUNS]
+#   NETS="deep-convnet" MNIST_DIR=... bash benches/compare_torch.sh [RUNS]
+#
+# NETS (default: all three) names the nets to run, of:
 #
 #   default        the default run (TwoLayerNet, SGD, 10000 steps and 18
 #                  evaluations of 70k images): seconds_total
@@ -25,8 +28,16 @@ ours() {
     --out "target/compare-torch-$net" "$@" | tail -n 1
 }
 
+nets="${NETS:-default simple-convnet deep-convnet}"
+for net in $nets; do
+  case "$net" in
+    default | simple-convnet | deep-convnet) ;;
+    *) echo "compare_torch.sh: unknown net '$net' in NETS (default, simple-convnet, deep-convnet)" >&2; exit 2 ;;
+  esac
+done
+
 for i in $(seq "$runs"); do
-  for net in default simple-convnet deep-convnet; do
+  for net in $nets; do
     echo "run $i of $runs: $net ..." >&2
     case "$net" in
       default) json=$(ours "$net") ;;
@@ -47,8 +58,9 @@ runs = {}
 for line in open(os.environ["RESULTS"]):
     name, text = line.rstrip("\n").split("\t", 1)
     runs.setdefault(name, []).append(json.loads(text))
-first = runs["torch default"][0]
-print(f"CPU: {os.environ['CPU']} (AVX-512: {os.environ['AVX512']}); PyTorch {first['torch']} on {first['threads']} threads; medians of {len(runs['torch default'])}")
+first = next(r[0] for name, r in runs.items() if name.startswith("torch "))
+rounds = len(next(iter(runs.values())))
+print(f"CPU: {os.environ['CPU']} (AVX-512: {os.environ['AVX512']}); PyTorch {first['torch']} on {first['threads']} threads; medians of {rounds}")
 # Two ratios: of the medians, and the median of each round's own ratio
 # (ours and PyTorch run back to back in a round, so a slow spell of the
 # machine weighs on both sides of that round's ratio alike).
@@ -58,6 +70,8 @@ for net, key, what in [
     ("simple-convnet", "seconds_train", "SimpleConvNet one epoch, seconds_train"),
     ("deep-convnet", "seconds_train", "DeepConvNet 100 steps, seconds_train"),
 ]:
+    if "ours " + net not in runs:
+        continue
     ours = statistics.median(r[key] for r in runs["ours " + net])
     torch = statistics.median(r[key] for r in runs["torch " + net])
     per_round = statistics.median(t[key] / o[key] for o, t in zip(runs["ours " + net], runs["torch " + net]))

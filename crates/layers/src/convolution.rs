@@ -300,7 +300,7 @@ impl<T: Element> Convolution<T> {
         grad_input: Option<&mut Tensor<T>>,
         relu_first: bool,
     ) {
-        if sparse_backward::pays(grad_output.as_slice()) {
+        if sparse_backward::pays(grad_output.as_slice(), layout.g.channels) {
             self.backward_nonzeros(layout, input, grad_output, grad_input, relu_first);
         } else {
             self.backward_dense(layout, input, grad_output, grad_input, relu_first);
@@ -1236,7 +1236,7 @@ mod tests {
             let mut y = Tensor::zeros(&[0]);
             dense.forward_train(&x, &mut y, &mut rng);
             let dy = sparse_grad(y.shape(), &mut rng);
-            assert!(sparse_backward::pays(dy.as_slice()));
+            assert!(sparse_backward::pays(dy.as_slice(), channels));
             let layout = dense.shifted_layout(&x).expect("the shifted route");
             for (relu_first, with_input) in [(false, true), (true, true), (false, false)] {
                 let mut sparse = dense.clone();

@@ -47,12 +47,24 @@ use crate::sparse::{nonzero_mask, padded, SCAN};
 use crate::Element;
 
 /// The largest share of nonzero values of `G` at which [`pays`] chooses
-/// [`backward_image`]. On DeepConvNet's three layers behind a pool (one
-/// image, one core, f32), it takes 42, 39 and 37 us at 17% nonzero, and 84,
-/// 88 and 104 us at 49%, where the whole dense backward of the layer takes
-/// 90, 99 and 139 us: about even at half nonzero. Behind a ReLU alone `G`
-/// is about half nonzero, and the dense products keep it.
-pub const MAX_NONZERO_SHARE: f64 = 0.3;
+/// [`backward_image`] for a layer of fewer than [`WIDE_CHANNELS`] input
+/// channels. On the shape of DeepConvNet's second layer (16 channels and
+/// filters, 28x28; one image, one core, f32, nonzero values placed at
+/// random) it takes 49 us at 30% nonzero, 61 at 39%, 71 at 49% and 84 at
+/// 60%, where the layer's dense backward takes 90 (and the transposes
+/// around this route 5-8 more).
+pub const MAX_NONZERO_SHARE: f64 = 0.45;
+
+/// From this many input channels a nonzero value's work (`9 C`
+/// multiply-adds for a 3x3 filter) dwarfs the cost of finding it, and
+/// [`pays`] chooses [`backward_image`] up to [`MAX_NONZERO_SHARE_WIDE`].
+pub const WIDE_CHANNELS: usize = 32;
+
+/// [`MAX_NONZERO_SHARE`] for [`WIDE_CHANNELS`] channels or more. On the
+/// shape of DeepConvNet's fifth layer (32 channels, 64 filters, 8x8; `G`
+/// 49-54% nonzero in training, behind a ReLU alone) it takes 16 us at 17%
+/// nonzero, 41 at 48% and 50 at 60%, where the dense backward takes 74.
+pub const MAX_NONZERO_SHARE_WIDE: f64 = 0.6;
 
 /// One image's convolution of stride 1, as [`backward_image`] sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,10 +105,17 @@ impl Window {
 }
 
 /// Whether [`backward_image`] beats the dense products for a batch's output
-/// gradient `grad_y`: at most [`MAX_NONZERO_SHARE`] of it nonzero (a NaN
-/// counts as nonzero). A pass over `grad_y`.
-pub fn pays<T: Element>(grad_y: &[T]) -> bool {
-    !grad_y.is_empty() && crate::sparse::nonzeros(grad_y) as f64 <= MAX_NONZERO_SHARE * grad_y.len() as f64
+/// gradient `grad_y`, for a layer of `channels` input channels: at most
+/// [`MAX_NONZERO_SHARE`] of it nonzero, or [`MAX_NONZERO_SHARE_WIDE`] from
+/// [`WIDE_CHANNELS`] channels (a NaN counts as nonzero). A pass over
+/// `grad_y`.
+pub fn pays<T: Element>(grad_y: &[T], channels: usize) -> bool {
+    let share = if channels >= WIDE_CHANNELS {
+        MAX_NONZERO_SHARE_WIDE
+    } else {
+        MAX_NONZERO_SHARE
+    };
+    !grad_y.is_empty() && crate::sparse::nonzeros(grad_y) as f64 <= share * grad_y.len() as f64
 }
 
 /// `dst[q, c] = src[c, q]`: `channels` planes of `positions` values each
@@ -836,11 +855,16 @@ mod tests {
     #[test]
     fn pays_where_g_is_mostly_zeros() {
         let mut grad = vec![0.0f32; 100];
-        grad[..30].fill(1.0);
-        assert!(pays(&grad));
-        grad[30] = f32::NAN;
-        assert!(!pays(&grad));
-        assert!(!pays::<f32>(&[]));
+        grad[..45].fill(1.0);
+        assert!(pays(&grad, 16));
+        grad[45] = f32::NAN;
+        assert!(!pays(&grad, 16));
+        assert!(pays(&grad, WIDE_CHANNELS));
+        grad[46..60].fill(-1.0);
+        assert!(pays(&grad, WIDE_CHANNELS));
+        grad[60] = 1.0;
+        assert!(!pays(&grad, WIDE_CHANNELS));
+        assert!(!pays::<f32>(&[], 64));
     }
 
     #[test]
