@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # backprop-rs against PyTorch (eager, float32, CPU) on the book's three nets,
 # on the same machine, interleaved: RUNS rounds (default 3), each running
-# every net in ours and in PyTorch; the medians and the ratios.
+# the nets in ours and in PyTorch; the medians and the ratios.
 #
 #   MNIST_DIR=../shared/data/mnist bash benches/compare_torch.sh [RUNS]
 #   NETS="deep-convnet" MNIST_DIR=... bash benches/compare_torch.sh [RUNS]
@@ -29,6 +29,10 @@ ours() {
 }
 
 nets="${NETS:-default simple-convnet deep-convnet}"
+if [ -z "${nets// /}" ]; then
+  echo "compare_torch.sh: NETS names no net (default, simple-convnet, deep-convnet)" >&2
+  exit 2
+fi
 for net in $nets; do
   case "$net" in
     default | simple-convnet | deep-convnet) ;;

@@ -4,24 +4,28 @@
 //! Behind a ReLU and a 2x2 max pool, a convolution's output gradient `G` is
 //! at least three quarters zeros: the pool sends each window's gradient to
 //! one position, and the ReLU drops those where the output was not
-//! positive (DeepConvNet's second, fourth and sixth layers; 15-25% nonzero).
-//! The dense products of the backward pass (the weight gradient
-//! `dW = sum_p G[f, p] x(window at p)`, the input gradient
+//! positive (DeepConvNet's second, fourth and sixth layers: 13-20% nonzero
+//! in training). Behind a ReLU alone it is about half zeros (the third and
+//! fifth: 37-55%). The dense products of the backward pass (the weight
+//! gradient `dW = sum_p G[f, p] x(window at p)`, the input gradient
 //! `dx(window at p) += G[f, p] W[f]`) spend a multiply-add on every zero.
 //! Here the nonzero values are found by scans of `G` (64 values at a time
 //! into a bit mask, as [`crate::sparse`] does), and each does exactly its
 //! own work: `g = G[f, p]` times the window's input into `dW[f]`, and `g`
-//! times the filter `W[f]` into the window's input gradient.
+//! times the filter `W[f]` into the window's input gradient. [`pays`] says
+//! where that beats the dense products.
 //!
 //! `dW` goes filter by filter, over the nonzero values of its plane of `G`;
 //! `dx` position by position, over the nonzero values of `G` laid out
-//! channels last (the filters at that position). Either way the sums of a
-//! scan's values are kept in registers, a block of up to 3 rows by 4
-//! vectors of the window at a time, and go to memory once a scan (`dW[f]`)
-//! or once a position (the window of `dx`). Adding each value's multiple
-//! straight into memory instead (a read, a multiply-add and a write for
-//! every vector) ran at a third of the speed, the next value's sums
-//! waiting on the last one's writes.
+//! channels last (`[P, FN]`: a position's filters together). Either way the
+//! sums of a scan's values are kept in registers, a block of up to 3 rows
+//! by 4 vectors of the window at a time, and go to memory once a scan: into
+//! `dW[f]`, or into the window of `dx` (once for each scan a position's
+//! filters fall in). Adding each value's multiple straight into memory
+//! instead (a read, a multiply-add and a write for every vector, the next
+//! value waiting on the last one's writes) made DeepConvNet's three layers
+//! behind a pool take 9.2, 7.9 and 6.9 ms a batch on one core, against 7.6,
+//! 5.6 and 4.9 with the first register blocks.
 //!
 //! For that work to be vector operations, the image, its input gradient
 //! and the filters are laid out **channels last**: position `q` of the
@@ -33,12 +37,15 @@
 //! **Order of the sums.** Each value of `dW` is one chain of multiply-adds
 //! over the nonzero values of its filter's `G`, in order of position, image
 //! after image. Each value of `dx` is a sum over the positions whose window
-//! covers it, in order, of one chain over that position's filters in order
-//! (a chain per 64 filters). A zero of `G` skipped would have added
-//! `0 * x`, which leaves a sum as it is, so these are the dense sums taken
-//! in that order (except that an infinite `x` or `W` meets only the
-//! nonzero values of `G`). Nothing depends on threads: a caller splits the
-//! images, each call is one image.
+//! covers it, in order, of chains over that position's filters in order
+//! (a new chain wherever the scans of the channels-last `G`, 64 values
+//! each, cut the position's filters). With AVX2 or AVX-512 each
+//! multiply-add is rounded once (FMA); the portable code rounds the product
+//! and the sum. A zero of `G` skipped would have added `0 * x`, which
+//! leaves a sum as it is, so these are the dense sums taken in that order,
+//! except that an infinite `x` or `W` meets only the nonzero values of `G`
+//! (the dense products would turn its `0 * inf` into NaN). Nothing depends
+//! on threads: a caller splits the images, each call is one image.
 
 use crate::shifted::multiply_add;
 #[cfg(target_arch = "x86_64")]
@@ -52,7 +59,9 @@ use crate::Element;
 /// filters, 28x28; one image, one core, f32, nonzero values placed at
 /// random) it takes 49 us at 30% nonzero, 61 at 39%, 71 at 49% and 84 at
 /// 60%, where the layer's dense backward takes 90 (and the transposes
-/// around this route 5-8 more).
+/// around this route 5-8 more): even near 55-60%. The margin is kept
+/// because DeepConvNet's third layer (16 channels, 32 filters, 14x14), at
+/// 49-55% in training, took the same time either way (4.8 ms a batch).
 pub const MAX_NONZERO_SHARE: f64 = 0.45;
 
 /// From this many input channels a nonzero value's work (`9 C`
@@ -68,7 +77,7 @@ pub const MAX_NONZERO_SHARE_WIDE: f64 = 0.6;
 
 /// One image's convolution of stride 1, as [`backward_image`] sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
+pub struct ConvShape {
     /// `C`: the input's channels.
     pub channels: usize,
     /// `FN`: the filters, the output's channels.
@@ -79,7 +88,7 @@ pub struct Window {
     pub padded: (usize, usize),
 }
 
-impl Window {
+impl ConvShape {
     /// `(OH, OW)`: the output's height and width at stride 1,
     /// `Hp - FH + 1` by `Wp - FW + 1` (zero where the filter does not fit).
     pub fn out(&self) -> (usize, usize) {
@@ -173,7 +182,7 @@ pub fn transpose<T: Element>(
     if let Some(features) = Features::detect() {
         return features.transpose(matrix, (dst, dst_stride));
     }
-    matrix.transpose_into(dst, dst_stride, turn);
+    matrix.transpose_into(dst, dst_stride, transpose_8x8);
 }
 
 /// A checked [`transpose`]'s source.
@@ -185,10 +194,10 @@ struct Matrix<'a, T> {
 }
 
 impl<T: Element> Matrix<'_, T> {
-    /// In blocks of 8 x 8, each read as 8 rows, turned by `turn` and
-    /// written as 8 rows; then the edges a value at a time.
+    /// In blocks of 8 x 8, each read as 8 rows, transposed by `block_transpose`
+    /// and written as 8 rows; then the edges a value at a time.
     #[inline(always)]
-    fn transpose_into(self, dst: &mut [T], dst_stride: usize, turn: impl Fn(&[[T; 8]; 8]) -> [[T; 8]; 8]) {
+    fn transpose_into(self, dst: &mut [T], dst_stride: usize, block_transpose: impl Fn(&[[T; 8]; 8]) -> [[T; 8]; 8]) {
         const B: usize = 8;
         let Matrix {
             src,
@@ -205,7 +214,7 @@ impl<T: Element> Matrix<'_, T> {
                         *row = *values;
                     }
                 }
-                for (j, column) in turn(&block).iter().enumerate() {
+                for (j, column) in block_transpose(&block).iter().enumerate() {
                     if let Some(out) = dst
                         .get_mut((j0 + j) * dst_stride + i0..)
                         .and_then(|v| v.first_chunk_mut::<B>())
@@ -226,26 +235,29 @@ impl<T: Element> Matrix<'_, T> {
 
 /// An 8 x 8 block's transpose, a value at a time.
 #[inline(always)]
-fn turn<T: Element>(block: &[[T; 8]; 8]) -> [[T; 8]; 8] {
+fn transpose_8x8<T: Element>(block: &[[T; 8]; 8]) -> [[T; 8]; 8] {
     std::array::from_fn(|j| std::array::from_fn(|i| block[i][j]))
 }
 
-/// [`turn`] as AVX shuffles for f32 (24 of them for 64 values; LLVM's own
-/// code for `turn` moved a value at a time, and the transpose a row at a
-/// time took twice as long); a value at a time for f64. `to_f64` and back
-/// is exact and compiles to nothing: it only names a `T` as the `f32` it is.
+/// [`transpose_8x8`] as AVX shuffles for f32 (24 of them for 64 values;
+/// LLVM's own code for `transpose_8x8` moved a value at a time, and the
+/// transpose a row at a time took 2.5 times as long); a value at a time for
+/// f64 (the gradient checks' type). `to_f64` and back is exact and compiles
+/// to nothing: it only names a `T` as the `f32` it is. AVX2 alone: the
+/// same code serves the AVX-512 machines.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-fn turn_avx<T: Element>(block: &[[T; 8]; 8]) -> [[T; 8]; 8] {
+fn transpose_8x8_avx<T: Element>(block: &[[T; 8]; 8]) -> [[T; 8]; 8] {
     use crate::kernel::avx2::{load_f32, store_f32};
     use std::arch::x86_64::*;
     if size_of::<T>() != 4 {
-        return turn(block);
+        return transpose_8x8(block);
     }
     let r: [__m256; 8] = std::array::from_fn(|i| load_f32(&std::array::from_fn(|l| block[i][l].to_f64() as f32)));
-    // Pairs of rows interleaved, then pairs of pairs: each 128-bit half
-    // holds a column's 4 values of rows 0-3 (low half) or 4-7.
+    // Pairs of rows interleaved, then pairs of pairs: `s0..s3` hold rows
+    // 0-3 of columns `j` (low half) and `j + 4` (high half), `s4..s7` the
+    // same of rows 4-7; the halves then meet in whole columns.
     let (t0, t1) = (_mm256_unpacklo_ps(r[0], r[1]), _mm256_unpackhi_ps(r[0], r[1]));
     let (t2, t3) = (_mm256_unpacklo_ps(r[2], r[3]), _mm256_unpackhi_ps(r[2], r[3]));
     let (t4, t5) = (_mm256_unpacklo_ps(r[4], r[5]), _mm256_unpackhi_ps(r[4], r[5]));
@@ -274,24 +286,18 @@ fn turn_avx<T: Element>(block: &[[T; 8]; 8]) -> [[T; 8]; 8] {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-fn transpose_avx512<T: Element>(matrix: Matrix<'_, T>, dst: &mut [T], dst_stride: usize) {
-    matrix.transpose_into(dst, dst_stride, |block| turn_avx(block));
-}
-
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn transpose_avx2<T: Element>(matrix: Matrix<'_, T>, dst: &mut [T], dst_stride: usize) {
-    matrix.transpose_into(dst, dst_stride, |block| turn_avx(block));
+    matrix.transpose_into(dst, dst_stride, |block| transpose_8x8_avx(block));
 }
 
 /// The input gradient [`backward_image`] adds to, and its scratch.
 #[derive(Debug)]
 pub struct InputGradient<'a, T> {
-    /// The padded input's gradient, `[Hp, Wp, C]` ([`Window::padded_len`]
+    /// The padded input's gradient, `[Hp, Wp, C]` ([`ConvShape::padded_len`]
     /// values), added to.
     pub grad_x: &'a mut [T],
-    /// Room for `G` laid out channels last ([`Window::grad_len`] values).
+    /// Room for `G` laid out channels last ([`ConvShape::grad_len`] values).
     pub grad_y_last: &'a mut [T],
 }
 
@@ -300,43 +306,47 @@ pub struct InputGradient<'a, T> {
 /// `grad_w[f] += sum_p G[f, p] x(window at p)` and, with `grad_x`,
 /// `grad_x(window at p) += sum_f G[f, p] W[f]`, over the `G[f, p] != 0`.
 ///
-/// `grad_y` is `G`, `[FN, OH, OW]` ([`Window::grad_len`] values); `x` the
+/// `grad_y` is `G`, `[FN, OH, OW]` ([`ConvShape::grad_len`] values); `x` the
 /// padded input, `[Hp, Wp, C]`; `w` the filters, `[FN, FH, FW, C]`;
 /// `grad_w` the same shape as `w`: added to. Buffers that start on a cache
 /// line (64 bytes) run faster.
 ///
 /// # Panics
-/// When a buffer's length is not its shape's.
+/// When a buffer's length is not its shape's, or the filter is 0 wide or high.
 pub fn backward_image<T: Element>(
-    window: &Window,
+    shape: &ConvShape,
     grad_y: &[T],
     x: &[T],
     w: &[T],
     grad_w: &mut [T],
     grad_x: Option<InputGradient<'_, T>>,
 ) {
-    let weights_len = window.filters * window.filter_len();
+    assert!(
+        shape.filter.0 > 0 && shape.filter.1 > 0,
+        "sparse_backward: a filter must be at least 1x1"
+    );
+    let weights_len = shape.filters * shape.filter_len();
     assert_eq!(
         grad_y.len(),
-        window.grad_len(),
+        shape.grad_len(),
         "sparse_backward: G must be [FN, OH, OW]"
     );
-    assert_eq!(x.len(), window.padded_len(), "sparse_backward: x must be [Hp, Wp, C]");
+    assert_eq!(x.len(), shape.padded_len(), "sparse_backward: x must be [Hp, Wp, C]");
     assert_eq!(w.len(), weights_len, "sparse_backward: W must be [FN, FH, FW, C]");
     assert_eq!(grad_w.len(), weights_len, "sparse_backward: dW must be [FN, FH, FW, C]");
     if let Some(grad) = &grad_x {
         assert_eq!(
             grad.grad_x.len(),
-            window.padded_len(),
+            shape.padded_len(),
             "sparse_backward: dx must be [Hp, Wp, C]"
         );
-        assert_eq!(grad.grad_y_last.len(), window.grad_len(), "sparse_backward: room for G");
+        assert_eq!(grad.grad_y_last.len(), shape.grad_len(), "sparse_backward: room for G");
     }
-    if grad_y.is_empty() || window.channels == 0 {
+    if grad_y.is_empty() || shape.channels == 0 {
         return;
     }
     let image = Image {
-        window: *window,
+        shape: *shape,
         grad_y,
         x,
         w,
@@ -354,7 +364,7 @@ pub fn backward_image<T: Element>(
 /// A checked [`backward_image`]'s inputs.
 #[derive(Clone, Copy)]
 struct Image<'a, T> {
-    window: Window,
+    shape: ConvShape,
     grad_y: &'a [T],
     x: &'a [T],
     w: &'a [T],
@@ -393,10 +403,10 @@ impl<T: Element> Found<T> {
 }
 
 /// Where one scan's sums go: `dW[f]` (`[FH, FW, C]`, read and written
-/// back), or the input gradient, the window's first value at `at`.
+/// back), or the input gradient, its window's first value at `at`.
 enum Sums<'b, T> {
     Weights(&'b mut [T]),
-    Input(&'b mut [T], usize),
+    Input { grad_x: &'b mut [T], at: usize },
 }
 
 /// The window's shape in vectors: `rows` rows of `FW C` values, each
@@ -423,14 +433,14 @@ impl<T: Element> Image<'_, T> {
         grad_w: &mut [T],
         grad_x: Option<InputGradient<'_, T>>,
     ) {
-        let Window {
+        let ConvShape {
             channels,
             filters,
             filter: (filter_h, filter_w),
             padded: (_, wp),
-        } = self.window;
-        let (out_h, out_w) = self.window.out();
-        let (plane_len, filter_len, run_len) = (out_h * out_w, self.window.filter_len(), filter_w * channels);
+        } = self.shape;
+        let (out_h, out_w) = self.shape.out();
+        let (plane_len, filter_len, run_len) = (out_h * out_w, self.shape.filter_len(), filter_w * channels);
         let rows = Rows {
             rows: filter_h,
             per_row: run_len / L,
@@ -493,7 +503,10 @@ impl<T: Element> Image<'_, T> {
                     *at = (*at - p * filters) * filter_len;
                     end += 1;
                 }
-                let sums = Sums::Input(&mut *grad_x, origin(p) * channels);
+                let sums = Sums::Input {
+                    grad_x: &mut *grad_x,
+                    at: origin(p) * channels,
+                };
                 self.scan_work::<L, FUSED>(found.values(start..end), rows, sums);
                 start = end;
             }
@@ -536,7 +549,7 @@ impl<T: Element> Image<'_, T> {
                             grad_w_f[w_at] = multiply_add::<T, FUSED>(g, self.x[at + x_at], grad_w_f[w_at]);
                         }
                     }
-                    Sums::Input(grad_x, at_x) => {
+                    Sums::Input { grad_x, at: at_x } => {
                         let sum = found.clone().fold(T::ZERO, |sum, (&at, &g)| {
                             multiply_add::<T, FUSED>(g, self.w[at + w_at], sum)
                         });
@@ -569,7 +582,7 @@ impl<T: Element> Image<'_, T> {
                 }
                 (self.x, &x_rows)
             }
-            Sums::Input(..) => (self.w, &w_rows),
+            Sums::Input { .. } => (self.w, &w_rows),
         };
         for (&at, &g) in found_at.iter().zip(found_g) {
             for (sums, &start) in block.iter_mut().zip(starts) {
@@ -587,7 +600,7 @@ impl<T: Element> Image<'_, T> {
                     grad_w_f[at..at + V * L].copy_from_slice(sums.as_flattened());
                 }
             }
-            Sums::Input(grad_x, at_x) => {
+            Sums::Input { grad_x, at: at_x } => {
                 for (sums, &start) in block.iter().zip(&x_rows) {
                     let (run, _) = grad_x[*at_x + start..][..V * L].as_chunks_mut::<L>();
                     // Each vector read whole, added to and written back: a
@@ -653,8 +666,7 @@ impl Features {
         // SAFETY: as in `sparse_backward` below.
         unsafe {
             match self {
-                Features::Avx512 => transpose_avx512(matrix, dst, dst_stride),
-                Features::Avx2 => transpose_avx2(matrix, dst, dst_stride),
+                Features::Avx512 | Features::Avx2 => transpose_avx2(matrix, dst, dst_stride),
             }
         }
     }
@@ -690,14 +702,14 @@ mod tests {
     }
 
     /// `dW` and `dx` by the definition, every term (zeros too), in plain loops.
-    fn reference<T: Element>(window: &Window, grad_y: &[T], x: &[T], w: &[T]) -> (Vec<T>, Vec<T>) {
-        let Window {
+    fn reference<T: Element>(shape: &ConvShape, grad_y: &[T], x: &[T], w: &[T]) -> (Vec<T>, Vec<T>) {
+        let ConvShape {
             channels,
             filters,
             filter: (fh, fw),
             padded: (_, wp),
-        } = *window;
-        let (out_h, out_w) = window.out();
+        } = *shape;
+        let (out_h, out_w) = shape.out();
         let mut grad_w = vec![T::ZERO; w.len()];
         let mut grad_x = vec![T::ZERO; x.len()];
         for f in 0..filters {
@@ -718,13 +730,13 @@ mod tests {
     /// The backward against the reference, on exact values (every sum is
     /// exact, so the order does not show), with and without `dx`.
     fn check<T: Element>(
-        window: Window,
-        run: impl Fn(&Window, &[T], &[T], &[T], &mut [T], Option<InputGradient<'_, T>>),
+        shape: ConvShape,
+        run: impl Fn(&ConvShape, &[T], &[T], &[T], &mut [T], Option<InputGradient<'_, T>>),
     ) {
-        let grad_y = sparse_grad::<T>(window.grad_len(), 1);
-        let x = exact_values::<T>(window.padded_len(), 2);
-        let w = exact_values::<T>(window.filters * window.filter_len(), 3);
-        let (want_w, want_x) = reference(&window, &grad_y, &x, &w);
+        let grad_y = sparse_grad::<T>(shape.grad_len(), 1);
+        let x = exact_values::<T>(shape.padded_len(), 2);
+        let w = exact_values::<T>(shape.filters * shape.filter_len(), 3);
+        let (want_w, want_x) = reference(&shape, &grad_y, &x, &w);
         // Added to: start from ones, and take them away after.
         let mut grad_w = vec![T::ONE; w.len()];
         let mut grad_x = vec![T::ONE; x.len()];
@@ -733,17 +745,17 @@ mod tests {
             grad_x: &mut grad_x,
             grad_y_last: &mut grad_y_last,
         };
-        run(&window, &grad_y, &x, &w, &mut grad_w, Some(input));
+        run(&shape, &grad_y, &x, &w, &mut grad_w, Some(input));
         let minus_one = |v: Vec<T>| v.into_iter().map(|v| v - T::ONE).collect::<Vec<_>>();
-        assert_eq!(minus_one(grad_w), want_w, "dW for {window:?}");
-        assert_eq!(minus_one(grad_x), want_x, "dx for {window:?}");
+        assert_eq!(minus_one(grad_w), want_w, "dW for {shape:?}");
+        assert_eq!(minus_one(grad_x), want_x, "dx for {shape:?}");
         let mut grad_w = vec![T::ZERO; w.len()];
-        run(&window, &grad_y, &x, &w, &mut grad_w, None);
-        assert_eq!(grad_w, want_w, "dW alone for {window:?}");
+        run(&shape, &grad_y, &x, &w, &mut grad_w, None);
+        assert_eq!(grad_w, want_w, "dW alone for {shape:?}");
     }
 
-    fn windows() -> Vec<Window> {
-        let window = |channels, filters, filter, padded| Window {
+    fn shapes() -> Vec<ConvShape> {
+        let shape = |channels, filters, filter, padded| ConvShape {
             channels,
             filters,
             filter,
@@ -751,89 +763,106 @@ mod tests {
         };
         vec![
             // DeepConvNet's three layers behind a pool.
-            window(16, 16, (3, 3), (30, 30)),
-            window(32, 32, (3, 3), (18, 18)),
-            window(64, 64, (3, 3), (10, 10)),
+            shape(16, 16, (3, 3), (30, 30)),
+            shape(32, 32, (3, 3), (18, 18)),
+            shape(64, 64, (3, 3), (10, 10)),
             // Channels not a whole vector, planes not a whole scan, wide filters.
-            window(3, 5, (2, 4), (7, 9)),
-            window(17, 2, (5, 5), (12, 6)),
-            window(1, 1, (1, 1), (1, 1)),
+            shape(3, 5, (2, 4), (7, 9)),
+            shape(17, 2, (5, 5), (12, 6)),
+            shape(1, 1, (1, 1), (1, 1)),
             // A filter as large as the image: one position.
-            window(4, 3, (6, 6), (6, 6)),
+            shape(4, 3, (6, 6), (6, 6)),
+            // More filters than a scan: a position's filters across two or
+            // three scans of the channels-last `G`.
+            shape(3, 100, (3, 3), (5, 6)),
+            shape(2, 130, (2, 2), (4, 3)),
         ]
+    }
+
+    /// [`backward_image`] in the portable code.
+    fn portable<T: Element>(
+        shape: &ConvShape,
+        grad_y: &[T],
+        x: &[T],
+        w: &[T],
+        grad_w: &mut [T],
+        grad_x: Option<InputGradient<'_, T>>,
+    ) {
+        let image = Image {
+            shape: *shape,
+            grad_y,
+            x,
+            w,
+        };
+        match size_of::<T>() == 4 {
+            true => image.run::<8, false>(nonzero_mask, grad_w, grad_x),
+            false => image.run::<4, false>(nonzero_mask, grad_w, grad_x),
+        }
+    }
+
+    /// [`backward_image`] on the instruction set `features`.
+    #[cfg(target_arch = "x86_64")]
+    fn run_on<T: Element>(
+        features: Features,
+        (shape, grad_y): (&ConvShape, &[T]),
+        x: &[T],
+        w: &[T],
+        grad_w: &mut [T],
+        grad_x: Option<InputGradient<'_, T>>,
+    ) {
+        let image = Image {
+            shape: *shape,
+            grad_y,
+            x,
+            w,
+        };
+        features.sparse_backward(image, grad_w, grad_x)
+    }
+
+    /// The instruction sets this CPU has.
+    #[cfg(target_arch = "x86_64")]
+    fn instruction_sets() -> Vec<Features> {
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        let avx512 = avx2 && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq");
+        [(avx2, Features::Avx2), (avx512, Features::Avx512)]
+            .into_iter()
+            .filter_map(|(present, features)| present.then_some(features))
+            .collect()
     }
 
     #[test]
     fn the_backward_equals_the_reference_on_every_instruction_set() {
-        for window in windows() {
-            check::<f32>(window, backward_image);
-            check::<f64>(window, backward_image);
-            check::<f32>(window, |w, g, x, f, gw, gx| {
-                Image {
-                    window: *w,
-                    grad_y: g,
-                    x,
-                    w: f,
-                }
-                .run::<8, false>(nonzero_mask, gw, gx)
-            });
-            check::<f64>(window, |w, g, x, f, gw, gx| {
-                Image {
-                    window: *w,
-                    grad_y: g,
-                    x,
-                    w: f,
-                }
-                .run::<4, false>(nonzero_mask, gw, gx)
-            });
+        for shape in shapes() {
+            check::<f32>(shape, backward_image);
+            check::<f64>(shape, backward_image);
+            check::<f32>(shape, portable);
+            check::<f64>(shape, portable);
             #[cfg(target_arch = "x86_64")]
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                check::<f32>(window, |w, g, x, f, gw, gx| {
-                    Features::Avx2.sparse_backward(
-                        Image {
-                            window: *w,
-                            grad_y: g,
-                            x,
-                            w: f,
-                        },
-                        gw,
-                        gx,
-                    )
-                });
-                check::<f64>(window, |w, g, x, f, gw, gx| {
-                    Features::Avx2.sparse_backward(
-                        Image {
-                            window: *w,
-                            grad_y: g,
-                            x,
-                            w: f,
-                        },
-                        gw,
-                        gx,
-                    )
-                });
+            for features in instruction_sets() {
+                check::<f32>(shape, |s, g, x, w, gw, gx| run_on(features, (s, g), x, w, gw, gx));
+                check::<f64>(shape, |s, g, x, w, gw, gx| run_on(features, (s, g), x, w, gw, gx));
             }
         }
     }
 
     #[test]
     fn an_empty_window_changes_nothing() {
-        let window = Window {
+        let shape = ConvShape {
             channels: 2,
             filters: 3,
             filter: (3, 3),
             padded: (2, 5),
         };
-        assert_eq!(window.out(), (0, 3));
-        let (x, w) = (vec![1.0f32; window.padded_len()], vec![1.0f32; 3 * window.filter_len()]);
+        assert_eq!(shape.out(), (0, 3));
+        let (x, w) = (vec![1.0f32; shape.padded_len()], vec![1.0f32; 3 * shape.filter_len()]);
         let mut grad_w = vec![2.0f32; w.len()];
-        backward_image(&window, &[], &x, &w, &mut grad_w, None);
+        backward_image(&shape, &[], &x, &w, &mut grad_w, None);
         assert!(grad_w.iter().all(|&v| v == 2.0));
     }
 
     #[test]
     fn a_nan_in_g_reaches_its_window() {
-        let window = Window {
+        let shape = ConvShape {
             channels: 2,
             filters: 1,
             filter: (1, 1),
@@ -846,7 +875,7 @@ mod tests {
             grad_x: &mut grad_x,
             grad_y_last: &mut grad_y_last,
         };
-        backward_image(&window, &grad_y, &x, &w, &mut grad_w, Some(input));
+        backward_image(&shape, &grad_y, &x, &w, &mut grad_w, Some(input));
         assert!(grad_w.iter().all(|v| v.is_nan()));
         let nan_at: Vec<bool> = grad_x.iter().map(|v| v.is_nan()).collect();
         assert_eq!(nan_at, [false, false, true, true, false, false]);
@@ -872,7 +901,7 @@ mod tests {
         fn portable<T: Element>(
             (src, src_stride): (&[T], usize),
             (rows, cols): (usize, usize),
-            (dst, stride): (&mut [T], usize),
+            dst: (&mut [T], usize),
         ) {
             Matrix {
                 src,
@@ -880,31 +909,31 @@ mod tests {
                 rows,
                 cols,
             }
-            .transpose_into(dst, stride, turn)
+            .transpose_into(dst.0, dst.1, transpose_8x8)
+        }
+        #[cfg(target_arch = "x86_64")]
+        fn on<T: Element>(
+            features: Features,
+            (src, src_stride): (&[T], usize),
+            (rows, cols): (usize, usize),
+            dst: (&mut [T], usize),
+        ) {
+            let matrix = Matrix {
+                src,
+                src_stride,
+                rows,
+                cols,
+            };
+            features.transpose(matrix, dst)
         }
         check_transpose::<f32>(transpose);
         check_transpose::<f64>(transpose);
         check_transpose::<f32>(portable);
         check_transpose::<f64>(portable);
         #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            fn avx2<T: Element>(
-                (src, src_stride): (&[T], usize),
-                (rows, cols): (usize, usize),
-                dst: (&mut [T], usize),
-            ) {
-                Features::Avx2.transpose(
-                    Matrix {
-                        src,
-                        src_stride,
-                        rows,
-                        cols,
-                    },
-                    dst,
-                )
-            }
-            check_transpose::<f32>(avx2);
-            check_transpose::<f64>(avx2);
+        for features in instruction_sets() {
+            check_transpose::<f32>(|src, shape, dst| on(features, src, shape, dst));
+            check_transpose::<f64>(|src, shape, dst| on(features, src, shape, dst));
         }
     }
 

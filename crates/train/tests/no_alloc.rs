@@ -68,6 +68,11 @@ fn a_warm_iteration_allocates_nothing() {
         optimizer: OptimizerConfig::new(OptimizerKind::Adam),
         ..TrainConfig::default()
     };
+    let channels = TrainConfig {
+        model: ModelSpec::Net(common::toy_channels_net()),
+        optimizer: OptimizerConfig::new(OptimizerKind::Adam),
+        ..TrainConfig::default()
+    };
     let augmented = TrainConfig {
         augment: Some(train::Augment::with_strength(1.0)),
         ..convnet.clone()
@@ -81,6 +86,8 @@ fn a_warm_iteration_allocates_nothing() {
         (&px[..], 64, vec![50], 1, &convnet),
         (&wide[..], 784, vec![50], 2, &convnet),
         (&wide[..], 784, vec![50], 2, &augmented),
+        (&px[..], 64, vec![50], 1, &channels),
+        (&px[..], 64, vec![50], 2, &channels),
     ];
     for (pixels, features, hidden, threads, recipe) in cases {
         let data = ImageData::new(pixels, &lb, features).unwrap();

@@ -108,6 +108,14 @@ fn same_seed_same_everything_for_any_thread_count() {
         optimizer: OptimizerConfig::new(OptimizerKind::Adam),
         ..config(1)
     });
+    // Convolutions of several channels (the shifted route), whose backward
+    // goes over `G`'s nonzero values behind the pool, and behind a ReLU alone
+    // where it has 32 channels.
+    recipes.push(TrainConfig {
+        model: ModelSpec::Net(common::toy_channels_net()),
+        optimizer: OptimizerConfig::new(OptimizerKind::Adam),
+        ..config(1)
+    });
     for recipe in &recipes {
         let one = run(1, recipe);
         assert_eq!(one, run(2, recipe), "threads 1 vs 2: {recipe:?}");
