@@ -198,14 +198,14 @@ impl<T: Element> Convolution<T> {
     /// `dL/dW` and `dL/db`: the tasks' shares (in `partials`) added in task
     /// order, so the sums do not depend on the threads. A share's `dW` part
     /// is laid out as `layout` says.
-    fn add_shares(&mut self, layout: ShareLayout) {
+    fn add_shares(&mut self, layout: ShareLayout, tasks: usize) {
         // `W` is `[FN, C, FH, FW]`: a window is its last three dimensions.
         let (filters, window_len) = (self.filters(), self.w.shape()[1..].iter().product::<usize>());
         let weights_len = filters * window_len;
         let (grad_w, grad_b) = (self.grad_w.as_mut_slice(), self.grad_b.as_mut_slice());
         grad_w.fill(T::ZERO);
         grad_b.fill(T::ZERO);
-        for share in self.partials.as_slice().chunks_exact(weights_len + filters) {
+        for share in self.partials.as_slice().chunks_exact(weights_len + filters).take(tasks) {
             let (share_w, share_b) = share.split_at(weights_len);
             match layout {
                 ShareLayout::Filters => {
@@ -271,7 +271,7 @@ impl<T: Element> Convolution<T> {
         let (out_len, padded_len, scratch_len) =
             (filters * g.windows(), layout.padded_len(), layout.task_scratch_len());
         self.col.resize(&[rows, padded_len]);
-        self.grad_col.resize(&[rows.div_ceil(IMAGES_PER_TASK), scratch_len]);
+        grow(&mut self.grad_col, rows.div_ceil(IMAGES_PER_TASK) * scratch_len);
         layout.pack_filters(&self.w, &mut self.panels);
         layout.fill_offsets(&mut self.offsets);
         let weights = (&self.panels, &self.offsets[..], self.b.as_slice());
@@ -302,10 +302,12 @@ impl<T: Element> Convolution<T> {
         let tasks = rows.div_ceil(IMAGES_PER_TASK);
         let (_, nonzero_partials, nonzero_scratch) = layout.nonzero_buffers::<T>(tasks);
         let weights_len = self.w.numel();
-        self.partials
-            .resize(&[nonzero_partials.max(tasks * (weights_len + filters))]);
-        self.grad_col.resize(&[tasks * nonzero_scratch.max(scratch_len)]);
-        self.filters_last.resize(&[weights_len + ALIGN_SLACK]);
+        grow(
+            &mut self.partials,
+            nonzero_partials.max(tasks * (weights_len + filters)),
+        );
+        grow(&mut self.grad_col, tasks * nonzero_scratch.max(scratch_len));
+        grow(&mut self.filters_last, weights_len + ALIGN_SLACK);
     }
 
     /// [`Layer::backward`] on the shifted route: over `G`'s nonzero values
@@ -349,8 +351,8 @@ impl<T: Element> Convolution<T> {
         let (padded_len, scratch_len) = (layout.padded_len(), layout.task_scratch_len());
         self.check_backward(input, grad_output, g, padded_len);
         let tasks = input.rows().div_ceil(IMAGES_PER_TASK);
-        self.partials.resize(&[tasks, weights_len + filters]);
-        self.grad_col.resize(&[tasks, scratch_len]);
+        grow(&mut self.partials, tasks * (weights_len + filters));
+        grow(&mut self.grad_col, tasks * scratch_len);
         let n = layout.wide_windows();
         let wide_len = filters * n;
         let offsets = &self.offsets[..];
@@ -382,7 +384,7 @@ impl<T: Element> Convolution<T> {
                     rest,
                 );
             });
-        self.add_shares(ShareLayout::Transposed);
+        self.add_shares(ShareLayout::Transposed, tasks);
         let Some(grad_input) = grad_input else {
             return;
         };
@@ -433,11 +435,11 @@ impl<T: Element> Convolution<T> {
         let tasks = input.rows().div_ceil(IMAGES_PER_TASK);
         let (stride, partials_len, scratch_len) = layout.nonzero_buffers::<T>(tasks);
         let share_len = weights_len + filters;
-        self.partials.resize(&[partials_len]);
+        grow(&mut self.partials, partials_len);
         let last_len = window.padded_len();
-        self.grad_col.resize(&[tasks, scratch_len]);
+        grow(&mut self.grad_col, tasks * scratch_len);
         // `[FN, FH, FW, C]`, from a cache line's start.
-        self.filters_last.resize(&[weights_len + ALIGN_SLACK]);
+        grow(&mut self.filters_last, weights_len + ALIGN_SLACK);
         let taps = g.filter_h * g.filter_w;
         let (w_last, _) = split_aligned(self.filters_last.as_mut_slice(), weights_len);
         let w_rows = self.w.as_slice().chunks_exact(window.filter_len());
@@ -549,6 +551,17 @@ fn split_aligned<T>(scratch: &mut [T], len: usize) -> (&mut [T], &mut [T]) {
     let skip = scratch.as_ptr().align_offset(64).min(ALIGN_SLACK);
     let (_, rest) = scratch.split_at_mut(skip);
     rest.split_at_mut(len)
+}
+
+/// At least `len` values in `buffer` (a scratch or shares buffer of the
+/// shifted route, used by the length each pass needs): grown, never shrunk.
+/// Resized to each pass's length, a buffer that two passes (forward and
+/// backward, or the two backward routes) size differently would be filled
+/// with zeros up to the larger length at every step.
+fn grow<T: Element>(buffer: &mut Tensor<T>, len: usize) {
+    if buffer.numel() < len {
+        buffer.resize(&[len]);
+    }
 }
 
 /// `image(grad_y, grad_x, x, scratch)` for every image of the batch, in
@@ -1013,7 +1026,7 @@ impl<T: Element> Layer<T> for Convolution<T> {
                     }
                 }
             });
-        self.add_shares(ShareLayout::Filters);
+        self.add_shares(ShareLayout::Filters, tasks);
         let Some(grad_input) = grad_input else {
             return;
         };
