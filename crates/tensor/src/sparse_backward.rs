@@ -23,9 +23,9 @@
 //! `dW[f]`, or into the window of `dx` (once for each scan a position's
 //! filters fall in). Adding each value's multiple straight into memory
 //! instead (a read, a multiply-add and a write for every vector, the next
-//! value waiting on the last one's writes) made DeepConvNet's three layers
-//! behind a pool take 9.2, 7.9 and 6.9 ms a batch on one core, against 7.6,
-//! 5.6 and 4.9 with the first register blocks.
+//! value waiting on the last one's writes) was slower on each of
+//! DeepConvNet's three layers behind a pool: the sixth took about 6.5 ms a
+//! batch on one core against 4.9.
 //!
 //! For that work to be vector operations, the image, its input gradient
 //! and the filters are laid out **channels last**: position `q` of the
@@ -779,6 +779,16 @@ mod tests {
         ]
     }
 
+    /// The unchecked inputs of one image, as the tests hand them over.
+    fn image<'a, T>(shape: &ConvShape, grad_y: &'a [T], x: &'a [T], w: &'a [T]) -> Image<'a, T> {
+        Image {
+            shape: *shape,
+            grad_y,
+            x,
+            w,
+        }
+    }
+
     /// [`backward_image`] in the portable code.
     fn portable<T: Element>(
         shape: &ConvShape,
@@ -788,12 +798,7 @@ mod tests {
         grad_w: &mut [T],
         grad_x: Option<InputGradient<'_, T>>,
     ) {
-        let image = Image {
-            shape: *shape,
-            grad_y,
-            x,
-            w,
-        };
+        let image = image(shape, grad_y, x, w);
         match size_of::<T>() == 4 {
             true => image.run::<8, false>(nonzero_mask, grad_w, grad_x),
             false => image.run::<4, false>(nonzero_mask, grad_w, grad_x),
@@ -810,13 +815,7 @@ mod tests {
         grad_w: &mut [T],
         grad_x: Option<InputGradient<'_, T>>,
     ) {
-        let image = Image {
-            shape: *shape,
-            grad_y,
-            x,
-            w,
-        };
-        features.sparse_backward(image, grad_w, grad_x)
+        features.sparse_backward(image(shape, grad_y, x, w), grad_w, grad_x)
     }
 
     /// The instruction sets this CPU has.
