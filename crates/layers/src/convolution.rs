@@ -101,6 +101,8 @@ enum ShareLayout {
     Filters,
     /// `[K, FN]`: the `dW^T` of the shifted route's dense products.
     Transposed,
+    /// `[FN, FH, FW, C]`: the backward over `G`'s nonzero values.
+    ChannelsLast,
 }
 
 impl<T: Element> Convolution<T> {
@@ -195,35 +197,51 @@ impl<T: Element> Convolution<T> {
         );
     }
 
-    /// `dL/dW` and `dL/db`: the tasks' shares (in `partials`) added in task
-    /// order, so the sums do not depend on the threads. A share's `dW` part
-    /// is laid out as `layout` says.
-    fn add_shares(&mut self, layout: ShareLayout, tasks: usize) {
+    /// `dL/dW` and `dL/db`: the `tasks` shares in `partials` (`stride`
+    /// values apart from `start`, each `dW` laid out as `layout` says, then
+    /// `db`) added in task order as they lie, a vector at a time, so the
+    /// sums do not depend on the threads; then `dW` laid out as `W`.
+    fn add_shares(&mut self, layout: ShareLayout, (start, stride, tasks): (usize, usize, usize)) {
         // `W` is `[FN, C, FH, FW]`: a window is its last three dimensions.
-        let (filters, window_len) = (self.filters(), self.w.shape()[1..].iter().product::<usize>());
-        let weights_len = filters * window_len;
-        let (grad_w, grad_b) = (self.grad_w.as_mut_slice(), self.grad_b.as_mut_slice());
-        grad_w.fill(T::ZERO);
-        grad_b.fill(T::ZERO);
-        for share in self.partials.as_slice().chunks_exact(weights_len + filters).take(tasks) {
-            let (share_w, share_b) = share.split_at(weights_len);
-            match layout {
-                ShareLayout::Filters => {
-                    for (grad, &value) in grad_w.iter_mut().zip(share_w) {
-                        *grad += value;
-                    }
+        let (filters, channels, weights_len) = (self.filters(), self.channels(), self.w.numel());
+        let (window_len, taps) = (weights_len / filters.max(1), weights_len / (filters * channels).max(1));
+        if !matches!(layout, ShareLayout::Filters) {
+            grow(&mut self.grad_col, weights_len);
+        }
+        let Convolution {
+            grad_w,
+            grad_b,
+            partials,
+            grad_col,
+            ..
+        } = self;
+        let (grad_w, grad_b) = (grad_w.as_mut_slice(), grad_b.as_mut_slice());
+        let add = |sums_w: &mut [T], grad_b: &mut [T]| {
+            sums_w.fill(T::ZERO);
+            grad_b.fill(T::ZERO);
+            for share in partials.as_slice()[start..].chunks(stride).take(tasks) {
+                let (share_w, share_b) = share[..weights_len + filters].split_at(weights_len);
+                for (sum, &value) in sums_w.iter_mut().zip(share_w) {
+                    *sum += value;
                 }
-                ShareLayout::Transposed => {
-                    for (k, row) in share_w.chunks_exact(filters).enumerate() {
-                        for (f, &value) in row.iter().enumerate() {
-                            grad_w[f * window_len + k] += value;
-                        }
-                    }
+                for (sum, &value) in grad_b.iter_mut().zip(share_b) {
+                    *sum += value;
                 }
             }
-            for (grad, &value) in grad_b.iter_mut().zip(share_b) {
-                *grad += value;
-            }
+        };
+        // Laid out as `W` already, the sums go straight to `grad_w`; else
+        // to `grad_col` (free by now), then to `grad_w` transposed.
+        if let ShareLayout::Filters = layout {
+            return add(grad_w, grad_b);
+        }
+        let sums_w = &mut grad_col.as_mut_slice()[..weights_len];
+        add(sums_w, grad_b);
+        if let ShareLayout::Transposed = layout {
+            return transpose((sums_w, filters), (window_len, filters), (grad_w, window_len));
+        }
+        for (grad_f, sums_f) in grad_w.chunks_exact_mut(window_len).zip(sums_w.chunks_exact(window_len)) {
+            // `[FH FW, C]` to `[C, FH FW]`.
+            transpose((sums_f, channels), (taps, channels), (grad_f, taps));
         }
     }
 
@@ -384,7 +402,7 @@ impl<T: Element> Convolution<T> {
                     rest,
                 );
             });
-        self.add_shares(ShareLayout::Transposed, tasks);
+        self.add_shares(ShareLayout::Transposed, (0, weights_len + filters, tasks));
         let Some(grad_input) = grad_input else {
             return;
         };
@@ -511,33 +529,8 @@ impl<T: Element> Convolution<T> {
                 task(grad_y, padded, partial, scratch, x, None)
             }),
         }
-        self.add_shares_channels_last(window, (tasks, stride));
-    }
-
-    /// [`Self::add_shares`] for the `tasks` shares of
-    /// [`Self::backward_nonzeros`] (`stride` values apart from the first
-    /// cache line of `partials`, `dW` channels last): added in task order as
-    /// they lie (in `grad_col`, free by now), then each filter's sums laid
-    /// out as `W`. The same additions as `add_shares` makes, a vector at a
-    /// time.
-    fn add_shares_channels_last(&mut self, window: sparse_backward::ConvShape, (tasks, stride): (usize, usize)) {
-        let (filter_len, filters) = (window.filter_len(), window.filters);
-        let (weights_len, taps) = (filters * filter_len, window.filter.0 * window.filter.1);
-        let (shares, _) = split_aligned(self.partials.as_mut_slice(), tasks * stride);
-        let sums = &mut self.grad_col.as_mut_slice()[..weights_len + filters];
-        sums.fill(T::ZERO);
-        for share in shares.chunks_exact(stride) {
-            for (sum, &value) in sums.iter_mut().zip(&share[..weights_len + filters]) {
-                *sum += value;
-            }
-        }
-        let (sums_w, sums_b) = sums.split_at(weights_len);
-        let grad_w = self.grad_w.as_mut_slice().chunks_exact_mut(filter_len);
-        for (grad_f, sums_f) in grad_w.zip(sums_w.chunks_exact(filter_len)) {
-            // `[FH FW, C]` to `[C, FH FW]`.
-            transpose((sums_f, window.channels), (taps, window.channels), (grad_f, taps));
-        }
-        self.grad_b.as_mut_slice().copy_from_slice(sums_b);
+        let start = aligned_start(self.partials.as_slice());
+        self.add_shares(ShareLayout::ChannelsLast, (start, stride, tasks));
     }
 }
 
@@ -548,9 +541,13 @@ const ALIGN_SLACK: usize = 64;
 /// The first `len` values of `scratch` from its first cache line's start
 /// (a vector load or store across two lines costs two), and the rest.
 fn split_aligned<T>(scratch: &mut [T], len: usize) -> (&mut [T], &mut [T]) {
-    let skip = scratch.as_ptr().align_offset(64).min(ALIGN_SLACK);
-    let (_, rest) = scratch.split_at_mut(skip);
+    let (_, rest) = scratch.split_at_mut(aligned_start(scratch));
     rest.split_at_mut(len)
+}
+
+/// Where `buffer`'s first cache line (64 bytes) starts, in values.
+fn aligned_start<T>(buffer: &[T]) -> usize {
+    buffer.as_ptr().align_offset(64).min(ALIGN_SLACK)
 }
 
 /// At least `len` values in `buffer` (a scratch or shares buffer of the
@@ -1026,7 +1023,7 @@ impl<T: Element> Layer<T> for Convolution<T> {
                     }
                 }
             });
-        self.add_shares(ShareLayout::Filters, tasks);
+        self.add_shares(ShareLayout::Filters, (0, weights_len + filters, tasks));
         let Some(grad_input) = grad_input else {
             return;
         };
