@@ -24,9 +24,11 @@
 //! on one thread, where its `col` or padded image stays in cache. Backward
 //! sums `dL/dW` and `dL/db` in tasks of a fixed [`IMAGES_PER_TASK`] images,
 //! whose shares are added in task order, so the result is the same for any
-//! thread count. Training keeps every image's `col` (or padded image) for
-//! backward, in buffers reused from step to step; inference keeps one
-//! image's per thread, allocated per call.
+//! thread count. On the `im2col` route training keeps every image's `col`
+//! for backward; the shifted route keeps nothing of the batch, and its
+//! backward pads each image again from the layer's input (see
+//! `forward_train_shifted`). Buffers are reused from step to step;
+//! inference keeps one image's per thread, allocated per call.
 //!
 //! Behind a ReLU and a max pool, `G` is mostly zeros (DeepConvNet's second,
 //! fourth and sixth layers: 13-20% nonzero in training), and the shifted
@@ -71,15 +73,16 @@ pub struct Convolution<T> {
     pub grad_b: Tensor<T>,
     stride: usize,
     pad: usize,
-    /// `im2col` of the last training input, `[N, K, OH * OW]`.
+    /// `im2col` of the last training input, `[N, K, OH * OW]` (the
+    /// `im2col` route's; the shifted route keeps none).
     col: Tensor<T>,
     /// Per task, its images' share of `dL/dW` (`FN * K` values) then of
     /// `dL/db` (`FN`); over `G`'s nonzero values, the shares start on cache
     /// lines, a stride apart, `dL/dW` channels last (`backward_nonzeros`).
     partials: Tensor<T>,
     /// Per task, `dL/d col` of the image it is working on, `[K, OH * OW]`
-    /// (or, on the shifted route, the task's scratch; over `G`'s nonzero
-    /// values, also the shares' sum at the end).
+    /// (or, on the shifted route, the task's scratch, where its images are
+    /// padded; over `G`'s nonzero values, also the shares' sum at the end).
     grad_col: Tensor<T>,
     /// The filters packed for the shifted products, from the last forward pass.
     panels: ShiftedPanels<T>,
@@ -92,6 +95,19 @@ pub struct Convolution<T> {
     /// The filters channels last, `[FN, FH, FW, C]`, for the backward over
     /// `G`'s nonzero values (from the first cache line's start in it).
     filters_last: Tensor<T>,
+    /// The last training forward pass's batch: its images, their length,
+    /// and whether they went in through a ReLU. The shifted route keeps no
+    /// copy of them, so backward checks that it is given the same batch.
+    trained: Trained,
+}
+
+/// What [`Convolution`]'s backward checks against the last training
+/// forward pass ([`Convolution::check_backward`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Trained {
+    images: usize,
+    image_len: usize,
+    relu_first: bool,
 }
 
 /// How a task's share of `dL/dW` is laid out in `partials`.
@@ -143,6 +159,7 @@ impl<T: Element> Convolution<T> {
             offsets: Vec::new(),
             turned_offsets: Vec::new(),
             filters_last: Tensor::zeros(&[0]),
+            trained: Trained::default(),
         }
     }
 
@@ -182,17 +199,21 @@ impl<T: Element> Convolution<T> {
     }
 
     /// Backward's inputs against forward's: `dL/dy` shaped as the output,
-    /// and `col` holding `kept_len` values (an image's `col`, or its padded
-    /// copy) for each image of this batch.
-    fn check_backward(&self, input: &Tensor<T>, grad_output: &Tensor<T>, g: &ConvGeometry, kept_len: usize) {
+    /// and `input` the batch of the last training forward pass (through a
+    /// ReLU or not, as `relu_first` says).
+    fn check_backward(&self, input: &Tensor<T>, grad_output: &Tensor<T>, g: &ConvGeometry, relu_first: bool) {
         assert_eq!(
             grad_output.shape(),
             [input.rows(), self.filters(), g.out_h(), g.out_w()],
             "Convolution backward: dL/dy does not fit the output"
         );
+        let batch = Trained {
+            images: input.rows(),
+            image_len: g.image_len(),
+            relu_first,
+        };
         assert_eq!(
-            self.col.numel(),
-            input.rows() * kept_len,
+            self.trained, batch,
             "Convolution backward without forward_train on this batch"
         );
     }
@@ -274,9 +295,15 @@ impl<T: Element> Convolution<T> {
     }
 
     /// [`Layer::forward_train`] on the shifted route: each image padded
-    /// into `col` (kept for backward), its product read in place.
+    /// into its task's scratch, its product read in place there.
     /// With `relu_first`, `input` is a ReLU's input, and each image is
     /// padded through the ReLU ([`Layer::forward_train_after_relu`]).
+    ///
+    /// The padded images are not kept: backward pads them again from
+    /// `input`, image by image. Kept, they were written to memory here
+    /// (DeepConvNet's 15 MB a step) and read back from it there, where
+    /// `input` (smaller, and read there anyway for a ReLU's gradient) comes
+    /// back at the same cost.
     fn forward_train_shifted(
         &mut self,
         layout: ShiftedLayout,
@@ -288,7 +315,6 @@ impl<T: Element> Convolution<T> {
         let (filters, rows) = (self.filters(), input.rows());
         let (out_len, padded_len, scratch_len) =
             (filters * g.windows(), layout.padded_len(), layout.task_scratch_len());
-        self.col.resize(&[rows, padded_len]);
         grow(&mut self.grad_col, rows.div_ceil(IMAGES_PER_TASK) * scratch_len);
         layout.pack_filters(&self.w, &mut self.panels);
         layout.fill_offsets(&mut self.offsets);
@@ -297,17 +323,21 @@ impl<T: Element> Convolution<T> {
         input
             .as_slice()
             .par_chunks(IMAGES_PER_TASK * g.image_len())
-            .zip(self.col.as_mut_slice().par_chunks_mut(IMAGES_PER_TASK * padded_len))
             .zip(output.as_mut_slice().par_chunks_mut(IMAGES_PER_TASK * out_len))
             .zip(self.grad_col.as_mut_slice().par_chunks_mut(scratch_len))
-            .for_each(|(((x, padded), y), scratch)| {
-                let wide = &mut scratch[..wide_len];
-                let images = x.chunks_exact(g.image_len()).zip(padded.chunks_exact_mut(padded_len));
-                for ((x, padded), y) in images.zip(y.chunks_exact_mut(out_len)) {
+            .for_each(|((x, y), scratch)| {
+                let (padded, rest) = scratch.split_at_mut(padded_len);
+                let wide = &mut rest[..wide_len];
+                for (x, y) in x.chunks_exact(g.image_len()).zip(y.chunks_exact_mut(out_len)) {
                     layout.pad(x, padded, relu_first);
                     layout.forward_image(weights, padded, wide, y);
                 }
             });
+        self.trained = Trained {
+            images: rows,
+            image_len: g.image_len(),
+            relu_first,
+        };
         // Room for either backward route: the choice follows `G`'s share of
         // nonzero values, and a switch between steps must not allocate. (The
         // turned filters are packed again by each dense backward; here only
@@ -367,7 +397,7 @@ impl<T: Element> Convolution<T> {
         let (filters, windows) = (self.filters(), g.windows());
         let (out_len, weights_len) = (filters * windows, filters * g.window_len());
         let (padded_len, scratch_len) = (layout.padded_len(), layout.task_scratch_len());
-        self.check_backward(input, grad_output, g, padded_len);
+        self.check_backward(input, grad_output, g, relu_first);
         let tasks = input.rows().div_ceil(IMAGES_PER_TASK);
         grow(&mut self.partials, tasks * (weights_len + filters));
         grow(&mut self.grad_col, tasks * scratch_len);
@@ -377,12 +407,17 @@ impl<T: Element> Convolution<T> {
         grad_output
             .as_slice()
             .par_chunks(IMAGES_PER_TASK * out_len)
-            .zip(self.col.as_slice().par_chunks(IMAGES_PER_TASK * padded_len))
+            .zip(input.as_slice().par_chunks(IMAGES_PER_TASK * g.image_len()))
             .zip(self.partials.as_mut_slice().par_chunks_mut(weights_len + filters))
             .zip(self.grad_col.as_mut_slice().par_chunks_mut(scratch_len))
-            .for_each(|(((grad_y, padded), partial), scratch)| {
+            .for_each(|(((grad_y, x), partial), scratch)| {
                 let images = grad_y.len() / out_len;
-                let (wide_g, rest) = scratch.split_at_mut(IMAGES_PER_TASK * wide_len);
+                // The task's images padded again, as the forward pass padded them.
+                let (padded, rest) = scratch.split_at_mut(IMAGES_PER_TASK * padded_len);
+                for (x, padded) in x.chunks_exact(g.image_len()).zip(padded.chunks_exact_mut(padded_len)) {
+                    layout.pad(x, padded, relu_first);
+                }
+                let (wide_g, rest) = rest.split_at_mut(IMAGES_PER_TASK * wide_len);
                 let (grad_w, grad_b) = partial.split_at_mut(weights_len);
                 grad_b.fill(T::ZERO);
                 for (grad_y, wide) in grad_y.chunks_exact(out_len).zip(wide_g.chunks_exact_mut(wide_len)) {
@@ -447,9 +482,8 @@ impl<T: Element> Convolution<T> {
         let g = layout.g;
         let (filters, channels, windows) = (self.filters(), g.channels, g.windows());
         let window = layout.conv_shape();
-        let (out_len, weights_len, padded_len) =
-            (filters * windows, filters * window.filter_len(), layout.padded_len());
-        self.check_backward(input, grad_output, &g, padded_len);
+        let (out_len, weights_len) = (filters * windows, filters * window.filter_len());
+        self.check_backward(input, grad_output, &g, relu_first);
         let tasks = input.rows().div_ceil(IMAGES_PER_TASK);
         let (stride, partials_len, scratch_len) = layout.nonzero_buffers::<T>(tasks);
         let share_len = weights_len + filters;
@@ -465,15 +499,9 @@ impl<T: Element> Convolution<T> {
             to_channels_last(w, (channels, taps), w_last);
         }
         let w_last = &*w_last;
-        let positions = layout.padded.0 * layout.padded.1;
         // One task: its images' share of `dW` and `db`, and with `grad_x`,
         // their input gradients.
-        let task = |grad_y: &[T],
-                    padded: &[T],
-                    partial: &mut [T],
-                    scratch: &mut [T],
-                    x: &[T],
-                    mut grad_x: Option<&mut [T]>| {
+        let task = |grad_y: &[T], partial: &mut [T], scratch: &mut [T], x: &[T], mut grad_x: Option<&mut [T]>| {
             let (grad_w, grad_b) = partial[..share_len].split_at_mut(weights_len);
             grad_w.fill(T::ZERO);
             grad_b.fill(T::ZERO);
@@ -484,7 +512,9 @@ impl<T: Element> Convolution<T> {
                 for (sum, plane) in grad_b.iter_mut().zip(grad_y.chunks_exact(windows)) {
                     *sum += sum_of(plane);
                 }
-                to_channels_last(&padded[n * padded_len..], (channels, positions), x_last);
+                let image = n * g.image_len()..(n + 1) * g.image_len();
+                // `grad_x_last` is free until the input gradient starts.
+                layout.pad_channels_last(&x[image.clone()], grad_x_last, x_last, relu_first);
                 let Some(grad_x) = grad_x.as_deref_mut() else {
                     sparse_backward::backward_image(&window, grad_y, x_last, w_last, grad_w, None);
                     continue;
@@ -495,20 +525,15 @@ impl<T: Element> Convolution<T> {
                     grad_y_last: &mut *grad_y_last,
                 };
                 sparse_backward::backward_image(&window, grad_y, x_last, w_last, grad_w, Some(input));
-                let image = n * g.image_len()..(n + 1) * g.image_len();
-                layout.unpad_channels_last(grad_x_last, &mut grad_x[image.clone()]);
-                if relu_first {
-                    for (grad, &x) in grad_x[image.clone()].iter_mut().zip(&x[image]) {
-                        *grad = relu_grad(x, *grad);
-                    }
-                }
+                // `x_last` is free now.
+                let relu_input = relu_first.then(|| &x[image.clone()]);
+                layout.unpad_channels_last(grad_x_last, x_last, &mut grad_x[image], relu_input);
             }
         };
         let (shares, _) = split_aligned(self.partials.as_mut_slice(), tasks * stride);
         let per_task = grad_output
             .as_slice()
             .par_chunks(IMAGES_PER_TASK * out_len)
-            .zip(self.col.as_slice().par_chunks(IMAGES_PER_TASK * padded_len))
             .zip(shares.par_chunks_mut(stride))
             .zip(self.grad_col.as_mut_slice().par_chunks_mut(scratch_len))
             .zip(input.as_slice().par_chunks(IMAGES_PER_TASK * g.image_len()));
@@ -521,13 +546,11 @@ impl<T: Element> Convolution<T> {
                             .as_mut_slice()
                             .par_chunks_mut(IMAGES_PER_TASK * g.image_len()),
                     )
-                    .for_each(|(((((grad_y, padded), partial), scratch), x), grad_x)| {
-                        task(grad_y, padded, partial, scratch, x, Some(grad_x))
+                    .for_each(|((((grad_y, partial), scratch), x), grad_x)| {
+                        task(grad_y, partial, scratch, x, Some(grad_x))
                     });
             }
-            None => per_task.for_each(|((((grad_y, padded), partial), scratch), x)| {
-                task(grad_y, padded, partial, scratch, x, None)
-            }),
+            None => per_task.for_each(|(((grad_y, partial), scratch), x)| task(grad_y, partial, scratch, x, None)),
         }
         let start = aligned_start(self.partials.as_slice());
         self.add_shares(ShareLayout::ChannelsLast, (start, stride, tasks));
@@ -757,13 +780,14 @@ impl ShiftedLayout {
         self.g.height * self.grad_padded.1
     }
 
-    /// A task's scratch in training: one image's wide output (forward) or,
-    /// backward, its images' wide `G`, `G`'s transpose, one padded `G` and
-    /// one wide input gradient.
+    /// A task's scratch in training: one padded image and its wide output
+    /// (forward) or, backward, its padded images, their wide `G`, `G`'s
+    /// transpose, one padded `G` and one wide input gradient.
     fn task_scratch_len(&self) -> usize {
         let wide_g = self.filters * self.wide_windows();
-        // Backward's share is the larger: it holds `IMAGES_PER_TASK` wide `G`s.
-        IMAGES_PER_TASK * wide_g
+        // Backward's share is the larger: it holds `IMAGES_PER_TASK` padded
+        // images and wide `G`s.
+        IMAGES_PER_TASK * (self.padded_len() + wide_g)
             + gradient_scratch_len(self.filters, self.wide_windows())
             + self.grad_padded_len()
             + self.g.channels * self.grad_wide_windows()
@@ -903,19 +927,70 @@ impl ShiftedLayout {
         }
     }
 
-    /// One image's input gradient from its padded form channels last
-    /// (`[Hp, Wp, C]`): the middle, `[C, H, W]`.
-    fn unpad_channels_last<T: Element>(&self, padded: &[T], grad_x: &mut [T]) {
+    /// `image` (`[C, H, W]`) padded and laid out channels last,
+    /// `[Hp, Wp, C]`, in `padded` ([`sparse_backward::ConvShape::padded_len`]
+    /// values), through the ReLU with `relu_first`. `turned` (at least
+    /// `C H W` values) holds the image channels last on the way: one
+    /// transpose of whole planes, in 8 x 8 blocks, and a copy of its rows
+    /// (a transpose a row at a time is mostly the edges past the last
+    /// whole block, a value at a time, in 14-wide images).
+    fn pad_channels_last<T: Element>(&self, image: &[T], turned: &mut [T], padded: &mut [T], relu_first: bool) {
         let g = &self.g;
-        let (channels, wp, plane_len) = (g.channels, self.padded.1, g.height * g.width);
-        for y in 0..g.height {
-            // Row `y`'s `W` positions, `C` values each, into `C` planes.
-            let start = ((y + g.pad) * wp + g.pad) * channels;
-            transpose(
-                (&padded[start..], channels),
-                (g.width, channels),
-                (&mut grad_x[y * g.width..], plane_len),
-            );
+        let (channels, wp) = (g.channels, self.padded.1);
+        let turned = &mut turned[..image.len()];
+        to_channels_last(image, (channels, g.height * g.width), turned);
+        let (left, run) = (g.pad * channels, g.width * channels);
+        for (y, out_row) in padded.chunks_exact_mut(wp * channels).enumerate() {
+            let Some(row) = y.checked_sub(g.pad).filter(|&row| row < g.height) else {
+                out_row.fill(T::ZERO);
+                continue;
+            };
+            let (before, rest) = out_row.split_at_mut(left);
+            let (values, after) = rest.split_at_mut(run);
+            before.fill(T::ZERO);
+            after.fill(T::ZERO);
+            let source = &turned[row * run..][..run];
+            if relu_first {
+                for (value, &x) in values.iter_mut().zip(source) {
+                    *value = relu(x);
+                }
+            } else {
+                values.copy_from_slice(source);
+            }
+        }
+    }
+
+    /// One image's input gradient from its padded form channels last
+    /// (`[Hp, Wp, C]`): the middle, `[C, H, W]`, through the ReLU's
+    /// gradient where `relu_input` (the ReLU's input, `[C, H, W]`) is given.
+    /// `planes` (`C Hp Wp` values) holds the padded planes on the way: one
+    /// transpose in 8 x 8 blocks, then the rows' middles.
+    fn unpad_channels_last<T: Element>(
+        &self,
+        padded: &[T],
+        planes: &mut [T],
+        grad_x: &mut [T],
+        relu_input: Option<&[T]>,
+    ) {
+        let g = &self.g;
+        let (channels, wp) = (g.channels, self.padded.1);
+        let positions = self.padded.0 * wp;
+        transpose((padded, channels), (positions, channels), (planes, positions));
+        let rows = grad_x.chunks_exact_mut(g.width).enumerate();
+        for (row, grad_row) in rows {
+            // Row `y` of plane `c` of the input.
+            let (c, y) = (row / g.height, row % g.height);
+            let source = &planes[c * positions + (y + g.pad) * wp + g.pad..][..g.width];
+            match relu_input {
+                // The ReLU's backward (`relu.rs`): kept where x > 0 (or NaN).
+                Some(x) => {
+                    let x = &x[row * g.width..][..g.width];
+                    for ((grad, &value), &x) in grad_row.iter_mut().zip(source).zip(x) {
+                        *grad = relu_grad(x, value);
+                    }
+                }
+                None => copy_row(grad_row, source),
+            }
         }
     }
 }
@@ -970,6 +1045,11 @@ impl<T: Element> Layer<T> for Convolution<T> {
             return self.forward_train_shifted(layout, input, output, false);
         }
         self.col.resize(&[input.rows(), g.window_len(), g.windows()]);
+        self.trained = Trained {
+            images: input.rows(),
+            image_len: g.image_len(),
+            relu_first: false,
+        };
         let weights = (&self.w, &self.b);
         input
             .as_slice()
@@ -994,7 +1074,7 @@ impl<T: Element> Layer<T> for Convolution<T> {
         let (filters, window_len, windows) = (self.filters(), g.window_len(), g.windows());
         let out_len = filters * windows;
         let weights_len = filters * window_len;
-        self.check_backward(input, grad_output, &g, g.col_len());
+        self.check_backward(input, grad_output, &g, false);
         let tasks = input.rows().div_ceil(IMAGES_PER_TASK);
         self.partials.resize(&[tasks, weights_len + filters]);
         // dW = sum over n of G_n col_n^T, `[FN, C*FH*FW]`: every value a dot
@@ -1297,7 +1377,15 @@ mod tests {
             assert!(sparse_backward::pays(dy.as_slice(), channels));
             let layout = fresh.shifted_layout(&x).expect("the shifted route");
             for (relu_first, with_input) in [(false, true), (true, true), (false, false)] {
-                let (mut dense, mut sparse, mut chosen) = (fresh.clone(), fresh.clone(), fresh.clone());
+                // Backward pads the images again, through the ReLU where the
+                // forward pass took it.
+                let mut trained = fresh.clone();
+                if relu_first {
+                    assert!(trained.forward_train_after_relu(&x, &mut y, &mut rng));
+                } else {
+                    trained.forward_train(&x, &mut y, &mut rng);
+                }
+                let (mut dense, mut sparse, mut chosen) = (trained.clone(), trained.clone(), trained.clone());
                 let (mut dx_dense, mut dx_sparse, mut dx_chosen) =
                     (Tensor::zeros(&[0]), Tensor::zeros(&[0]), Tensor::zeros(&[0]));
                 dense.backward_dense(layout, &x, &dy, with_input.then_some(&mut dx_dense), relu_first);
@@ -1326,6 +1414,34 @@ mod tests {
             }
         }
         assert!(routes_differ, "the routes sum in other orders: some bit differs");
+    }
+
+    /// The shifted route keeps no copy of the batch: backward pads the
+    /// images again, so it must be given the batch of the last training
+    /// forward pass, taken through a ReLU the same way.
+    #[test]
+    #[should_panic(expected = "backward without forward_train on this batch")]
+    fn the_shifted_backward_refuses_another_kind_of_forward() {
+        let mut rng = LayerRng::seed_from_u64(5);
+        let mut layer = random_layer([4, 3, 3, 3], 1, 1, &mut rng);
+        let x = Tensor::randn(&[2, 3, 6, 6], 1.0, &mut rng);
+        let mut y = Tensor::zeros(&[0]);
+        layer.forward_train(&x, &mut y, &mut rng);
+        let dy = Tensor::randn(y.shape(), 1.0, &mut rng);
+        layer.backward_after_relu(&x, &y, &dy, None);
+    }
+
+    #[test]
+    #[should_panic(expected = "backward without forward_train on this batch")]
+    fn the_shifted_backward_refuses_another_batch() {
+        let mut rng = LayerRng::seed_from_u64(6);
+        let mut layer = random_layer([4, 3, 3, 3], 1, 1, &mut rng);
+        let x = Tensor::randn(&[2, 3, 6, 6], 1.0, &mut rng);
+        let mut y = Tensor::zeros(&[0]);
+        layer.forward_train(&x, &mut y, &mut rng);
+        let three = Tensor::randn(&[3, 3, 6, 6], 1.0, &mut rng);
+        let dy = Tensor::randn(&[3, 4, 6, 6], 1.0, &mut rng);
+        layer.backward(&three, &y, &dy, None);
     }
 
     #[test]
