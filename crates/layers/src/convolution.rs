@@ -24,10 +24,10 @@
 //! on one thread, where its `col` or padded image stays in cache. Backward
 //! sums `dL/dW` and `dL/db` in tasks of a fixed [`IMAGES_PER_TASK`] images,
 //! whose shares are added in task order, so the result is the same for any
-//! thread count. On the `im2col` route training keeps every image's `col`
-//! for backward; the shifted route keeps nothing of the batch, and its
-//! backward pads each image again from the layer's input (see
-//! `forward_train_shifted`). Buffers are reused from step to step;
+//! thread count; the tasks run in a few runs a thread, each run's work in
+//! its own scratch (`Runs`). Training keeps nothing of the batch: backward
+//! makes each image's `col` or padded copy again from the layer's input
+//! (see `forward_train_shifted`). Buffers are reused from step to step;
 //! inference keeps one image's per thread, allocated per call.
 //!
 //! Behind a ReLU and a max pool, `G` is mostly zeros (DeepConvNet's second,
@@ -73,16 +73,14 @@ pub struct Convolution<T> {
     pub grad_b: Tensor<T>,
     stride: usize,
     pad: usize,
-    /// `im2col` of the last training input, `[N, K, OH * OW]` (the
-    /// `im2col` route's; the shifted route keeps none).
-    col: Tensor<T>,
     /// Per task, its images' share of `dL/dW` (`FN * K` values) then of
     /// `dL/db` (`FN`); over `G`'s nonzero values, the shares start on cache
     /// lines, a stride apart, `dL/dW` channels last (`backward_nonzeros`).
     partials: Tensor<T>,
-    /// Per task, `dL/d col` of the image it is working on, `[K, OH * OW]`
-    /// (or, on the shifted route, the task's scratch, where its images are
-    /// padded; over `G`'s nonzero values, also the shares' sum at the end).
+    /// Per run ([`Runs`]), its scratch: on the `im2col` route a task's
+    /// `col`s, or `dL/d col` of an image; on the shifted route its padded
+    /// images and the products' work (over `G`'s nonzero values, also the
+    /// shares' sum at the end).
     grad_col: Tensor<T>,
     /// The filters packed for the shifted products, from the last forward pass.
     panels: ShiftedPanels<T>,
@@ -151,7 +149,6 @@ impl<T: Element> Convolution<T> {
             grad_b,
             stride,
             pad,
-            col: Tensor::zeros(&[0]),
             partials: Tensor::zeros(&[0]),
             grad_col: Tensor::zeros(&[0]),
             panels: ShiftedPanels::new(),
@@ -295,7 +292,7 @@ impl<T: Element> Convolution<T> {
     }
 
     /// [`Layer::forward_train`] on the shifted route: each image padded
-    /// into its task's scratch, its product read in place there.
+    /// into its run's scratch, its product read in place there.
     /// With `relu_first`, `input` is a ReLU's input, and each image is
     /// padded through the ReLU ([`Layer::forward_train_after_relu`]).
     ///
@@ -315,15 +312,16 @@ impl<T: Element> Convolution<T> {
         let (filters, rows) = (self.filters(), input.rows());
         let (out_len, padded_len, scratch_len) =
             (filters * g.windows(), layout.padded_len(), layout.task_scratch_len());
-        grow(&mut self.grad_col, rows.div_ceil(IMAGES_PER_TASK) * scratch_len);
+        let runs = Runs::new(rows);
+        grow(&mut self.grad_col, runs.slots * scratch_len);
         layout.pack_filters(&self.w, &mut self.panels);
         layout.fill_offsets(&mut self.offsets);
         let weights = (&self.panels, &self.offsets[..], self.b.as_slice());
         let wide_len = filters * layout.wide_windows();
         input
             .as_slice()
-            .par_chunks(IMAGES_PER_TASK * g.image_len())
-            .zip(output.as_mut_slice().par_chunks_mut(IMAGES_PER_TASK * out_len))
+            .par_chunks(runs.chunk(g.image_len()))
+            .zip(output.as_mut_slice().par_chunks_mut(runs.chunk(out_len)))
             .zip(self.grad_col.as_mut_slice().par_chunks_mut(scratch_len))
             .for_each(|((x, y), scratch)| {
                 let (padded, rest) = scratch.split_at_mut(padded_len);
@@ -354,7 +352,7 @@ impl<T: Element> Convolution<T> {
             &mut self.partials,
             nonzero_partials.max(tasks * (weights_len + filters)),
         );
-        grow(&mut self.grad_col, tasks * nonzero_scratch.max(scratch_len));
+        grow(&mut self.grad_col, runs.slots * nonzero_scratch.max(scratch_len));
         grow(&mut self.filters_last, weights_len + ALIGN_SLACK);
     }
 
@@ -398,46 +396,57 @@ impl<T: Element> Convolution<T> {
         let (out_len, weights_len) = (filters * windows, filters * g.window_len());
         let (padded_len, scratch_len) = (layout.padded_len(), layout.task_scratch_len());
         self.check_backward(input, grad_output, g, relu_first);
-        let tasks = input.rows().div_ceil(IMAGES_PER_TASK);
-        grow(&mut self.partials, tasks * (weights_len + filters));
-        grow(&mut self.grad_col, tasks * scratch_len);
+        let (tasks, runs) = (input.rows().div_ceil(IMAGES_PER_TASK), Runs::new(input.rows()));
+        let share_len = weights_len + filters;
+        grow(&mut self.partials, tasks * share_len);
+        grow(&mut self.grad_col, runs.slots * scratch_len);
         let n = layout.wide_windows();
         let wide_len = filters * n;
         let offsets = &self.offsets[..];
+        // One task: its images' share of `dW^T` and `db`.
+        let task = |grad_y: &[T], x: &[T], partial: &mut [T], scratch: &mut [T]| {
+            let images = grad_y.len() / out_len;
+            // The task's images padded again, as the forward pass padded them.
+            let (padded, rest) = scratch.split_at_mut(IMAGES_PER_TASK * padded_len);
+            for (x, padded) in x.chunks_exact(g.image_len()).zip(padded.chunks_exact_mut(padded_len)) {
+                layout.pad(x, padded, relu_first);
+            }
+            let (wide_g, rest) = rest.split_at_mut(IMAGES_PER_TASK * wide_len);
+            let (grad_w, grad_b) = partial.split_at_mut(weights_len);
+            grad_b.fill(T::ZERO);
+            for (grad_y, wide) in grad_y.chunks_exact(out_len).zip(wide_g.chunks_exact_mut(wide_len)) {
+                layout.widen_grad(grad_y, wide);
+                for (sum, plane) in grad_b.iter_mut().zip(grad_y.chunks_exact(windows)) {
+                    *sum += sum_of(plane);
+                }
+            }
+            grad_w.fill(T::ZERO);
+            shifted_gradient(
+                (padded, padded_len),
+                (wide_g, wide_len),
+                images,
+                offsets,
+                (filters, n),
+                grad_w,
+                rest,
+            );
+        };
         grad_output
             .as_slice()
-            .par_chunks(IMAGES_PER_TASK * out_len)
-            .zip(input.as_slice().par_chunks(IMAGES_PER_TASK * g.image_len()))
-            .zip(self.partials.as_mut_slice().par_chunks_mut(weights_len + filters))
+            .par_chunks(runs.chunk(out_len))
+            .zip(input.as_slice().par_chunks(runs.chunk(g.image_len())))
+            .zip(self.partials.as_mut_slice().par_chunks_mut(runs.tasks * share_len))
             .zip(self.grad_col.as_mut_slice().par_chunks_mut(scratch_len))
-            .for_each(|(((grad_y, x), partial), scratch)| {
-                let images = grad_y.len() / out_len;
-                // The task's images padded again, as the forward pass padded them.
-                let (padded, rest) = scratch.split_at_mut(IMAGES_PER_TASK * padded_len);
-                for (x, padded) in x.chunks_exact(g.image_len()).zip(padded.chunks_exact_mut(padded_len)) {
-                    layout.pad(x, padded, relu_first);
+            .for_each(|(((grad_y, x), partials), scratch)| {
+                let tasks = grad_y
+                    .chunks(IMAGES_PER_TASK * out_len)
+                    .zip(x.chunks(IMAGES_PER_TASK * g.image_len()))
+                    .zip(partials.chunks_mut(share_len));
+                for ((grad_y, x), partial) in tasks {
+                    task(grad_y, x, partial, scratch);
                 }
-                let (wide_g, rest) = rest.split_at_mut(IMAGES_PER_TASK * wide_len);
-                let (grad_w, grad_b) = partial.split_at_mut(weights_len);
-                grad_b.fill(T::ZERO);
-                for (grad_y, wide) in grad_y.chunks_exact(out_len).zip(wide_g.chunks_exact_mut(wide_len)) {
-                    layout.widen_grad(grad_y, wide);
-                    for (sum, plane) in grad_b.iter_mut().zip(grad_y.chunks_exact(windows)) {
-                        *sum += sum_of(plane);
-                    }
-                }
-                grad_w.fill(T::ZERO);
-                shifted_gradient(
-                    (padded, padded_len),
-                    (wide_g, wide_len),
-                    images,
-                    offsets,
-                    (filters, n),
-                    grad_w,
-                    rest,
-                );
             });
-        self.add_shares(ShareLayout::Transposed, (0, weights_len + filters, tasks));
+        self.add_shares(ShareLayout::Transposed, (0, share_len, tasks));
         let Some(grad_input) = grad_input else {
             return;
         };
@@ -446,7 +455,8 @@ impl<T: Element> Convolution<T> {
         layout.fill_turned_offsets(&mut self.turned_offsets);
         let turned = (&self.turned, &self.turned_offsets[..]);
         let (grad_padded_len, grad_wide_len) = (layout.grad_padded_len(), g.channels * layout.grad_wide_windows());
-        for_each_image_by_tasks(
+        for_each_image_in_runs(
+            runs,
             (grad_output.as_slice(), out_len),
             (grad_input.as_mut_slice(), input.as_slice(), g.image_len()),
             (self.grad_col.as_mut_slice(), scratch_len),
@@ -484,12 +494,12 @@ impl<T: Element> Convolution<T> {
         let window = layout.conv_shape();
         let (out_len, weights_len) = (filters * windows, filters * window.filter_len());
         self.check_backward(input, grad_output, &g, relu_first);
-        let tasks = input.rows().div_ceil(IMAGES_PER_TASK);
+        let (tasks, runs) = (input.rows().div_ceil(IMAGES_PER_TASK), Runs::new(input.rows()));
         let (stride, partials_len, scratch_len) = layout.nonzero_buffers::<T>(tasks);
         let share_len = weights_len + filters;
         grow(&mut self.partials, partials_len);
         let last_len = window.padded_len();
-        grow(&mut self.grad_col, tasks * scratch_len);
+        grow(&mut self.grad_col, runs.slots * scratch_len);
         // `[FN, FH, FW, C]`, from a cache line's start.
         grow(&mut self.filters_last, weights_len + ALIGN_SLACK);
         let taps = g.filter_h * g.filter_w;
@@ -531,26 +541,38 @@ impl<T: Element> Convolution<T> {
             }
         };
         let (shares, _) = split_aligned(self.partials.as_mut_slice(), tasks * stride);
-        let per_task = grad_output
+        let (task_y, task_x) = (IMAGES_PER_TASK * out_len, IMAGES_PER_TASK * g.image_len());
+        let per_run = grad_output
             .as_slice()
-            .par_chunks(IMAGES_PER_TASK * out_len)
-            .zip(shares.par_chunks_mut(stride))
+            .par_chunks(runs.chunk(out_len))
+            .zip(shares.par_chunks_mut(runs.tasks * stride))
             .zip(self.grad_col.as_mut_slice().par_chunks_mut(scratch_len))
-            .zip(input.as_slice().par_chunks(IMAGES_PER_TASK * g.image_len()));
+            .zip(input.as_slice().par_chunks(runs.chunk(g.image_len())));
         match grad_input {
             Some(grad_input) => {
                 grad_input.resize(input.shape());
-                per_task
-                    .zip(
-                        grad_input
-                            .as_mut_slice()
-                            .par_chunks_mut(IMAGES_PER_TASK * g.image_len()),
-                    )
-                    .for_each(|((((grad_y, partial), scratch), x), grad_x)| {
-                        task(grad_y, partial, scratch, x, Some(grad_x))
+                per_run
+                    .zip(grad_input.as_mut_slice().par_chunks_mut(runs.chunk(g.image_len())))
+                    .for_each(|((((grad_y, shares), scratch), x), grad_x)| {
+                        let tasks = grad_y
+                            .chunks(task_y)
+                            .zip(shares.chunks_mut(stride))
+                            .zip(x.chunks(task_x))
+                            .zip(grad_x.chunks_mut(task_x));
+                        for (((grad_y, partial), x), grad_x) in tasks {
+                            task(grad_y, partial, scratch, x, Some(grad_x));
+                        }
                     });
             }
-            None => per_task.for_each(|(((grad_y, partial), scratch), x)| task(grad_y, partial, scratch, x, None)),
+            None => per_run.for_each(|(((grad_y, shares), scratch), x)| {
+                let tasks = grad_y
+                    .chunks(task_y)
+                    .zip(shares.chunks_mut(stride))
+                    .zip(x.chunks(task_x));
+                for ((grad_y, partial), x) in tasks {
+                    task(grad_y, partial, scratch, x, None);
+                }
+            }),
         }
         let start = aligned_start(self.partials.as_slice());
         self.add_shares(ShareLayout::ChannelsLast, (start, stride, tasks));
@@ -584,21 +606,54 @@ fn grow<T: Element>(buffer: &mut Tensor<T>, len: usize) {
     }
 }
 
+/// The batch's tasks cut into runs of whole tasks over rayon, one run per
+/// scratch slot: a run's tasks reuse its slot while it is in cache. With a
+/// slot per task (20 for a batch of 100, up to a few hundred KB each),
+/// every task started on memory that the rest of the step had left cold.
+/// Which run a task is in changes nothing it computes: the shares of
+/// `dL/dW` are still per task, added in task order.
+#[derive(Debug, Clone, Copy)]
+struct Runs {
+    /// Tasks in a run (fewer in the last).
+    tasks: usize,
+    /// Runs, and so scratch slots.
+    slots: usize,
+}
+
+impl Runs {
+    /// Two runs a thread of the current pool (where another process slows
+    /// one thread, the other has a run to take from it), at most one a task.
+    fn new(images: usize) -> Self {
+        let tasks = images.div_ceil(IMAGES_PER_TASK).max(1);
+        let runs = (2 * rayon::current_num_threads()).clamp(1, tasks);
+        let per_run = tasks.div_ceil(runs);
+        Runs {
+            tasks: per_run,
+            slots: tasks.div_ceil(per_run),
+        }
+    }
+
+    /// A run's values of a buffer of `len` values an image.
+    fn chunk(&self, len: usize) -> usize {
+        self.tasks * IMAGES_PER_TASK * len
+    }
+}
+
 /// `image(grad_y, grad_x, x, scratch)` for every image of the batch, in
-/// tasks of [`IMAGES_PER_TASK`] images over rayon: `grad_y` an image's
-/// `out_len` values of `dL/dy`, `grad_x` its `image_len` values of `dL/dx`,
-/// `x` its input, `scratch` its task's `scratch_len` values of `scratch`,
-/// reused image to image.
-fn for_each_image_by_tasks<T: Element>(
+/// `runs` over rayon: `grad_y` an image's `out_len` values of `dL/dy`,
+/// `grad_x` its `image_len` values of `dL/dx`, `x` its input, `scratch`
+/// its run's `scratch_len` values of `scratch`, reused image to image.
+fn for_each_image_in_runs<T: Element>(
+    runs: Runs,
     (grad_output, out_len): (&[T], usize),
     (grad_input, input, image_len): (&mut [T], &[T], usize),
     (scratch, scratch_len): (&mut [T], usize),
     image: impl Fn(&[T], &mut [T], &[T], &mut [T]) + Sync,
 ) {
     grad_output
-        .par_chunks(IMAGES_PER_TASK * out_len)
-        .zip(grad_input.par_chunks_mut(IMAGES_PER_TASK * image_len))
-        .zip(input.par_chunks(IMAGES_PER_TASK * image_len))
+        .par_chunks(runs.chunk(out_len))
+        .zip(grad_input.par_chunks_mut(runs.chunk(image_len)))
+        .zip(input.par_chunks(runs.chunk(image_len)))
         .zip(scratch.par_chunks_mut(scratch_len))
         .for_each(|(((grad_y, grad_x), x), scratch)| {
             let images = grad_y.chunks_exact(out_len).zip(grad_x.chunks_exact_mut(image_len));
@@ -780,7 +835,7 @@ impl ShiftedLayout {
         self.g.height * self.grad_padded.1
     }
 
-    /// A task's scratch in training: one padded image and its wide output
+    /// A run's scratch in training: one padded image and its wide output
     /// (forward) or, backward, its padded images, their wide `G`, `G`'s
     /// transpose, one padded `G` and one wide input gradient.
     fn task_scratch_len(&self) -> usize {
@@ -806,7 +861,7 @@ impl ShiftedLayout {
     /// The backward over `G`'s nonzero values' buffers for `tasks` tasks:
     /// the stride of the tasks' shares in `partials` (each `dW` channels
     /// last then `db`, from a cache line's start, a whole number of lines
-    /// apart), the length of `partials`, and a task's scratch (the image,
+    /// apart), the length of `partials`, and a run's scratch (the image,
     /// its gradient and `G` channels last, each from a cache line's start;
     /// at least a share, for the shares' sum at the end).
     fn nonzero_buffers<T>(&self, tasks: usize) -> (usize, usize, usize) {
@@ -1044,20 +1099,30 @@ impl<T: Element> Layer<T> for Convolution<T> {
         if let Some(layout) = self.shifted_layout(input) {
             return self.forward_train_shifted(layout, input, output, false);
         }
-        self.col.resize(&[input.rows(), g.window_len(), g.windows()]);
         self.trained = Trained {
             images: input.rows(),
             image_len: g.image_len(),
             relu_first: false,
         };
+        // Each run's slot holds one image's `col` here, a task's in backward
+        // (sized here, so that backward allocates nothing).
+        let (runs, col_len) = (Runs::new(input.rows()), g.col_len());
+        let slot_len = IMAGES_PER_TASK * col_len;
+        grow(&mut self.grad_col, runs.slots * slot_len);
+        let shares_len = input.rows().div_ceil(IMAGES_PER_TASK) * (self.w.numel() + self.filters());
+        grow(&mut self.partials, shares_len);
         let weights = (&self.w, &self.b);
         input
             .as_slice()
-            .par_chunks(g.image_len())
-            .zip(self.col.as_mut_slice().par_chunks_mut(g.col_len()))
-            .zip(output.as_mut_slice().par_chunks_mut(out_len))
-            .with_min_len(IMAGES_PER_TASK)
-            .for_each(|((x, col), y)| forward_image(weights, &g, x, col, y));
+            .par_chunks(runs.chunk(g.image_len()))
+            .zip(output.as_mut_slice().par_chunks_mut(runs.chunk(out_len)))
+            .zip(self.grad_col.as_mut_slice().par_chunks_mut(slot_len))
+            .for_each(|((x, y), slot)| {
+                let col = &mut slot[..col_len];
+                for (x, y) in x.chunks_exact(g.image_len()).zip(y.chunks_exact_mut(out_len)) {
+                    forward_image(weights, &g, x, col, y);
+                }
+            });
     }
 
     fn backward(
@@ -1075,46 +1140,67 @@ impl<T: Element> Layer<T> for Convolution<T> {
         let out_len = filters * windows;
         let weights_len = filters * window_len;
         self.check_backward(input, grad_output, &g, false);
-        let tasks = input.rows().div_ceil(IMAGES_PER_TASK);
-        self.partials.resize(&[tasks, weights_len + filters]);
+        let (tasks, runs) = (input.rows().div_ceil(IMAGES_PER_TASK), Runs::new(input.rows()));
+        let (share_len, col_len) = (weights_len + filters, g.col_len());
+        let slot_len = IMAGES_PER_TASK * col_len;
+        grow(&mut self.partials, tasks * share_len);
+        grow(&mut self.grad_col, runs.slots * slot_len);
         // dW = sum over n of G_n col_n^T, `[FN, C*FH*FW]`: every value a dot
         // product of a row of G_n with a row of col_n, both read in place
         // along their windows (`row_products`). A GEMM would pack col_n^T by
         // a transpose, and its few columns (25 taps) fill half a tile:
         // SimpleConvNet's 25.5 us an image that way, 11.2 this (one core, f32).
+        // The task's `col`s are made again, into its run's slot: kept from
+        // the forward pass, they were written to memory there and read back
+        // from it here (SimpleConvNet's 5.8 MB a step).
+        let task = |grad_y: &[T], x: &[T], partial: &mut [T], col: &mut [T]| {
+            let images = grad_y.len() / out_len;
+            for (x, col) in x.chunks_exact(g.image_len()).zip(col.chunks_exact_mut(col_len)) {
+                im2col_image(x, &g, col);
+            }
+            let (grad_w, grad_b) = partial.split_at_mut(weights_len);
+            row_products(
+                (grad_y, out_len),
+                (col, col_len),
+                images,
+                (filters, window_len, windows),
+                grad_w,
+            );
+            grad_b.fill(T::ZERO);
+            for grad_y in grad_y.chunks_exact(out_len) {
+                for (sum, plane) in grad_b.iter_mut().zip(grad_y.chunks_exact(windows)) {
+                    *sum += sum_of(plane);
+                }
+            }
+        };
         grad_output
             .as_slice()
-            .par_chunks(IMAGES_PER_TASK * out_len)
-            .zip(self.col.as_slice().par_chunks(IMAGES_PER_TASK * g.col_len()))
-            .zip(self.partials.as_mut_slice().par_chunks_mut(weights_len + filters))
-            .for_each(|((grad_y, col), partial)| {
-                let (grad_w, grad_b) = partial.split_at_mut(weights_len);
-                row_products(
-                    (grad_y, out_len),
-                    (col, g.col_len()),
-                    grad_y.len() / out_len,
-                    (filters, window_len, windows),
-                    grad_w,
-                );
-                grad_b.fill(T::ZERO);
-                for grad_y in grad_y.chunks_exact(out_len) {
-                    for (sum, plane) in grad_b.iter_mut().zip(grad_y.chunks_exact(windows)) {
-                        *sum += sum_of(plane);
-                    }
+            .par_chunks(runs.chunk(out_len))
+            .zip(input.as_slice().par_chunks(runs.chunk(g.image_len())))
+            .zip(self.partials.as_mut_slice().par_chunks_mut(runs.tasks * share_len))
+            .zip(self.grad_col.as_mut_slice().par_chunks_mut(slot_len))
+            .for_each(|(((grad_y, x), partials), slot)| {
+                let tasks = grad_y
+                    .chunks(IMAGES_PER_TASK * out_len)
+                    .zip(x.chunks(IMAGES_PER_TASK * g.image_len()))
+                    .zip(partials.chunks_mut(share_len));
+                for ((grad_y, x), partial) in tasks {
+                    task(grad_y, x, partial, slot);
                 }
             });
-        self.add_shares(ShareLayout::Filters, (0, weights_len + filters, tasks));
+        self.add_shares(ShareLayout::Filters, (0, share_len, tasks));
         let Some(grad_input) = grad_input else {
             return;
         };
         grad_input.resize(input.shape());
-        self.grad_col.resize(&[tasks, g.col_len()]);
         let w = filter_matrix(&self.w);
-        for_each_image_by_tasks(
+        for_each_image_in_runs(
+            runs,
             (grad_output.as_slice(), out_len),
             (grad_input.as_mut_slice(), input.as_slice(), g.image_len()),
-            (self.grad_col.as_mut_slice(), g.col_len()),
-            |grad_y, grad_x, _x, grad_col| {
+            (self.grad_col.as_mut_slice(), slot_len),
+            |grad_y, grad_x, _x, slot| {
+                let grad_col = &mut slot[..col_len];
                 gemm(
                     T::ONE,
                     w.t(),
