@@ -90,6 +90,9 @@ pub struct Convolution<T> {
     /// the padded output gradient (the input gradient's product).
     offsets: Vec<usize>,
     turned_offsets: Vec<usize>,
+    /// Per tap, where its values start in a group's padded images (the
+    /// forward pass's, `ShiftedLayout::pad_group`).
+    group_offsets: Vec<usize>,
     /// The filters channels last, `[FN, FH, FW, C]`, for the backward over
     /// `G`'s nonzero values (from the first cache line's start in it).
     filters_last: Tensor<T>,
@@ -154,6 +157,7 @@ impl<T: Element> Convolution<T> {
             panels: ShiftedPanels::new(),
             turned: ShiftedPanels::new(),
             offsets: Vec::new(),
+            group_offsets: Vec::new(),
             turned_offsets: Vec::new(),
             filters_last: Tensor::zeros(&[0]),
             trained: Trained::default(),
@@ -273,20 +277,18 @@ impl<T: Element> Convolution<T> {
         let mut panels = ShiftedPanels::new();
         let mut offsets = Vec::new();
         layout.pack_filters(&self.w, &mut panels);
-        layout.fill_offsets(&mut offsets);
+        layout.fill_group_offsets(&mut offsets);
         let weights = (&panels, &offsets[..], self.b.as_slice());
-        let wide_len = self.filters() * layout.wide_windows();
+        let wide_len = self.filters() * layout.group_wide_windows();
         input
             .as_slice()
             .par_chunks(IMAGES_PER_TASK * g.image_len())
             .zip(output.as_mut_slice().par_chunks_mut(IMAGES_PER_TASK * out_len))
             .for_each_init(
-                || (vec![T::ZERO; layout.padded_len()], vec![T::ZERO; wide_len]),
+                || (vec![T::ZERO; layout.group_padded_len()], vec![T::ZERO; wide_len]),
                 |(padded, wide), (x, y)| {
-                    for (x, y) in x.chunks_exact(g.image_len()).zip(y.chunks_exact_mut(out_len)) {
-                        layout.pad(x, padded, relu_first);
-                        layout.forward_image(weights, padded, wide, y);
-                    }
+                    layout.pad_group(x, padded, relu_first);
+                    layout.forward_group(weights, padded, wide, y);
                 },
             );
     }
@@ -310,25 +312,27 @@ impl<T: Element> Convolution<T> {
     ) {
         let g = &layout.g;
         let (filters, rows) = (self.filters(), input.rows());
-        let (out_len, padded_len, scratch_len) =
-            (filters * g.windows(), layout.padded_len(), layout.task_scratch_len());
+        let (out_len, scratch_len) = (filters * g.windows(), layout.task_scratch_len());
         let runs = Runs::new(rows);
         grow(&mut self.grad_col, runs.slots * scratch_len);
         layout.pack_filters(&self.w, &mut self.panels);
+        // The dense backward's products read one image padded at a time.
         layout.fill_offsets(&mut self.offsets);
-        let weights = (&self.panels, &self.offsets[..], self.b.as_slice());
-        let wide_len = filters * layout.wide_windows();
+        layout.fill_group_offsets(&mut self.group_offsets);
+        let weights = (&self.panels, &self.group_offsets[..], self.b.as_slice());
+        let (group_len, wide_len) = (layout.group_padded_len(), filters * layout.group_wide_windows());
         input
             .as_slice()
             .par_chunks(runs.chunk(g.image_len()))
             .zip(output.as_mut_slice().par_chunks_mut(runs.chunk(out_len)))
             .zip(self.grad_col.as_mut_slice().par_chunks_mut(scratch_len))
             .for_each(|((x, y), scratch)| {
-                let (padded, rest) = scratch.split_at_mut(padded_len);
+                let (padded, rest) = scratch.split_at_mut(group_len);
                 let wide = &mut rest[..wide_len];
-                for (x, y) in x.chunks_exact(g.image_len()).zip(y.chunks_exact_mut(out_len)) {
-                    layout.pad(x, padded, relu_first);
-                    layout.forward_image(weights, padded, wide, y);
+                let groups = x.chunks(IMAGES_PER_TASK * g.image_len());
+                for (x, y) in groups.zip(y.chunks_mut(IMAGES_PER_TASK * out_len)) {
+                    layout.pad_group(x, padded, relu_first);
+                    layout.forward_group(weights, padded, wide, y);
                 }
             });
         self.trained = Trained {
@@ -776,8 +780,10 @@ fn pad_planes<T: Element>(
 ///
 /// Forward, an image padded to `[C, Hp, Wp]` gives `y` laid out `Wp` wide,
 /// `n = OH * Wp` windows (the last `Wp - OW` of each row wrap around and are
-/// dropped): `y[f, p] = sum_k W[f, k] x[offset_k + p]`. The filters'
-/// gradient reads the same padded images: `dW^T[k, f] = sum_p x[offset_k +
+/// dropped): `y[f, p] = sum_k W[f, k] x[offset_k + p]`. (The forward pass
+/// pads a group of images side by side, `Ws` wide, sharing their padding
+/// columns, and drops fewer: see `group_width`.) The filters'
+/// gradient reads the padded images: `dW^T[k, f] = sum_p x[offset_k +
 /// p] G[f, p]`, with `G` laid out `Wp` wide and zero in the dropped columns.
 /// The input gradient is a forward pass over `G` padded by `FH - 1 - P`
 /// (`FW - 1 - P`) with the filters turned half a circle and their two first
@@ -820,7 +826,8 @@ impl ShiftedLayout {
         self.g.channels * self.padded.0 * self.padded.1 + self.g.filter_w + SHIFTED_SLACK
     }
 
-    /// Windows of the forward product, `OH` rows `Wp` wide.
+    /// Windows of an image's products in the dense backward (its `G` laid
+    /// out wide), `OH` rows `Wp` wide.
     fn wide_windows(&self) -> usize {
         self.g.out_h() * self.padded.1
     }
@@ -835,14 +842,15 @@ impl ShiftedLayout {
         self.g.height * self.grad_padded.1
     }
 
-    /// A run's scratch in training: one padded image and its wide output
-    /// (forward) or, backward, its padded images, their wide `G`, `G`'s
-    /// transpose, one padded `G` and one wide input gradient.
+    /// A run's scratch in training: a group's padded images and their
+    /// wide output (forward) or, backward, its padded images, their wide
+    /// `G`, `G`'s transpose, one padded `G` and one wide input gradient.
     fn task_scratch_len(&self) -> usize {
         let wide_g = self.filters * self.wide_windows();
+        let forward = self.group_padded_len() + self.filters * self.group_wide_windows();
         // Backward's share is the larger: it holds `IMAGES_PER_TASK` padded
         // images and wide `G`s.
-        IMAGES_PER_TASK * (self.padded_len() + wide_g)
+        forward.max(IMAGES_PER_TASK * (self.padded_len() + wide_g))
             + gradient_scratch_len(self.filters, self.wide_windows())
             + self.grad_padded_len()
             + self.g.channels * self.grad_wide_windows()
@@ -870,6 +878,109 @@ impl ShiftedLayout {
         let stride = share_len.next_multiple_of((64 / size_of::<T>()).max(1));
         let scratch_len = (2 * shape.padded_len() + shape.grad_len() + 3 * ALIGN_SLACK).max(share_len);
         (stride, tasks * stride + ALIGN_SLACK, scratch_len)
+    }
+
+    /// `Ws`, the width of a group's padded images (forward): the group's
+    /// [`IMAGES_PER_TASK`] images side by side, each `W + P` columns (its
+    /// values, then `P` zeros that are its right padding and the next
+    /// one's left), after `P` zeros. Padded one at a time (`Wp = W + 2P`
+    /// each), a product's windows over an 8-wide image with `P = 1` are 10
+    /// a row for 8 outputs; side by side, 9.
+    fn group_width(&self) -> usize {
+        IMAGES_PER_TASK * (self.g.width + self.g.pad) + self.g.pad
+    }
+
+    /// Values of a group's padded images, `[C, Hp, Ws]`, with the slack
+    /// its last tiles read.
+    fn group_padded_len(&self) -> usize {
+        self.g.channels * self.padded.0 * self.group_width() + self.g.filter_w + SHIFTED_SLACK
+    }
+
+    /// Windows of a group's forward product, `OH` rows `Ws` wide: image
+    /// `k`'s output `(r, c)` is window `r Ws + k (W + P) + c`; the others
+    /// straddle two images, or wrap, and are dropped.
+    fn group_wide_windows(&self) -> usize {
+        self.g.out_h() * self.group_width()
+    }
+
+    /// Per tap `(c, i, j)`, where its values start in a group's padded images.
+    fn fill_group_offsets(&self, offsets: &mut Vec<usize>) {
+        let (hp, ws) = (self.padded.0, self.group_width());
+        offsets.clear();
+        for c in 0..self.g.channels {
+            for i in 0..self.g.filter_h {
+                offsets.extend((0..self.g.filter_w).map(|j| (c * hp + i) * ws + j));
+            }
+        }
+    }
+
+    /// Up to [`IMAGES_PER_TASK`] images (`[C, H, W]` each) padded side by
+    /// side into `padded` (`[C, Hp, Ws]`, zero past it and where an image
+    /// is missing); with `relu_first`, through the ReLU. Every value is
+    /// written once.
+    fn pad_group<T: Element>(&self, images: &[T], padded: &mut [T], relu_first: bool) {
+        let g = &self.g;
+        let (hp, ws, width, pad) = (self.padded.0, self.group_width(), g.width, g.pad);
+        let (image_len, plane_len) = (g.image_len(), g.height * g.width);
+        let count = images.len() / image_len;
+        let (body, slack) = padded.split_at_mut(g.channels * hp * ws);
+        slack.fill(T::ZERO);
+        for (c, plane) in body.chunks_exact_mut(hp * ws).enumerate() {
+            for (r, row) in plane.chunks_exact_mut(ws).enumerate() {
+                let Some(y) = r.checked_sub(pad).filter(|&y| y < g.height) else {
+                    row.fill(T::ZERO);
+                    continue;
+                };
+                let (left, slots) = row.split_at_mut(pad);
+                for zero in left.iter_mut() {
+                    *zero = T::ZERO;
+                }
+                for (k, slot) in slots.chunks_exact_mut(width + pad).enumerate() {
+                    let (values, gap) = slot.split_at_mut(width);
+                    for zero in gap.iter_mut() {
+                        *zero = T::ZERO;
+                    }
+                    if k >= count {
+                        values.fill(T::ZERO);
+                        continue;
+                    }
+                    let source = &images[k * image_len + c * plane_len + y * width..][..width];
+                    if relu_first {
+                        for (value, &x) in values.iter_mut().zip(source) {
+                            *value = relu(x);
+                        }
+                    } else {
+                        copy_row(values, source);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A group's forward: `y = W x + b` for each of its images (`y` holds
+    /// their outputs, `[FN, OH, OW]` each), through their padded images
+    /// side by side.
+    fn forward_group<T: Element>(
+        &self,
+        (panels, offsets, b): (&ShiftedPanels<T>, &[usize], &[T]),
+        padded: &[T],
+        wide: &mut [T],
+        y: &mut [T],
+    ) {
+        let n = self.group_wide_windows();
+        shifted_product(panels, padded, offsets, n, wide, n);
+        let (out_h, out_w, ws) = (self.g.out_h(), self.g.out_w(), self.group_width());
+        let step = self.g.width + self.g.pad;
+        let out_len = b.len() * out_h * out_w;
+        for (k, image) in y.chunks_exact_mut(out_len).enumerate() {
+            for ((plane, wide_plane), &bias) in image.chunks_exact_mut(out_h * out_w).zip(wide.chunks_exact(n)).zip(b) {
+                for (row, wide_row) in plane.chunks_exact_mut(out_w).zip(wide_plane.chunks_exact(ws)) {
+                    for (out, &sum) in row.iter_mut().zip(&wide_row[k * step..]) {
+                        *out = sum + bias;
+                    }
+                }
+            }
+        }
     }
 
     /// Per tap `(c, i, j)`, where its values start in a padded image.
@@ -924,26 +1035,6 @@ impl ShiftedLayout {
             padded,
             relu_first,
         );
-    }
-
-    /// One image forward: `y = W x + b` through the padded image.
-    fn forward_image<T: Element>(
-        &self,
-        (panels, offsets, b): (&ShiftedPanels<T>, &[usize], &[T]),
-        padded: &[T],
-        wide: &mut [T],
-        y: &mut [T],
-    ) {
-        let n = self.wide_windows();
-        shifted_product(panels, padded, offsets, n, wide, n);
-        let (out_h, out_w, wp) = (self.g.out_h(), self.g.out_w(), self.padded.1);
-        for ((plane, wide_plane), &bias) in y.chunks_exact_mut(out_h * out_w).zip(wide.chunks_exact(n)).zip(b) {
-            for (row, wide_row) in plane.chunks_exact_mut(out_w).zip(wide_plane.chunks_exact(wp)) {
-                for (out, &sum) in row.iter_mut().zip(wide_row) {
-                    *out = sum + bias;
-                }
-            }
-        }
     }
 
     /// One image's `G` (`[FN, OH, OW]`) laid out `Wp` wide, zero in the wrapped columns.
@@ -1297,6 +1388,50 @@ mod tests {
             assert!((got - want).abs() < 1e-12);
         }
         assert_eq!(y, y_train);
+    }
+
+    /// The shifted route's forward pass, images padded side by side in
+    /// groups (`pad_group`), against the direct convolution: pads 0 to 2,
+    /// square and odd filters, 7 images (a group one short of whole), in
+    /// training and inference, with and without a ReLU taken on.
+    #[test]
+    fn the_shifted_forward_matches_the_direct_convolution() {
+        let mut rng = LayerRng::seed_from_u64(9);
+        let cases = [
+            ([4, 3, 3, 3], 1, (8, 8)),
+            ([5, 2, 3, 3], 2, (14, 14)),
+            ([3, 4, 5, 5], 0, (9, 7)),
+            ([6, 3, 2, 3], 1, (6, 10)),
+            ([2, 2, 5, 5], 4, (5, 5)),
+        ];
+        for (shape, pad, (h, w)) in cases {
+            let mut layer = random_layer(shape, 1, pad, &mut rng);
+            let channels = shape[1];
+            let x = Tensor::<f64>::randn(&[7, channels, h, w], 1.0, &mut rng);
+            assert!(layer.shifted_layout(&x).is_some(), "{shape:?} takes the shifted route");
+            let g = ConvGeometry::new((channels, h, w), (shape[2], shape[3]), 1, pad).unwrap();
+            for relu_first in [false, true] {
+                let input: Vec<f64> = x
+                    .as_slice()
+                    .iter()
+                    .map(|&v| if relu_first { v.max(0.0) } else { v })
+                    .collect();
+                let expected = conv_naive(&input, &g, layer.w.as_slice(), layer.b.as_slice());
+                let (mut y, mut y_train) = (Tensor::zeros(&[0]), Tensor::zeros(&[0]));
+                if relu_first {
+                    assert!(layer.forward_after_relu(&x, &mut y));
+                    assert!(layer.forward_train_after_relu(&x, &mut y_train, &mut rng));
+                } else {
+                    layer.forward(&x, &mut y);
+                    layer.forward_train(&x, &mut y_train, &mut rng);
+                }
+                assert_eq!(y.numel(), expected.len());
+                for (got, want) in y.as_slice().iter().zip(&expected) {
+                    assert!((got - want).abs() < 1e-12, "{shape:?} pad {pad}: {got} vs {want}");
+                }
+                assert_eq!(y, y_train);
+            }
+        }
     }
 
     /// A ReLU's forward and backward, then the convolution's, against the
