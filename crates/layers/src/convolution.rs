@@ -1390,6 +1390,49 @@ mod tests {
         assert_eq!(y, y_train);
     }
 
+    /// Every route (`im2col`; shifted with dense products; shifted over
+    /// `G`'s nonzero values) gives the same bits on pools of 1, 2, 3 and 5
+    /// threads, for a batch of 23 images (the last task and the last group
+    /// partial, the runs of uneven length), in training and backward.
+    #[test]
+    fn every_route_gives_the_same_bits_on_any_pool() {
+        let mut rng = LayerRng::seed_from_u64(17);
+        // (filters, channels, filter, stride, pad), and whether `G` is sparse.
+        let routes = [
+            ([6, 1, 5, 5], 1, 0, false),
+            ([6, 3, 3, 3], 2, 1, false),
+            ([6, 4, 3, 3], 1, 1, false),
+            ([6, 4, 3, 3], 1, 1, true),
+        ];
+        for (shape, stride, pad, sparse) in routes {
+            let layer = random_layer(shape, stride, pad, &mut rng);
+            let x = Tensor::<f64>::randn(&[23, shape[1], 9, 10], 1.0, &mut rng);
+            let out = layer.output_shape(&[shape[1], 9, 10]).unwrap();
+            let dy = match sparse {
+                true => sparse_grad::<f64>(&[23, out[0], out[1], out[2]], &mut rng),
+                false => Tensor::randn(&[23, out[0], out[1], out[2]], 1.0, &mut rng),
+            };
+            assert_eq!(
+                sparse,
+                layer.shifted_layout(&x).is_some() && sparse_backward::pays(dy.as_slice(), shape[1])
+            );
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                pool.install(|| {
+                    let mut layer = layer.clone();
+                    let (mut y, mut dx) = (Tensor::zeros(&[0]), Tensor::zeros(&[0]));
+                    layer.forward_train(&x, &mut y, &mut LayerRng::seed_from_u64(0));
+                    layer.backward(&x, &y, &dy, Some(&mut dx));
+                    (y, dx, layer.grad_w, layer.grad_b)
+                })
+            };
+            let one = run(1);
+            for threads in [2, 3, 5] {
+                assert_eq!(run(threads), one, "{shape:?} on {threads} threads");
+            }
+        }
+    }
+
     /// The shifted route's forward pass, images padded side by side in
     /// groups (`pad_group`), against the direct convolution: pads 0 to 2,
     /// square and odd filters, 7 images (a group one short of whole), in
