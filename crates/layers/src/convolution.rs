@@ -20,15 +20,17 @@
 //! copies of the image and the GEMM packed them again: DeepConvNet's 100
 //! training steps went from 7.1 to 4.3-4.8 s.
 //!
-//! The work is split over rayon by images: each image's products run whole
-//! on one thread, where its `col` or padded image stays in cache. Backward
-//! sums `dL/dW` and `dL/db` in tasks of a fixed [`IMAGES_PER_TASK`] images,
-//! whose shares are added in task order, so the result is the same for any
-//! thread count; the tasks run in a few runs a thread, each run's work in
-//! its own scratch (`Runs`). Training keeps nothing of the batch: backward
-//! makes each image's `col` or padded copy again from the layer's input
-//! (see `forward_train_shifted`). Buffers are reused from step to step;
-//! inference keeps one image's per thread, allocated per call.
+//! The work is split over rayon by images, in tasks of a fixed
+//! [`IMAGES_PER_TASK`] images: a task's products run whole on one thread,
+//! where its `col`s or padded images stay in cache (the shifted forward
+//! pads a task's images side by side, one product for them). Backward sums
+//! `dL/dW` and `dL/db` a task at a time, and the tasks' shares are added in
+//! task order, so the result is the same for any thread count. The tasks
+//! run in a few runs a thread, each run's work in its own scratch (`Runs`).
+//! Training keeps nothing of the batch: backward makes each image's `col`
+//! or padded copy again from the layer's input (see
+//! `forward_train_shifted`). Buffers are reused from step to step;
+//! inference keeps a task's per thread, allocated per call.
 //!
 //! Behind a ReLU and a max pool, `G` is mostly zeros (DeepConvNet's second,
 //! fourth and sixth layers: 13-20% nonzero in training), and the shifted
@@ -50,9 +52,10 @@ use tensor::shifted::{gradient_scratch_len, shifted_gradient, shifted_product, S
 use tensor::sparse_backward::{self, to_channels_last, transpose, InputGradient};
 use tensor::{gemm, Element, MatMut, MatRef, Tensor};
 
-/// Images per parallel task: enough work per task to pay for its
-/// scheduling, and enough tasks (20 for a batch of 100) to keep the threads
-/// evenly busy. Fixed, because it sets the order of the sums over the batch.
+/// Images per task: enough work per task to pay for its scheduling, and
+/// enough tasks (20 for a batch of 100) to share out over the threads in
+/// runs. Fixed, because it sets the order of the sums over the batch; it is
+/// also the images the shifted forward pass pads side by side.
 pub const IMAGES_PER_TASK: usize = 5;
 
 /// The convolution layer: filters, bias, their gradients, stride and padding.
@@ -81,13 +84,14 @@ pub struct Convolution<T> {
     /// `col`s, or `dL/d col` of an image; on the shifted route its padded
     /// images and the products' work (over `G`'s nonzero values, also the
     /// shares' sum at the end).
-    grad_col: Tensor<T>,
+    scratch: Tensor<T>,
     /// The filters packed for the shifted products, from the last forward pass.
     panels: ShiftedPanels<T>,
     /// The filters turned for the input gradient (`[C, FN * FH * FW]`), packed.
     turned: ShiftedPanels<T>,
-    /// Per tap, where its values start in a padded image (forward), and in
-    /// the padded output gradient (the input gradient's product).
+    /// Per tap, where its values start in a padded image (the dense
+    /// backward's weight gradient), and in the padded output gradient (the
+    /// input gradient's product).
     offsets: Vec<usize>,
     turned_offsets: Vec<usize>,
     /// Per tap, where its values start in a group's padded images (the
@@ -96,9 +100,9 @@ pub struct Convolution<T> {
     /// The filters channels last, `[FN, FH, FW, C]`, for the backward over
     /// `G`'s nonzero values (from the first cache line's start in it).
     filters_last: Tensor<T>,
-    /// The last training forward pass's batch: its images, their length,
-    /// and whether they went in through a ReLU. The shifted route keeps no
-    /// copy of them, so backward checks that it is given the same batch.
+    /// The last training forward pass's batch: its shape, and whether it
+    /// went in through a ReLU. Nothing of the batch is kept, so backward
+    /// checks that it is given a batch of that shape, the same way.
     trained: Trained,
 }
 
@@ -106,9 +110,20 @@ pub struct Convolution<T> {
 /// forward pass ([`Convolution::check_backward`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Trained {
-    images: usize,
-    image_len: usize,
+    /// `[N, C, H, W]`.
+    shape: [usize; 4],
     relu_first: bool,
+}
+
+impl Trained {
+    /// The record of a batch `input` (4-D: the layer has checked its
+    /// geometry), taken in through a ReLU or not.
+    fn of<T: Element>(input: &Tensor<T>, relu_first: bool) -> Self {
+        Trained {
+            shape: std::array::from_fn(|i| input.shape().get(i).copied().unwrap_or(0)),
+            relu_first,
+        }
+    }
 }
 
 /// How a task's share of `dL/dW` is laid out in `partials`.
@@ -153,12 +168,12 @@ impl<T: Element> Convolution<T> {
             stride,
             pad,
             partials: Tensor::zeros(&[0]),
-            grad_col: Tensor::zeros(&[0]),
+            scratch: Tensor::zeros(&[0]),
             panels: ShiftedPanels::new(),
             turned: ShiftedPanels::new(),
             offsets: Vec::new(),
-            group_offsets: Vec::new(),
             turned_offsets: Vec::new(),
+            group_offsets: Vec::new(),
             filters_last: Tensor::zeros(&[0]),
             trained: Trained::default(),
         }
@@ -200,21 +215,19 @@ impl<T: Element> Convolution<T> {
     }
 
     /// Backward's inputs against forward's: `dL/dy` shaped as the output,
-    /// and `input` the batch of the last training forward pass (through a
-    /// ReLU or not, as `relu_first` says).
+    /// and `input` of the last training forward pass's shape, taken through
+    /// a ReLU or not as then (`relu_first`). Backward makes what it needs
+    /// of the images again from `input`; given another batch of that shape,
+    /// it gives that batch's gradients.
     fn check_backward(&self, input: &Tensor<T>, grad_output: &Tensor<T>, g: &ConvGeometry, relu_first: bool) {
         assert_eq!(
             grad_output.shape(),
             [input.rows(), self.filters(), g.out_h(), g.out_w()],
             "Convolution backward: dL/dy does not fit the output"
         );
-        let batch = Trained {
-            images: input.rows(),
-            image_len: g.image_len(),
-            relu_first,
-        };
         assert_eq!(
-            self.trained, batch,
+            self.trained,
+            Trained::of(input, relu_first),
             "Convolution backward without forward_train on this batch"
         );
     }
@@ -228,13 +241,13 @@ impl<T: Element> Convolution<T> {
         let (filters, channels, weights_len) = (self.filters(), self.channels(), self.w.numel());
         let (window_len, taps) = (weights_len / filters.max(1), weights_len / (filters * channels).max(1));
         if !matches!(layout, ShareLayout::Filters) {
-            grow(&mut self.grad_col, weights_len);
+            grow(&mut self.scratch, weights_len);
         }
         let Convolution {
             grad_w,
             grad_b,
             partials,
-            grad_col,
+            scratch,
             ..
         } = self;
         let (grad_w, grad_b) = (grad_w.as_mut_slice(), grad_b.as_mut_slice());
@@ -252,11 +265,11 @@ impl<T: Element> Convolution<T> {
             }
         };
         // Laid out as `W` already, the sums go straight to `grad_w`; else
-        // to `grad_col` (free by now), then to `grad_w` transposed.
+        // to `scratch` (free by now), then to `grad_w` transposed.
         if let ShareLayout::Filters = layout {
             return add(grad_w, grad_b);
         }
-        let sums_w = &mut grad_col.as_mut_slice()[..weights_len];
+        let sums_w = &mut scratch.as_mut_slice()[..weights_len];
         add(sums_w, grad_b);
         if let ShareLayout::Transposed = layout {
             return transpose((sums_w, filters), (window_len, filters), (grad_w, window_len));
@@ -272,8 +285,8 @@ impl<T: Element> Convolution<T> {
     fn forward_shifted(&self, layout: ShiftedLayout, input: &Tensor<T>, output: &mut Tensor<T>, relu_first: bool) {
         let g = &layout.g;
         let out_len = self.filters() * g.windows();
-        // A padded image and a wide output for each piece of the batch
-        // rayon splits off (a few a thread), allocated per call.
+        // A task's padded images and their wide output for each piece of
+        // the batch rayon splits off (a few a thread), allocated per call.
         let mut panels = ShiftedPanels::new();
         let mut offsets = Vec::new();
         layout.pack_filters(&self.w, &mut panels);
@@ -293,13 +306,14 @@ impl<T: Element> Convolution<T> {
             );
     }
 
-    /// [`Layer::forward_train`] on the shifted route: each image padded
-    /// into its run's scratch, its product read in place there.
+    /// [`Layer::forward_train`] on the shifted route: each task's images
+    /// padded side by side into its run's scratch, their product read in
+    /// place there.
     /// With `relu_first`, `input` is a ReLU's input, and each image is
     /// padded through the ReLU ([`Layer::forward_train_after_relu`]).
     ///
     /// The padded images are not kept: backward pads them again from
-    /// `input`, image by image. Kept, they were written to memory here
+    /// `input`. Kept, they were written to memory here
     /// (DeepConvNet's 15 MB a step) and read back from it there, where
     /// `input` (smaller, and read there anyway for a ReLU's gradient) comes
     /// back at the same cost.
@@ -312,9 +326,9 @@ impl<T: Element> Convolution<T> {
     ) {
         let g = &layout.g;
         let (filters, rows) = (self.filters(), input.rows());
-        let (out_len, scratch_len) = (filters * g.windows(), layout.task_scratch_len());
+        let (out_len, scratch_len) = (filters * g.windows(), layout.run_scratch_len());
         let runs = Runs::new(rows);
-        grow(&mut self.grad_col, runs.slots * scratch_len);
+        grow(&mut self.scratch, runs.slots * scratch_len);
         layout.pack_filters(&self.w, &mut self.panels);
         // The dense backward's products read one image padded at a time.
         layout.fill_offsets(&mut self.offsets);
@@ -325,7 +339,7 @@ impl<T: Element> Convolution<T> {
             .as_slice()
             .par_chunks(runs.chunk(g.image_len()))
             .zip(output.as_mut_slice().par_chunks_mut(runs.chunk(out_len)))
-            .zip(self.grad_col.as_mut_slice().par_chunks_mut(scratch_len))
+            .zip(self.scratch.as_mut_slice().par_chunks_mut(scratch_len))
             .for_each(|((x, y), scratch)| {
                 let (padded, rest) = scratch.split_at_mut(group_len);
                 let wide = &mut rest[..wide_len];
@@ -335,11 +349,7 @@ impl<T: Element> Convolution<T> {
                     layout.forward_group(weights, padded, wide, y);
                 }
             });
-        self.trained = Trained {
-            images: rows,
-            image_len: g.image_len(),
-            relu_first,
-        };
+        self.trained = Trained::of(input, relu_first);
         // Room for either backward route: the choice follows `G`'s share of
         // nonzero values, and a switch between steps must not allocate. (The
         // turned filters are packed again by each dense backward; here only
@@ -356,7 +366,7 @@ impl<T: Element> Convolution<T> {
             &mut self.partials,
             nonzero_partials.max(tasks * (weights_len + filters)),
         );
-        grow(&mut self.grad_col, runs.slots * nonzero_scratch.max(scratch_len));
+        grow(&mut self.scratch, runs.slots * nonzero_scratch.max(scratch_len));
         grow(&mut self.filters_last, weights_len + ALIGN_SLACK);
     }
 
@@ -398,12 +408,12 @@ impl<T: Element> Convolution<T> {
         let g = &layout.g;
         let (filters, windows) = (self.filters(), g.windows());
         let (out_len, weights_len) = (filters * windows, filters * g.window_len());
-        let (padded_len, scratch_len) = (layout.padded_len(), layout.task_scratch_len());
+        let (padded_len, scratch_len) = (layout.padded_len(), layout.run_scratch_len());
         self.check_backward(input, grad_output, g, relu_first);
         let (tasks, runs) = (input.rows().div_ceil(IMAGES_PER_TASK), Runs::new(input.rows()));
         let share_len = weights_len + filters;
         grow(&mut self.partials, tasks * share_len);
-        grow(&mut self.grad_col, runs.slots * scratch_len);
+        grow(&mut self.scratch, runs.slots * scratch_len);
         let n = layout.wide_windows();
         let wide_len = filters * n;
         let offsets = &self.offsets[..];
@@ -435,21 +445,14 @@ impl<T: Element> Convolution<T> {
                 rest,
             );
         };
-        grad_output
-            .as_slice()
-            .par_chunks(runs.chunk(out_len))
-            .zip(input.as_slice().par_chunks(runs.chunk(g.image_len())))
-            .zip(self.partials.as_mut_slice().par_chunks_mut(runs.tasks * share_len))
-            .zip(self.grad_col.as_mut_slice().par_chunks_mut(scratch_len))
-            .for_each(|(((grad_y, x), partials), scratch)| {
-                let tasks = grad_y
-                    .chunks(IMAGES_PER_TASK * out_len)
-                    .zip(x.chunks(IMAGES_PER_TASK * g.image_len()))
-                    .zip(partials.chunks_mut(share_len));
-                for ((grad_y, x), partial) in tasks {
-                    task(grad_y, x, partial, scratch);
-                }
-            });
+        for_each_task_in_runs(
+            runs,
+            (grad_output.as_slice(), out_len),
+            (input.as_slice(), g.image_len()),
+            (self.partials.as_mut_slice(), share_len),
+            (self.scratch.as_mut_slice(), scratch_len),
+            task,
+        );
         self.add_shares(ShareLayout::Transposed, (0, share_len, tasks));
         let Some(grad_input) = grad_input else {
             return;
@@ -463,7 +466,7 @@ impl<T: Element> Convolution<T> {
             runs,
             (grad_output.as_slice(), out_len),
             (grad_input.as_mut_slice(), input.as_slice(), g.image_len()),
-            (self.grad_col.as_mut_slice(), scratch_len),
+            (self.scratch.as_mut_slice(), scratch_len),
             |grad_y, grad_x, x, scratch| {
                 let (grad_padded, rest) = scratch.split_at_mut(grad_padded_len);
                 layout.grad_input_image(turned, grad_y, (grad_padded, &mut rest[..grad_wide_len]), grad_x);
@@ -503,7 +506,7 @@ impl<T: Element> Convolution<T> {
         let share_len = weights_len + filters;
         grow(&mut self.partials, partials_len);
         let last_len = window.padded_len();
-        grow(&mut self.grad_col, runs.slots * scratch_len);
+        grow(&mut self.scratch, runs.slots * scratch_len);
         // `[FN, FH, FW, C]`, from a cache line's start.
         grow(&mut self.filters_last, weights_len + ALIGN_SLACK);
         let taps = g.filter_h * g.filter_w;
@@ -550,7 +553,7 @@ impl<T: Element> Convolution<T> {
             .as_slice()
             .par_chunks(runs.chunk(out_len))
             .zip(shares.par_chunks_mut(runs.tasks * stride))
-            .zip(self.grad_col.as_mut_slice().par_chunks_mut(scratch_len))
+            .zip(self.scratch.as_mut_slice().par_chunks_mut(scratch_len))
             .zip(input.as_slice().par_chunks(runs.chunk(g.image_len())));
         match grad_input {
             Some(grad_input) => {
@@ -641,6 +644,35 @@ impl Runs {
     fn chunk(&self, len: usize) -> usize {
         self.tasks * IMAGES_PER_TASK * len
     }
+}
+
+/// `task(grad_y, x, share, scratch)` for every task of the batch, in
+/// `runs` over rayon: `grad_y` the task's `out_len` values of `dL/dy` an
+/// image, `x` its input (`image_len` values an image), `share` its
+/// `share_len` values of `shares`, `scratch` its run's `scratch_len` values
+/// of `scratch`, reused task to task.
+fn for_each_task_in_runs<T: Element>(
+    runs: Runs,
+    (grad_output, out_len): (&[T], usize),
+    (input, image_len): (&[T], usize),
+    (shares, share_len): (&mut [T], usize),
+    (scratch, scratch_len): (&mut [T], usize),
+    task: impl Fn(&[T], &[T], &mut [T], &mut [T]) + Sync,
+) {
+    grad_output
+        .par_chunks(runs.chunk(out_len))
+        .zip(input.par_chunks(runs.chunk(image_len)))
+        .zip(shares.par_chunks_mut(runs.tasks * share_len))
+        .zip(scratch.par_chunks_mut(scratch_len))
+        .for_each(|(((grad_y, x), shares), scratch)| {
+            let tasks = grad_y
+                .chunks(IMAGES_PER_TASK * out_len)
+                .zip(x.chunks(IMAGES_PER_TASK * image_len))
+                .zip(shares.chunks_mut(share_len));
+            for ((grad_y, x), share) in tasks {
+                task(grad_y, x, share, &mut *scratch);
+            }
+        });
 }
 
 /// `image(grad_y, grad_x, x, scratch)` for every image of the batch, in
@@ -845,11 +877,12 @@ impl ShiftedLayout {
     /// A run's scratch in training: a group's padded images and their
     /// wide output (forward) or, backward, its padded images, their wide
     /// `G`, `G`'s transpose, one padded `G` and one wide input gradient.
-    fn task_scratch_len(&self) -> usize {
+    fn run_scratch_len(&self) -> usize {
         let wide_g = self.filters * self.wide_windows();
         let forward = self.group_padded_len() + self.filters * self.group_wide_windows();
-        // Backward's share is the larger: it holds `IMAGES_PER_TASK` padded
-        // images and wide `G`s.
+        // Backward's is the larger (it holds `IMAGES_PER_TASK` padded images
+        // and wide `G`s, each `Wp >= Ws / IMAGES_PER_TASK` wide); the `max`
+        // only keeps that from being assumed.
         forward.max(IMAGES_PER_TASK * (self.padded_len() + wide_g))
             + gradient_scratch_len(self.filters, self.wide_windows())
             + self.grad_padded_len()
@@ -1190,16 +1223,11 @@ impl<T: Element> Layer<T> for Convolution<T> {
         if let Some(layout) = self.shifted_layout(input) {
             return self.forward_train_shifted(layout, input, output, false);
         }
-        self.trained = Trained {
-            images: input.rows(),
-            image_len: g.image_len(),
-            relu_first: false,
-        };
-        // Each run's slot holds one image's `col` here, a task's in backward
-        // (sized here, so that backward allocates nothing).
+        // Each run's scratch holds one image's `col` here, a task's in
+        // backward (sized here, so that backward allocates nothing).
         let (runs, col_len) = (Runs::new(input.rows()), g.col_len());
-        let slot_len = IMAGES_PER_TASK * col_len;
-        grow(&mut self.grad_col, runs.slots * slot_len);
+        let scratch_len = IMAGES_PER_TASK * col_len;
+        grow(&mut self.scratch, runs.slots * scratch_len);
         let shares_len = input.rows().div_ceil(IMAGES_PER_TASK) * (self.w.numel() + self.filters());
         grow(&mut self.partials, shares_len);
         let weights = (&self.w, &self.b);
@@ -1207,13 +1235,14 @@ impl<T: Element> Layer<T> for Convolution<T> {
             .as_slice()
             .par_chunks(runs.chunk(g.image_len()))
             .zip(output.as_mut_slice().par_chunks_mut(runs.chunk(out_len)))
-            .zip(self.grad_col.as_mut_slice().par_chunks_mut(slot_len))
-            .for_each(|((x, y), slot)| {
-                let col = &mut slot[..col_len];
+            .zip(self.scratch.as_mut_slice().par_chunks_mut(scratch_len))
+            .for_each(|((x, y), scratch)| {
+                let col = &mut scratch[..col_len];
                 for (x, y) in x.chunks_exact(g.image_len()).zip(y.chunks_exact_mut(out_len)) {
                     forward_image(weights, &g, x, col, y);
                 }
             });
+        self.trained = Trained::of(input, false);
     }
 
     fn backward(
@@ -1233,15 +1262,15 @@ impl<T: Element> Layer<T> for Convolution<T> {
         self.check_backward(input, grad_output, &g, false);
         let (tasks, runs) = (input.rows().div_ceil(IMAGES_PER_TASK), Runs::new(input.rows()));
         let (share_len, col_len) = (weights_len + filters, g.col_len());
-        let slot_len = IMAGES_PER_TASK * col_len;
+        let scratch_len = IMAGES_PER_TASK * col_len;
         grow(&mut self.partials, tasks * share_len);
-        grow(&mut self.grad_col, runs.slots * slot_len);
+        grow(&mut self.scratch, runs.slots * scratch_len);
         // dW = sum over n of G_n col_n^T, `[FN, C*FH*FW]`: every value a dot
         // product of a row of G_n with a row of col_n, both read in place
         // along their windows (`row_products`). A GEMM would pack col_n^T by
         // a transpose, and its few columns (25 taps) fill half a tile:
         // SimpleConvNet's 25.5 us an image that way, 11.2 this (one core, f32).
-        // The task's `col`s are made again, into its run's slot: kept from
+        // The task's `col`s are made again, into its run's scratch: kept from
         // the forward pass, they were written to memory there and read back
         // from it here (SimpleConvNet's 5.8 MB a step).
         let task = |grad_y: &[T], x: &[T], partial: &mut [T], col: &mut [T]| {
@@ -1264,21 +1293,14 @@ impl<T: Element> Layer<T> for Convolution<T> {
                 }
             }
         };
-        grad_output
-            .as_slice()
-            .par_chunks(runs.chunk(out_len))
-            .zip(input.as_slice().par_chunks(runs.chunk(g.image_len())))
-            .zip(self.partials.as_mut_slice().par_chunks_mut(runs.tasks * share_len))
-            .zip(self.grad_col.as_mut_slice().par_chunks_mut(slot_len))
-            .for_each(|(((grad_y, x), partials), slot)| {
-                let tasks = grad_y
-                    .chunks(IMAGES_PER_TASK * out_len)
-                    .zip(x.chunks(IMAGES_PER_TASK * g.image_len()))
-                    .zip(partials.chunks_mut(share_len));
-                for ((grad_y, x), partial) in tasks {
-                    task(grad_y, x, partial, slot);
-                }
-            });
+        for_each_task_in_runs(
+            runs,
+            (grad_output.as_slice(), out_len),
+            (input.as_slice(), g.image_len()),
+            (self.partials.as_mut_slice(), share_len),
+            (self.scratch.as_mut_slice(), scratch_len),
+            task,
+        );
         self.add_shares(ShareLayout::Filters, (0, share_len, tasks));
         let Some(grad_input) = grad_input else {
             return;
@@ -1289,9 +1311,9 @@ impl<T: Element> Layer<T> for Convolution<T> {
             runs,
             (grad_output.as_slice(), out_len),
             (grad_input.as_mut_slice(), input.as_slice(), g.image_len()),
-            (self.grad_col.as_mut_slice(), slot_len),
-            |grad_y, grad_x, _x, slot| {
-                let grad_col = &mut slot[..col_len];
+            (self.scratch.as_mut_slice(), scratch_len),
+            |grad_y, grad_x, _x, scratch| {
+                let grad_col = &mut scratch[..col_len];
                 gemm(
                     T::ONE,
                     w.t(),
@@ -1324,9 +1346,9 @@ impl<T: Element> Layer<T> for Convolution<T> {
         true
     }
 
-    /// The filters' gradient reads the padded images kept by the forward
-    /// pass (the ReLU's outputs); the input gradient of each image goes on
-    /// through the ReLU while in cache.
+    /// Backward pads the images again through the ReLU (the ReLU's
+    /// outputs, as the forward pass did) for the filters' gradient; the
+    /// input gradient of each image goes on through the ReLU while in cache.
     fn backward_after_relu(
         &mut self,
         pre_relu: &Tensor<T>,
@@ -1397,7 +1419,7 @@ mod tests {
     #[test]
     fn every_route_gives_the_same_bits_on_any_pool() {
         let mut rng = LayerRng::seed_from_u64(17);
-        // (filters, channels, filter, stride, pad), and whether `G` is sparse.
+        // (the filters' shape, stride, pad), and whether `G` is sparse.
         let routes = [
             ([6, 1, 5, 5], 1, 0, false),
             ([6, 3, 3, 3], 2, 1, false),
@@ -1434,9 +1456,9 @@ mod tests {
     }
 
     /// The shifted route's forward pass, images padded side by side in
-    /// groups (`pad_group`), against the direct convolution: pads 0 to 2,
-    /// square and odd filters, 7 images (a group one short of whole), in
-    /// training and inference, with and without a ReLU taken on.
+    /// groups (`pad_group`), against the direct convolution: pads 0, 1, 2
+    /// and 4, filters of 3x3, 5x5 and 2x3, 7 images (a group of 5 and one
+    /// of 2), in training and inference, with and without a ReLU taken on.
     #[test]
     fn the_shifted_forward_matches_the_direct_convolution() {
         let mut rng = LayerRng::seed_from_u64(9);
@@ -1680,9 +1702,9 @@ mod tests {
         assert!(routes_differ, "the routes sum in other orders: some bit differs");
     }
 
-    /// The shifted route keeps no copy of the batch: backward pads the
-    /// images again, so it must be given the batch of the last training
-    /// forward pass, taken through a ReLU the same way.
+    /// Training keeps no copy of the batch: backward pads the images again,
+    /// so it must be given a batch of the last training forward pass's
+    /// shape, taken through a ReLU the same way.
     #[test]
     #[should_panic(expected = "backward without forward_train on this batch")]
     fn the_shifted_backward_refuses_another_kind_of_forward() {
@@ -1695,16 +1717,30 @@ mod tests {
         layer.backward_after_relu(&x, &y, &dy, None);
     }
 
+    /// Images of as many values, turned (8x6 after 6x8): another shape.
     #[test]
     #[should_panic(expected = "backward without forward_train on this batch")]
-    fn the_shifted_backward_refuses_another_batch() {
+    fn the_shifted_backward_refuses_a_batch_of_another_shape() {
         let mut rng = LayerRng::seed_from_u64(6);
         let mut layer = random_layer([4, 3, 3, 3], 1, 1, &mut rng);
-        let x = Tensor::randn(&[2, 3, 6, 6], 1.0, &mut rng);
+        let x = Tensor::randn(&[2, 3, 6, 8], 1.0, &mut rng);
         let mut y = Tensor::zeros(&[0]);
         layer.forward_train(&x, &mut y, &mut rng);
-        let three = Tensor::randn(&[3, 3, 6, 6], 1.0, &mut rng);
-        let dy = Tensor::randn(&[3, 4, 6, 6], 1.0, &mut rng);
+        let turned = Tensor::randn(&[2, 3, 8, 6], 1.0, &mut rng);
+        let dy = Tensor::randn(&[2, 4, 8, 6], 1.0, &mut rng);
+        layer.backward(&turned, &y, &dy, None);
+    }
+
+    #[test]
+    #[should_panic(expected = "backward without forward_train on this batch")]
+    fn the_im2col_backward_refuses_a_batch_of_another_size() {
+        let mut rng = LayerRng::seed_from_u64(7);
+        let mut layer = random_layer([4, 1, 5, 5], 1, 0, &mut rng);
+        let x = Tensor::randn(&[2, 1, 9, 9], 1.0, &mut rng);
+        let mut y = Tensor::zeros(&[0]);
+        layer.forward_train(&x, &mut y, &mut rng);
+        let three = Tensor::randn(&[3, 1, 9, 9], 1.0, &mut rng);
+        let dy = Tensor::randn(&[3, 4, 5, 5], 1.0, &mut rng);
         layer.backward(&three, &y, &dy, None);
     }
 
