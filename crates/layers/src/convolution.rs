@@ -1717,31 +1717,31 @@ mod tests {
         layer.backward_after_relu(&x, &y, &dy, None);
     }
 
+    /// A training forward pass on `[2, C, H, W]`, then backward on a batch
+    /// of `other` (`[N, C, H', W']`) and a `dL/dy` that fits it.
+    fn backward_on_another_batch(filters: [usize; 4], pad: usize, (h, w): (usize, usize), other: [usize; 4]) {
+        let mut rng = LayerRng::seed_from_u64(6);
+        let mut layer = random_layer(filters, 1, pad, &mut rng);
+        let x = Tensor::randn(&[2, filters[1], h, w], 1.0, &mut rng);
+        let mut y = Tensor::zeros(&[0]);
+        layer.forward_train(&x, &mut y, &mut rng);
+        let other_x = Tensor::randn(&other, 1.0, &mut rng);
+        let out = layer.output_shape(&other[1..]).unwrap();
+        let dy = Tensor::randn(&[other[0], out[0], out[1], out[2]], 1.0, &mut rng);
+        layer.backward(&other_x, &y, &dy, None);
+    }
+
     /// Images of as many values, turned (8x6 after 6x8): another shape.
     #[test]
     #[should_panic(expected = "backward without forward_train on this batch")]
     fn the_shifted_backward_refuses_a_batch_of_another_shape() {
-        let mut rng = LayerRng::seed_from_u64(6);
-        let mut layer = random_layer([4, 3, 3, 3], 1, 1, &mut rng);
-        let x = Tensor::randn(&[2, 3, 6, 8], 1.0, &mut rng);
-        let mut y = Tensor::zeros(&[0]);
-        layer.forward_train(&x, &mut y, &mut rng);
-        let turned = Tensor::randn(&[2, 3, 8, 6], 1.0, &mut rng);
-        let dy = Tensor::randn(&[2, 4, 8, 6], 1.0, &mut rng);
-        layer.backward(&turned, &y, &dy, None);
+        backward_on_another_batch([4, 3, 3, 3], 1, (6, 8), [2, 3, 8, 6]);
     }
 
     #[test]
     #[should_panic(expected = "backward without forward_train on this batch")]
     fn the_im2col_backward_refuses_a_batch_of_another_size() {
-        let mut rng = LayerRng::seed_from_u64(7);
-        let mut layer = random_layer([4, 1, 5, 5], 1, 0, &mut rng);
-        let x = Tensor::randn(&[2, 1, 9, 9], 1.0, &mut rng);
-        let mut y = Tensor::zeros(&[0]);
-        layer.forward_train(&x, &mut y, &mut rng);
-        let three = Tensor::randn(&[3, 1, 9, 9], 1.0, &mut rng);
-        let dy = Tensor::randn(&[3, 4, 5, 5], 1.0, &mut rng);
-        layer.backward(&three, &y, &dy, None);
+        backward_on_another_batch([4, 1, 5, 5], 0, (9, 9), [3, 1, 9, 9]);
     }
 
     #[test]
