@@ -359,7 +359,7 @@ impl<T: Element> Convolution<T> {
             layout.pack_turned(&self.w, &mut self.turned);
             layout.fill_turned_offsets(&mut self.turned_offsets);
         }
-        let tasks = rows.div_ceil(IMAGES_PER_TASK);
+        let tasks = runs.tasks;
         let (_, nonzero_partials, nonzero_scratch) = layout.nonzero_buffers::<T>(tasks);
         let weights_len = self.w.numel();
         grow(
@@ -410,7 +410,8 @@ impl<T: Element> Convolution<T> {
         let (out_len, weights_len) = (filters * windows, filters * g.window_len());
         let (padded_len, scratch_len) = (layout.padded_len(), layout.run_scratch_len());
         self.check_backward(input, grad_output, g, relu_first);
-        let (tasks, runs) = (input.rows().div_ceil(IMAGES_PER_TASK), Runs::new(input.rows()));
+        let runs = Runs::new(input.rows());
+        let tasks = runs.tasks;
         let share_len = weights_len + filters;
         grow(&mut self.partials, tasks * share_len);
         grow(&mut self.scratch, runs.slots * scratch_len);
@@ -501,7 +502,8 @@ impl<T: Element> Convolution<T> {
         let window = layout.conv_shape();
         let (out_len, weights_len) = (filters * windows, filters * window.filter_len());
         self.check_backward(input, grad_output, &g, relu_first);
-        let (tasks, runs) = (input.rows().div_ceil(IMAGES_PER_TASK), Runs::new(input.rows()));
+        let runs = Runs::new(input.rows());
+        let tasks = runs.tasks;
         let (stride, partials_len, scratch_len) = layout.nonzero_buffers::<T>(tasks);
         let share_len = weights_len + filters;
         grow(&mut self.partials, partials_len);
@@ -552,7 +554,7 @@ impl<T: Element> Convolution<T> {
         let per_run = grad_output
             .as_slice()
             .par_chunks(runs.chunk(out_len))
-            .zip(shares.par_chunks_mut(runs.tasks * stride))
+            .zip(shares.par_chunks_mut(runs.per_run * stride))
             .zip(self.scratch.as_mut_slice().par_chunks_mut(scratch_len))
             .zip(input.as_slice().par_chunks(runs.chunk(g.image_len())));
         match grad_input {
@@ -621,9 +623,11 @@ fn grow<T: Element>(buffer: &mut Tensor<T>, len: usize) {
 /// `dL/dW` are still per task, added in task order.
 #[derive(Debug, Clone, Copy)]
 struct Runs {
-    /// Tasks in a run (fewer in the last).
+    /// The batch's tasks (none for no images).
     tasks: usize,
-    /// Runs, and so scratch slots.
+    /// Tasks in a run (fewer in the last).
+    per_run: usize,
+    /// Runs, and so scratch slots (at least one).
     slots: usize,
 }
 
@@ -631,18 +635,19 @@ impl Runs {
     /// Two runs a thread of the current pool (where another process slows
     /// one thread, the other has a run to take from it), at most one a task.
     fn new(images: usize) -> Self {
-        let tasks = images.div_ceil(IMAGES_PER_TASK).max(1);
-        let runs = (2 * rayon::current_num_threads()).clamp(1, tasks);
-        let per_run = tasks.div_ceil(runs);
+        let tasks = images.div_ceil(IMAGES_PER_TASK);
+        let runs = (2 * rayon::current_num_threads()).clamp(1, tasks.max(1));
+        let per_run = tasks.max(1).div_ceil(runs);
         Runs {
-            tasks: per_run,
-            slots: tasks.div_ceil(per_run),
+            tasks,
+            per_run,
+            slots: tasks.max(1).div_ceil(per_run),
         }
     }
 
     /// A run's values of a buffer of `len` values an image.
     fn chunk(&self, len: usize) -> usize {
-        self.tasks * IMAGES_PER_TASK * len
+        self.per_run * IMAGES_PER_TASK * len
     }
 }
 
@@ -662,7 +667,7 @@ fn for_each_task_in_runs<T: Element>(
     grad_output
         .par_chunks(runs.chunk(out_len))
         .zip(input.par_chunks(runs.chunk(image_len)))
-        .zip(shares.par_chunks_mut(runs.tasks * share_len))
+        .zip(shares.par_chunks_mut(runs.per_run * share_len))
         .zip(scratch.par_chunks_mut(scratch_len))
         .for_each(|(((grad_y, x), shares), scratch)| {
             let tasks = grad_y
@@ -1228,7 +1233,7 @@ impl<T: Element> Layer<T> for Convolution<T> {
         let (runs, col_len) = (Runs::new(input.rows()), g.col_len());
         let scratch_len = IMAGES_PER_TASK * col_len;
         grow(&mut self.scratch, runs.slots * scratch_len);
-        let shares_len = input.rows().div_ceil(IMAGES_PER_TASK) * (self.w.numel() + self.filters());
+        let shares_len = runs.tasks * (self.w.numel() + self.filters());
         grow(&mut self.partials, shares_len);
         let weights = (&self.w, &self.b);
         input
@@ -1260,7 +1265,8 @@ impl<T: Element> Layer<T> for Convolution<T> {
         let out_len = filters * windows;
         let weights_len = filters * window_len;
         self.check_backward(input, grad_output, &g, false);
-        let (tasks, runs) = (input.rows().div_ceil(IMAGES_PER_TASK), Runs::new(input.rows()));
+        let runs = Runs::new(input.rows());
+        let tasks = runs.tasks;
         let (share_len, col_len) = (weights_len + filters, g.col_len());
         let scratch_len = IMAGES_PER_TASK * col_len;
         grow(&mut self.partials, tasks * share_len);

@@ -355,10 +355,7 @@ pub fn backward_image<T: Element>(
     if let Some(features) = Features::detect() {
         return features.sparse_backward(image, grad_w, grad_x);
     }
-    match size_of::<T>() == 4 {
-        true => image.run::<8, false>(nonzero_mask, grad_w, grad_x),
-        false => image.run::<4, false>(nonzero_mask, grad_w, grad_x),
-    }
+    image.portable(grad_w, grad_x);
 }
 
 /// A checked [`backward_image`]'s inputs.
@@ -422,6 +419,15 @@ struct Rows {
 }
 
 impl<T: Element> Image<'_, T> {
+    /// [`Image::run`] in the portable code: vectors of 8 values of f32, 4
+    /// of f64, each product rounded before its sum.
+    fn portable(self, grad_w: &mut [T], grad_x: Option<InputGradient<'_, T>>) {
+        match size_of::<T>() == 4 {
+            true => self.run::<8, false>(nonzero_mask, grad_w, grad_x),
+            false => self.run::<4, false>(nonzero_mask, grad_w, grad_x),
+        }
+    }
+
     /// `dW` filter by filter, each plane of `G` scanned 64 values at a time;
     /// then `dx` position by position, over `G` laid out channels last
     /// (each position's `FN` values scanned). A scan's work runs in
@@ -798,11 +804,7 @@ mod tests {
         grad_w: &mut [T],
         grad_x: Option<InputGradient<'_, T>>,
     ) {
-        let image = image(shape, grad_y, x, w);
-        match size_of::<T>() == 4 {
-            true => image.run::<8, false>(nonzero_mask, grad_w, grad_x),
-            false => image.run::<4, false>(nonzero_mask, grad_w, grad_x),
-        }
+        image(shape, grad_y, x, w).portable(grad_w, grad_x);
     }
 
     /// [`backward_image`] on the instruction set `features`.
