@@ -100,6 +100,9 @@ pub struct Convolution<T> {
     /// The filters transformed for the Winograd forward (3x3 filters), from
     /// the last training forward pass.
     winograd: WinogradFilters<T>,
+    /// The turned filters transformed for the input gradient by Winograd,
+    /// from the last backward pass.
+    winograd_turned: WinogradFilters<T>,
     /// The filters turned for the input gradient (`[C, FN * FH * FW]`), packed.
     turned: ShiftedPanels<T>,
     /// Per tap, where its values start in a padded image (the dense
@@ -184,6 +187,7 @@ impl<T: Element> Convolution<T> {
             scratch: Tensor::zeros(&[0]),
             panels: ShiftedPanels::new(),
             winograd: WinogradFilters::new(),
+            winograd_turned: WinogradFilters::new(),
             turned: ShiftedPanels::new(),
             offsets: Vec::new(),
             turned_offsets: Vec::new(),
@@ -390,12 +394,74 @@ impl<T: Element> Convolution<T> {
         grad_input: Option<&mut Tensor<T>>,
         relu_first: bool,
     ) {
-        // `pays` is false for an empty batch, which has no task to sum in.
-        if sparse_backward::pays(grad_output.as_slice(), layout.g.channels) {
-            self.backward_nonzeros(layout, input, grad_output, grad_input, relu_first);
+        let share = sparse_backward::nonzero_share(grad_output.as_slice());
+        // The input gradient by Winograd where it serves, after `dW`.
+        let (route_grad_input, winograd_grad_input) = match (layout.grad_input_by_winograd(share), grad_input) {
+            (Some(shape), Some(grad_input)) => (None, Some((shape, grad_input))),
+            (_, grad_input) => (grad_input, None),
+        };
+        // `pays_at` is false for an empty batch, which has no task to sum in.
+        if sparse_backward::pays_at(share, layout.g.channels) {
+            self.backward_nonzeros(layout, input, grad_output, route_grad_input, relu_first);
         } else {
-            self.backward_dense(layout, input, grad_output, grad_input, relu_first);
+            self.backward_dense(layout, input, grad_output, route_grad_input, relu_first);
         }
+        if let Some((shape, grad_input)) = winograd_grad_input {
+            self.grad_input_winograd(layout, shape, (input, grad_output), grad_input, relu_first);
+        }
+    }
+
+    /// The input gradient as a Winograd forward pass
+    /// ([`tensor::winograd`]): per image, `G` padded by `2 - P` and laid out
+    /// channels last, the turned filters' 3x3 convolution over it (`FN`
+    /// channels in, `C` out), then through the ReLU's gradient with
+    /// `relu_first`.
+    fn grad_input_winograd(
+        &mut self,
+        layout: ShiftedLayout,
+        shape: WinogradShape,
+        (input, grad_output): (&Tensor<T>, &Tensor<T>),
+        grad_input: &mut Tensor<T>,
+        relu_first: bool,
+    ) {
+        let g = layout.g;
+        let (filters, channels) = (self.filters(), g.channels);
+        let out_len = filters * g.windows();
+        let runs = Runs::new(input.rows());
+        let scratch_len = layout.run_scratch_len();
+        grow(&mut self.scratch, runs.slots * scratch_len);
+        grad_input.resize(input.shape());
+        // Filter `c` over channel `f` of the input gradient's convolution is
+        // `W[f, c]` turned half a circle: its 9 values backwards.
+        let w = self.w.as_slice();
+        self.winograd_turned.pack_from(&shape, |c, f| {
+            let mut turned = [T::ZERO; 9];
+            for (value, &weight) in turned.iter_mut().zip(w[(f * channels + c) * 9..][..9].iter().rev()) {
+                *value = weight;
+            }
+            turned
+        });
+        let turned = &self.winograd_turned;
+        let border = 2 - g.pad;
+        for_each_image_in_runs(
+            runs,
+            (grad_output.as_slice(), out_len),
+            (grad_input.as_mut_slice(), input.as_slice(), g.image_len()),
+            (self.scratch.as_mut_slice(), scratch_len),
+            |grad_y, grad_x, x, scratch| {
+                let (staging, rest) = scratch.split_at_mut(out_len);
+                let (padded, work) = rest.split_at_mut(shape.padded_len());
+                let grad_shape = (filters, g.out_h(), g.out_w());
+                pad_planes_last(grad_y, grad_shape, border, shape.padded(), staging, padded, false);
+                winograd::forward(turned, &shape, padded, None, grad_x, work);
+                if relu_first {
+                    // The ReLU's backward (`relu.rs`), as in `backward_dense`.
+                    for (grad, &x) in grad_x.iter_mut().zip(x) {
+                        *grad = relu_grad(x, *grad);
+                    }
+                }
+            },
+        );
     }
 
     /// [`Self::backward_shifted`] by the dense products: per task, its
@@ -776,6 +842,16 @@ fn copy_row<T: Copy>(dst: &mut [T], src: &[T]) {
 /// every tile reads in place (see [`tensor::shifted`]).
 const SHIFTED_SLACK: usize = 32;
 
+/// The largest share of nonzero values of `G` at which the input gradient
+/// of a layer of [`sparse_backward::WIDE_CHANNELS`] channels or more goes
+/// over them rather than by Winograd. DeepConvNet's fourth and sixth
+/// layers (32 and 64 channels, behind a pool: 13-20% nonzero) took 2.45
+/// and 2.00 ms a batch backward over the nonzero values, 2.58 and 2.47
+/// with the input gradient by Winograd (two threads); its fifth (32
+/// channels, about half nonzero) 2.68 against 2.06; the second and third
+/// (16 channels) were faster by Winograd at any share.
+const SPARSE_INPUT_GRADIENT_MAX_SHARE: f64 = 0.3;
+
 /// `planes` (`[count, h, w]`) into the middle of planes of `hp x wp`
 /// (`top` rows and `left` columns of zeros before each plane's values, as
 /// many after) in `padded`, zero past them: the forward's padded image and
@@ -817,6 +893,45 @@ fn pad_planes<T: Element>(
     }
 }
 
+/// `planes` (`[C, H, W]`) with `border` zeros around each, laid out
+/// channels last: `[Hp, Wp, C]` in `padded` (its first `Hp Wp C` values),
+/// through the ReLU with `relu_first`. `turned` (at least `C H W` values)
+/// holds the planes channels last on the way: one transpose of whole
+/// planes, in 8 x 8 blocks, and a copy of its rows (a transpose a row at a
+/// time is mostly the edges past the last whole block, a value at a time,
+/// in 14-wide images).
+fn pad_planes_last<T: Element>(
+    planes: &[T],
+    (channels, h, w): (usize, usize, usize),
+    border: usize,
+    (hp, wp): (usize, usize),
+    turned: &mut [T],
+    padded: &mut [T],
+    relu_first: bool,
+) {
+    let turned = &mut turned[..channels * h * w];
+    to_channels_last(&planes[..channels * h * w], (channels, h * w), turned);
+    let (left, run) = (border * channels, w * channels);
+    for (y, out_row) in padded[..hp * wp * channels].chunks_exact_mut(wp * channels).enumerate() {
+        let Some(row) = y.checked_sub(border).filter(|&row| row < h) else {
+            out_row.fill(T::ZERO);
+            continue;
+        };
+        let (before, rest) = out_row.split_at_mut(left);
+        let (values, after) = rest.split_at_mut(run);
+        before.fill(T::ZERO);
+        after.fill(T::ZERO);
+        let source = &turned[row * run..][..run];
+        if relu_first {
+            for (value, &x) in values.iter_mut().zip(source) {
+                *value = relu(x);
+            }
+        } else {
+            values.copy_from_slice(source);
+        }
+    }
+}
+
 /// The shifted route of a convolution of stride 1 (`tensor::shifted`): the
 /// images padded once, the products read them in place, no `im2col`.
 ///
@@ -842,6 +957,9 @@ struct ShiftedLayout {
     /// The Winograd forward's shape, where it serves: 3x3 filters, and
     /// channels, filters and outputs that fit its vectors and blocks.
     winograd: Option<WinogradShape>,
+    /// The input gradient's, as a Winograd forward over the padded `G`
+    /// with the turned filters: `FN` channels in, `C` out, `H x W`.
+    winograd_grad: Option<WinogradShape>,
 }
 
 impl ShiftedLayout {
@@ -861,6 +979,11 @@ impl ShiftedLayout {
             out: (g.out_h(), g.out_w()),
         };
         let three_by_three = g.filter_h == 3 && g.filter_w == 3;
+        let winograd_grad = WinogradShape {
+            channels: filters,
+            filters: g.channels,
+            out: (g.height, g.width),
+        };
         fits.then(|| ShiftedLayout {
             g,
             filters,
@@ -870,7 +993,18 @@ impl ShiftedLayout {
                 g.out_w() + 2 * (g.filter_w - 1 - g.pad),
             ),
             winograd: (three_by_three && winograd.fits()).then_some(winograd),
+            winograd_grad: (three_by_three && winograd_grad.fits()).then_some(winograd_grad),
         })
+    }
+
+    /// The input gradient's Winograd shape, where it serves and beats the
+    /// backward over `G`'s nonzero values: not where that has
+    /// [`sparse_backward::WIDE_CHANNELS`] channels or more and a share of
+    /// nonzero values `share` up to [`SPARSE_INPUT_GRADIENT_MAX_SHARE`].
+    fn grad_input_by_winograd(&self, share: Option<f64>) -> Option<WinogradShape> {
+        let sparse_wins = self.g.channels >= sparse_backward::WIDE_CHANNELS
+            && share.is_some_and(|share| share <= SPARSE_INPUT_GRADIENT_MAX_SHARE);
+        self.winograd_grad.filter(|_| !sparse_wins)
     }
 
     /// A task's forward scratch: the group's padded images and their wide
@@ -925,7 +1059,7 @@ impl ShiftedLayout {
         let (padded, work) = rest.split_at_mut(shape.padded_len());
         for (image, y) in x.chunks_exact(g.image_len()).zip(y.chunks_exact_mut(shape.out_len())) {
             self.pad_channels_last(image, turned, padded, relu_first);
-            winograd::forward(winograd_filters, &shape, padded, b, y, work);
+            winograd::forward(winograd_filters, &shape, padded, Some(b), y, work);
         }
     }
 
@@ -959,10 +1093,13 @@ impl ShiftedLayout {
         // Backward's is the larger (it holds `IMAGES_PER_TASK` padded images
         // and wide `G`s, each `Wp >= Ws / IMAGES_PER_TASK` wide); the `max`
         // only keeps that from being assumed.
-        forward.max(IMAGES_PER_TASK * (self.padded_len() + wide_g))
+        let dense = forward.max(IMAGES_PER_TASK * (self.padded_len() + wide_g))
             + gradient_scratch_len(self.filters, self.wide_windows())
             + self.grad_padded_len()
-            + self.g.channels * self.grad_wide_windows()
+            + self.g.channels * self.grad_wide_windows();
+        dense.max(self.winograd_grad.map_or(0, |shape| {
+            self.filters * self.g.windows() + shape.padded_len() + shape.scratch_len()
+        }))
     }
 
     /// The convolution as [`tensor::sparse_backward`] sees it.
@@ -1191,28 +1328,8 @@ impl ShiftedLayout {
     /// whole block, a value at a time, in 14-wide images).
     fn pad_channels_last<T: Element>(&self, image: &[T], turned: &mut [T], padded: &mut [T], relu_first: bool) {
         let g = &self.g;
-        let (channels, wp) = (g.channels, self.padded.1);
-        let turned = &mut turned[..image.len()];
-        to_channels_last(image, (channels, g.height * g.width), turned);
-        let (left, run) = (g.pad * channels, g.width * channels);
-        for (y, out_row) in padded.chunks_exact_mut(wp * channels).enumerate() {
-            let Some(row) = y.checked_sub(g.pad).filter(|&row| row < g.height) else {
-                out_row.fill(T::ZERO);
-                continue;
-            };
-            let (before, rest) = out_row.split_at_mut(left);
-            let (values, after) = rest.split_at_mut(run);
-            before.fill(T::ZERO);
-            after.fill(T::ZERO);
-            let source = &turned[row * run..][..run];
-            if relu_first {
-                for (value, &x) in values.iter_mut().zip(source) {
-                    *value = relu(x);
-                }
-            } else {
-                values.copy_from_slice(source);
-            }
-        }
+        let planes = (g.channels, g.height, g.width);
+        pad_planes_last(image, planes, g.pad, self.padded, turned, padded, relu_first);
     }
 
     /// One image's input gradient from its padded form channels last
@@ -1677,6 +1794,23 @@ mod tests {
             .is_some_and(|layout| layout.winograd.is_none()));
     }
 
+    /// The input gradient goes by Winograd but for a layer of 32 channels
+    /// or more whose `G` has few nonzero values.
+    #[test]
+    fn a_wide_layer_keeps_its_input_gradient_over_few_nonzero_values() {
+        let layout = |channels: usize| {
+            let g = ConvGeometry::new((channels, 8, 8), (3, 3), 1, 1).unwrap();
+            ShiftedLayout::new(g, 32).unwrap()
+        };
+        assert!(layout(32).grad_input_by_winograd(Some(0.2)).is_none());
+        assert!(layout(32).grad_input_by_winograd(Some(0.5)).is_some());
+        assert!(layout(16).grad_input_by_winograd(Some(0.1)).is_some());
+        assert!(
+            layout(24).grad_input_by_winograd(Some(0.5)).is_none(),
+            "24 channels: no whole vectors"
+        );
+    }
+
     #[test]
     fn gradient_check_the_winograd_forward() {
         // 16 channels and filters of 3x3: the Winograd forward; 6 images, two tasks.
@@ -1773,7 +1907,8 @@ mod tests {
     /// The backward over `G`'s nonzero values against the dense products:
     /// the same gradients to rounding (relative `tolerance`), with the ReLU
     /// taken or not, with the input gradient or not; and `backward` takes
-    /// it for such a `G`.
+    /// it for such a `G`, but for the input gradient where that goes by
+    /// Winograd (16 channels and filters), which it matches to rounding.
     fn check_backward_over_nonzeros<T: Element>(tolerance: f64) {
         let mut rng = LayerRng::seed_from_u64(31);
         // DeepConvNet's shapes (pads 1 and 2; 16 channels: whole vectors),
@@ -1835,7 +1970,13 @@ mod tests {
                 // (which the dense products' are not, somewhere below).
                 chosen.backward_shifted(layout, &x, &dy, with_input.then_some(&mut dx_chosen), relu_first);
                 assert_eq!(chosen.grad_w, sparse.grad_w);
-                assert_eq!(dx_chosen, dx_sparse);
+                let share = sparse_backward::nonzero_share(dy.as_slice());
+                let by_winograd = layout.grad_input_by_winograd(share).is_some();
+                assert_eq!(by_winograd, channels == 16 && filters == 16, "{channels} channels");
+                match by_winograd {
+                    true => close(&dx_chosen, &dx_sparse, "dx by Winograd"),
+                    false => assert_eq!(dx_chosen, dx_sparse),
+                }
                 routes_differ |= chosen.grad_w != dense.grad_w || dx_chosen != dx_dense;
             }
         }
@@ -1920,20 +2061,23 @@ mod tests {
     #[test]
     fn an_empty_batch_gives_zero_gradients() {
         let mut rng = LayerRng::seed_from_u64(8);
-        let mut layer = random_layer([3, 1, 3, 3], 1, 0, &mut rng);
-        layer.grad_w.fill(7.0);
-        let x = Tensor::<f64>::zeros(&[0, 1, 6, 6]);
-        let (mut y, mut dx) = (Tensor::zeros(&[0]), Tensor::zeros(&[0]));
-        layer.forward_train(&x, &mut y, &mut rng);
-        assert_eq!(y.shape(), &[0, 3, 4, 4]);
-        layer.backward(&x, &y, &y, Some(&mut dx));
-        assert_eq!(dx.shape(), x.shape());
-        assert!(layer
-            .grad_w
-            .as_slice()
-            .iter()
-            .chain(layer.grad_b.as_slice())
-            .all(|&g| g == 0.0));
+        // The im2col route, and the shifted one by Winograd both ways.
+        for (filters, channels) in [(3, 1), (16, 16)] {
+            let mut layer = random_layer([filters, channels, 3, 3], 1, 0, &mut rng);
+            layer.grad_w.fill(7.0);
+            let x = Tensor::<f64>::zeros(&[0, channels, 6, 6]);
+            let (mut y, mut dx) = (Tensor::zeros(&[0]), Tensor::zeros(&[0]));
+            layer.forward_train(&x, &mut y, &mut rng);
+            assert_eq!(y.shape(), &[0, filters, 4, 4]);
+            layer.backward(&x, &y, &y, Some(&mut dx));
+            assert_eq!(dx.shape(), x.shape());
+            assert!(layer
+                .grad_w
+                .as_slice()
+                .iter()
+                .chain(layer.grad_b.as_slice())
+                .all(|&g| g == 0.0));
+        }
     }
 
     #[test]

@@ -119,12 +119,23 @@ impl ConvShape {
 /// [`WIDE_CHANNELS`] channels (a NaN counts as nonzero). A pass over
 /// `grad_y`.
 pub fn pays<T: Element>(grad_y: &[T], channels: usize) -> bool {
-    let share = if channels >= WIDE_CHANNELS {
+    pays_at(nonzero_share(grad_y), channels)
+}
+
+/// The share of `grad_y`'s values that are nonzero (a NaN counts as
+/// nonzero); `None` when it is empty. A pass over `grad_y`.
+pub fn nonzero_share<T: Element>(grad_y: &[T]) -> Option<f64> {
+    (!grad_y.is_empty()).then(|| crate::sparse::nonzeros(grad_y) as f64 / grad_y.len() as f64)
+}
+
+/// [`pays`] for a [`nonzero_share`] already counted.
+pub fn pays_at(share: Option<f64>, channels: usize) -> bool {
+    let most = if channels >= WIDE_CHANNELS {
         MAX_NONZERO_SHARE_WIDE
     } else {
         MAX_NONZERO_SHARE
     };
-    !grad_y.is_empty() && crate::sparse::nonzeros(grad_y) as f64 <= share * grad_y.len() as f64
+    share.is_some_and(|share| share <= most)
 }
 
 /// `dst[q, c] = src[c, q]`: `channels` planes of `positions` values each

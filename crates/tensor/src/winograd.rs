@@ -142,15 +142,33 @@ impl<T: Element> WinogradFilters<T> {
     /// # Panics
     /// When `w` does not hold `FN C` filters of 3x3.
     pub fn pack(&mut self, w: &[T], shape: &WinogradShape) {
+        let channels = shape.channels;
+        assert_eq!(
+            w.len(),
+            shape.filters * channels * 9,
+            "winograd: W must be [FN, C, 3, 3]"
+        );
+        self.pack_from(shape, |f, c| {
+            w[(f * channels + c) * 9..]
+                .first_chunk::<9>()
+                .copied()
+                .unwrap_or([T::ZERO; 9])
+        });
+    }
+
+    /// Transforms the filters `filter(f, c)` (filter `f`'s 3x3 over
+    /// channel `c`, row-major) for [`forward`] on images of `shape`: the
+    /// input gradient's filters, say, which are a layer's turned half a
+    /// circle with their two first axes swapped.
+    pub fn pack_from(&mut self, shape: &WinogradShape, filter: impl Fn(usize, usize) -> [T; 9]) {
         let (filters, channels) = (shape.filters, shape.channels);
-        assert_eq!(w.len(), filters * channels * 9, "winograd: W must be [FN, C, 3, 3]");
         self.u.clear();
         self.u.resize(TILE_VALUES * filters * channels, T::ZERO);
-        for (fc, g) in w.chunks_exact(9).enumerate() {
-            let (f, c) = (fc / channels, fc % channels);
-            let g = g.first_chunk::<9>().copied().unwrap_or([T::ZERO; 9]);
-            for (xi, &value) in transform_filter(&g).iter().enumerate() {
-                self.u[(xi * channels + c) * filters + f] = value;
+        for f in 0..filters {
+            for c in 0..channels {
+                for (xi, &value) in transform_filter(&filter(f, c)).iter().enumerate() {
+                    self.u[(xi * channels + c) * filters + f] = value;
+                }
             }
         }
         self.shape = Some(*shape);
@@ -180,7 +198,7 @@ fn transform_filter<T: Element>(g: &[T; 9]) -> [T; TILE_VALUES] {
 /// One image's forward pass: `y = W * x + b` for a 3x3 convolution of
 /// stride 1 (see the module doc). `padded` is the image padded to
 /// [`WinogradShape::padded`] and laid out channels last (`[Hp, Wp, C]`),
-/// `bias` has `FN` values, `y` is the output, `[FN, OH, OW]`
+/// `bias` has `FN` values (none: no bias), `y` is the output, `[FN, OH, OW]`
 /// (overwritten), `scratch` at least [`WinogradShape::scratch_len`] values.
 ///
 /// # Panics
@@ -190,7 +208,7 @@ pub fn forward<T: Element>(
     filters: &WinogradFilters<T>,
     shape: &WinogradShape,
     padded: &[T],
-    bias: &[T],
+    bias: Option<&[T]>,
     y: &mut [T],
     scratch: &mut [T],
 ) {
@@ -201,7 +219,10 @@ pub fn forward<T: Element>(
         "winograd: filters packed for another shape"
     );
     assert_eq!(padded.len(), shape.padded_len(), "winograd: padded must be [Hp, Wp, C]");
-    assert_eq!(bias.len(), shape.filters, "winograd: one bias a filter");
+    assert!(
+        bias.is_none_or(|bias| bias.len() == shape.filters),
+        "winograd: one bias a filter"
+    );
     assert_eq!(y.len(), shape.out_len(), "winograd: y must be [FN, OH, OW]");
     assert!(
         scratch.len() >= shape.scratch_len(),
@@ -245,7 +266,7 @@ struct Image<'a, T> {
     shape: &'a WinogradShape,
     padded: &'a [T],
     u: &'a [T],
-    bias: &'a [T],
+    bias: Option<&'a [T]>,
     v: &'a mut [T],
     m: &'a mut [T],
     y_last: &'a mut [T],
@@ -379,14 +400,20 @@ fn products<T: Element, const FUSED: bool>(shape: &WinogradShape, v: &[T], u: &[
 /// `block` (`M` is `[16, BLOCK_TILES, FN]`), [`LANES`] filters at a time:
 /// `. A` across the tile's rows, then `A^T` down.
 #[inline(always)]
-fn outputs<T: Element>(shape: &WinogradShape, m: &[T], bias: &[T], block: std::ops::Range<usize>, y_last: &mut [T]) {
+fn outputs<T: Element>(
+    shape: &WinogradShape,
+    m: &[T],
+    bias: Option<&[T]>,
+    block: std::ops::Range<usize>,
+    y_last: &mut [T],
+) {
     let (_, tw) = shape.tiles();
     let (count, out_w) = (shape.filters, shape.out.1);
     for (k, t) in block.enumerate() {
         let (ty, tx) = (t / tw, t % tw);
         for f in (0..count).step_by(LANES) {
             let mv = |xi: usize| lanes(m, (xi * BLOCK_TILES + k) * count + f);
-            let b = lanes(bias, f);
+            let b = bias.map_or([T::ZERO; LANES], |bias| lanes(bias, f));
             // `p[a] = (M A)[a]`: two columns a row.
             let mut p = [[[T::ZERO; LANES]; 2]; 4];
             for (a, p) in p.iter_mut().enumerate() {
@@ -476,8 +503,11 @@ mod tests {
         filters.pack(&w, &shape);
         let mut y = vec![T::from_f64(99.0); shape.out_len()];
         let mut scratch = vec![T::from_f64(f64::NAN); shape.scratch_len()];
-        forward(&filters, &shape, &x, &bias, &mut y, &mut scratch);
+        forward(&filters, &shape, &x, Some(&bias), &mut y, &mut scratch);
         assert_eq!(y, direct(&shape, &x, &w, &bias), "{shape:?}");
+        forward(&filters, &shape, &x, None, &mut y, &mut scratch);
+        let zeros = vec![T::ZERO; shape.filters];
+        assert_eq!(y, direct(&shape, &x, &w, &zeros), "{shape:?} without a bias");
     }
 
     #[test]
@@ -540,7 +570,7 @@ mod tests {
             &filters,
             &other,
             &vec![0.0; other.padded_len()],
-            &[0.0; 16],
+            None,
             &mut y,
             &mut scratch,
         );
