@@ -21,18 +21,22 @@
 //! training steps went from 7.1 to 4.3-4.8 s.
 //!
 //! On that route a 3x3 filter over channels and filters in whole vectors
-//! (multiples of 16, every convolution of DeepConvNet) with an even output
-//! goes forward by Winograd's F(2x2, 3x3) instead ([`tensor::winograd`]):
-//! 4 multiply-adds for each output and channel where the products take 9,
-//! each image laid out channels last first. DeepConvNet's five such layers
-//! went forward in 6.6 ms a batch rather than 10.2 (two threads), its 100
-//! training steps from 2.66-2.81 s to 2.24-2.28 s. The result differs from
-//! the direct sums by rounding only (the tests compare them).
+//! (multiples of 16: every convolution of DeepConvNet but the first) with
+//! an even output goes forward by Winograd's F(2x2, 3x3) instead
+//! ([`tensor::winograd`]): 4 multiply-adds for each output and channel
+//! where the products take 9, each image laid out channels last first. Its
+//! input gradient, a 3x3 convolution of the padded `G` by the turned
+//! filters, goes the same way (but see below). DeepConvNet's five such
+//! layers went forward in 6.6 ms a batch rather than 10.2 (two threads),
+//! its 100 training steps from 2.66-2.81 s to 2.24-2.28 s, and 6% less with
+//! the input gradient. For finite values the result differs from the
+//! direct sums by rounding only (the tests compare them).
 //!
 //! The work is split over rayon by images, in tasks of a fixed
 //! [`IMAGES_PER_TASK`] images: a task's products run whole on one thread,
 //! where its `col`s or padded images stay in cache (the shifted forward
-//! pads a task's images side by side, one product for them). Backward sums
+//! pads a task's images side by side, one product for them, or by Winograd
+//! takes them one at a time). Backward sums
 //! `dL/dW` and `dL/db` a task at a time, and the tasks' shares are added in
 //! task order, so the result is the same for any thread count. The tasks
 //! run in a few runs a thread, each run's work in its own scratch (`Runs`).
@@ -46,10 +50,15 @@
 //! route's backward then goes over its nonzero values only, channels last
 //! ([`tensor::sparse_backward`]); so does a layer of 32 channels or more
 //! behind a ReLU alone (DeepConvNet's fifth, about half nonzero). The route
-//! is chosen by counting them ([`tensor::sparse_backward::pays`]), the same
-//! way for any thread count. One difference shows: where an input value is
-//! infinite and `G` is 0 at every window over it, the dense products give
-//! NaN (`0 * inf`) and this route leaves the gradient finite.
+//! is chosen by counting them ([`tensor::sparse_backward::pays_at`]), the
+//! same way for any thread count. Where Winograd serves, the input gradient
+//! goes by it on either route, but for a layer of 32 channels or more
+//! whose `G` is at most [`SPARSE_INPUT_GRADIENT_MAX_SHARE`] nonzero (there
+//! the nonzero values' work is less). Differences show with infinite
+//! values: where an input value is infinite and `G` is 0 at every window
+//! over it, the dense products give NaN (`0 * inf`) and the route over the
+//! nonzero values leaves the gradient finite; and Winograd's transforms
+//! turn some infinite outputs into NaN (`inf - inf`).
 
 use crate::layer::{visit_weight_and_bias, visit_weight_and_bias_mut};
 use crate::relu::{relu, relu_grad};
@@ -93,16 +102,18 @@ pub struct Convolution<T> {
     /// Per run ([`Runs`]), its scratch: on the `im2col` route a task's
     /// `col`s, or `dL/d col` of an image; on the shifted route its padded
     /// images and the products' work (over `G`'s nonzero values, also the
-    /// shares' sum at the end).
+    /// shares' sum at the end), or an image channels last and Winograd's
+    /// work.
     scratch: Tensor<T>,
-    /// The filters packed for the shifted products, from the last forward pass.
+    /// The filters packed for the shifted products, from the last forward
+    /// pass that took them (not by Winograd).
     panels: ShiftedPanels<T>,
     /// The filters transformed for the Winograd forward (3x3 filters), from
     /// the last training forward pass.
     winograd: WinogradFilters<T>,
     /// The turned filters transformed for the input gradient by Winograd,
-    /// from the last backward pass.
-    winograd_turned: WinogradFilters<T>,
+    /// from the last backward pass (room made by the training forward pass).
+    turned_winograd: WinogradFilters<T>,
     /// The filters turned for the input gradient (`[C, FN * FH * FW]`), packed.
     turned: ShiftedPanels<T>,
     /// Per tap, where its values start in a padded image (the dense
@@ -187,7 +198,7 @@ impl<T: Element> Convolution<T> {
             scratch: Tensor::zeros(&[0]),
             panels: ShiftedPanels::new(),
             winograd: WinogradFilters::new(),
-            winograd_turned: WinogradFilters::new(),
+            turned_winograd: WinogradFilters::new(),
             turned: ShiftedPanels::new(),
             offsets: Vec::new(),
             turned_offsets: Vec::new(),
@@ -322,7 +333,8 @@ impl<T: Element> Convolution<T> {
 
     /// [`Layer::forward_train`] on the shifted route: each task's images
     /// padded side by side into its run's scratch, their product read in
-    /// place there.
+    /// place there; or by Winograd, each image channels last there
+    /// (`ShiftedLayout::forward_task`).
     /// With `relu_first`, `input` is a ReLU's input, and each image is
     /// padded through the ReLU ([`Layer::forward_train_after_relu`]).
     ///
@@ -368,6 +380,9 @@ impl<T: Element> Convolution<T> {
             layout.pack_turned(&self.w, &mut self.turned);
             layout.fill_turned_offsets(&mut self.turned_offsets);
         }
+        if let Some(shape) = layout.winograd_grad {
+            self.turned_winograd.reserve(&shape);
+        }
         let tasks = runs.tasks;
         let (_, nonzero_partials, nonzero_scratch) = layout.nonzero_buffers::<T>(tasks);
         let weights_len = self.w.numel();
@@ -380,8 +395,9 @@ impl<T: Element> Convolution<T> {
     }
 
     /// [`Layer::backward`] on the shifted route: over `G`'s nonzero values
-    /// where they are few enough ([`sparse_backward::pays`]), else by the
-    /// dense products.
+    /// where they are few enough ([`sparse_backward::pays_at`]), else by the
+    /// dense products; the input gradient by Winograd where it serves
+    /// (`ShiftedLayout::grad_input_by_winograd`), after the filters'.
     ///
     /// With `relu_first`, `input` is a ReLU's input and the input gradient
     /// goes on through the ReLU, image by image while it is in cache
@@ -434,15 +450,16 @@ impl<T: Element> Convolution<T> {
         // Filter `c` over channel `f` of the input gradient's convolution is
         // `W[f, c]` turned half a circle: its 9 values backwards.
         let w = self.w.as_slice();
-        self.winograd_turned.pack_from(&shape, |c, f| {
+        self.turned_winograd.pack_from(&shape, |c, f| {
             let mut turned = [T::ZERO; 9];
             for (value, &weight) in turned.iter_mut().zip(w[(f * channels + c) * 9..][..9].iter().rev()) {
                 *value = weight;
             }
             turned
         });
-        let turned = &self.winograd_turned;
-        let border = 2 - g.pad;
+        let turned = &self.turned_winograd;
+        // `G` padded by `FH - 1 - P` (`ShiftedLayout::grad_padded`).
+        let border = g.filter_h - 1 - g.pad;
         for_each_image_in_runs(
             runs,
             (grad_output.as_slice(), out_len),
@@ -895,7 +912,7 @@ fn pad_planes<T: Element>(
 
 /// `planes` (`[C, H, W]`) with `border` zeros around each, laid out
 /// channels last: `[Hp, Wp, C]` in `padded` (its first `Hp Wp C` values),
-/// through the ReLU with `relu_first`. `turned` (at least `C H W` values)
+/// through the ReLU with `relu_first`. `staging` (at least `C H W` values)
 /// holds the planes channels last on the way: one transpose of whole
 /// planes, in 8 x 8 blocks, and a copy of its rows (a transpose a row at a
 /// time is mostly the edges past the last whole block, a value at a time,
@@ -905,12 +922,12 @@ fn pad_planes_last<T: Element>(
     (channels, h, w): (usize, usize, usize),
     border: usize,
     (hp, wp): (usize, usize),
-    turned: &mut [T],
+    staging: &mut [T],
     padded: &mut [T],
     relu_first: bool,
 ) {
-    let turned = &mut turned[..channels * h * w];
-    to_channels_last(&planes[..channels * h * w], (channels, h * w), turned);
+    let staging = &mut staging[..channels * h * w];
+    to_channels_last(&planes[..channels * h * w], (channels, h * w), staging);
     let (left, run) = (border * channels, w * channels);
     for (y, out_row) in padded[..hp * wp * channels].chunks_exact_mut(wp * channels).enumerate() {
         let Some(row) = y.checked_sub(border).filter(|&row| row < h) else {
@@ -921,7 +938,7 @@ fn pad_planes_last<T: Element>(
         let (values, after) = rest.split_at_mut(run);
         before.fill(T::ZERO);
         after.fill(T::ZERO);
-        let source = &turned[row * run..][..run];
+        let source = &staging[row * run..][..run];
         if relu_first {
             for (value, &x) in values.iter_mut().zip(source) {
                 *value = relu(x);
@@ -946,6 +963,10 @@ fn pad_planes_last<T: Element>(
 /// (`FW - 1 - P`) with the filters turned half a circle and their two first
 /// axes swapped: `dx[c, i, j] = sum_{f,u,v} W[f, c, FH-1-u, FW-1-v]
 /// Gpad[f, i + u, j + v]`, laid out `Wg` wide.
+///
+/// With 3x3 filters over whole vectors of channels and filters, the forward
+/// pass and that input gradient go by Winograd instead (`winograd`,
+/// `winograd_grad`): the same padded image, or padded `G`, channels last.
 #[derive(Debug, Clone, Copy)]
 struct ShiftedLayout {
     g: ConvGeometry,
@@ -1085,8 +1106,10 @@ impl ShiftedLayout {
     }
 
     /// A run's scratch in training: a group's padded images and their
-    /// wide output (forward) or, backward, its padded images, their wide
-    /// `G`, `G`'s transpose, one padded `G` and one wide input gradient.
+    /// wide output, or an image channels last and Winograd's work
+    /// (forward); backward, its padded images, their wide `G`, `G`'s
+    /// transpose, one padded `G` and one wide input gradient, or for the
+    /// input gradient by Winograd, one `G` padded channels last and its work.
     fn run_scratch_len(&self) -> usize {
         let wide_g = self.filters * self.wide_windows();
         let forward = self.forward_scratch_len();
@@ -1321,15 +1344,12 @@ impl ShiftedLayout {
 
     /// `image` (`[C, H, W]`) padded and laid out channels last,
     /// `[Hp, Wp, C]`, in `padded` ([`sparse_backward::ConvShape::padded_len`]
-    /// values), through the ReLU with `relu_first`. `turned` (at least
-    /// `C H W` values) holds the image channels last on the way: one
-    /// transpose of whole planes, in 8 x 8 blocks, and a copy of its rows
-    /// (a transpose a row at a time is mostly the edges past the last
-    /// whole block, a value at a time, in 14-wide images).
-    fn pad_channels_last<T: Element>(&self, image: &[T], turned: &mut [T], padded: &mut [T], relu_first: bool) {
+    /// values), through the ReLU with `relu_first`; `staging` (at least
+    /// `C H W` values) holds it on the way ([`pad_planes_last`]).
+    fn pad_channels_last<T: Element>(&self, image: &[T], staging: &mut [T], padded: &mut [T], relu_first: bool) {
         let g = &self.g;
         let planes = (g.channels, g.height, g.width);
-        pad_planes_last(image, planes, g.pad, self.padded, turned, padded, relu_first);
+        pad_planes_last(image, planes, g.pad, self.padded, staging, padded, relu_first);
     }
 
     /// One image's input gradient from its padded form channels last
@@ -1667,6 +1687,8 @@ mod tests {
             ([3, 4, 5, 5], 0, (9, 7)),
             ([6, 3, 2, 3], 1, (6, 10)),
             ([2, 2, 5, 5], 4, (5, 5)),
+            // Winograd's shape but an odd output: the shifted products.
+            ([16, 16, 3, 3], 1, (5, 7)),
         ];
         for (shape, pad, (h, w)) in cases {
             let mut layer = random_layer(shape, 1, pad, &mut rng);
@@ -1803,7 +1825,11 @@ mod tests {
             ShiftedLayout::new(g, 32).unwrap()
         };
         assert!(layout(32).grad_input_by_winograd(Some(0.2)).is_none());
+        assert!(layout(32)
+            .grad_input_by_winograd(Some(SPARSE_INPUT_GRADIENT_MAX_SHARE))
+            .is_none());
         assert!(layout(32).grad_input_by_winograd(Some(0.5)).is_some());
+        assert!(layout(32).grad_input_by_winograd(None).is_some(), "an empty batch");
         assert!(layout(16).grad_input_by_winograd(Some(0.1)).is_some());
         assert!(
             layout(24).grad_input_by_winograd(Some(0.5)).is_none(),
@@ -1812,9 +1838,12 @@ mod tests {
     }
 
     #[test]
-    fn gradient_check_the_winograd_forward() {
-        // 16 channels and filters of 3x3: the Winograd forward; 6 images, two tasks.
+    fn gradient_check_by_winograd_both_ways() {
+        // 16 channels and filters of 3x3, a dense `G`: the forward pass and
+        // the input gradient by Winograd; 6 images, two tasks; pads 1 and 2
+        // (the output gradient padded by 1 and 0).
         gradient_check(&[IMAGES_PER_TASK + 1, 16, 4, 4], [16, 16, 3, 3], (1, 1), 29);
+        gradient_check(&[2, 16, 2, 4], [16, 16, 3, 3], (1, 2), 30);
     }
 
     #[test]
@@ -1917,6 +1946,8 @@ mod tests {
         // 70 filters of 40 channels (positions across scans; wide).
         let shapes = [
             (16, 16, (3, 3), 1, (6, 6)),
+            (16, 16, (3, 3), 0, (6, 8)),
+            (16, 16, (3, 3), 2, (4, 6)),
             (4, 5, (3, 3), 2, (6, 5)),
             (3, 4, (2, 3), 1, (7, 6)),
             (3, 6, (5, 5), 0, (9, 8)),

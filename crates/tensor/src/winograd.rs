@@ -28,21 +28,27 @@
 //! once, every load and store whole, where along the rows each tile's
 //! columns are 2 apart and overlap (shuffles, and lanes wasted at the end
 //! of short rows). So `C` and `FN` must be multiples of [`LANES`]
-//! ([`WinogradShape::fits`]). The products are
-//! [`crate::shifted::shifted_gradient`]'s tiles: `V_xi`'s row `t` at offset
-//! `t C` against `U_xi`'s rows.
+//! ([`WinogradShape::fits`]). The products are register tiles as in the
+//! GEMM (`kernel/`): [`BLOCK_TILES`] tiles by [`LANES`] filters of sums, at
+//! each channel one vector of `U_xi^T`'s row against each tile's value,
+//! broadcast. They read `V` and `M` of a block of tiles at a time, in the
+//! first-level cache: all of an image's `V` (4 times the image) went to the
+//! second-level cache and back, and the transforms took as long as the
+//! products.
 //!
 //! **Cost.** On DeepConvNet's layers (16 to 64 channels and filters), the
 //! direct products spend `9 C` multiply-adds an output, these `4 C`, plus
 //! the transforms: a few additions a value, 16 values written for every 4
 //! read, or 4 of the output.
 //!
-//! **Rounding.** The result differs from the direct sums by rounding only:
-//! the transforms add and subtract values (and halve them, exactly, for
-//! `U`), so where the direct sums are exact (small integers, or multiples
-//! of a power of two) so is this. Each output is a fixed sequence of
-//! operations, whatever the threads: a caller that splits the images over
-//! threads gets the same bits for any number of them.
+//! **Rounding.** For finite values the result differs from the direct
+//! sums by rounding only: the transforms add and subtract values (and halve
+//! them, exactly, for `U`), so where the direct sums are exact (small
+//! integers, or multiples of a power of two) so is this. An infinite input
+//! does not: the transforms' sums and differences meet `inf - inf`, and
+//! outputs the direct sums make infinite come out NaN. Each output is a
+//! fixed sequence of operations, whatever the threads: a caller that splits
+//! the images over threads gets the same bits for any number of them.
 
 use crate::shifted::multiply_add;
 #[cfg(target_arch = "x86_64")]
@@ -156,6 +162,13 @@ impl<T: Element> WinogradFilters<T> {
         });
     }
 
+    /// Room for the filters of `shape`, so that a later
+    /// [`WinogradFilters::pack_from`] for it allocates nothing.
+    pub fn reserve(&mut self, shape: &WinogradShape) {
+        let len = TILE_VALUES * shape.filters * shape.channels;
+        self.u.reserve(len.saturating_sub(self.u.len()));
+    }
+
     /// Transforms the filters `filter(f, c)` (filter `f`'s 3x3 over
     /// channel `c`, row-major) for [`forward`] on images of `shape`: the
     /// input gradient's filters, say, which are a layer's turned half a
@@ -212,12 +225,28 @@ pub fn forward<T: Element>(
     y: &mut [T],
     scratch: &mut [T],
 ) {
+    forward_by(detected, (filters, shape), (padded, bias), y, scratch);
+}
+
+/// [`Image::run`] on the widest instruction set this CPU has.
+fn detected<T: Element>(image: Image<'_, T>) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(features) = Features::detect() {
+        return features.forward(image);
+    }
+    image.run::<false>();
+}
+
+/// [`forward`], its blocks run by `run` (the tests run each instruction set).
+fn forward_by<T: Element>(
+    run: impl FnOnce(Image<'_, T>),
+    (packed, shape): (&WinogradFilters<T>, &WinogradShape),
+    (padded, bias): (&[T], Option<&[T]>),
+    y: &mut [T],
+    scratch: &mut [T],
+) {
     assert!(shape.fits(), "winograd: {shape:?} does not fit");
-    assert_eq!(
-        filters.shape,
-        Some(*shape),
-        "winograd: filters packed for another shape"
-    );
+    assert_eq!(packed.shape, Some(*shape), "winograd: filters packed for another shape");
     assert_eq!(padded.len(), shape.padded_len(), "winograd: padded must be [Hp, Wp, C]");
     assert!(
         bias.is_none_or(|bias| bias.len() == shape.filters),
@@ -230,33 +259,29 @@ pub fn forward<T: Element>(
         scratch.len(),
         shape.scratch_len()
     );
-    let (channels, count) = (shape.channels, shape.filters);
+    let (channels, filters) = (shape.channels, shape.filters);
     let (v, rest) = scratch.split_at_mut(TILE_VALUES * BLOCK_TILES * channels);
-    let (m, rest) = rest.split_at_mut(TILE_VALUES * BLOCK_TILES * count);
+    let (m, rest) = rest.split_at_mut(TILE_VALUES * BLOCK_TILES * filters);
     let y_last = &mut rest[..shape.out_len()];
     let image = Image {
         shape,
         padded,
-        u: &filters.u,
+        u: &packed.u,
         bias,
         v,
         m,
         y_last: &mut *y_last,
     };
-    #[cfg(target_arch = "x86_64")]
-    match Features::detect() {
-        Some(features) => features.forward(image),
-        None => image.run::<false>(),
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    image.run::<false>();
+    run(image);
     let positions = shape.out.0 * shape.out.1;
-    transpose((y_last, count), (positions, count), (y, positions));
+    transpose((y_last, filters), (positions, filters), (y, positions));
 }
 
 /// Tiles (2x2 blocks of outputs) taken through the three steps at a time,
 /// so that their `V` and `M` stay in the first-level cache; also the rows
-/// of a product's register tile (with [`LANES`] filters, 8 vectors of sums).
+/// of a product's register tile: with [`LANES`] filters, 8 vectors of sums
+/// in f32 on AVX-512 (16 in f64, or on AVX2, which has 16 registers: those
+/// spill, the gradient checks' and the older CPUs' cost).
 const BLOCK_TILES: usize = 8;
 
 /// A checked [`forward`]'s operands and buffers: `V` and `M` for a block
@@ -372,15 +397,15 @@ fn inputs<T: Element>(shape: &WinogradShape, padded: &[T], block: std::ops::Rang
 /// summed and never stored.
 #[inline(always)]
 fn products<T: Element, const FUSED: bool>(shape: &WinogradShape, v: &[T], u: &[T], rows: usize, m: &mut [T]) {
-    let (channels, count) = (shape.channels, shape.filters);
+    let (channels, filters) = (shape.channels, shape.filters);
     let v_xis = v.chunks_exact(BLOCK_TILES * channels);
-    let u_xis = u.chunks_exact(channels * count);
-    for ((v_xi, u_xi), m_xi) in v_xis.zip(u_xis).zip(m.chunks_exact_mut(BLOCK_TILES * count)) {
+    let u_xis = u.chunks_exact(channels * filters);
+    for ((v_xi, u_xi), m_xi) in v_xis.zip(u_xis).zip(m.chunks_exact_mut(BLOCK_TILES * filters)) {
         // Tile `k`'s `C` values, for the broadcasts.
         let runs: [&[T]; BLOCK_TILES] = std::array::from_fn(|k| &v_xi[k * channels..][..channels]);
-        for f in (0..count).step_by(LANES) {
+        for f in (0..filters).step_by(LANES) {
             let mut sums = [[T::ZERO; LANES]; BLOCK_TILES];
-            for (c, weights) in u_xi.chunks_exact(count).enumerate() {
+            for (c, weights) in u_xi.chunks_exact(filters).enumerate() {
                 let weights = lanes(weights, f);
                 for (sums, run) in sums.iter_mut().zip(&runs) {
                     let value = run[c];
@@ -390,7 +415,7 @@ fn products<T: Element, const FUSED: bool>(shape: &WinogradShape, v: &[T], u: &[
                 }
             }
             for (k, sums) in sums.iter().enumerate().take(rows) {
-                put(m_xi, k * count + f, sums);
+                put(m_xi, k * filters + f, sums);
             }
         }
     }
@@ -408,24 +433,26 @@ fn outputs<T: Element>(
     y_last: &mut [T],
 ) {
     let (_, tw) = shape.tiles();
-    let (count, out_w) = (shape.filters, shape.out.1);
+    let (filters, out_w) = (shape.filters, shape.out.1);
     for (k, t) in block.enumerate() {
         let (ty, tx) = (t / tw, t % tw);
-        for f in (0..count).step_by(LANES) {
-            let mv = |xi: usize| lanes(m, (xi * BLOCK_TILES + k) * count + f);
+        for f in (0..filters).step_by(LANES) {
+            // Value `xi` of the tile's `M`, for filters `f..f + LANES`.
+            let m_at = |xi: usize| lanes(m, (xi * BLOCK_TILES + k) * filters + f);
             let b = bias.map_or([T::ZERO; LANES], |bias| lanes(bias, f));
-            // `p[a] = (M A)[a]`: two columns a row.
-            let mut p = [[[T::ZERO; LANES]; 2]; 4];
-            for (a, p) in p.iter_mut().enumerate() {
-                let (m0, m1, m2, m3) = (mv(4 * a), mv(4 * a + 1), mv(4 * a + 2), mv(4 * a + 3));
-                *p = [add(&add(&m0, &m1), &m2), sub(&sub(&m1, &m2), &m3)];
+            // `m_a[a]`: row `a` of `M A`, its two columns.
+            let mut m_a = [[[T::ZERO; LANES]; 2]; 4];
+            for (a, row) in m_a.iter_mut().enumerate() {
+                let (m0, m1, m2, m3) = (m_at(4 * a), m_at(4 * a + 1), m_at(4 * a + 2), m_at(4 * a + 3));
+                *row = [add(&add(&m0, &m1), &m2), sub(&sub(&m1, &m2), &m3)];
             }
-            let [p0, p1, p2, p3] = &p;
-            for (j, (((q0, q1), q2), q3)) in p0.iter().zip(p1).zip(p2).zip(p3).enumerate() {
-                let top = add(&add(&add(q0, q1), q2), &b);
-                let bottom = add(&sub(&sub(q1, q2), q3), &b);
-                put(y_last, ((2 * ty) * out_w + 2 * tx + j) * count + f, &top);
-                put(y_last, ((2 * ty + 1) * out_w + 2 * tx + j) * count + f, &bottom);
+            // Then `A^T` down each column `j`: the block's two outputs in it.
+            let [row0, row1, row2, row3] = &m_a;
+            for (j, (((r0, r1), r2), r3)) in row0.iter().zip(row1).zip(row2).zip(row3).enumerate() {
+                let top = add(&add(&add(r0, r1), r2), &b);
+                let bottom = add(&sub(&sub(r1, r2), r3), &b);
+                put(y_last, ((2 * ty) * out_w + 2 * tx + j) * filters + f, &top);
+                put(y_last, ((2 * ty + 1) * out_w + 2 * tx + j) * filters + f, &bottom);
             }
         }
     }
@@ -508,6 +535,25 @@ mod tests {
         forward(&filters, &shape, &x, None, &mut y, &mut scratch);
         let zeros = vec![T::ZERO; shape.filters];
         assert_eq!(y, direct(&shape, &x, &w, &zeros), "{shape:?} without a bias");
+        // Every way the blocks run: the portable code, and AVX2's on an
+        // AVX-512 CPU (the detected set ran above).
+        let mut y_portable = vec![T::from_f64(99.0); shape.out_len()];
+        let run = |image: Image<'_, T>| image.run::<false>();
+        forward_by(
+            run,
+            (&filters, &shape),
+            (&x, Some(&bias)),
+            &mut y_portable,
+            &mut scratch,
+        );
+        assert_eq!(y_portable, direct(&shape, &x, &w, &bias), "{shape:?} portable");
+        #[cfg(target_arch = "x86_64")]
+        if Features::detect().is_some() {
+            let mut y_avx2 = vec![T::from_f64(99.0); shape.out_len()];
+            let run = |image: Image<'_, T>| Features::Avx2.forward(image);
+            forward_by(run, (&filters, &shape), (&x, Some(&bias)), &mut y_avx2, &mut scratch);
+            assert_eq!(y_avx2, direct(&shape, &x, &w, &bias), "{shape:?} AVX2");
+        }
     }
 
     #[test]
