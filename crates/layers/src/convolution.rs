@@ -472,10 +472,7 @@ impl<T: Element> Convolution<T> {
                 pad_planes_last(grad_y, grad_shape, border, shape.padded(), staging, padded, false);
                 winograd::forward(turned, &shape, padded, None, grad_x, work);
                 if relu_first {
-                    // The ReLU's backward (`relu.rs`), as in `backward_dense`.
-                    for (grad, &x) in grad_x.iter_mut().zip(x) {
-                        *grad = relu_grad(x, *grad);
-                    }
+                    through_relu_grad(grad_x, x);
                 }
             },
         );
@@ -560,12 +557,7 @@ impl<T: Element> Convolution<T> {
                 let (grad_padded, rest) = scratch.split_at_mut(grad_padded_len);
                 layout.grad_input_image(turned, grad_y, (grad_padded, &mut rest[..grad_wide_len]), grad_x);
                 if relu_first {
-                    // The ReLU's backward (`relu.rs`): kept where x > 0 (or
-                    // NaN). A select, not a conditional store: it vectorizes,
-                    // where a branch on the sign mispredicts half the time.
-                    for (grad, &x) in grad_x.iter_mut().zip(x) {
-                        *grad = relu_grad(x, *grad);
-                    }
+                    through_relu_grad(grad_x, x);
                 }
             },
         );
@@ -790,6 +782,16 @@ fn for_each_image_in_runs<T: Element>(
                 image(grad_y, grad_x, x, &mut *scratch);
             }
         });
+}
+
+/// An image's input gradient on through the ReLU before the layer, whose
+/// input was `x` (`relu.rs`'s backward): kept where `x > 0` (or NaN). A
+/// select, not a conditional store: it vectorizes, where a branch on the
+/// sign mispredicts half the time.
+fn through_relu_grad<T: Element>(grad_x: &mut [T], x: &[T]) {
+    for (grad, &x) in grad_x.iter_mut().zip(x) {
+        *grad = relu_grad(x, *grad);
+    }
 }
 
 /// The filters `[FN, C, FH, FW]` as the `[FN, K]` matrix of the GEMMs.
@@ -1674,6 +1676,36 @@ mod tests {
         }
     }
 
+    /// `layer`'s forward pass on `x` (stride 1, `pad`) against the direct
+    /// convolution, to 1e-12, in training and inference, with and without
+    /// a ReLU taken on; training and inference give the same bits.
+    fn forward_matches_direct(layer: &mut Convolution<f64>, x: &Tensor<f64>, pad: usize, rng: &mut LayerRng) {
+        let (shape, input_shape) = (layer.w.shape().to_vec(), x.shape().to_vec());
+        let image = (input_shape[1], input_shape[2], input_shape[3]);
+        let g = ConvGeometry::new(image, (shape[2], shape[3]), 1, pad).unwrap();
+        for relu_first in [false, true] {
+            let input: Vec<f64> = x
+                .as_slice()
+                .iter()
+                .map(|&v| if relu_first { v.max(0.0) } else { v })
+                .collect();
+            let expected = conv_naive(&input, &g, layer.w.as_slice(), layer.b.as_slice());
+            let (mut y, mut y_train) = (Tensor::zeros(&[0]), Tensor::zeros(&[0]));
+            if relu_first {
+                assert!(layer.forward_after_relu(x, &mut y));
+                assert!(layer.forward_train_after_relu(x, &mut y_train, rng));
+            } else {
+                layer.forward(x, &mut y);
+                layer.forward_train(x, &mut y_train, rng);
+            }
+            assert_eq!(y.numel(), expected.len());
+            for (got, want) in y.as_slice().iter().zip(&expected) {
+                assert!((got - want).abs() < 1e-12, "{shape:?} pad {pad}: {got} vs {want}");
+            }
+            assert_eq!(y, y_train);
+        }
+    }
+
     /// The shifted route's forward pass, images padded side by side in
     /// groups (`pad_group`), against the direct convolution: pads 0, 1, 2
     /// and 4, filters of 3x3, 5x5 and 2x3, 7 images (a group of 5 and one
@@ -1695,28 +1727,7 @@ mod tests {
             let channels = shape[1];
             let x = Tensor::<f64>::randn(&[7, channels, h, w], 1.0, &mut rng);
             assert!(layer.shifted_layout(&x).is_some(), "{shape:?} takes the shifted route");
-            let g = ConvGeometry::new((channels, h, w), (shape[2], shape[3]), 1, pad).unwrap();
-            for relu_first in [false, true] {
-                let input: Vec<f64> = x
-                    .as_slice()
-                    .iter()
-                    .map(|&v| if relu_first { v.max(0.0) } else { v })
-                    .collect();
-                let expected = conv_naive(&input, &g, layer.w.as_slice(), layer.b.as_slice());
-                let (mut y, mut y_train) = (Tensor::zeros(&[0]), Tensor::zeros(&[0]));
-                if relu_first {
-                    assert!(layer.forward_after_relu(&x, &mut y));
-                    assert!(layer.forward_train_after_relu(&x, &mut y_train, &mut rng));
-                } else {
-                    layer.forward(&x, &mut y);
-                    layer.forward_train(&x, &mut y_train, &mut rng);
-                }
-                assert_eq!(y.numel(), expected.len());
-                for (got, want) in y.as_slice().iter().zip(&expected) {
-                    assert!((got - want).abs() < 1e-12, "{shape:?} pad {pad}: {got} vs {want}");
-                }
-                assert_eq!(y, y_train);
-            }
+            forward_matches_direct(&mut layer, &x, pad, &mut rng);
         }
     }
 
@@ -1781,28 +1792,7 @@ mod tests {
             let channels = shape[1];
             let x = Tensor::<f64>::randn(&[7, channels, h, w], 1.0, &mut rng);
             assert!(layer.shifted_layout(&x).and_then(|layout| layout.winograd).is_some());
-            let g = ConvGeometry::new((channels, h, w), (3, 3), 1, pad).unwrap();
-            for relu_first in [false, true] {
-                let input: Vec<f64> = x
-                    .as_slice()
-                    .iter()
-                    .map(|&v| if relu_first { v.max(0.0) } else { v })
-                    .collect();
-                let expected = conv_naive(&input, &g, layer.w.as_slice(), layer.b.as_slice());
-                let (mut y, mut y_train) = (Tensor::zeros(&[0]), Tensor::zeros(&[0]));
-                if relu_first {
-                    assert!(layer.forward_after_relu(&x, &mut y));
-                    assert!(layer.forward_train_after_relu(&x, &mut y_train, &mut rng));
-                } else {
-                    layer.forward(&x, &mut y);
-                    layer.forward_train(&x, &mut y_train, &mut rng);
-                }
-                assert_eq!(y.numel(), expected.len());
-                for (got, want) in y.as_slice().iter().zip(&expected) {
-                    assert!((got - want).abs() < 1e-12, "{shape:?} pad {pad}: {got} vs {want}");
-                }
-                assert_eq!(y, y_train);
-            }
+            forward_matches_direct(&mut layer, &x, pad, &mut rng);
         }
         let layer = random_layer([16, 16, 3, 3], 1, 1, &mut rng);
         let odd = Tensor::<f64>::zeros(&[1, 16, 5, 8]);

@@ -29,7 +29,7 @@
 //! columns are 2 apart and overlap (shuffles, and lanes wasted at the end
 //! of short rows). So `C` and `FN` must be multiples of [`LANES`]
 //! ([`WinogradShape::fits`]). The products are register tiles as in the
-//! GEMM (`kernel/`): [`BLOCK_TILES`] tiles by [`LANES`] filters of sums, at
+//! GEMM (`kernel/`): 8 (`BLOCK_TILES`) tiles by [`LANES`] filters of sums, at
 //! each channel one vector of `U_xi^T`'s row against each tile's value,
 //! broadcast. They read `V` and `M` of a block of tiles at a time, in the
 //! first-level cache: all of an image's `V` (4 times the image) went to the
