@@ -28,7 +28,9 @@ pub fn toy_set(len: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
 /// images: conv 4 - ReLU - conv 32 - ReLU - conv 32 - ReLU - conv 8 - ReLU -
 /// pool - affine 10. Its last convolution's output gradient is at most a
 /// quarter nonzero (behind the pool) and the third's about half (behind a
-/// ReLU, 32 channels): both backward passes go over the nonzero values.
+/// ReLU, 32 channels): both backward passes go over the nonzero values, but
+/// for the third's input gradient, which goes by Winograd (as its forward
+/// pass does: 32 channels and filters of 3x3).
 pub fn toy_channels_net() -> layers::NetSpec {
     layers::NetSpec::new(&[1, 8, 8])
         .conv_with(4, 3, 1, 1)
