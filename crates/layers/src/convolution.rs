@@ -428,7 +428,7 @@ impl<T: Element> Convolution<T> {
     }
 
     /// The input gradient as a Winograd forward pass
-    /// ([`tensor::winograd`]): per image, `G` padded by `2 - P` and laid out
+    /// ([`tensor::winograd`]): per image, `G` padded by `FH - 1 - P` and laid out
     /// channels last, the turned filters' 3x3 convolution over it (`FN`
     /// channels in, `C` out), then through the ReLU's gradient with
     /// `relu_first`.
@@ -451,11 +451,7 @@ impl<T: Element> Convolution<T> {
         // `W[f, c]` turned half a circle: its 9 values backwards.
         let w = self.w.as_slice();
         self.turned_winograd.pack_from(&shape, |c, f| {
-            let mut turned = [T::ZERO; 9];
-            for (value, &weight) in turned.iter_mut().zip(w[(f * channels + c) * 9..][..9].iter().rev()) {
-                *value = weight;
-            }
-            turned
+            std::array::from_fn(|k| w[(f * channels + c) * 9 + 8 - k])
         });
         let turned = &self.turned_winograd;
         // `G` padded by `FH - 1 - P` (`ShiftedLayout::grad_padded`).
@@ -463,17 +459,14 @@ impl<T: Element> Convolution<T> {
         for_each_image_in_runs(
             runs,
             (grad_output.as_slice(), out_len),
-            (grad_input.as_mut_slice(), input.as_slice(), g.image_len()),
+            (grad_input.as_mut_slice(), (input.as_slice(), relu_first), g.image_len()),
             (self.scratch.as_mut_slice(), scratch_len),
-            |grad_y, grad_x, x, scratch| {
+            |grad_y, grad_x, scratch| {
                 let (staging, rest) = scratch.split_at_mut(out_len);
                 let (padded, work) = rest.split_at_mut(shape.padded_len());
                 let grad_shape = (filters, g.out_h(), g.out_w());
                 pad_planes_last(grad_y, grad_shape, border, shape.padded(), staging, padded, false);
                 winograd::forward(turned, &shape, padded, None, grad_x, work);
-                if relu_first {
-                    through_relu_grad(grad_x, x);
-                }
             },
         );
     }
@@ -551,14 +544,11 @@ impl<T: Element> Convolution<T> {
         for_each_image_in_runs(
             runs,
             (grad_output.as_slice(), out_len),
-            (grad_input.as_mut_slice(), input.as_slice(), g.image_len()),
+            (grad_input.as_mut_slice(), (input.as_slice(), relu_first), g.image_len()),
             (self.scratch.as_mut_slice(), scratch_len),
-            |grad_y, grad_x, x, scratch| {
+            |grad_y, grad_x, scratch| {
                 let (grad_padded, rest) = scratch.split_at_mut(grad_padded_len);
                 layout.grad_input_image(turned, grad_y, (grad_padded, &mut rest[..grad_wide_len]), grad_x);
-                if relu_first {
-                    through_relu_grad(grad_x, x);
-                }
             },
         );
     }
@@ -760,16 +750,18 @@ fn for_each_task_in_runs<T: Element>(
         });
 }
 
-/// `image(grad_y, grad_x, x, scratch)` for every image of the batch, in
+/// `image(grad_y, grad_x, scratch)` for every image of the batch, in
 /// `runs` over rayon: `grad_y` an image's `out_len` values of `dL/dy`,
-/// `grad_x` its `image_len` values of `dL/dx`, `x` its input, `scratch`
-/// its run's `scratch_len` values of `scratch`, reused image to image.
+/// `grad_x` its `image_len` values of `dL/dx`, `scratch` its run's
+/// `scratch_len` values of `scratch`, reused image to image. With
+/// `relu_first`, `input` is a ReLU's input, and each image's `dL/dx` goes
+/// on through the ReLU's gradient while it is in cache.
 fn for_each_image_in_runs<T: Element>(
     runs: Runs,
     (grad_output, out_len): (&[T], usize),
-    (grad_input, input, image_len): (&mut [T], &[T], usize),
+    (grad_input, (input, relu_first), image_len): (&mut [T], (&[T], bool), usize),
     (scratch, scratch_len): (&mut [T], usize),
-    image: impl Fn(&[T], &mut [T], &[T], &mut [T]) + Sync,
+    image: impl Fn(&[T], &mut [T], &mut [T]) + Sync,
 ) {
     grad_output
         .par_chunks(runs.chunk(out_len))
@@ -779,7 +771,10 @@ fn for_each_image_in_runs<T: Element>(
         .for_each(|(((grad_y, grad_x), x), scratch)| {
             let images = grad_y.chunks_exact(out_len).zip(grad_x.chunks_exact_mut(image_len));
             for ((grad_y, grad_x), x) in images.zip(x.chunks_exact(image_len)) {
-                image(grad_y, grad_x, x, &mut *scratch);
+                image(grad_y, grad_x, &mut *scratch);
+                if relu_first {
+                    through_relu_grad(grad_x, x);
+                }
             }
         });
 }
@@ -1526,9 +1521,9 @@ impl<T: Element> Layer<T> for Convolution<T> {
         for_each_image_in_runs(
             runs,
             (grad_output.as_slice(), out_len),
-            (grad_input.as_mut_slice(), input.as_slice(), g.image_len()),
+            (grad_input.as_mut_slice(), (input.as_slice(), false), g.image_len()),
             (self.scratch.as_mut_slice(), scratch_len),
-            |grad_y, grad_x, _x, scratch| {
+            |grad_y, grad_x, scratch| {
                 let grad_col = &mut scratch[..col_len];
                 gemm(
                     T::ONE,

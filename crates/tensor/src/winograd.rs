@@ -154,12 +154,7 @@ impl<T: Element> WinogradFilters<T> {
             shape.filters * channels * 9,
             "winograd: W must be [FN, C, 3, 3]"
         );
-        self.pack_from(shape, |f, c| {
-            w[(f * channels + c) * 9..]
-                .first_chunk::<9>()
-                .copied()
-                .unwrap_or([T::ZERO; 9])
-        });
+        self.pack_from(shape, |f, c| std::array::from_fn(|k| w[(f * channels + c) * 9 + k]));
     }
 
     /// Room for the filters of `shape`, so that a later
