@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 pub mod conv;
+pub mod direct;
 mod element;
 mod error;
 mod gemm;
