@@ -144,6 +144,43 @@ pub trait Layer<T: Element>: Send + Sync {
         false
     }
 
+    /// [`Layer::forward`], then a ReLU and the book's 2x2 max pool of stride
+    /// 2, into `pooled`, without this layer's output or the ReLU's written
+    /// out (SimpleConvNet's convolution -> ReLU -> pool, whose output the
+    /// pool reads a quarter of). Must give the three layers' values up to
+    /// rounding (the sums may go in another order than this layer's own
+    /// forward pass), the same for any thread count. Returns `false`,
+    /// having done nothing, where this layer cannot (the default): the
+    /// three layers then run on their own.
+    fn forward_relu_pool(&self, _input: &Tensor<T>, _pooled: &mut Tensor<T>) -> bool {
+        false
+    }
+
+    /// [`Layer::forward_relu_pool`] in training mode, keeping what
+    /// [`Layer::backward_relu_pool`] needs; `false` (doing nothing) where
+    /// this layer cannot.
+    fn forward_train_relu_pool(&mut self, _input: &Tensor<T>, _pooled: &mut Tensor<T>, _rng: &mut LayerRng) -> bool {
+        false
+    }
+
+    /// Backward after a [`Layer::forward_train_relu_pool`] on `input` that
+    /// gave `pooled`: from `dL/d(pooled)` through the pool, the ReLU and
+    /// this layer, overwrites the parameter gradients and, when
+    /// `grad_input` is `Some`, resizes it to `input`'s shape and writes
+    /// `dL/d(input)`: the three backward passes' values up to rounding.
+    /// Must return `true` (and do this) whenever `forward_train_relu_pool`
+    /// did on that input, which [`crate::Sequential`] asserts; `false`
+    /// (doing nothing) otherwise.
+    fn backward_relu_pool(
+        &mut self,
+        _input: &Tensor<T>,
+        _pooled: &Tensor<T>,
+        _grad_pooled: &Tensor<T>,
+        _grad_input: Option<&mut Tensor<T>>,
+    ) -> bool {
+        false
+    }
+
     /// Whether this layer's parameters start a new number in their names:
     /// Affine layers do (`W1 b1`, then `W2 b2`); a BatchNorm's take the
     /// number of the layer before it (`gamma1 beta1` after the first Affine).

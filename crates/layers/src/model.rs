@@ -78,15 +78,15 @@ pub struct Sequential<T: Element> {
     layers: Vec<Box<dyn Layer<T>>>,
     loss_layer: SoftmaxWithLoss<T>,
     /// `activations[i]` is the output of `layers[i]` in the last forward
-    /// pass; not written for a ReLU that the next layer took (`took_relu`).
+    /// pass; not written for a layer whose output another layer's work
+    /// took in (`taken`).
     activations: Vec<Tensor<T>>,
     /// `grads[i]` is `dL/d activations[i]` in the last backward pass; not
-    /// written for a ReLU that the next layer took.
+    /// written where `activations[i]` was not.
     grads: Vec<Tensor<T>>,
-    /// `took_relu[i]`: in the last training forward pass, `layers[i]` did
-    /// the ReLU before it ([`Layer::forward_train_after_relu`]), whose
-    /// output and gradient were then not written.
-    took_relu: Vec<bool>,
+    /// `taken[i]`: what `layers[i]` did besides its own work in the last
+    /// training forward pass.
+    taken: Vec<Taken>,
     /// One example's shape, without the batch dimension: `[784]`.
     input_shape: Vec<usize>,
     output_size: usize,
@@ -99,6 +99,18 @@ pub struct Sequential<T: Element> {
     weight_decay: f64,
 }
 
+/// What a layer did in a training forward pass besides its own work: the
+/// layers whose work it did write neither output nor gradient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Taken {
+    /// Its own work only.
+    Nothing,
+    /// The ReLU before it ([`Layer::forward_train_after_relu`]).
+    ReluBefore,
+    /// The ReLU and the 2x2 pool after it ([`Layer::forward_train_relu_pool`]).
+    ReluPoolAfter,
+}
+
 impl<T: Element> Clone for Sequential<T> {
     fn clone(&self) -> Self {
         Sequential {
@@ -106,7 +118,7 @@ impl<T: Element> Clone for Sequential<T> {
             loss_layer: self.loss_layer.clone(),
             activations: self.activations.clone(),
             grads: self.grads.clone(),
-            took_relu: self.took_relu.clone(),
+            taken: self.taken.clone(),
             input_shape: self.input_shape.clone(),
             output_size: self.output_size,
             layer_names: self.layer_names.clone(),
@@ -157,7 +169,7 @@ impl<T: Element> Sequential<T> {
             loss_layer: SoftmaxWithLoss::new(),
             activations: vec![Tensor::zeros(&[0]); count],
             grads: vec![Tensor::zeros(&[0]); count],
-            took_relu: vec![false; count],
+            taken: vec![Taken::Nothing; count],
             input_shape: input_shape.to_vec(),
             output_size,
             layer_names: Vec::new(),
@@ -338,11 +350,26 @@ impl<T: Element> Sequential<T> {
         i + 1 < layers.len() && matches!(layers[i].spec(), LayerSpec::Relu)
     }
 
+    /// Whether a ReLU and the book's 2x2 max pool of stride 2 follow
+    /// `layers[i]`, which may do their work ([`Layer::forward_relu_pool`]).
+    fn relu_pool_after(layers: &[Box<dyn Layer<T>>], i: usize) -> bool {
+        let pool = LayerSpec::Pooling {
+            pool_h: 2,
+            pool_w: 2,
+            stride: 2,
+            pad: 0,
+        };
+        i + 2 < layers.len() && layers[i + 1].spec() == LayerSpec::Relu && layers[i + 2].spec() == pool
+    }
+
     /// Runs the layers in inference mode, keeping their outputs in
     /// `activations`; returns the logits. With `take_relus`, a ReLU that the
     /// next layer takes on ([`Layer::forward_after_relu`]: a 2x2 pool, or a
     /// convolution of stride 1 over several channels) leaves its own output
-    /// unwritten; without, every layer's output is there.
+    /// unwritten, and so do a layer and the ReLU after it where the layer
+    /// takes on that ReLU and the 2x2 pool after it
+    /// ([`Layer::forward_relu_pool`]: a convolution over one channel);
+    /// without, every layer's output is there.
     fn forward_into<'a>(
         layers: &[Box<dyn Layer<T>>],
         x: &Tensor<T>,
@@ -360,18 +387,22 @@ impl<T: Element> Sequential<T> {
                 i += 2;
                 continue;
             }
+            if take_relus && Self::relu_pool_after(layers, i) && layers[i].forward_relu_pool(input, &mut rest[2]) {
+                i += 3;
+                continue;
+            }
             layers[i].forward(input, &mut rest[0]);
             i += 1;
         }
         &activations[layers.len() - 1]
     }
 
-    /// [`Sequential::forward_into`] in training mode, noting in `took_relu`
-    /// which layers did the ReLU before them.
+    /// [`Sequential::forward_into`] in training mode, noting in `taken`
+    /// which layers did the work of others.
     fn forward_train(&mut self, x: &Tensor<T>, rng: &mut LayerRng) -> &Tensor<T> {
         let count = self.layers.len();
-        self.took_relu.clear();
-        self.took_relu.resize(count, false);
+        self.taken.clear();
+        self.taken.resize(count, Taken::Nothing);
         let mut i = 0;
         while i < count {
             let (done, rest) = self.activations.split_at_mut(i);
@@ -379,8 +410,15 @@ impl<T: Element> Sequential<T> {
             if Self::relu_with_successor(&self.layers, i)
                 && self.layers[i + 1].forward_train_after_relu(input, &mut rest[1], rng)
             {
-                self.took_relu[i + 1] = true;
+                self.taken[i + 1] = Taken::ReluBefore;
                 i += 2;
+                continue;
+            }
+            if Self::relu_pool_after(&self.layers, i)
+                && self.layers[i].forward_train_relu_pool(input, &mut rest[2], rng)
+            {
+                self.taken[i] = Taken::ReluPoolAfter;
+                i += 3;
                 continue;
             }
             self.layers[i].forward_train(input, &mut rest[0], rng);
@@ -512,32 +550,42 @@ impl<T: Element> Sequential<T> {
         let loss = self.loss_train_unchecked(x, target, rng);
         let last = self.layers.len() - 1;
         self.loss_layer.backward(T::ONE, &mut self.grads[last]);
-        let mut i = self.layers.len();
-        while i > 0 {
-            i -= 1;
-            // A layer that did the ReLU before it takes its gradient back
-            // through both: from `dL/d(its output)` to `dL/d(the ReLU's
-            // input)`; the ReLU's own step is skipped.
-            let (first, took_relu) = if self.took_relu[i] { (i - 1, true) } else { (i, false) };
+        let mut end = self.layers.len();
+        while end > 0 {
+            // The layers the last one's work ends at `end - 1`: a layer
+            // that did the ReLU before it takes its gradient back through
+            // both, one that did the ReLU and the pool after it through all
+            // three; the others' steps are skipped.
+            let last = end - 1;
+            let (first, owner) = match (last.checked_sub(2).map(|i| self.taken[i]), self.taken[last]) {
+                (Some(Taken::ReluPoolAfter), _) => (last - 2, last - 2),
+                (_, Taken::ReluBefore) => (last - 1, last),
+                _ => (last, last),
+            };
             let (lower, upper) = self.grads.split_at_mut(first);
-            let grad_output = &upper[i - first];
+            let grad_output = &upper[last - first];
             // The first layer's input is data: its gradient is never needed.
             let (input, grad_input) = if first == 0 {
                 (x, None)
             } else {
                 (&self.activations[first - 1], Some(&mut lower[first - 1]))
             };
-            if took_relu {
-                let done = self.layers[i].backward_after_relu(input, &self.activations[i], grad_output, grad_input);
-                assert!(
-                    done,
-                    "{}: took the ReLU forward but not backward",
-                    self.layers[i].name()
-                );
-            } else {
-                self.layers[i].backward(input, &self.activations[i], grad_output, grad_input);
-            }
-            i = first;
+            let output = &self.activations[last];
+            let layer = &mut self.layers[owner];
+            let done = match self.taken[owner] {
+                Taken::Nothing => {
+                    layer.backward(input, output, grad_output, grad_input);
+                    true
+                }
+                Taken::ReluBefore => layer.backward_after_relu(input, output, grad_output, grad_input),
+                Taken::ReluPoolAfter => layer.backward_relu_pool(input, output, grad_output, grad_input),
+            };
+            assert!(
+                done,
+                "{}: took other layers' work forward but not backward",
+                layer.name()
+            );
+            end = first;
         }
         if self.weight_decay != 0.0 {
             let lambda = T::from_f64(self.weight_decay);
@@ -683,9 +731,15 @@ mod tests {
     }
 
     /// `model`'s loss, logits and gradients against its layers run one by
-    /// one, each on its own (no ReLU taken into the next layer): the same
-    /// bits.
-    fn check_against_layer_by_layer(mut model: Sequential<f64>, x: &Tensor<f64>, labels: &[usize]) -> Vec<bool> {
+    /// one, each on its own (no layer doing another's work): the same bits
+    /// with `tolerance` 0, else each value within `tolerance` of the other
+    /// (relative to the largest of its kind). Returns what each layer took on.
+    fn check_against_layer_by_layer(
+        mut model: Sequential<f64>,
+        x: &Tensor<f64>,
+        labels: &[usize],
+        tolerance: f64,
+    ) -> Vec<Taken> {
         let loss = model
             .gradient(x, Target::Labels(labels), &mut LayerRng::seed_from_u64(1))
             .unwrap();
@@ -711,21 +765,29 @@ mod tests {
             };
             layers[i].backward(input, &outputs[i], &upper[0], grad_input);
         }
-        let bits = |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        assert_eq!(loss.to_bits(), expected_loss.to_bits());
-        assert_eq!(
-            bits(model.predict(x).unwrap().as_slice()),
-            bits(outputs[last].as_slice())
-        );
-        let grads_of = |layers: &[Box<dyn Layer<f64>>]| {
-            let mut all = Vec::new();
-            for layer in layers {
-                layer.visit_params(&mut |p| all.extend(bits(p.grad.as_slice())));
+        let same = |what: &str, got: &[f64], expected: &[f64]| {
+            assert_eq!(got.len(), expected.len(), "{what}");
+            let scale = expected.iter().fold(f64::MIN_POSITIVE, |m, v| m.max(v.abs()));
+            for (i, (a, b)) in got.iter().zip(expected).enumerate() {
+                match tolerance {
+                    0.0 => assert_eq!(a.to_bits(), b.to_bits(), "{what} {i}: {a} {b}"),
+                    _ => assert!((a - b).abs() <= tolerance * scale, "{what} {i}: {a} {b}"),
+                }
             }
-            all
         };
-        assert_eq!(grads_of(&model.layers), grads_of(&layers));
-        model.took_relu.clone()
+        same("loss", &[loss], &[expected_loss]);
+        same("logits", model.predict(x).unwrap().as_slice(), outputs[last].as_slice());
+        for (got, expected) in model.layers.iter().zip(&layers) {
+            let grads_of = |layer: &dyn Layer<f64>| {
+                let mut all = Vec::new();
+                layer.visit_params(&mut |p| all.push(p.grad.as_slice().to_vec()));
+                all
+            };
+            for (got, expected) in grads_of(got.as_ref()).iter().zip(&grads_of(expected.as_ref())) {
+                same("a parameter's gradient", got, expected);
+            }
+        }
+        model.taken.clone()
     }
 
     #[test]
@@ -745,8 +807,9 @@ mod tests {
             .build::<f64>(5)
             .unwrap();
         let x = Tensor::<f64>::randn(&[4, 2, 6, 6], 1.0, &mut LayerRng::seed_from_u64(6));
-        let took = check_against_layer_by_layer(model, &x, &[0, 2, 1, 2]);
-        assert_eq!(took, [false, false, true, false, true, false, false, false]);
+        let took = check_against_layer_by_layer(model, &x, &[0, 2, 1, 2], 0.0);
+        use Taken::{Nothing as O, ReluBefore as R};
+        assert_eq!(took, [O, O, R, O, R, O, O, O]);
     }
 
     #[test]
@@ -782,8 +845,80 @@ mod tests {
             .build::<f64>(7)
             .unwrap();
         let x = Tensor::<f64>::randn(&[3, 2, 6, 6], 1.0, &mut LayerRng::seed_from_u64(8));
-        let took = check_against_layer_by_layer(model, &x, &[1, 0, 2]);
-        assert_eq!(took, [false, true, false, false, false, false]);
+        let took = check_against_layer_by_layer(model, &x, &[1, 0, 2], 0.0);
+        use Taken::{Nothing as O, ReluBefore as R};
+        assert_eq!(took, [O, R, O, O, O, O]);
+    }
+
+    /// A convolution over one channel first (no input gradient), and one
+    /// behind another over three channels with a pad as wide as its filter
+    /// (an input gradient through it), each taking on the ReLU and the pool
+    /// after it: the three layers' values up to rounding, gradients that
+    /// match the central differences, the same bits on any thread count.
+    #[test]
+    fn a_relu_and_pool_taken_into_the_convolution_before_them() {
+        use Taken::{Nothing as O, ReluPoolAfter as P};
+        let first = crate::NetSpec::new(&[1, 10, 9])
+            .conv_with(4, 3, 1, 0)
+            .relu()
+            .pool(2)
+            .affine(3)
+            .init(crate::Init::He)
+            .build::<f64>(5)
+            .unwrap();
+        let x = Tensor::<f64>::randn(&[6, 1, 10, 9], 1.0, &mut LayerRng::seed_from_u64(6));
+        let labels = [0, 2, 1, 2, 1, 0];
+        let took = check_against_layer_by_layer(first.clone(), &x, &labels, 1e-13);
+        assert_eq!(took, [P, O, O, O]);
+        let mut behind = crate::NetSpec::new(&[2, 7, 7])
+            .conv_with(3, 3, 1, 1)
+            .relu()
+            .conv_with(5, 2, 1, 2)
+            .relu()
+            .pool(2)
+            .affine(3)
+            .init(crate::Init::He)
+            .build::<f64>(7)
+            .unwrap();
+        // Biases away from 0: a window wholly in the padding outputs its
+        // bias, where a zero one meets the ReLU's kink.
+        let mut rng = LayerRng::seed_from_u64(9);
+        behind.visit_params_mut(&mut |_, p| {
+            if !p.decays {
+                let shift = Tensor::randn(p.value.shape(), 0.5, &mut rng);
+                p.value.axpy(1.0, &shift);
+            }
+        });
+        let x_behind = Tensor::<f64>::randn(&[6, 2, 7, 7], 1.0, &mut LayerRng::seed_from_u64(8));
+        let took = check_against_layer_by_layer(behind.clone(), &x_behind, &labels, 1e-13);
+        assert_eq!(took, [O, O, P, O, O, O]);
+        for (model, x) in [(first, &x), (behind, &x_behind)] {
+            let mut analytic = model.clone();
+            analytic
+                .gradient(x, Target::Labels(&labels), &mut LayerRng::seed_from_u64(1))
+                .unwrap();
+            let numerical = numerical_gradient(&model, x, Target::Labels(&labels), 1e-5, 1).unwrap();
+            for (param, (name, numerical)) in analytic.params().iter().zip(&numerical) {
+                let error = crate::gradcheck::relative_error(param.grad.as_slice(), numerical.as_slice());
+                assert!(error < 1e-6, "{name}: relative error {error}");
+            }
+            let run = |threads| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let mut model = model.clone();
+                pool.install(|| {
+                    model
+                        .gradient(x, Target::Labels(&labels), &mut LayerRng::seed_from_u64(1))
+                        .unwrap();
+                });
+                model
+                    .params()
+                    .iter()
+                    .flat_map(|p| p.grad.as_slice().to_vec())
+                    .map(f64::to_bits)
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(run(1), run(3));
+        }
     }
 
     #[test]
