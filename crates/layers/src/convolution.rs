@@ -32,7 +32,8 @@
 //! the input gradient. For finite values the result differs from the
 //! direct sums by rounding only (the tests compare them).
 //!
-//! Off the shifted route (one channel, or a pad as wide as the filter),
+//! Off the shifted route (one channel, or a pad at least as wide as the
+//! filter),
 //! with stride 1, a convolution followed by a ReLU and the book's 2x2 max
 //! pool of stride 2 (SimpleConvNet's) takes those two on
 //! ([`Layer::forward_relu_pool`]): the direct sums of [`tensor::direct`],
@@ -151,8 +152,10 @@ pub struct Convolution<T> {
     /// behind a ReLU and a pool taken on.
     pooled_grad: Tensor<T>,
     /// The last training forward pass's batch: its shape, and whether it
-    /// went in through a ReLU. Nothing of the batch is kept, so backward
-    /// checks that it is given a batch of that shape, the same way.
+    /// went in through a ReLU, or on through a ReLU and a pool. Nothing of
+    /// the batch is kept but the pool's winners, so backward checks that
+    /// it is given a batch of that shape, the same way; behind a pool it
+    /// must be the very batch (the winners are its own).
     trained: Trained,
 }
 
@@ -447,6 +450,11 @@ impl<T: Element> Convolution<T> {
         grad_input: Option<&mut Tensor<T>>,
     ) {
         let g = shape.geometry;
+        assert_eq!(
+            self.trained,
+            Trained::pooled(input),
+            "Convolution backward without forward_train_relu_pool on this batch"
+        );
         let (ph, pw) = shape.pooled();
         let pooled_shape = [input.rows(), self.filters(), ph, pw];
         assert_eq!(
@@ -458,11 +466,6 @@ impl<T: Element> Convolution<T> {
             grad_pooled.shape(),
             pooled_shape,
             "Convolution backward: the pool's gradient does not fit its output"
-        );
-        assert_eq!(
-            self.trained,
-            Trained::pooled(input),
-            "Convolution backward without forward_train_relu_pool on this batch"
         );
         let (filters, weights_len) = (self.filters(), self.w.numel());
         let (out_len, codes_len) = (filters * shape.positions(true), shape.codes_len());
@@ -504,35 +507,50 @@ impl<T: Element> Convolution<T> {
                 }
             });
         self.add_shares(ShareLayout::Filters, (0, share_len, runs.tasks));
-        let Some(grad_input) = grad_input else {
-            return;
-        };
-        // `G`: each pooled value's gradient at its winner, through the
-        // ReLU (the pool's backward, then the ReLU's), zeros elsewhere.
-        let mut dense = std::mem::replace(&mut self.pooled_grad, Tensor::zeros(&[0]));
-        dense.resize(&[input.rows(), filters, g.out_h(), g.out_w()]);
-        let (windows, out_w, lanes) = (g.windows(), g.out_w(), shape.filter_lanes());
-        dense
+        if let Some(grad_input) = grad_input {
+            let mut grad_output = std::mem::replace(&mut self.pooled_grad, Tensor::zeros(&[0]));
+            self.scatter_pooled_grad(&shape, (pooled, grad_pooled), &mut grad_output);
+            self.grad_input_im2col(&g, input, grad_output.as_slice(), grad_input);
+            self.pooled_grad = grad_output;
+        }
+    }
+
+    /// `G = dL/dy` behind the ReLU and pool taken on, written out: each
+    /// pooled value's gradient at its winner, through the ReLU's gradient
+    /// (the pool's backward, then the ReLU's), zeros elsewhere.
+    fn scatter_pooled_grad(
+        &self,
+        shape: &DirectShape,
+        (pooled, grad_pooled): (&Tensor<T>, &Tensor<T>),
+        grad_output: &mut Tensor<T>,
+    ) {
+        let g = &shape.geometry;
+        let (filters, (ph, pw)) = (self.filters(), shape.pooled());
+        let (out_len, codes_len, filter_lanes) = (filters * ph * pw, shape.codes_len(), shape.filter_lanes());
+        let (windows, out_w) = (g.windows(), g.out_w());
+        grad_output.resize(&[pooled.rows(), filters, g.out_h(), out_w]);
+        grad_output
             .as_mut_slice()
             .par_chunks_mut(filters * windows)
             .zip(grad_pooled.as_slice().par_chunks(out_len))
             .zip(pooled.as_slice().par_chunks(out_len))
             .zip(self.pool_codes.par_chunks(codes_len))
-            .for_each(|(((dense, grads), values), codes)| {
-                dense.fill(T::ZERO);
-                let planes = dense.chunks_exact_mut(windows);
+            .for_each(|(((grad_y, grads), values), codes)| {
+                grad_y.fill(T::ZERO);
+                let planes = grad_y.chunks_exact_mut(windows);
                 let pooled_planes = grads.chunks_exact(ph * pw).zip(values.chunks_exact(ph * pw));
                 for (f, (plane, (grads, values))) in planes.zip(pooled_planes).enumerate() {
-                    for (p, (&grad, &value)) in grads.iter().zip(values).enumerate() {
-                        let (py, px) = (p / pw, p % pw);
-                        let code = usize::from(codes[p * lanes + f] & 3);
+                    let positions = (0..ph).flat_map(|py| (0..pw).map(move |px| (py, px)));
+                    for (p, ((py, px), (&grad, &value))) in positions.zip(grads.iter().zip(values)).enumerate() {
+                        let code = usize::from(codes[p * filter_lanes + f] & 3);
                         let pixel = (2 * py + code / 2) * out_w + 2 * px + code % 2;
+                        // The ReLU's gradient at the winner's output `y`,
+                        // read at the pooled value `relu(y)`: both are
+                        // above 0 (or NaN) together.
                         plane[pixel] = relu_grad(value, grad);
                     }
                 }
             });
-        self.grad_input_im2col(&g, input, dense.as_slice(), grad_input);
-        self.pooled_grad = dense;
     }
 
     /// [`Layer::forward`] on the shifted route; with `relu_first`, `input`
@@ -2341,10 +2359,13 @@ mod tests {
             assert_close("dx", &dx_fused, &dx, 1e-14);
             assert_close("dW", &fused.grad_w, &alone.grad_w, 1e-13);
             assert_close("db", &fused.grad_b, &alone.grad_b, 1e-13);
-            // Without the input gradient, the same parameter gradients.
-            let grad_w = fused.grad_w.clone();
+            // Again, and without the input gradient: the same bits.
+            let (grad_w, grad_b) = (fused.grad_w.clone(), fused.grad_b.clone());
+            let mut dx_again = Tensor::zeros(&[0]);
+            assert!(fused.backward_relu_pool(&x, &pooled, &dp, Some(&mut dx_again)));
+            assert_eq!(dx_again, dx_fused);
             assert!(fused.backward_relu_pool(&x, &pooled, &dp, None));
-            assert_eq!(fused.grad_w, grad_w);
+            assert_eq!((&fused.grad_w, &fused.grad_b), (&grad_w, &grad_b));
         }
         // The shifted route (stride 1 over several channels) declines.
         let mut rng = LayerRng::seed_from_u64(4);

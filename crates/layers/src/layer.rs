@@ -146,8 +146,8 @@ pub trait Layer<T: Element>: Send + Sync {
 
     /// [`Layer::forward`], then a ReLU and the book's 2x2 max pool of stride
     /// 2, into `pooled`, without this layer's output or the ReLU's written
-    /// out (SimpleConvNet's convolution -> ReLU -> pool, whose output the
-    /// pool reads a quarter of). Must give the three layers' values up to
+    /// out (SimpleConvNet's convolution -> ReLU -> pool: the pool writes a
+    /// quarter of what it reads). Must give the three layers' values up to
     /// rounding (the sums may go in another order than this layer's own
     /// forward pass), the same for any thread count. Returns `false`,
     /// having done nothing, where this layer cannot (the default): the
@@ -170,7 +170,9 @@ pub trait Layer<T: Element>: Send + Sync {
     /// `dL/d(input)`: the three backward passes' values up to rounding.
     /// Must return `true` (and do this) whenever `forward_train_relu_pool`
     /// did on that input, which [`crate::Sequential`] asserts; `false`
-    /// (doing nothing) otherwise.
+    /// (doing nothing) where the layer cannot take the three on. It may
+    /// panic where it can but the last training forward pass was not a
+    /// `forward_train_relu_pool` on this batch.
     fn backward_relu_pool(
         &mut self,
         _input: &Tensor<T>,

@@ -368,7 +368,9 @@ impl<T: Element> Sequential<T> {
     /// convolution of stride 1 over several channels) leaves its own output
     /// unwritten, and so do a layer and the ReLU after it where the layer
     /// takes on that ReLU and the 2x2 pool after it
-    /// ([`Layer::forward_relu_pool`]: a convolution over one channel);
+    /// ([`Layer::forward_relu_pool`]: a convolution of stride 1 off the
+    /// shifted route, over one channel or with a pad at least as wide as
+    /// its filter);
     /// without, every layer's output is there.
     fn forward_into<'a>(
         layers: &[Box<dyn Layer<T>>],
@@ -552,10 +554,11 @@ impl<T: Element> Sequential<T> {
         self.loss_layer.backward(T::ONE, &mut self.grads[last]);
         let mut end = self.layers.len();
         while end > 0 {
-            // The layers the last one's work ends at `end - 1`: a layer
-            // that did the ReLU before it takes its gradient back through
-            // both, one that did the ReLU and the pool after it through all
-            // three; the others' steps are skipped.
+            // The group of layers ending at `end - 1`, run backward by the
+            // one that did their work: a layer that did the ReLU before it
+            // takes its gradient back through both, one that did the ReLU
+            // and the pool after it through all three; the others' steps
+            // are skipped.
             let last = end - 1;
             let (first, owner) = match (last.checked_sub(2).map(|i| self.taken[i]), self.taken[last]) {
                 (Some(Taken::ReluPoolAfter), _) => (last - 2, last - 2),
@@ -769,9 +772,10 @@ mod tests {
             assert_eq!(got.len(), expected.len(), "{what}");
             let scale = expected.iter().fold(f64::MIN_POSITIVE, |m, v| m.max(v.abs()));
             for (i, (a, b)) in got.iter().zip(expected).enumerate() {
-                match tolerance {
-                    0.0 => assert_eq!(a.to_bits(), b.to_bits(), "{what} {i}: {a} {b}"),
-                    _ => assert!((a - b).abs() <= tolerance * scale, "{what} {i}: {a} {b}"),
+                if tolerance == 0.0 {
+                    assert_eq!(a.to_bits(), b.to_bits(), "{what} {i}: {a} {b}");
+                } else {
+                    assert!((a - b).abs() <= tolerance * scale, "{what} {i}: {a} {b}");
                 }
             }
         };

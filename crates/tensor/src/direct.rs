@@ -14,11 +14,12 @@
 //! come out channels last, `[OH, OW, FN']`, and are transposed to `[FN,
 //! OH, OW]` at the end of the image.
 //!
-//! Where `im2col` and a GEMM served before (one channel, a stride, or a
-//! pad as wide as the filter): `K` is short there (25 taps for
-//! SimpleConvNet's 5x5 filters over one channel), so the GEMM's tiles were
-//! mostly loads and stores of `C`, after `im2col` wrote `K` copies of the
-//! image and the GEMM packed them again.
+//! It serves convolutions of stride 1 that the shifted products do not
+//! (one channel, or a pad at least as wide as the filter), where a ReLU
+//! and a pool follow: `K` is short there (25 taps for SimpleConvNet's 5x5
+//! filters over one channel), so a GEMM's tiles are mostly loads and
+//! stores of its output, after `im2col` wrote `K` copies of the image and
+//! the GEMM packed them again.
 //!
 //! **With a ReLU and a 2x2 max pool** ([`DirectOutput::Pooled`]): each
 //! block's four outputs are in registers when summed, so they go through
@@ -56,7 +57,7 @@ pub const LANES: usize = 16;
 
 /// The taps the filters' gradient sums at a time: two vectors of f32, all
 /// of SimpleConvNet's 25.
-pub const WINDOW_CHUNK: usize = 32;
+const WINDOW_CHUNK: usize = 32;
 
 /// Taps of a window's row copied at a time into `col_t`: AVX2's vector of
 /// f32 (SimpleConvNet's rows of 5 in one).
@@ -73,11 +74,19 @@ pub struct DirectShape {
 }
 
 impl DirectShape {
-    /// Whether [`forward`] takes this shape: stride 1, at least one filter,
-    /// and an output of at least 2x2 (whole 2x2 blocks of pixels).
+    /// Whether [`forward`] takes this shape: a geometry that
+    /// [`ConvGeometry::new`] accepts (its fields are public), stride 1, at
+    /// least one filter, and an output of at least 2x2 (whole 2x2 blocks of
+    /// pixels).
     pub fn fits(&self) -> bool {
         let g = &self.geometry;
-        g.stride == 1 && self.filters > 0 && g.out_h() >= 2 && g.out_w() >= 2
+        let valid = ConvGeometry::new(
+            (g.channels, g.height, g.width),
+            (g.filter_h, g.filter_w),
+            g.stride,
+            g.pad,
+        );
+        valid.is_ok() && g.stride == 1 && self.filters > 0 && g.out_h() >= 2 && g.out_w() >= 2
     }
 
     /// `FN'`: the filters rounded up to the register tile's vectors (one
@@ -203,8 +212,8 @@ pub enum DirectOutput<'a, T> {
 /// [`DirectShape::scratch_len`] values.
 ///
 /// # Panics
-/// When the filters are not packed, or a buffer does not fit their shape
-/// (or, pooled, the output is smaller than 2x2).
+/// When the filters are not packed, their shape does not
+/// [fit](DirectShape::fits), or a buffer does not fit it.
 pub fn forward<T: Element>(filters: &DirectFilters<T>, padded: &[T], out: DirectOutput<'_, T>, scratch: &mut [T]) {
     forward_by(detected, filters, padded, out, scratch);
 }
@@ -215,7 +224,7 @@ fn detected<T: Element>(image: Image<'_, T>) {
     if let Some(features) = Features::detect() {
         return features.direct_forward(image);
     }
-    image.run::<false>();
+    image.run::<false, false>();
 }
 
 /// [`forward`], its tiles run by `run` (the tests run each instruction set).
@@ -238,13 +247,13 @@ fn forward_by<T: Element>(
     };
     let positions = shape.positions(codes.is_some());
     assert_eq!(y.len(), shape.filters * positions, "direct: y does not fit the output");
-    let lanes_len = shape.scratch_len(codes.is_some());
+    let filter_lanes = shape.scratch_len(codes.is_some());
     assert!(
-        scratch.len() >= lanes_len,
-        "direct: scratch of {} values, {lanes_len} needed",
+        scratch.len() >= filter_lanes,
+        "direct: scratch of {} values, {filter_lanes} needed",
         scratch.len()
     );
-    let out_last = &mut scratch[..lanes_len];
+    let out_last = &mut scratch[..filter_lanes];
     run(Image {
         shape,
         padded,
@@ -272,6 +281,11 @@ struct Image<'a, T> {
 /// past the end (never, for a checked [`forward`]).
 #[inline(always)]
 fn lanes<T: Element, const N: usize>(values: &[T], at: usize) -> [T; N] {
+    debug_assert!(
+        at + N <= values.len(),
+        "direct: {N} values from {at} of {}",
+        values.len()
+    );
     values
         .get(at..)
         .and_then(|rest| rest.first_chunk::<N>())
@@ -282,6 +296,7 @@ fn lanes<T: Element, const N: usize>(values: &[T], at: usize) -> [T; N] {
 /// `values` into `out[at..]` (nowhere past the end).
 #[inline(always)]
 fn put<T: Copy, const N: usize>(out: &mut [T], at: usize, values: &[T; N]) {
+    debug_assert!(at + N <= out.len(), "direct: {N} values to {at} of {}", out.len());
     if let Some(run) = out.get_mut(at..).and_then(|rest| rest.first_chunk_mut::<N>()) {
         *run = *values;
     }
@@ -312,17 +327,21 @@ fn relu_grad<T: Element>(x: T, dout: T) -> T {
 type Sums<T, const VECS: usize, const BLOCKS: usize> = [[[[T; LANES]; VECS]; 4]; BLOCKS];
 
 impl<T: Element> Image<'_, T> {
-    /// The image in register tiles: one vector of filters by 6 blocks (24
-    /// vectors of sums) for up to [`LANES`] filters, else two by 3; or one
-    /// block, where a row has fewer.
+    /// The image in register tiles of one vector of filters (up to
+    /// [`LANES`] of them) or two, by blocks of pixels: with `WIDE` (AVX-512
+    /// in f32: 32 registers of 16 lanes), 6 blocks or 3, 24 registers of
+    /// sums; else one block (4 or 8 arrays of sums, each two registers of
+    /// AVX2 or of f64: the portable code, AVX2's 16 registers, the gradient
+    /// checks' f64) and one where a row has fewer blocks than a wide tile.
     #[inline(always)]
-    fn run<const FUSED: bool>(self) {
+    fn run<const FUSED: bool, const WIDE: bool>(self) {
         let one_vector = self.shape.filter_lanes() == LANES;
         let blocks = match self.codes {
             Some(_) => self.shape.pooled().1,
             None => self.shape.geometry.out_w() / 2,
         };
-        match (one_vector, blocks >= if one_vector { 6 } else { 3 }) {
+        let wide = WIDE && blocks >= if one_vector { 6 } else { 3 };
+        match (one_vector, wide) {
             (true, true) => self.tiles::<1, 6, FUSED>(),
             (false, true) => self.tiles::<2, 3, FUSED>(),
             (true, false) => self.tiles::<1, 1, FUSED>(),
@@ -347,7 +366,7 @@ impl<T: Element> Image<'_, T> {
         let g = &shape.geometry;
         let (out_h, out_w) = (g.out_h(), g.out_w());
         let (_, wp) = shape.padded();
-        let lanes_len = shape.filter_lanes();
+        let filter_lanes = shape.filter_lanes();
         // The tiles' top rows and left columns, in outputs.
         let (rows, cols) = match codes {
             Some(_) => (2 * shape.pooled().0, 2 * shape.pooled().1),
@@ -355,7 +374,7 @@ impl<T: Element> Image<'_, T> {
         };
         let tile_rows = (0..rows.div_ceil(2)).map(|r| (2 * r).min(rows - 2));
         let tile_cols = (0..cols.div_ceil(2 * BLOCKS)).map(|t| (2 * BLOCKS * t).min(cols - 2 * BLOCKS));
-        for first_lane in (0..lanes_len).step_by(VECS * LANES) {
+        for first_lane in (0..filter_lanes).step_by(VECS * LANES) {
             let bias: [[T; LANES]; VECS] = std::array::from_fn(|v| lanes(bias, first_lane + v * LANES));
             for top in tile_rows.clone() {
                 for left in tile_cols.clone() {
@@ -364,12 +383,12 @@ impl<T: Element> Image<'_, T> {
                         let left = left + 2 * b;
                         match codes.as_deref_mut() {
                             Some(codes) => {
-                                let at = ((top / 2) * (cols / 2) + left / 2) * lanes_len + first_lane;
+                                let at = ((top / 2) * (cols / 2) + left / 2) * filter_lanes + first_lane;
                                 pool_block(sums, &bias, (out_last, codes), at);
                             }
                             None => {
                                 for (a, sums) in sums.iter().enumerate() {
-                                    let at = ((top + a / 2) * out_w + left + a % 2) * lanes_len + first_lane;
+                                    let at = ((top + a / 2) * out_w + left + a % 2) * filter_lanes + first_lane;
                                     for (v, (sums, bias)) in sums.iter().zip(&bias).enumerate() {
                                         let mut y = *sums;
                                         for (y, &b) in y.iter_mut().zip(bias) {
@@ -402,7 +421,7 @@ fn tile<T: Element, const VECS: usize, const BLOCKS: usize, const FUSED: bool>(
 ) -> Sums<T, VECS, BLOCKS> {
     let g = &shape.geometry;
     let (hp, wp) = shape.padded();
-    let (filter_w, lanes_len) = (g.filter_w, shape.filter_lanes());
+    let (filter_w, filter_lanes) = (g.filter_w, shape.filter_lanes());
     let span = 2 * BLOCKS + filter_w - 1;
     let mut sums = [[[[T::ZERO; LANES]; VECS]; 4]; BLOCKS];
     let mut k = 0;
@@ -412,7 +431,7 @@ fn tile<T: Element, const VECS: usize, const BLOCKS: usize, const FUSED: bool>(
             let (upper, lower) = (&padded[row..][..span], &padded[row + wp..][..span]);
             for j in 0..filter_w {
                 let weights: [[T; LANES]; VECS] =
-                    std::array::from_fn(|v| lanes(w_t, (k + j) * lanes_len + first_lane + v * LANES));
+                    std::array::from_fn(|v| lanes(w_t, (k + j) * filter_lanes + first_lane + v * LANES));
                 let (upper, lower) = (&upper[j..][..2 * BLOCKS], &lower[j..][..2 * BLOCKS]);
                 for (b, sums) in sums.iter_mut().enumerate() {
                     for (a, sums) in sums.iter_mut().enumerate() {
@@ -445,12 +464,12 @@ fn pool_block<T: Element, const VECS: usize>(
     at: usize,
 ) {
     for (v, bias) in bias.iter().enumerate() {
-        let tap = |a: usize, l: usize| relu(sums[a][v][l] + bias[l]);
-        let mut best: [T; LANES] = std::array::from_fn(|l| tap(0, l));
+        let pixel = |a: usize, l: usize| relu(sums[a][v][l] + bias[l]);
+        let mut best: [T; LANES] = std::array::from_fn(|l| pixel(0, l));
         let mut code = [0u8; LANES];
         for a in 1..4 {
             for (l, (best, code)) in best.iter_mut().zip(&mut code).enumerate() {
-                let value = tap(a, l);
+                let value = pixel(a, l);
                 if value > *best {
                     (*best, *code) = (value, a as u8);
                 }
@@ -463,7 +482,9 @@ fn pool_block<T: Element, const VECS: usize>(
 
 /// Each output pixel's window of the padded image (`[C, Hp, Wp]`) in a row
 /// of `col_t` (`[OH OW, window_lanes]`: `im2col`'s `col` transposed), its
-/// taps in `W`'s order; what the row holds past them is left finite.
+/// taps in `W`'s order. Past them each row holds what a copy brought in
+/// (the next values of the image's row) or what `col_t` held before:
+/// [`pooled_filter_gradient`] multiplies those lanes but never keeps them.
 /// Rows of taps up to [`ROW_LANES`] wide are copied that many at a time,
 /// each over the end of the one before.
 ///
@@ -593,14 +614,16 @@ impl<T: Element> Gradient<'_, T> {
             codes,
         } = self;
         let g = &shape.geometry;
-        let (window, lanes_len) = (g.window_len(), shape.filter_lanes());
-        let chunks = shape.window_lanes() / WINDOW_CHUNK;
+        let (window, filter_lanes) = (g.window_len(), shape.filter_lanes());
+        // The chunks that hold taps (a row may have room for one more).
+        let chunks = window.div_ceil(WINDOW_CHUNK);
         let (pooled_h, pooled_w) = shape.pooled();
         let positions = shape.positions(true);
         let out_w = g.out_w();
-        // A row of `col_t`, and a winner's from its pool window's top left.
-        let row_len = chunks * WINDOW_CHUNK;
-        let winners = [0, 1, out_w, out_w + 1].map(|pixel| pixel * row_len);
+        // A row of `col_t`, and where each pixel of a pool window starts
+        // from its top left's.
+        let row_len = shape.window_lanes();
+        let pixel_offsets = [0, 1, out_w, out_w + 1].map(|pixel| pixel * row_len);
         let rows = grad_w.chunks_exact_mut(window).zip(grad_b.iter_mut());
         for (f, (grad_w, grad_b)) in rows.enumerate() {
             let values = &pooled[f * positions..][..positions];
@@ -625,10 +648,10 @@ impl<T: Element> Gradient<'_, T> {
                     let (values, grads) = (&values[first..][..pooled_w], &grads[first..][..pooled_w]);
                     // Pooled value `px` of the row: its gradient through the
                     // ReLU, and where its winner's row of `col_t` starts.
-                    let (codes, row_at) = (&codes[first * lanes_len + f..], 2 * py * out_w * row_len);
+                    let (codes, row_at) = (&codes[first * filter_lanes + f..], 2 * py * out_w * row_len);
                     let term = |px: usize| {
-                        let code = usize::from(codes[px * lanes_len] & 3);
-                        let at = row_at + 2 * px * row_len + winners[code];
+                        let code = usize::from(codes[px * filter_lanes] & 3);
+                        let at = row_at + 2 * px * row_len + pixel_offsets[code];
                         (relu_grad(values[px], grads[px]), at)
                     };
                     for px in 0..pooled_w / 2 {
@@ -644,14 +667,17 @@ impl<T: Element> Gradient<'_, T> {
                 if chunk == 0 {
                     *grad_b += even.1 + odd.1;
                 }
-                // Whole vectors added, then the window's taps kept.
+                // Whole vectors added, then the window's taps kept: adding
+                // only the taps' lanes, LLVM split the sums into pieces of
+                // registers, one of them kept in memory (8.7 against 7.5 us
+                // an image).
                 let mut sums = even.0;
                 for (sums, odd) in sums.iter_mut().zip(&odd.0) {
                     for (sum, &odd) in sums.iter_mut().zip(odd) {
                         *sum += odd;
                     }
                 }
-                for (out, &sum) in grad_w[first_tap.min(end)..end].iter_mut().zip(sums.as_flattened()) {
+                for (out, &sum) in grad_w[first_tap..end].iter_mut().zip(sums.as_flattened()) {
                     *out += sum;
                 }
             }
@@ -660,18 +686,21 @@ impl<T: Element> Gradient<'_, T> {
 }
 
 /// [`Image::run`] and [`Gradient::run`] compiled for AVX-512 or AVX2 and
-/// FMA: each array of [`LANES`] values one or two vectors, where the
+/// FMA: each array of [`LANES`] values one, two or four vectors, where the
 /// crates' baseline (SSE2) has 4 lanes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
 fn forward_avx512<T: Element>(image: Image<'_, T>) {
-    image.run::<true>()
+    match size_of::<T>() == 4 {
+        true => image.run::<true, true>(),
+        false => image.run::<true, false>(),
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn forward_avx2<T: Element>(image: Image<'_, T>) {
-    image.run::<true>()
+    image.run::<true, false>()
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -703,7 +732,7 @@ impl Features {
 
     /// [`Gradient::run`] compiled for these features.
     fn direct_gradient<T: Element>(self, gradient: Gradient<'_, T>, sums: (&mut [T], &mut [T])) {
-        // SAFETY: as in `forward` above.
+        // SAFETY: as in `direct_forward` above.
         unsafe {
             match self {
                 Features::Avx512 => gradient_avx512(gradient, sums),
@@ -755,7 +784,7 @@ mod tests {
     }
 
     fn portable<T: Element>(image: Image<'_, T>) {
-        image.run::<false>()
+        image.run::<false, false>()
     }
 
     /// A way to run [`forward`]'s tiles, by name.
@@ -830,6 +859,11 @@ mod tests {
                 let (f, p) = (i / positions, i % positions);
                 assert_eq!(codes[p * shape.filter_lanes() + f], winner, "{case:?} {name} code {i}");
             }
+            // The lanes past `FN` (zero filters and bias) pool zeros: the first wins.
+            for p in 0..positions {
+                let lanes = &codes[p * shape.filter_lanes()..][..shape.filter_lanes()];
+                assert!(lanes[shape.filters..].iter().all(|&code| code == 0), "{case:?} {name}");
+            }
         }
     }
 
@@ -842,26 +876,29 @@ mod tests {
     }
 
     #[test]
-    fn ties_keep_the_first_pixel_and_a_window_at_or_below_zero_pools_to_zero() {
+    fn ties_keep_the_first_pixel_and_nan_stays_only_as_the_first() {
         // One filter, one channel, 1x1: the output is the image times 2.
-        let shape = shape_of(((1, 2, 4), (1, 1), 0, 1));
+        let shape = shape_of(((1, 2, 8), (1, 1), 0, 1));
         let mut filters = DirectFilters::<f32>::new();
         filters.pack(&[2.0], &[0.0], &shape);
-        // Windows: [1, 3 | 3, 0], [-1, -2 | 0, -5].
-        let x = [1.0, 3.0, -1.0, -2.0, 3.0, 0.0, 0.0, -5.0];
-        let (mut y, mut codes) = (vec![0.0; 2], vec![9u8; shape.codes_len()]);
+        // Windows: [1, 3 | 3, 0], [-1, -2 | 0, -5], [NaN, 3 | 1, 0], [1, NaN | 0, 2].
+        let nan = f32::NAN;
+        let x = [
+            1.0, 3.0, -1.0, -2.0, nan, 3.0, 1.0, nan, 3.0, 0.0, 0.0, -5.0, 1.0, 0.0, 0.0, 2.0,
+        ];
+        let (mut y, mut codes) = (vec![0.0; 4], vec![9u8; shape.codes_len()]);
         let mut scratch = vec![0.0; shape.scratch_len(true)];
-        forward(
-            &filters,
-            &x,
-            DirectOutput::Pooled {
-                y: &mut y,
-                codes: &mut codes,
-            },
-            &mut scratch,
-        );
-        assert_eq!(y, [6.0, 0.0]);
-        assert_eq!([codes[0], codes[LANES]], [1, 0], "the first 6, the first 0");
+        let out = DirectOutput::Pooled {
+            y: &mut y,
+            codes: &mut codes,
+        };
+        forward(&filters, &x, out, &mut scratch);
+        // The ReLU keeps a NaN, and no later pixel is greater than it; a
+        // NaN after the first is never greater than the best.
+        assert_eq!([y[0], y[1], y[3]], [6.0, 0.0, 4.0]);
+        assert!(y[2].is_nan());
+        let codes: Vec<u8> = (0..4).map(|p| codes[p * LANES]).collect();
+        assert_eq!(codes, [1, 0, 0, 3], "the first 6, the first 0, the NaN, the 4");
     }
 
     /// [`pooled_filter_gradient`] against `G col^T` with `G` written out
