@@ -181,12 +181,12 @@ impl Trained {
         }
     }
 
-    /// The record of a batch `input` whose output went on through a ReLU
-    /// and a pool taken on.
-    fn pooled<T: Element>(input: &Tensor<T>) -> Self {
+    /// The record of a batch `input` (taken in through a ReLU or not)
+    /// whose output went on through a ReLU and a pool taken on.
+    fn pooled<T: Element>(input: &Tensor<T>, relu_first: bool) -> Self {
         Trained {
             pooled: true,
-            ..Trained::of(input, false)
+            ..Trained::of(input, relu_first)
         }
     }
 }
@@ -452,7 +452,7 @@ impl<T: Element> Convolution<T> {
         let g = shape.geometry;
         assert_eq!(
             self.trained,
-            Trained::pooled(input),
+            Trained::pooled(input, false),
             "Convolution backward without forward_train_relu_pool on this batch"
         );
         let (ph, pw) = shape.pooled();
@@ -509,7 +509,7 @@ impl<T: Element> Convolution<T> {
         self.add_shares(ShareLayout::Filters, (0, share_len, runs.tasks));
         if let Some(grad_input) = grad_input {
             let mut grad_output = std::mem::replace(&mut self.pooled_grad, Tensor::zeros(&[0]));
-            self.scatter_pooled_grad(&shape, (pooled, grad_pooled), &mut grad_output);
+            self.scatter_pooled_grad((&g, shape.filter_lanes()), (pooled, grad_pooled), &mut grad_output);
             self.grad_input_im2col(&g, input, grad_output.as_slice(), grad_input);
             self.pooled_grad = grad_output;
         }
@@ -520,13 +520,13 @@ impl<T: Element> Convolution<T> {
     /// (the pool's backward, then the ReLU's), zeros elsewhere.
     fn scatter_pooled_grad(
         &self,
-        shape: &DirectShape,
+        (g, filter_lanes): (&ConvGeometry, usize),
         (pooled, grad_pooled): (&Tensor<T>, &Tensor<T>),
         grad_output: &mut Tensor<T>,
     ) {
-        let g = &shape.geometry;
-        let (filters, (ph, pw)) = (self.filters(), shape.pooled());
-        let (out_len, codes_len, filter_lanes) = (filters * ph * pw, shape.codes_len(), shape.filter_lanes());
+        // The winners' codes, `[OH/2 OW/2, filter_lanes]` an image.
+        let (filters, (ph, pw)) = (self.filters(), (g.out_h() / 2, g.out_w() / 2));
+        let (out_len, codes_len) = (filters * ph * pw, ph * pw * filter_lanes);
         let (windows, out_w) = (g.windows(), g.out_w());
         grad_output.resize(&[pooled.rows(), filters, g.out_h(), out_w]);
         grad_output
@@ -551,6 +551,74 @@ impl<T: Element> Convolution<T> {
                     }
                 }
             });
+    }
+
+    /// The shifted route's layout and Winograd's shape for this batch,
+    /// where Winograd serves the forward pass (its output is even: a 2x2
+    /// pool after it drops nothing).
+    fn winograd_layout(&self, input: &Tensor<T>) -> Option<(ShiftedLayout, WinogradShape)> {
+        let layout = self.shifted_layout(input)?;
+        Some((layout, layout.winograd?))
+    }
+
+    /// A Winograd task's forward through a ReLU and a 2x2 pool taken on:
+    /// per image, padded channels last (through the ReLU before the layer
+    /// with `relu_first`), then [`winograd::forward_pooled`]. `scratch`
+    /// holds `ShiftedLayout::pooled_scratch_len` values.
+    fn forward_winograd_pooled(
+        (layout, shape, filters, b): (&ShiftedLayout, &WinogradShape, &WinogradFilters<T>, &[T]),
+        x: &[T],
+        (pooled, codes): (&mut [T], &mut [u8]),
+        scratch: &mut [T],
+        relu_first: bool,
+    ) {
+        let image_len = layout.g.image_len();
+        let (staging, rest) = scratch.split_at_mut(image_len);
+        let (padded, work) = rest.split_at_mut(shape.padded_len());
+        let pooled_len = shape.pooled_len();
+        let images = x.chunks_exact(image_len).zip(pooled.chunks_exact_mut(pooled_len));
+        for ((image, y), codes) in images.zip(codes.chunks_exact_mut(pooled_len)) {
+            layout.pad_channels_last(image, staging, padded, relu_first);
+            winograd::forward_pooled(filters, shape, (padded, Some(b)), (y, codes), work);
+        }
+    }
+
+    /// Backward after [`Layer::forward_train_relu_pool`] by Winograd: `G`
+    /// written out from the pool's gradient and the winners, then the
+    /// shifted route's backward over it, as after the three layers (with
+    /// the ReLU before the layer, `relu_first`).
+    fn backward_winograd_pooled(
+        &mut self,
+        layout: ShiftedLayout,
+        (input, relu_first): (&Tensor<T>, bool),
+        (pooled, grad_pooled): (&Tensor<T>, &Tensor<T>),
+        grad_input: Option<&mut Tensor<T>>,
+    ) {
+        let pooled_record = Trained::pooled(input, relu_first);
+        assert_eq!(
+            self.trained, pooled_record,
+            "Convolution backward without forward_train_relu_pool on this batch"
+        );
+        let g = layout.g;
+        let pooled_shape = [input.rows(), self.filters(), g.out_h() / 2, g.out_w() / 2];
+        assert_eq!(
+            pooled.shape(),
+            pooled_shape,
+            "Convolution backward: the pool's output does not fit"
+        );
+        assert_eq!(
+            grad_pooled.shape(),
+            pooled_shape,
+            "Convolution backward: the pool's gradient does not fit its output"
+        );
+        let mut grad_output = std::mem::replace(&mut self.pooled_grad, Tensor::zeros(&[0]));
+        self.scatter_pooled_grad((&g, self.filters()), (pooled, grad_pooled), &mut grad_output);
+        // The shifted backward checks for its own forward pass's record:
+        // the one this pass would have left, but for the pool.
+        self.trained = Trained::of(input, relu_first);
+        self.backward_shifted(layout, input, &grad_output, grad_input, relu_first);
+        self.trained = pooled_record;
+        self.pooled_grad = grad_output;
     }
 
     /// [`Layer::forward`] on the shifted route; with `relu_first`, `input`
@@ -615,10 +683,17 @@ impl<T: Element> Convolution<T> {
                 }
             });
         self.trained = Trained::of(input, relu_first);
-        // Room for either backward route: the choice follows `G`'s share of
-        // nonzero values, and a switch between steps must not allocate. (The
-        // turned filters are packed again by each dense backward; here only
-        // their buffers are sized, once.)
+        self.reserve_shifted_backward(layout, runs);
+    }
+
+    /// Room for either backward route of the shifted route: the choice
+    /// follows `G`'s share of nonzero values, and a switch between steps
+    /// must not allocate. (The turned filters are packed again by each
+    /// dense backward; here only their buffers are sized, once.)
+    fn reserve_shifted_backward(&mut self, layout: ShiftedLayout, runs: Runs) {
+        let g = &layout.g;
+        let filters = self.filters();
+        let scratch_len = layout.run_scratch_len();
         let taps = g.filter_h * g.filter_w;
         if self.turned.rows() != g.channels || self.turned.steps() != filters * taps {
             layout.pack_turned(&self.w, &mut self.turned);
@@ -1798,81 +1873,151 @@ impl<T: Element> Layer<T> for Convolution<T> {
         true
     }
 
-    /// Off the shifted route, by the direct sums ([`tensor::direct`]) with
-    /// the ReLU and the pool done on each 2x2 block of outputs in
-    /// registers: the pooled values equal the three layers' up to rounding
-    /// (the sums go in another order than the GEMM's).
-    fn forward_relu_pool(&self, input: &Tensor<T>, pooled: &mut Tensor<T>) -> bool {
-        let Some(shape) = self.direct_shape(input) else {
+    /// Off the shifted route (not after a ReLU), by the direct sums
+    /// ([`tensor::direct`]) with the ReLU and the pool done on each 2x2
+    /// block of outputs in registers: the pooled values equal the three
+    /// layers' up to rounding (the sums go in another order than the
+    /// GEMM's). Where Winograd serves the forward pass, by
+    /// [`winograd::forward_pooled`]: the layers' bits.
+    fn forward_relu_pool(&self, input: &Tensor<T>, relu_first: bool, pooled: &mut Tensor<T>) -> bool {
+        if let Some(shape) = self.direct_shape(input) {
+            if relu_first {
+                return false;
+            }
+            let (ph, pw) = shape.pooled();
+            pooled.resize(&[input.rows(), self.filters(), ph, pw]);
+            let mut filters = DirectFilters::new();
+            filters.pack(self.w.as_slice(), self.b.as_slice(), &shape);
+            let (image_len, out_len, codes_len) = (
+                shape.geometry.image_len(),
+                self.filters() * shape.positions(true),
+                shape.codes_len(),
+            );
+            let scratch_len = Self::direct_scratch_len(&shape, shape.scratch_len(true));
+            // A task's buffers for each piece of the batch rayon splits off,
+            // allocated per call (the codes are not kept).
+            input
+                .as_slice()
+                .par_chunks(IMAGES_PER_TASK * image_len)
+                .zip(pooled.as_mut_slice().par_chunks_mut(IMAGES_PER_TASK * out_len))
+                .for_each_init(
+                    || (vec![T::ZERO; scratch_len], vec![0u8; IMAGES_PER_TASK * codes_len]),
+                    |(scratch, codes), (x, y)| {
+                        let codes = &mut codes[..x.len() / image_len * codes_len];
+                        Self::forward_direct_pooled((&filters, &shape), x, (y, codes), scratch);
+                    },
+                );
+            return true;
+        }
+        let Some((layout, shape)) = self.winograd_layout(input) else {
             return false;
         };
         let (ph, pw) = shape.pooled();
         pooled.resize(&[input.rows(), self.filters(), ph, pw]);
-        let mut filters = DirectFilters::new();
-        filters.pack(self.w.as_slice(), self.b.as_slice(), &shape);
-        let (image_len, out_len, codes_len) = (
-            shape.geometry.image_len(),
-            self.filters() * shape.positions(true),
-            shape.codes_len(),
-        );
-        let scratch_len = Self::direct_scratch_len(&shape, shape.scratch_len(true));
-        // A task's buffers for each piece of the batch rayon splits off,
-        // allocated per call (the codes are not kept).
+        let mut filters = WinogradFilters::new();
+        filters.pack(self.w.as_slice(), &shape);
+        let (image_len, pooled_len) = (layout.g.image_len(), shape.pooled_len());
+        let scratch_len = image_len + shape.padded_len() + shape.pooled_scratch_len();
+        let weights = (&layout, &shape, &filters, self.b.as_slice());
         input
             .as_slice()
             .par_chunks(IMAGES_PER_TASK * image_len)
-            .zip(pooled.as_mut_slice().par_chunks_mut(IMAGES_PER_TASK * out_len))
+            .zip(pooled.as_mut_slice().par_chunks_mut(IMAGES_PER_TASK * pooled_len))
             .for_each_init(
-                || (vec![T::ZERO; scratch_len], vec![0u8; IMAGES_PER_TASK * codes_len]),
+                || (vec![T::ZERO; scratch_len], vec![0u8; IMAGES_PER_TASK * pooled_len]),
                 |(scratch, codes), (x, y)| {
-                    let codes = &mut codes[..x.len() / image_len * codes_len];
-                    Self::forward_direct_pooled((&filters, &shape), x, (y, codes), scratch);
+                    let codes = &mut codes[..x.len() / image_len * pooled_len];
+                    Self::forward_winograd_pooled(weights, x, (y, codes), scratch, relu_first);
                 },
             );
         true
     }
 
-    fn forward_train_relu_pool(&mut self, input: &Tensor<T>, pooled: &mut Tensor<T>, _rng: &mut LayerRng) -> bool {
-        let Some(shape) = self.direct_shape(input) else {
+    fn forward_train_relu_pool(
+        &mut self,
+        input: &Tensor<T>,
+        relu_first: bool,
+        pooled: &mut Tensor<T>,
+        _rng: &mut LayerRng,
+    ) -> bool {
+        if let Some(shape) = self.direct_shape(input) {
+            if relu_first {
+                return false;
+            }
+            let (ph, pw) = shape.pooled();
+            pooled.resize(&[input.rows(), self.filters(), ph, pw]);
+            self.direct.pack(self.w.as_slice(), self.b.as_slice(), &shape);
+            let (image_len, out_len, codes_len) = (
+                shape.geometry.image_len(),
+                self.filters() * shape.positions(true),
+                shape.codes_len(),
+            );
+            self.pool_codes.resize(input.rows() * codes_len, 0);
+            let runs = Runs::new(input.rows());
+            let scratch_len = Self::direct_scratch_len(&shape, shape.scratch_len(true));
+            grow(&mut self.scratch, runs.slots * scratch_len);
+            let filters = &self.direct;
+            input
+                .as_slice()
+                .par_chunks(runs.chunk(image_len))
+                .zip(pooled.as_mut_slice().par_chunks_mut(runs.chunk(out_len)))
+                .zip(self.pool_codes.par_chunks_mut(runs.chunk(codes_len)))
+                .zip(self.scratch.as_mut_slice().par_chunks_mut(scratch_len))
+                .for_each(|(((x, y), codes), scratch)| {
+                    Self::forward_direct_pooled((filters, &shape), x, (y, codes), scratch);
+                });
+            self.trained = Trained::pooled(input, false);
+            return true;
+        }
+        let Some((layout, shape)) = self.winograd_layout(input) else {
             return false;
         };
         let (ph, pw) = shape.pooled();
         pooled.resize(&[input.rows(), self.filters(), ph, pw]);
-        self.direct.pack(self.w.as_slice(), self.b.as_slice(), &shape);
-        let (image_len, out_len, codes_len) = (
-            shape.geometry.image_len(),
-            self.filters() * shape.positions(true),
-            shape.codes_len(),
-        );
-        self.pool_codes.resize(input.rows() * codes_len, 0);
+        self.winograd.pack(self.w.as_slice(), &shape);
+        let (image_len, pooled_len) = (layout.g.image_len(), shape.pooled_len());
+        self.pool_codes.resize(input.rows() * pooled_len, 0);
         let runs = Runs::new(input.rows());
-        let scratch_len = Self::direct_scratch_len(&shape, shape.scratch_len(true));
+        // The run's scratch is sized for the backward routes too
+        // (`reserve_shifted_backward`), the forward's at its start.
+        let scratch_len = layout
+            .run_scratch_len()
+            .max(image_len + shape.padded_len() + shape.pooled_scratch_len());
         grow(&mut self.scratch, runs.slots * scratch_len);
-        let filters = &self.direct;
+        let weights = (&layout, &shape, &self.winograd, self.b.as_slice());
         input
             .as_slice()
             .par_chunks(runs.chunk(image_len))
-            .zip(pooled.as_mut_slice().par_chunks_mut(runs.chunk(out_len)))
-            .zip(self.pool_codes.par_chunks_mut(runs.chunk(codes_len)))
+            .zip(pooled.as_mut_slice().par_chunks_mut(runs.chunk(pooled_len)))
+            .zip(self.pool_codes.par_chunks_mut(runs.chunk(pooled_len)))
             .zip(self.scratch.as_mut_slice().par_chunks_mut(scratch_len))
             .for_each(|(((x, y), codes), scratch)| {
-                Self::forward_direct_pooled((filters, &shape), x, (y, codes), scratch);
+                Self::forward_winograd_pooled(weights, x, (y, codes), scratch, relu_first);
             });
-        self.trained = Trained::pooled(input);
+        layout.fill_offsets(&mut self.offsets);
+        self.reserve_shifted_backward(layout, runs);
+        self.trained = Trained::pooled(input, relu_first);
         true
     }
 
     fn backward_relu_pool(
         &mut self,
         input: &Tensor<T>,
-        pooled: &Tensor<T>,
-        grad_pooled: &Tensor<T>,
+        relu_first: bool,
+        (pooled, grad_pooled): (&Tensor<T>, &Tensor<T>),
         grad_input: Option<&mut Tensor<T>>,
     ) -> bool {
-        let Some(shape) = self.direct_shape(input) else {
+        if let Some(shape) = self.direct_shape(input) {
+            if relu_first {
+                return false;
+            }
+            self.backward_direct_pooled(shape, input, (pooled, grad_pooled), grad_input);
+            return true;
+        }
+        let Some((layout, _)) = self.winograd_layout(input) else {
             return false;
         };
-        self.backward_direct_pooled(shape, input, (pooled, grad_pooled), grad_input);
+        self.backward_winograd_pooled(layout, (input, relu_first), (pooled, grad_pooled), grad_input);
         true
     }
 
@@ -2329,52 +2474,78 @@ mod tests {
     }
 
     #[test]
-    fn a_relu_and_pool_taken_on_match_the_three_layers() {
+    fn a_relu_and_pool_taken_on_match_the_layers() {
         use crate::{Pooling, Relu};
-        // One channel (5x5 filters, an output of odd width whose last
-        // column the pool drops; 3x3 with a pad), and two channels with a
-        // pad as wide as the filter; batches of 7 (two tasks, the second
-        // short) and none.
-        let cases = [([4, 1, 5, 5], 0), ([18, 1, 3, 3], 1), ([3, 2, 2, 2], 2)];
-        for ((filters, pad), images) in cases.into_iter().flat_map(|case| [(case, 7), (case, 0)]) {
+        // The direct sums: one channel (5x5 filters, an output of odd width
+        // whose last column the pool drops; 3x3 with a pad), and two
+        // channels with a pad as wide as the filter (rounding apart from the
+        // GEMM's). Winograd: 16 and 32 filters, pads 1 and 2, after a ReLU
+        // taken on or not (the layers' bits). Batches of 7 (two tasks, the
+        // second short) and none.
+        let cases = [
+            ([4, 1, 5, 5], 0, false, 1e-13),
+            ([18, 1, 3, 3], 1, false, 1e-13),
+            ([3, 2, 2, 2], 2, false, 1e-13),
+            ([16, 16, 3, 3], 1, false, 0.0),
+            ([16, 16, 3, 3], 1, true, 0.0),
+            ([32, 16, 3, 3], 2, true, 0.0),
+        ];
+        for ((filters, pad, relu_first, tolerance), images) in cases.into_iter().flat_map(|case| [(case, 7), (case, 0)])
+        {
             let mut rng = LayerRng::seed_from_u64(3);
             let mut fused = random_layer(filters, 1, pad, &mut rng);
             let mut alone = fused.clone();
-            let (mut relu, mut pool) = (Relu::new(), Pooling::new(2, 2, 2, 0));
-            let x = Tensor::randn(&[images, filters[1], 12, 11], 1.0, &mut rng);
-            let [mut y, mut r, mut p, mut pooled, mut inference] = std::array::from_fn(|_| Tensor::zeros(&[0]));
-            alone.forward_train(&x, &mut y, &mut rng);
+            let (mut relu_before, mut relu, mut pool) = (Relu::new(), Relu::new(), Pooling::new(2, 2, 2, 0));
+            let x = Tensor::randn(&[images, filters[1], 12, 12], 1.0, &mut rng);
+            let [mut x_relu, mut y, mut r, mut p, mut pooled, mut inference] =
+                std::array::from_fn(|_| Tensor::zeros(&[0]));
+            relu_before.forward_train(&x, &mut x_relu, &mut rng);
+            let x_in = if relu_first { &x_relu } else { &x };
+            alone.forward_train(x_in, &mut y, &mut rng);
             relu.forward_train(&y, &mut r, &mut rng);
             pool.forward_train(&r, &mut p, &mut rng);
-            assert!(fused.forward_train_relu_pool(&x, &mut pooled, &mut rng));
-            assert_close("pooled", &pooled, &p, 1e-14);
-            assert!(fused.forward_relu_pool(&x, &mut inference));
-            assert_eq!(inference, pooled, "inference gives training's bits");
+            let what = format!("{filters:?} pad {pad} relu_first {relu_first} {images} images");
+            assert!(
+                fused.forward_train_relu_pool(&x, relu_first, &mut pooled, &mut rng),
+                "{what}"
+            );
+            assert_close(&format!("pooled {what}"), &pooled, &p, tolerance);
+            assert!(fused.forward_relu_pool(&x, relu_first, &mut inference));
+            assert_eq!(inference, pooled, "inference gives training's bits: {what}");
             let dp = Tensor::randn(p.shape(), 1.0, &mut rng);
-            let [mut dr, mut dy, mut dx, mut dx_fused] = std::array::from_fn(|_| Tensor::zeros(&[0]));
+            let [mut dr, mut dy, mut dx_in, mut dx, mut dx_fused] = std::array::from_fn(|_| Tensor::zeros(&[0]));
             pool.backward(&r, &p, &dp, Some(&mut dr));
             relu.backward(&y, &r, &dr, Some(&mut dy));
-            alone.backward(&x, &y, &dy, Some(&mut dx));
-            assert!(fused.backward_relu_pool(&x, &pooled, &dp, Some(&mut dx_fused)));
-            assert_close("dx", &dx_fused, &dx, 1e-14);
-            assert_close("dW", &fused.grad_w, &alone.grad_w, 1e-13);
-            assert_close("db", &fused.grad_b, &alone.grad_b, 1e-13);
+            alone.backward(x_in, &y, &dy, Some(&mut dx_in));
+            match relu_first {
+                true => relu_before.backward(&x, &x_relu, &dx_in, Some(&mut dx)),
+                false => dx = dx_in,
+            }
+            assert!(fused.backward_relu_pool(&x, relu_first, (&pooled, &dp), Some(&mut dx_fused)));
+            assert_close(&format!("dx {what}"), &dx_fused, &dx, tolerance);
+            assert_close(&format!("dW {what}"), &fused.grad_w, &alone.grad_w, tolerance);
+            assert_close(&format!("db {what}"), &fused.grad_b, &alone.grad_b, tolerance);
             // Again, and without the input gradient: the same bits.
             let (grad_w, grad_b) = (fused.grad_w.clone(), fused.grad_b.clone());
             let mut dx_again = Tensor::zeros(&[0]);
-            assert!(fused.backward_relu_pool(&x, &pooled, &dp, Some(&mut dx_again)));
+            assert!(fused.backward_relu_pool(&x, relu_first, (&pooled, &dp), Some(&mut dx_again)));
             assert_eq!(dx_again, dx_fused);
-            assert!(fused.backward_relu_pool(&x, &pooled, &dp, None));
+            assert!(fused.backward_relu_pool(&x, relu_first, (&pooled, &dp), None));
             assert_eq!((&fused.grad_w, &fused.grad_b), (&grad_w, &grad_b));
         }
-        // The shifted route (stride 1 over several channels) declines.
         let mut rng = LayerRng::seed_from_u64(4);
+        let mut y = Tensor::zeros(&[0]);
+        // The direct sums do not take a ReLU before the layer.
+        let mut direct = random_layer([4, 1, 3, 3], 1, 0, &mut rng);
+        let x = Tensor::randn(&[2, 1, 6, 6], 1.0, &mut rng);
+        assert!(!direct.forward_relu_pool(&x, true, &mut y));
+        assert!(!direct.forward_train_relu_pool(&x, true, &mut y, &mut rng));
+        // The shifted products without Winograd (2 channels) decline.
         let mut shifted = random_layer([4, 2, 3, 3], 1, 1, &mut rng);
         let x = Tensor::randn(&[2, 2, 6, 6], 1.0, &mut rng);
-        let mut y = Tensor::zeros(&[0]);
-        assert!(!shifted.forward_relu_pool(&x, &mut y));
-        assert!(!shifted.forward_train_relu_pool(&x, &mut y, &mut rng));
-        assert!(!shifted.backward_relu_pool(&x, &y, &y, None));
+        assert!(!shifted.forward_relu_pool(&x, false, &mut y));
+        assert!(!shifted.forward_train_relu_pool(&x, false, &mut y, &mut rng));
+        assert!(!shifted.backward_relu_pool(&x, false, (&y, &y), None));
     }
 
     #[test]
@@ -2386,7 +2557,7 @@ mod tests {
         let mut y = Tensor::zeros(&[0]);
         layer.forward_train(&x, &mut y, &mut rng);
         let pooled = Tensor::zeros(&[2, 4, 2, 2]);
-        layer.backward_relu_pool(&x, &pooled, &pooled, None);
+        layer.backward_relu_pool(&x, false, (&pooled, &pooled), None);
     }
 
     /// A training forward pass on `[2, C, H, W]`, then backward on a batch

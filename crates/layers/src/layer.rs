@@ -146,38 +146,47 @@ pub trait Layer<T: Element>: Send + Sync {
 
     /// [`Layer::forward`], then a ReLU and the book's 2x2 max pool of stride
     /// 2, into `pooled`, without this layer's output or the ReLU's written
-    /// out (SimpleConvNet's convolution -> ReLU -> pool: the pool writes a
-    /// quarter of what it reads). Must give the three layers' values up to
-    /// rounding (the sums may go in another order than this layer's own
-    /// forward pass), the same for any thread count. Returns `false`,
-    /// having done nothing, where this layer cannot (the default): the
-    /// three layers then run on their own.
-    fn forward_relu_pool(&self, _input: &Tensor<T>, _pooled: &mut Tensor<T>) -> bool {
+    /// out (SimpleConvNet's convolution -> ReLU -> pool, DeepConvNet's
+    /// second, fourth and sixth: the pool writes a quarter of what it
+    /// reads). With `relu_first`, `input` is a ReLU's input, taken in
+    /// through it as [`Layer::forward_after_relu`] does. Must give the
+    /// layers' values up to rounding (the sums may go in another order than
+    /// this layer's own forward pass), the same for any thread count.
+    /// Returns `false`, having done nothing, where this layer cannot (the
+    /// default): the layers then run on their own.
+    fn forward_relu_pool(&self, _input: &Tensor<T>, _relu_first: bool, _pooled: &mut Tensor<T>) -> bool {
         false
     }
 
     /// [`Layer::forward_relu_pool`] in training mode, keeping what
     /// [`Layer::backward_relu_pool`] needs; `false` (doing nothing) where
     /// this layer cannot.
-    fn forward_train_relu_pool(&mut self, _input: &Tensor<T>, _pooled: &mut Tensor<T>, _rng: &mut LayerRng) -> bool {
+    fn forward_train_relu_pool(
+        &mut self,
+        _input: &Tensor<T>,
+        _relu_first: bool,
+        _pooled: &mut Tensor<T>,
+        _rng: &mut LayerRng,
+    ) -> bool {
         false
     }
 
-    /// Backward after a [`Layer::forward_train_relu_pool`] on `input` that
-    /// gave `pooled`: from `dL/d(pooled)` through the pool, the ReLU and
-    /// this layer, overwrites the parameter gradients and, when
-    /// `grad_input` is `Some`, resizes it to `input`'s shape and writes
-    /// `dL/d(input)`: the three backward passes' values up to rounding.
-    /// Must return `true` (and do this) whenever `forward_train_relu_pool`
-    /// did on that input, which [`crate::Sequential`] asserts; `false`
-    /// (doing nothing) where the layer cannot take the three on. It may
-    /// panic where it can but the last training forward pass was not a
-    /// `forward_train_relu_pool` on this batch.
+    /// Backward after a [`Layer::forward_train_relu_pool`] on `input` (with
+    /// the same `relu_first`) that gave `pooled`: from `dL/d(pooled)`
+    /// through the pool, the ReLU and this layer (and the ReLU before it),
+    /// overwrites the parameter gradients and, when `grad_input` is `Some`,
+    /// resizes it to `input`'s shape and writes `dL/d(input)`: the layers'
+    /// backward passes' values up to rounding. Must return `true` (and do
+    /// this) whenever `forward_train_relu_pool` did on that input, which
+    /// [`crate::Sequential`] asserts; `false` (doing nothing) where the
+    /// layer cannot take them on. It may panic where it can but the last
+    /// training forward pass was not a `forward_train_relu_pool` on this
+    /// batch.
     fn backward_relu_pool(
         &mut self,
         _input: &Tensor<T>,
-        _pooled: &Tensor<T>,
-        _grad_pooled: &Tensor<T>,
+        _relu_first: bool,
+        (_pooled, _grad_pooled): (&Tensor<T>, &Tensor<T>),
         _grad_input: Option<&mut Tensor<T>>,
     ) -> bool {
         false

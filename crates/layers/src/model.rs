@@ -109,6 +109,9 @@ enum Taken {
     ReluBefore,
     /// The ReLU and the 2x2 pool after it ([`Layer::forward_train_relu_pool`]).
     ReluPoolAfter,
+    /// The ReLU before it and the ReLU and the 2x2 pool after it
+    /// ([`Layer::forward_train_relu_pool`] with `relu_first`).
+    ReluBeforeReluPoolAfter,
 }
 
 impl<T: Element> Clone for Sequential<T> {
@@ -368,10 +371,10 @@ impl<T: Element> Sequential<T> {
     /// convolution of stride 1 over several channels) leaves its own output
     /// unwritten, and so do a layer and the ReLU after it where the layer
     /// takes on that ReLU and the 2x2 pool after it
-    /// ([`Layer::forward_relu_pool`]: a convolution of stride 1 off the
-    /// shifted route, over one channel or with a pad at least as wide as
-    /// its filter);
-    /// without, every layer's output is there.
+    /// ([`Layer::forward_relu_pool`]: a convolution of stride 1 over one
+    /// channel or with a pad at least as wide as its filter, or one that
+    /// goes by Winograd), the ReLU before it too where it can; without,
+    /// every layer's output is there.
     fn forward_into<'a>(
         layers: &[Box<dyn Layer<T>>],
         x: &Tensor<T>,
@@ -384,12 +387,21 @@ impl<T: Element> Sequential<T> {
             let input = if i == 0 { x } else { &done[i - 1] };
             if take_relus
                 && Self::relu_with_successor(layers, i)
+                && Self::relu_pool_after(layers, i + 1)
+                && layers[i + 1].forward_relu_pool(input, true, &mut rest[3])
+            {
+                i += 4;
+                continue;
+            }
+            if take_relus
+                && Self::relu_with_successor(layers, i)
                 && layers[i + 1].forward_after_relu(input, &mut rest[1])
             {
                 i += 2;
                 continue;
             }
-            if take_relus && Self::relu_pool_after(layers, i) && layers[i].forward_relu_pool(input, &mut rest[2]) {
+            if take_relus && Self::relu_pool_after(layers, i) && layers[i].forward_relu_pool(input, false, &mut rest[2])
+            {
                 i += 3;
                 continue;
             }
@@ -409,15 +421,22 @@ impl<T: Element> Sequential<T> {
         while i < count {
             let (done, rest) = self.activations.split_at_mut(i);
             let input = if i == 0 { x } else { &done[i - 1] };
-            if Self::relu_with_successor(&self.layers, i)
-                && self.layers[i + 1].forward_train_after_relu(input, &mut rest[1], rng)
+            let relu_next = Self::relu_with_successor(&self.layers, i);
+            if relu_next
+                && Self::relu_pool_after(&self.layers, i + 1)
+                && self.layers[i + 1].forward_train_relu_pool(input, true, &mut rest[3], rng)
             {
+                self.taken[i + 1] = Taken::ReluBeforeReluPoolAfter;
+                i += 4;
+                continue;
+            }
+            if relu_next && self.layers[i + 1].forward_train_after_relu(input, &mut rest[1], rng) {
                 self.taken[i + 1] = Taken::ReluBefore;
                 i += 2;
                 continue;
             }
             if Self::relu_pool_after(&self.layers, i)
-                && self.layers[i].forward_train_relu_pool(input, &mut rest[2], rng)
+                && self.layers[i].forward_train_relu_pool(input, false, &mut rest[2], rng)
             {
                 self.taken[i] = Taken::ReluPoolAfter;
                 i += 3;
@@ -562,6 +581,7 @@ impl<T: Element> Sequential<T> {
             let last = end - 1;
             let (first, owner) = match (last.checked_sub(2).map(|i| self.taken[i]), self.taken[last]) {
                 (Some(Taken::ReluPoolAfter), _) => (last - 2, last - 2),
+                (Some(Taken::ReluBeforeReluPoolAfter), _) => (last - 3, last - 2),
                 (_, Taken::ReluBefore) => (last - 1, last),
                 _ => (last, last),
             };
@@ -581,7 +601,10 @@ impl<T: Element> Sequential<T> {
                     true
                 }
                 Taken::ReluBefore => layer.backward_after_relu(input, output, grad_output, grad_input),
-                Taken::ReluPoolAfter => layer.backward_relu_pool(input, output, grad_output, grad_input),
+                Taken::ReluPoolAfter => layer.backward_relu_pool(input, false, (output, grad_output), grad_input),
+                Taken::ReluBeforeReluPoolAfter => {
+                    layer.backward_relu_pool(input, true, (output, grad_output), grad_input)
+                }
             };
             assert!(
                 done,
@@ -852,6 +875,26 @@ mod tests {
         let took = check_against_layer_by_layer(model, &x, &[1, 0, 2], 0.0);
         use Taken::{Nothing as O, ReluBefore as R};
         assert_eq!(took, [O, R, O, O, O, O]);
+    }
+
+    /// DeepConvNet's pattern, ReLU -> convolution by Winograd -> ReLU ->
+    /// pool: the convolution takes on all four, with the layers' bits.
+    #[test]
+    fn a_relu_before_and_a_relu_and_pool_after_taken_by_winograd() {
+        use Taken::{Nothing as O, ReluBeforeReluPoolAfter as B};
+        let model = crate::NetSpec::new(&[16, 8, 8])
+            .conv_with(16, 3, 1, 1)
+            .relu()
+            .conv_with(16, 3, 1, 1)
+            .relu()
+            .pool(2)
+            .affine(3)
+            .init(crate::Init::He)
+            .build::<f64>(5)
+            .unwrap();
+        let x = Tensor::<f64>::randn(&[6, 16, 8, 8], 1.0, &mut LayerRng::seed_from_u64(6));
+        let took = check_against_layer_by_layer(model, &x, &[0, 2, 1, 2, 1, 0], 0.0);
+        assert_eq!(took, [O, O, B, O, O, O]);
     }
 
     /// A convolution over one channel first (no input gradient), and one

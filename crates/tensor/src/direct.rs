@@ -453,9 +453,8 @@ fn tile<T: Element, const VECS: usize, const BLOCKS: usize, const FUSED: bool>(
     sums
 }
 
-/// A 2x2 block's four sums plus the bias, through the ReLU, pooled: the
-/// maximum (a later pixel wins only when greater) into `out_last[at..]`,
-/// which pixel gave it into `codes[at..]`, a vector of filters at a time.
+/// A 2x2 block's four sums plus the bias, pooled ([`relu_pool`]) into
+/// `out_last[at..]` and `codes[at..]`, a vector of filters at a time.
 #[inline(always)]
 fn pool_block<T: Element, const VECS: usize>(
     sums: &[[[T; LANES]; VECS]; 4],
@@ -464,20 +463,30 @@ fn pool_block<T: Element, const VECS: usize>(
     at: usize,
 ) {
     for (v, bias) in bias.iter().enumerate() {
-        let pixel = |a: usize, l: usize| relu(sums[a][v][l] + bias[l]);
-        let mut best: [T; LANES] = std::array::from_fn(|l| pixel(0, l));
-        let mut code = [0u8; LANES];
-        for a in 1..4 {
-            for (l, (best, code)) in best.iter_mut().zip(&mut code).enumerate() {
-                let value = pixel(a, l);
-                if value > *best {
-                    (*best, *code) = (value, a as u8);
-                }
-            }
-        }
+        let pixels: [[T; LANES]; 4] = std::array::from_fn(|a| std::array::from_fn(|l| sums[a][v][l] + bias[l]));
+        let (best, code) = relu_pool(&pixels);
         put(out_last, at + v * LANES, &best);
         put(codes, at + v * LANES, &code);
     }
+}
+
+/// A 2x2 window's four pixels (top left, top right, bottom left, bottom
+/// right), [`LANES`] filters each, through the ReLU and pooled, lane by
+/// lane: the maximum (a later pixel wins only when greater, as the pool
+/// layer's rule) and which pixel gave it.
+#[inline(always)]
+pub(crate) fn relu_pool<T: Element>(pixels: &[[T; LANES]; 4]) -> ([T; LANES], [u8; LANES]) {
+    let mut best: [T; LANES] = pixels[0].map(relu);
+    let mut code = [0u8; LANES];
+    for (a, pixel) in pixels.iter().enumerate().skip(1) {
+        for ((best, code), &value) in best.iter_mut().zip(&mut code).zip(pixel) {
+            let value = relu(value);
+            if value > *best {
+                (*best, *code) = (value, a as u8);
+            }
+        }
+    }
+    (best, code)
 }
 
 /// Each output pixel's window of the padded image (`[C, Hp, Wp]`) in a row

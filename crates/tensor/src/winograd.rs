@@ -50,6 +50,7 @@
 //! fixed sequence of operations, whatever the threads: a caller that splits
 //! the images over threads gets the same bits for any number of them.
 
+use crate::direct::relu_pool;
 use crate::shifted::multiply_add;
 #[cfg(target_arch = "x86_64")]
 use crate::shifted::Features;
@@ -121,6 +122,23 @@ impl WinogradShape {
     /// the outputs channels last.
     pub fn scratch_len(&self) -> usize {
         TILE_VALUES * BLOCK_TILES * (self.channels + self.filters) + self.out_len()
+    }
+
+    /// `(OH / 2, OW / 2)`: the output of a 2x2 pool of stride 2 after it.
+    pub fn pooled(&self) -> (usize, usize) {
+        (self.out.0 / 2, self.out.1 / 2)
+    }
+
+    /// Values of one image's pooled output, `FN OH/2 OW/2`, and bytes of
+    /// [`forward_pooled`]'s `codes`.
+    pub fn pooled_len(&self) -> usize {
+        self.out_len() / 4
+    }
+
+    /// The scratch [`forward_pooled`] needs: [`forward`]'s and the pooled
+    /// values channels last.
+    pub fn pooled_scratch_len(&self) -> usize {
+        self.scratch_len() + self.pooled_len()
     }
 }
 
@@ -220,7 +238,44 @@ pub fn forward<T: Element>(
     y: &mut [T],
     scratch: &mut [T],
 ) {
-    forward_by(detected, (filters, shape), (padded, bias), y, scratch);
+    forward_by(detected, (filters, shape), (padded, bias), Output::Plain(y), scratch);
+}
+
+/// [`forward`], then a ReLU and a 2x2 max pool of stride 2, as the layers
+/// take them (the ReLU layer's `x <= 0` rule, a later pixel of a window
+/// winning only when greater): `pooled` (`[FN, OH/2, OW/2]`) has the bits
+/// of [`forward`]'s `y` through those two, and `codes` (`[OH/2 OW/2, FN]`)
+/// which pixel of each window won (0 top left, 1 top right, 2 bottom left,
+/// 3 bottom right; as [`crate::direct::DirectOutput::Pooled`]). `scratch`
+/// holds at least [`WinogradShape::pooled_scratch_len`] values. The pool
+/// reads the outputs channels last, in cache, and only the pooled quarter
+/// is transposed.
+///
+/// # Panics
+/// As [`forward`], or when `pooled` or `codes` is not
+/// [`WinogradShape::pooled_len`] long.
+pub fn forward_pooled<T: Element>(
+    filters: &WinogradFilters<T>,
+    shape: &WinogradShape,
+    (padded, bias): (&[T], Option<&[T]>),
+    (pooled, codes): (&mut [T], &mut [u8]),
+    scratch: &mut [T],
+) {
+    forward_by(
+        detected,
+        (filters, shape),
+        (padded, bias),
+        Output::Pooled(pooled, codes),
+        scratch,
+    );
+}
+
+/// Where [`forward_by`] writes an image's output.
+enum Output<'a, T> {
+    /// `y`, `[FN, OH, OW]`.
+    Plain(&'a mut [T]),
+    /// The pooled values and the codes of [`forward_pooled`].
+    Pooled(&'a mut [T], &'a mut [u8]),
 }
 
 /// [`Image::run`] on the widest instruction set this CPU has.
@@ -237,7 +292,7 @@ fn forward_by<T: Element>(
     run: impl FnOnce(Image<'_, T>),
     (packed, shape): (&WinogradFilters<T>, &WinogradShape),
     (padded, bias): (&[T], Option<&[T]>),
-    y: &mut [T],
+    out: Output<'_, T>,
     scratch: &mut [T],
 ) {
     assert!(shape.fits(), "winograd: {shape:?} does not fit");
@@ -247,17 +302,39 @@ fn forward_by<T: Element>(
         bias.is_none_or(|bias| bias.len() == shape.filters),
         "winograd: one bias a filter"
     );
-    assert_eq!(y.len(), shape.out_len(), "winograd: y must be [FN, OH, OW]");
+    let scratch_len = match &out {
+        Output::Plain(y) => {
+            assert_eq!(y.len(), shape.out_len(), "winograd: y must be [FN, OH, OW]");
+            shape.scratch_len()
+        }
+        Output::Pooled(pooled, codes) => {
+            assert_eq!(
+                pooled.len(),
+                shape.pooled_len(),
+                "winograd: pooled must be [FN, OH/2, OW/2]"
+            );
+            assert_eq!(
+                codes.len(),
+                shape.pooled_len(),
+                "winograd: codes must be [OH/2 OW/2, FN]"
+            );
+            shape.pooled_scratch_len()
+        }
+    };
     assert!(
-        scratch.len() >= shape.scratch_len(),
-        "winograd: scratch of {} values, {} needed",
+        scratch.len() >= scratch_len,
+        "winograd: scratch of {} values, {scratch_len} needed",
         scratch.len(),
-        shape.scratch_len()
     );
     let (channels, filters) = (shape.channels, shape.filters);
     let (v, rest) = scratch.split_at_mut(TILE_VALUES * BLOCK_TILES * channels);
     let (m, rest) = rest.split_at_mut(TILE_VALUES * BLOCK_TILES * filters);
-    let y_last = &mut rest[..shape.out_len()];
+    let (y_last, rest) = rest.split_at_mut(shape.out_len());
+    let (y, pool) = match out {
+        Output::Plain(y) => (y, None),
+        Output::Pooled(pooled, codes) => (pooled, Some((&mut rest[..shape.pooled_len()], codes))),
+    };
+    let pooling = pool.is_some();
     let image = Image {
         shape,
         padded,
@@ -266,10 +343,15 @@ fn forward_by<T: Element>(
         v,
         m,
         y_last: &mut *y_last,
+        pool,
     };
     run(image);
-    let positions = shape.out.0 * shape.out.1;
-    transpose((y_last, filters), (positions, filters), (y, positions));
+    let (ph, pw) = shape.pooled();
+    let (last, positions) = match pooling {
+        true => (&rest[..shape.pooled_len()], ph * pw),
+        false => (&*y_last, shape.out.0 * shape.out.1),
+    };
+    transpose((last, filters), (positions, filters), (y, positions));
 }
 
 /// Tiles (2x2 blocks of outputs) taken through the three steps at a time,
@@ -290,6 +372,9 @@ struct Image<'a, T> {
     v: &'a mut [T],
     m: &'a mut [T],
     y_last: &'a mut [T],
+    /// Pooled, the pooled values channels last (`[OH/2 OW/2, FN]`) and
+    /// the codes.
+    pool: Option<(&'a mut [T], &'a mut [u8])>,
 }
 
 /// [`LANES`] values from `at` in `values`, as an array (a vector); zeros
@@ -332,7 +417,7 @@ fn sub<T: Element>(a: &[T; LANES], b: &[T; LANES]) -> [T; LANES] {
 
 impl<T: Element> Image<'_, T> {
     /// The image a block of tiles at a time: their `V`, their 16
-    /// products, their outputs.
+    /// products, their outputs; then, pooled, the pool over the outputs.
     #[inline(always)]
     fn run<const FUSED: bool>(self) {
         let Image {
@@ -343,6 +428,7 @@ impl<T: Element> Image<'_, T> {
             v,
             m,
             y_last,
+            pool,
         } = self;
         let tiles = shape.tiles_per_image();
         for first in (0..tiles).step_by(BLOCK_TILES) {
@@ -350,6 +436,9 @@ impl<T: Element> Image<'_, T> {
             inputs(shape, padded, block.clone(), v);
             products::<T, FUSED>(shape, v, u, block.len(), m);
             outputs(shape, m, bias, block, y_last);
+        }
+        if let Some((pooled_last, codes)) = pool {
+            pool_outputs(shape, y_last, pooled_last, codes);
         }
     }
 }
@@ -453,6 +542,29 @@ fn outputs<T: Element>(
     }
 }
 
+/// The outputs (`[OH, OW, FN]`) through the ReLU and the 2x2 pool
+/// ([`crate::direct::relu_pool`]), [`LANES`] filters at a time, into
+/// `pooled_last` (`[OH/2 OW/2, FN]`) and `codes`.
+#[inline(always)]
+fn pool_outputs<T: Element>(shape: &WinogradShape, y_last: &[T], pooled_last: &mut [T], codes: &mut [u8]) {
+    let (filters, out_w) = (shape.filters, shape.out.1);
+    let (ph, pw) = shape.pooled();
+    for py in 0..ph {
+        for px in 0..pw {
+            let at = (py * pw + px) * filters;
+            for f in (0..filters).step_by(LANES) {
+                let pixels: [[T; LANES]; 4] =
+                    std::array::from_fn(|a| lanes(y_last, ((2 * py + a / 2) * out_w + 2 * px + a % 2) * filters + f));
+                let (best, code) = relu_pool(&pixels);
+                put(pooled_last, at + f, &best);
+                if let Some(out) = codes.get_mut(at + f..).and_then(|rest| rest.first_chunk_mut::<LANES>()) {
+                    *out = code;
+                }
+            }
+        }
+    }
+}
+
 /// [`Image::run`] compiled for AVX-512 or AVX2 and FMA: each array of
 /// [`LANES`] values one or two vectors, where the crates' baseline (SSE2)
 /// has 4 lanes.
@@ -524,7 +636,7 @@ mod tests {
         let mut filters = WinogradFilters::new();
         filters.pack(&w, &shape);
         let mut y = vec![T::from_f64(99.0); shape.out_len()];
-        let mut scratch = vec![T::from_f64(f64::NAN); shape.scratch_len()];
+        let mut scratch = vec![T::from_f64(f64::NAN); shape.pooled_scratch_len()];
         forward(&filters, &shape, &x, Some(&bias), &mut y, &mut scratch);
         assert_eq!(y, direct(&shape, &x, &w, &bias), "{shape:?}");
         forward(&filters, &shape, &x, None, &mut y, &mut scratch);
@@ -538,7 +650,7 @@ mod tests {
             run,
             (&filters, &shape),
             (&x, Some(&bias)),
-            &mut y_portable,
+            Output::Plain(&mut y_portable),
             &mut scratch,
         );
         assert_eq!(y_portable, direct(&shape, &x, &w, &bias), "{shape:?} portable");
@@ -546,8 +658,45 @@ mod tests {
         if Features::detect().is_some() {
             let mut y_avx2 = vec![T::from_f64(99.0); shape.out_len()];
             let run = |image: Image<'_, T>| Features::Avx2.forward(image);
-            forward_by(run, (&filters, &shape), (&x, Some(&bias)), &mut y_avx2, &mut scratch);
+            forward_by(
+                run,
+                (&filters, &shape),
+                (&x, Some(&bias)),
+                Output::Plain(&mut y_avx2),
+                &mut scratch,
+            );
             assert_eq!(y_avx2, direct(&shape, &x, &w, &bias), "{shape:?} AVX2");
+        }
+        // Through the ReLU and the pool: the same bits as `y` through them,
+        // the first of tied pixels (exact values tie often) winning.
+        let y = direct(&shape, &x, &w, &bias);
+        let (out_h, out_w) = shape.out;
+        let (ph, pw) = shape.pooled();
+        let relu = |v: T| if v <= T::ZERO { T::ZERO } else { v };
+        let mut pooled = vec![T::from_f64(99.0); shape.pooled_len()];
+        let mut codes = vec![9u8; shape.pooled_len()];
+        forward_pooled(
+            &filters,
+            &shape,
+            (&x, Some(&bias)),
+            (&mut pooled, &mut codes),
+            &mut scratch,
+        );
+        for f in 0..shape.filters {
+            for py in 0..ph {
+                for px in 0..pw {
+                    let pixel = |a: usize| relu(y[(f * out_h + 2 * py + a / 2) * out_w + 2 * px + a % 2]);
+                    let mut best = (pixel(0), 0);
+                    for a in 1..4 {
+                        if pixel(a) > best.0 {
+                            best = (pixel(a), a as u8);
+                        }
+                    }
+                    let p = py * pw + px;
+                    assert_eq!(pooled[f * ph * pw + p], best.0, "{shape:?} pooled");
+                    assert_eq!(codes[p * shape.filters + f], best.1, "{shape:?} code");
+                }
+            }
         }
     }
 
