@@ -555,7 +555,7 @@ fn pool_outputs<T: Element>(shape: &WinogradShape, y_last: &[T], pooled_last: &m
             for f in (0..filters).step_by(LANES) {
                 let pixels: [[T; LANES]; 4] =
                     std::array::from_fn(|a| lanes(y_last, ((2 * py + a / 2) * out_w + 2 * px + a % 2) * filters + f));
-                let (best, code) = relu_pool(&pixels);
+                let (best, code) = relu_pool(|a, l| pixels[a][l]);
                 put(pooled_last, at + f, &best);
                 if let Some(out) = codes.get_mut(at + f..).and_then(|rest| rest.first_chunk_mut::<LANES>()) {
                     *out = code;
