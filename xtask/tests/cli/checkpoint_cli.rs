@@ -3,7 +3,7 @@
 //! one line that says why. And the numbers the commands print: `eval`'s
 //! accuracy from its one pass, a divergence's learning rate.
 
-mod common;
+use crate::common;
 
 use common::{command, text};
 use std::path::Path;

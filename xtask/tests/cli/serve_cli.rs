@@ -1,7 +1,7 @@
 //! `cargo xtask serve` through its API, as the page uses it: a server on an
 //! ephemeral port, requests over plain TCP.
 
-mod common;
+use crate::common;
 
 use common::{command, text};
 use std::io::{BufRead, Read, Write};

@@ -3,7 +3,7 @@
 //! run file goes, fetches that get nothing, and the flags that bound a run
 //! before it writes anything (counts, `--max-memory`).
 
-mod common;
+use crate::common;
 
 use common::{command, read_until, run, text};
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! The commands as a person runs them: exit codes, messages, files left behind.
 
-mod common;
+use crate::common;
 
 use common::{command, last_json, read_until, run, text};
 use std::path::Path;

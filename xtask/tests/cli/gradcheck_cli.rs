@@ -3,7 +3,7 @@
 //! cost is bounded before any work, and a failure blames the side the
 //! evidence points at.
 
-mod common;
+use crate::common;
 
 use common::{last_json, text};
 use std::path::Path;
