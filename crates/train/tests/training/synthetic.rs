@@ -2,7 +2,7 @@
 //! any thread count, it stops on divergence keeping the last good weights,
 //! and it writes its records.
 
-mod common;
+use crate::common;
 
 use common::toy_set;
 use layers::{Activation, Init, OptimizerConfig, OptimizerKind};
