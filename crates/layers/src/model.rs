@@ -463,7 +463,11 @@ impl<T: Element> Sequential<T> {
     /// [`Sequential::predict`] through caller-owned buffers, so that several
     /// threads can evaluate one shared model. Afterwards `scratch[i]` holds
     /// layer `i`'s output, every layer's (a page showing a network's
-    /// feature maps reads them): no ReLU is taken into the next layer here.
+    /// feature maps reads them): no layer does another's work here. Where
+    /// [`Sequential::predict`] has a convolution take on the ReLU and pool
+    /// after it by the direct sums (one channel, as SimpleConvNet's), the
+    /// logits may differ from these in the last bits (the sums go in
+    /// another order); elsewhere they are the same.
     pub fn predict_with<'a>(
         &self,
         x: &Tensor<T>,

@@ -682,6 +682,19 @@ mod tests {
             (&mut pooled, &mut codes),
             &mut scratch,
         );
+        // The same bits on every instruction set: the portable code, and
+        // AVX2's on an AVX-512 CPU.
+        let mut runs: Vec<fn(Image<'_, T>)> = vec![|image| image.run::<false>()];
+        #[cfg(target_arch = "x86_64")]
+        if Features::detect().is_some() {
+            runs.push(|image| Features::Avx2.forward(image));
+        }
+        for run in runs {
+            let (mut pooled_by, mut codes_by) = (vec![T::from_f64(99.0); pooled.len()], vec![9u8; codes.len()]);
+            let out = Output::Pooled(&mut pooled_by, &mut codes_by);
+            forward_by(run, (&filters, &shape), (&x, Some(&bias)), out, &mut scratch);
+            assert_eq!((&pooled_by, &codes_by), (&pooled, &codes), "{shape:?} pooled");
+        }
         for f in 0..shape.filters {
             for py in 0..ph {
                 for px in 0..pw {
