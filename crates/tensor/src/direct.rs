@@ -136,8 +136,8 @@ impl DirectShape {
     }
 
     /// A row of `col_t` ([`window_columns`]): a window's `K = C FH FW`
-    /// taps, and room to copy its last row [`ROW_LANES`] at a time,
-    /// rounded up to [`WINDOW_CHUNK`].
+    /// taps, and room to copy its last row 8 taps at a time, rounded up to
+    /// 32 (the gradient's chunk of taps).
     pub fn window_lanes(&self) -> usize {
         let g = &self.geometry;
         let room = ROW_LANES.saturating_sub(g.filter_w);
@@ -495,8 +495,8 @@ pub(crate) fn relu_pool<T: Element>(pixel: impl Fn(usize, usize) -> T) -> ([T; L
 /// taps in `W`'s order. Past them each row holds what a copy brought in
 /// (the next values of the image's row) or what `col_t` held before:
 /// [`pooled_filter_gradient`] multiplies those lanes but never keeps them.
-/// Rows of taps up to [`ROW_LANES`] wide are copied that many at a time,
-/// each over the end of the one before.
+/// Rows of taps up to 8 wide are copied 8 at a time, each over the end of
+/// the one before.
 ///
 /// # Panics
 /// When `shape` does not [fit](DirectShape::fits) or a buffer does not fit it.
