@@ -25,12 +25,13 @@ pub fn toy_set(len: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
 }
 
 /// A small net of convolutions over several channels for the 8x8 toy
-/// images: conv 4 - ReLU - conv 32 - ReLU - conv 32 - ReLU - conv 8 - ReLU -
+/// images: conv 4 - ReLU - conv 32 - ReLU - conv 32 - ReLU - conv 16 - ReLU -
 /// pool - affine 10. Its last convolution's output gradient is at most a
 /// quarter nonzero (behind the pool) and the third's about half (behind a
 /// ReLU, 32 channels): both backward passes go over the nonzero values, but
 /// for the third's input gradient, which goes by Winograd (as its forward
-/// pass does: 32 channels and filters of 3x3).
+/// pass does: 32 channels and filters of 3x3). The last goes by Winograd
+/// too, taking on the ReLU before it and the ReLU and pool after it.
 pub fn toy_channels_net() -> layers::NetSpec {
     layers::NetSpec::new(&[1, 8, 8])
         .conv_with(4, 3, 1, 1)
@@ -39,7 +40,7 @@ pub fn toy_channels_net() -> layers::NetSpec {
         .relu()
         .conv_with(32, 3, 1, 1)
         .relu()
-        .conv_with(8, 3, 1, 1)
+        .conv_with(16, 3, 1, 1)
         .relu()
         .pool(2)
         .affine(10)
